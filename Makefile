@@ -1,0 +1,42 @@
+# Cirkelline: `make run` serves the app, `make test` runs the test suite.
+# Both set up .venv on first use (and again whenever a requirements file changes).
+
+PYTHON ?= $(shell command -v python3.11 || command -v python3)
+VENV   ?= .venv
+PY     := $(VENV)/bin/python
+HOST   ?= 127.0.0.1
+PORT   ?= 7777
+
+.PHONY: run test install install-dev migrate lint bench-smoke clean
+
+$(PY):
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+
+$(VENV)/.installed: requirements.txt | $(PY)
+	$(PY) -m pip install --quiet -r requirements.txt
+	touch $@
+
+$(VENV)/.installed-dev: requirements.txt requirements-dev.txt | $(PY)
+	$(PY) -m pip install --quiet -r requirements-dev.txt
+	touch $(VENV)/.installed $@
+
+install: $(VENV)/.installed
+install-dev: $(VENV)/.installed-dev
+
+migrate: install
+	$(PY) manage.py migrate --noinput
+
+run: migrate
+	$(PY) manage.py ensure_admin
+	@echo "Cirkelline on http://$(HOST):$(PORT)  (admin: http://$(HOST):$(PORT)/admin/)"
+	$(PY) -m daphne -b $(HOST) -p $(PORT) cirkelline_site.asgi:application
+
+test: install-dev
+	$(PY) -m pytest $(PYTEST_ARGS)
+
+lint: install-dev
+	$(PY) -m ruff check .
+
+clean:
+	rm -rf $(VENV) var/*.sqlite3* var/test-db-*

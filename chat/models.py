@@ -1,0 +1,79 @@
+"""Chat sessions and runs, as agno stores them (indexed columns + the JSON payload).
+
+A session belongs to one user. Its `data` holds what agno keeps on the session (session
+state, session metrics, team data, metadata, summary) but never its runs: runs are rows of
+their own, one per team run and one per member run, so listing sessions never touches run
+payloads and loading history reads only the last few top-level runs.
+"""
+
+from __future__ import annotations
+
+import base64
+import dataclasses
+import enum
+import re
+
+from django.conf import settings
+from django.core.serializers.json import DjangoJSONEncoder
+from django.db import models
+from django.utils import timezone
+
+SESSION_ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.:-]{0,63}$")
+
+
+class PayloadEncoder(DjangoJSONEncoder):
+    """JSON for agno payloads: enums by value, bytes as base64, dataclasses and models as dicts."""
+
+    def default(self, o):
+        if isinstance(o, enum.Enum):
+            return o.value
+        if isinstance(o, (bytes, bytearray)):
+            return base64.b64encode(bytes(o)).decode("ascii")
+        if isinstance(o, (set, frozenset)):
+            return list(o)
+        if dataclasses.is_dataclass(o) and not isinstance(o, type):
+            return dataclasses.asdict(o)
+        if hasattr(o, "model_dump"):
+            return o.model_dump(mode="json")
+        try:
+            return super().default(o)
+        except TypeError:
+            return str(o)
+
+
+class ChatSession(models.Model):
+    session_id = models.CharField(max_length=64, unique=True)
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="chat_sessions")
+    session_type = models.CharField(max_length=16, default="team")
+    team_id = models.CharField(max_length=64, blank=True, default="")
+    session_name = models.CharField(max_length=255, blank=True, default="")
+    data = models.JSONField(default=dict, encoder=PayloadEncoder)
+    created_at = models.DateTimeField(default=timezone.now)
+    updated_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        indexes = [models.Index(fields=["user", "-updated_at"], name="chat_session_user_recent")]
+
+    def __str__(self) -> str:
+        return self.session_name or self.session_id
+
+
+class ChatRun(models.Model):
+    run_id = models.CharField(max_length=64, unique=True)
+    session = models.ForeignKey(ChatSession, on_delete=models.CASCADE, related_name="runs")
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="chat_runs")
+    # Set on member runs: the team run that delegated to the member.
+    parent_run_id = models.CharField(max_length=64, null=True, blank=True, db_index=True)
+    run_type = models.CharField(max_length=16)  # "team" or "agent"
+    component_id = models.CharField(max_length=64, blank=True, default="")  # team_id or agent_id
+    status = models.CharField(max_length=16, db_index=True)
+    run_index = models.IntegerField(null=True, blank=True)
+    payload = models.JSONField(default=dict, encoder=PayloadEncoder)
+    created_at = models.DateTimeField(default=timezone.now, db_index=True)
+    updated_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        indexes = [models.Index(fields=["session", "parent_run_id", "id"], name="chat_run_history")]
+
+    def __str__(self) -> str:
+        return self.run_id

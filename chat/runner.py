@@ -1,0 +1,474 @@
+"""The run service: one async core that every transport (SSE, JSON, websocket) uses.
+
+    handle = await start_run(RunRequest(...))    # checks the session, starts the run task
+    async for event in handle.events(): ...       # agno events, then exactly one terminal event
+    result = await handle.wait()                  # the outcome, for non-streaming callers
+    handle.abort("cancelled")                     # cancel endpoint / client disconnect
+
+Each run executes in a task of its own, apart from the request that started it, so:
+- a client that disconnects cannot interrupt the run's bookkeeping: the transport calls
+  `abort`, the run task stops agno, and still writes its rows;
+- cancel and the run deadline stop *everything* the run started: agno's cooperative cancel
+  flag is set, and every task spawned inside the run (member runs, tool calls, provider
+  streams) is cancelled, which closes provider connections;
+- every run ends with exactly one terminal event and exactly one `RunUsage` row, written in
+  the same transaction as agno's session and run rows (see chat.storage).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+import uuid
+import weakref
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+from agno.run.cancel import cancel_run as agno_cancel_run
+from agno.run.team import RunCancelledEvent, RunErrorEvent, TeamRunOutput
+
+from metrics.models import RunStatus
+
+from . import storage
+from .accounting import RunAccount
+from .providers import RATE_LIMIT_STATUS, model_spec
+from .runctx import RunContext, current_run
+from .team import (
+    CIRKELLINE_TEAM_ID,
+    UnknownTeam,
+    is_known_team,
+    media_for_agno,
+    prototype,
+    run_deadline,
+    team_for_run,
+)
+
+logger = logging.getLogger(__name__)
+
+# How long finalisation may wait for agno's own cleanup tasks and for the database.
+CLEANUP_GRACE = 2.0
+FLUSH_TIMEOUT = 15.0
+
+ERROR_MESSAGES = {
+    "timeout": "The run took longer than its deadline and was stopped.",
+    "rate_limited": "The AI provider is rate limiting requests right now. Please try again shortly.",
+    "provider_error": "The AI provider failed to answer. Please try again.",
+    "internal": "Something went wrong while running your request.",
+}
+
+
+class RunError(Exception):
+    """Base of the run service's refusals (mapped to HTTP/websocket errors by transports)."""
+
+
+class RunNotFound(RunError):
+    pass
+
+
+class RunAlreadyEnded(RunError):
+    def __init__(self, status: str):
+        super().__init__(status)
+        self.status = status
+
+
+@dataclass
+class Attachment:
+    """A file sent with a message; `kind` is image, audio, video or document."""
+
+    kind: str
+    name: str
+    mime_type: str
+    content: bytes
+
+
+@dataclass
+class RunRequest:
+    user_id: int
+    message: str
+    team_id: str = CIRKELLINE_TEAM_ID
+    session_id: str | None = None
+    deep_research: bool = False
+    session_state: dict | None = None
+    dependencies: dict | None = None
+    metadata: dict | None = None
+    attachments: list[Attachment] = field(default_factory=list)
+    # False: forward only content deltas, member events and the terminal event.
+    stream_events: bool = True
+    # How the client consumes the run (recorded on the usage row).
+    streamed: bool = True
+    run_id: str = field(default_factory=lambda: str(uuid.uuid4()))
+
+
+@dataclass
+class RunResult:
+    run_id: str
+    session_id: str
+    status: str  # metrics.models.RunStatus value
+    error_type: str = ""
+    message: str = ""
+    retry_after: float | None = None
+    output: TeamRunOutput | None = None
+    terminal: Any = None
+    content: str = ""
+
+    def output_dict(self) -> dict:
+        """The run as AgentOS returns it for stream=false (TeamRunOutput.to_dict())."""
+        if self.output is not None:
+            data = self.output.to_dict()
+        else:
+            data = {"run_id": self.run_id, "session_id": self.session_id, "team_id": CIRKELLINE_TEAM_ID,
+                    "content": self.content}
+        data["status"] = _AGNO_STATUS[self.status]
+        if self.error_type:
+            data["error_type"] = self.error_type
+            data["content"] = self.message
+        return data
+
+
+_AGNO_STATUS = {
+    RunStatus.COMPLETED: "COMPLETED",
+    RunStatus.CANCELLED: "CANCELLED",
+    RunStatus.ERROR: "ERROR",
+    RunStatus.RATE_LIMITED: "ERROR",
+    RunStatus.TIMED_OUT: "ERROR",
+}
+
+_END = object()
+
+
+# --- tracking the tasks a run spawns --------------------------------------------------------
+
+_tracked_loops: "weakref.WeakSet[asyncio.AbstractEventLoop]" = weakref.WeakSet()
+
+
+def _install_task_tracking(loop: asyncio.AbstractEventLoop) -> None:
+    """Make every task created inside a run belong to that run (so cancel can reach it).
+
+    A task factory runs in the creating task's context, where `current_run` names the run.
+    """
+    if loop in _tracked_loops:
+        return
+    previous = loop.get_task_factory()
+
+    def factory(loop, coro, **kwargs):
+        task = previous(loop, coro, **kwargs) if previous else asyncio.Task(coro, loop=loop, **kwargs)
+        ctx = current_run.get()
+        if ctx is not None and ctx.tasks is not None:
+            ctx.tasks.add(task)
+        return task
+
+    loop.set_task_factory(factory)
+    _tracked_loops.add(loop)
+
+
+# --- the handle --------------------------------------------------------------------------
+
+
+class RunHandle:
+    """A live run: its events, its outcome, and the way to stop it."""
+
+    def __init__(self, request: RunRequest, session_id: str, ctx: RunContext, account: RunAccount):
+        self.request = request
+        self.run_id = request.run_id
+        self.user_id = request.user_id
+        self.team_id = request.team_id
+        self.session_id = session_id
+        self.ctx = ctx
+        self.account = account
+        self.started_at = datetime.now(UTC)
+        self.abort_reason: str | None = None
+        self.result: RunResult | None = None
+        self._queue: asyncio.Queue = asyncio.Queue()
+        self._done = asyncio.Event()
+        self._task: asyncio.Task | None = None
+        self._deadline_timer: asyncio.TimerHandle | None = None
+        self._finalizing = False
+
+    @property
+    def is_finished(self) -> bool:
+        return self._done.is_set()
+
+    @property
+    def status(self) -> str:
+        return self.result.status if self.result else "running"
+
+    async def events(self) -> AsyncIterator[Any]:
+        """The run's events as they happen; the last one is its terminal event.
+
+        Consume them from one place only (each event is delivered once).
+        """
+        while True:
+            item = await self._queue.get()
+            if item is _END:
+                return
+            yield item
+
+    async def wait(self) -> RunResult:
+        await self._done.wait()
+        assert self.result is not None
+        return self.result
+
+    def abort(self, reason: str = RunStatus.CANCELLED) -> bool:
+        """Stop the run (cancel, disconnect, deadline). False if it was already ending."""
+        if self.abort_reason is not None or self._finalizing or self._task is None or self._task.done():
+            return False
+        self.abort_reason = reason
+        if self._deadline_timer is not None:
+            self._deadline_timer.cancel()
+        agno_cancel_run(self.run_id)  # cooperative: member runs check it between chunks
+        current = asyncio.current_task()
+        for task in list(self.ctx.tasks or ()):
+            if task is not current and not task.done() and task is not self._task:
+                task.cancel()
+        self._task.cancel()
+        return True
+
+    def _publish(self, event: Any) -> None:
+        self._queue.put_nowait(event)
+
+
+# --- the registry of live runs (per process) ------------------------------------------------
+
+_live: dict[str, RunHandle] = {}
+
+
+def live_run(run_id: str) -> RunHandle | None:
+    return _live.get(run_id)
+
+
+def live_runs_of(user_id: int) -> list[RunHandle]:
+    return [h for h in _live.values() if h.user_id == user_id]
+
+
+# --- starting, cancelling, looking up ------------------------------------------------------
+
+
+async def start_run(request: RunRequest) -> RunHandle:
+    """Validate the request against stored state and start the run.
+
+    Raises UnknownTeam, or storage.SessionNotFound when the session is someone else's.
+    """
+    if not is_known_team(request.team_id):
+        raise UnknownTeam(request.team_id)
+    loop = asyncio.get_running_loop()
+    _install_task_tracking(loop)
+    is_new = request.session_id is None
+    session_id = request.session_id or str(uuid.uuid4())
+    account = RunAccount(run_id=request.run_id)
+    ctx = RunContext(run_id=request.run_id, user_id=request.user_id)
+    ctx.tasks = weakref.WeakSet()
+    await storage.prefetch_session(ctx, session_id, request.user_id, is_new=is_new)
+    timeout = run_deadline(request.deep_research)
+    ctx.deadline = time.monotonic() + timeout
+
+    handle = RunHandle(request, session_id, ctx, account)
+    _live[handle.run_id] = handle
+    # The run task must not be tracked by the request's run (there is none) nor inherit one.
+    token = current_run.set(None)
+    try:
+        handle._task = loop.create_task(_drive(handle), name=f"cirkelline-run-{handle.run_id}")
+    finally:
+        current_run.reset(token)
+    handle._deadline_timer = loop.call_later(timeout, handle.abort, RunStatus.TIMED_OUT)
+    return handle
+
+
+async def cancel_run(user_id: int, run_id: str) -> RunHandle:
+    """Cancel the user's live run. Raises RunNotFound (not yours or unknown) or RunAlreadyEnded."""
+    handle = _live.get(run_id)
+    if handle is not None and handle.user_id == user_id:
+        if handle.abort(RunStatus.CANCELLED):
+            return handle
+        result = await handle.wait()
+        raise RunAlreadyEnded(result.status)
+    stored = await storage.run_for_user(user_id, run_id)
+    if stored is None:
+        raise RunNotFound(run_id)
+    raise RunAlreadyEnded(stored["status"].lower())
+
+
+# --- driving a run -----------------------------------------------------------------------
+
+
+_FORWARD_WITHOUT_EVENTS = frozenset({"TeamRunContent"})
+
+
+def _forward(request: RunRequest, event: Any) -> bool:
+    if request.stream_events:
+        return True
+    name = getattr(event, "event", "")
+    # Member events carry agent_id; agno streams them whatever stream_events says.
+    return name in _FORWARD_WITHOUT_EVENTS or getattr(event, "agent_id", None) is not None
+
+
+async def _drive(handle: RunHandle) -> None:
+    request, ctx, account = handle.request, handle.ctx, handle.account
+    current_run.set(ctx)
+    output: TeamRunOutput | None = None
+    failure: BaseException | None = None
+    stream = None
+    try:
+        team = team_for_run(request.team_id, deep_research=request.deep_research)
+        stream = team.arun(
+            input=request.message,
+            stream=True,
+            stream_events=True,
+            yield_run_output=True,
+            session_id=handle.session_id,
+            user_id=str(request.user_id),
+            run_id=handle.run_id,
+            session_state=request.session_state,
+            dependencies=request.dependencies,
+            metadata=request.metadata,
+            **media_for_agno(request.attachments),
+        )
+        async for item in stream:
+            if isinstance(item, TeamRunOutput):
+                output = item
+                continue
+            account.observe(item)
+            if account.terminal is not None:
+                continue  # agno follows TeamRunCancelled with a TeamRunCompleted: one terminal only
+            if account.is_terminal(item):
+                account.terminal = item
+                continue  # published after the run's rows are written
+            if _forward(request, item):
+                handle._publish(item)
+    except asyncio.CancelledError:
+        if handle.abort_reason is None:
+            raise  # not ours (event loop shutdown)
+        asyncio.current_task().uncancel()
+    except Exception as exc:  # agno reports run failures as events; this is a bug or a crash
+        failure = exc
+        logger.exception("run %s crashed", handle.run_id)
+    finally:
+        handle._finalizing = True
+        if handle._deadline_timer is not None:
+            handle._deadline_timer.cancel()
+    await _finalize(handle, output, failure, stream)
+
+
+def _outcome(handle: RunHandle, output: TeamRunOutput | None, failure: BaseException | None) -> RunResult:
+    account, ctx = handle.account, handle.ctx
+    result = RunResult(run_id=handle.run_id, session_id=handle.session_id, status=RunStatus.COMPLETED,
+                       output=output, content=account.partial_content)
+    terminal = account.terminal
+    name = getattr(terminal, "event", None)
+    if handle.abort_reason == RunStatus.TIMED_OUT:
+        result.status, result.error_type = RunStatus.TIMED_OUT, "timeout"
+    elif handle.abort_reason is not None or name == "TeamRunCancelled":
+        result.status = RunStatus.CANCELLED
+    elif failure is not None:
+        result.status, result.error_type = RunStatus.ERROR, "internal"
+        result.message = ERROR_MESSAGES["internal"]
+    elif name == "TeamRunError":
+        provider = ctx.last_provider_failure
+        agno_type = getattr(terminal, "error_type", "") or ""
+        if agno_type == "model_provider_error" or provider is not None:
+            if provider is not None and provider.status_code in RATE_LIMIT_STATUS:
+                result.status, result.error_type = RunStatus.RATE_LIMITED, "rate_limited"
+                result.retry_after = provider.retry_after
+            else:
+                result.status, result.error_type = RunStatus.ERROR, "provider_error"
+        else:
+            result.status, result.error_type = RunStatus.ERROR, "internal"
+    elif name != "TeamRunCompleted":
+        # agno ended without saying how (e.g. a paused run): treat as a failure, visibly.
+        result.status, result.error_type = RunStatus.ERROR, "internal"
+    if result.error_type and not result.message:
+        result.message = ERROR_MESSAGES[result.error_type]
+    return result
+
+
+def _terminal_event(handle: RunHandle, result: RunResult) -> Any:
+    """The one terminal event clients receive."""
+    terminal = handle.account.terminal
+    name = getattr(terminal, "event", None)
+    common = {"run_id": handle.run_id, "session_id": handle.session_id, "team_id": handle.team_id,
+              "team_name": prototype(handle.team_id).name}
+    if result.status == RunStatus.CANCELLED:
+        if name == "TeamRunCancelled":
+            return terminal
+        return RunCancelledEvent(**common, reason="Run cancelled", content=result.content or None)
+    if not result.error_type and name == "TeamRunCompleted":
+        return terminal
+    event = RunErrorEvent(**common, content=result.message or ERROR_MESSAGES["internal"],
+                          error_type=result.error_type or "internal", error_id=result.error_type or "internal")
+    if result.retry_after is not None:
+        event.additional_data = {"retry_after": result.retry_after}
+    return event
+
+
+def _usage_fields(handle: RunHandle, result: RunResult, finished: datetime) -> dict:
+    account, ctx = handle.account, handle.ctx
+    raw_error = ""
+    terminal = account.terminal
+    if result.error_type:
+        detail = ctx.last_provider_failure.message if ctx.last_provider_failure else getattr(terminal, "content", "")
+        raw_error = f"{result.message} [{detail or result.error_type}]"[:2000]
+    return {
+        "run_id": handle.run_id,
+        "user_id": handle.user_id,
+        "session_id": handle.session_id,
+        "team_id": handle.team_id,
+        "model": str(model_spec()),
+        "status": result.status,
+        "error_type": result.error_type,
+        "error_message": raw_error,
+        **account.tokens,
+        "model_calls": account.model_calls,
+        "member_runs": len(account.member_runs),
+        "delegations": account.delegations,
+        "retries": ctx.retries,
+        "backoff_seconds": round(ctx.backoff_seconds, 3),
+        "deep_research": handle.request.deep_research,
+        "streamed": handle.request.streamed,
+        "started_at": handle.started_at,
+        "finished_at": finished,
+        "duration_ms": int(account.elapsed() * 1000),
+        "ttft_ms": int(account.ttft * 1000) if account.ttft is not None else None,
+    }
+
+
+async def _finalize(handle: RunHandle, output, failure, stream) -> None:
+    result = _outcome(handle, output, failure)
+    try:
+        if stream is not None and failure is not None:
+            # A crash left agno's generator suspended: close it so its cleanup runs.
+            try:
+                await asyncio.wait_for(stream.aclose(), CLEANUP_GRACE)
+            except BaseException:  # noqa: BLE001 - best effort on an already failed run
+                pass
+        # agno persists an aborted run from a background task; let it land in this run's write.
+        pending = [t for t in (handle.ctx.tasks or ()) if not t.done() and t is not asyncio.current_task()]
+        if pending:
+            await asyncio.wait(pending, timeout=CLEANUP_GRACE)
+        usage = _usage_fields(handle, result, datetime.now(UTC))
+        try:
+            await asyncio.wait_for(storage.flush_run(handle.ctx, handle.session_id, usage), FLUSH_TIMEOUT)
+        except Exception as exc:  # noqa: BLE001 - the database is down or timed out
+            logger.error("run %s: could not store the run and its usage (%s: %s); usage=%s",
+                         handle.run_id, type(exc).__name__, exc,
+                         {k: v for k, v in usage.items() if k not in ("error_message",)})
+            handle.ctx.storage_errors.append(f"{type(exc).__name__}: {exc}")
+        if handle.ctx.storage_errors and result.status == RunStatus.COMPLETED:
+            result.error_type = "internal"
+            result.message = ("The answer was generated but could not be saved (the database is unavailable), "
+                              "so it is missing from the session history.")
+        result.terminal = _terminal_event(handle, result)
+    except BaseException as exc:  # noqa: BLE001 - never leave a client without a terminal event
+        logger.exception("run %s: finalisation failed", handle.run_id)
+        result.status, result.error_type, result.message = RunStatus.ERROR, "internal", ERROR_MESSAGES["internal"]
+        result.terminal = _terminal_event(handle, result)
+        if not isinstance(exc, Exception):
+            raise
+    finally:
+        handle.result = result
+        if result.terminal is not None:
+            handle._publish(result.terminal)
+        handle._publish(_END)
+        handle._done.set()
+        _live.pop(handle.run_id, None)

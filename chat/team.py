@@ -1,0 +1,266 @@
+"""The agno seam: the Cirkelline team, its specialists, and per-run team copies.
+
+The prototype team is built once per process. Every run works on its own
+`prototype.deep_copy()`; per-run configuration (deep research) is applied to that copy only,
+so concurrent runs never see each other's configuration.
+"""
+
+from __future__ import annotations
+
+import copy
+import functools
+from dataclasses import dataclass
+
+from agno.agent import Agent
+from agno.team import Team
+from agno.team.mode import TeamMode
+from agno.tools.reasoning import ReasoningTools
+from django.conf import settings
+
+from .providers import ModelSpec, build_model, model_spec
+from .storage import DjangoAgnoDb
+
+CIRKELLINE_TEAM_ID = "cirkelline"
+
+
+class UnknownTeam(LookupError):
+    pass
+
+
+@dataclass(frozen=True)
+class Specialist:
+    id: str
+    name: str
+    role: str
+    instructions: tuple[str, ...]
+
+
+SPECIALISTS: tuple[Specialist, ...] = (
+    Specialist(
+        id="research-specialist",
+        name="Research Specialist",
+        role="Researches questions of fact and explains findings with their sources and uncertainty",
+        instructions=(
+            "Answer the task you are given with facts, not guesses. Separate what is well established "
+            "from what is disputed or uncertain.",
+            "When the task depends on recent events or figures you cannot verify, say so plainly and "
+            "say what would need checking.",
+            "Structure longer answers as: a one-paragraph answer first, then the supporting points, "
+            "then sources or the kind of source that would confirm them.",
+        ),
+    ),
+    Specialist(
+        id="audio-specialist",
+        name="Audio Specialist",
+        role="Works with speech, music and sound: transcripts, summaries of recordings, audio production advice",
+        instructions=(
+            "When audio is attached, work from it: transcribe or summarise what is said, name the "
+            "speakers if they can be told apart, and note anything inaudible instead of inventing it.",
+            "Without an attachment, help with the audio task described: recording and editing advice, "
+            "podcast structure, music theory, formats and codecs.",
+            "Give timestamps (mm:ss) when you refer to a moment in a recording.",
+        ),
+    ),
+    Specialist(
+        id="video-specialist",
+        name="Video Specialist",
+        role="Works with video: describes and summarises footage, scenes and editing, plans video content",
+        instructions=(
+            "When a video is attached, describe what happens scene by scene with timestamps, then "
+            "summarise it in a few sentences.",
+            "Without an attachment, help plan, script or edit the video described: shot lists, "
+            "storyboards, pacing, formats and export settings.",
+            "Never claim to have seen details that are not in the material you were given.",
+        ),
+    ),
+    Specialist(
+        id="image-specialist",
+        name="Image Specialist",
+        role="Works with images: describes, compares and extracts text from pictures, advises on visual design",
+        instructions=(
+            "When an image is attached, describe its content precisely: objects, people (without "
+            "identifying real individuals), text in the image, layout and notable details.",
+            "Without an attachment, help with the visual task described: composition, design feedback, "
+            "prompts for image generation, formats and resolutions.",
+            "If the image is unclear or too small to read, say what cannot be made out.",
+        ),
+    ),
+    Specialist(
+        id="document-specialist",
+        name="Document Specialist",
+        role="Works with documents: summarises, extracts data from and drafts reports, contracts and letters",
+        instructions=(
+            "When a document is attached, summarise it first (purpose, key points, obligations, dates, "
+            "amounts), then answer the specific question asked about it.",
+            "Quote the exact wording when the task is about what a document says.",
+            "When drafting, match the tone and format the user asked for and keep placeholders such as "
+            "[NAME] for facts you were not given.",
+        ),
+    ),
+)
+
+LEADER_INSTRUCTIONS = (
+    "You are Cirkelline, a helpful assistant who coordinates a team of specialists.",
+    "Answer simple questions, greetings and arithmetic yourself, directly and briefly.",
+    "Delegate a task to the specialist whose role fits it: research, audio, video, images or documents. "
+    "Give the specialist a self-contained task including every detail from the conversation it needs.",
+    "When attachments come with the message, delegate to the specialist for that kind of media.",
+    "After a specialist answers, give the user one clear reply built on that answer; do not just repeat it, "
+    "and do not mention internal delegation mechanics.",
+)
+
+DEEP_RESEARCH_LEADER = (
+    "Deep research mode is on for this message: plan the research before answering. Break the question into "
+    "sub-questions and delegate them to the Research Specialist (and other specialists where media is "
+    "involved), then reconcile their answers, noting agreements, conflicts and open questions.",
+)
+
+DEEP_RESEARCH_SPECIALIST = (
+    "Deep research mode: work step by step. Use the think tool to plan, investigate each sub-question, "
+    "use the analyze tool to check your findings against each other, then report findings with the "
+    "confidence you have in each and what would change your conclusion.",
+)
+
+
+def _member(spec: Specialist, model: ModelSpec) -> Agent:
+    return Agent(
+        id=spec.id,
+        name=spec.name,
+        role=spec.role,
+        instructions=list(spec.instructions),
+        model=build_model(spec.id, model),
+        markdown=True,
+        telemetry=False,
+    )
+
+
+def build_cirkelline_team(model: ModelSpec | None = None) -> Team:
+    model = model or model_spec()
+    return Team(
+        id=CIRKELLINE_TEAM_ID,
+        name="Cirkelline",
+        description="Cirkelline answers directly or delegates to research, audio, video, image and document "
+        "specialists.",
+        mode=TeamMode.coordinate,
+        model=build_model("leader", model),
+        members=[_member(spec, model) for spec in SPECIALISTS],
+        instructions=list(LEADER_INSTRUCTIONS),
+        db=DjangoAgnoDb(),
+        add_history_to_context=True,
+        num_history_runs=settings.CIRKELLINE_HISTORY_RUNS,
+        stream_member_events=True,
+        # As AgentOS does for served teams: the stored team run embeds its member runs.
+        store_member_responses=True,
+        markdown=True,
+        telemetry=False,
+        retries=0,
+    )
+
+
+_BUILDERS = {CIRKELLINE_TEAM_ID: build_cirkelline_team}
+
+
+@functools.cache
+def prototype(team_id: str) -> Team:
+    """The process-wide prototype of a team; never run directly (see `team_for_run`)."""
+    try:
+        return _BUILDERS[team_id]()
+    except KeyError:
+        raise UnknownTeam(team_id) from None
+
+
+def team_ids() -> list[str]:
+    return list(_BUILDERS)
+
+
+def is_known_team(team_id: str) -> bool:
+    return team_id in _BUILDERS
+
+
+def apply_deep_research(team: Team) -> Team:
+    """Turn a per-run copy into its deep-research configuration (mutates the copy only)."""
+    team.instructions = list(team.instructions or []) + list(DEEP_RESEARCH_LEADER)
+    for member in team.members or []:
+        if getattr(member, "id", None) != "research-specialist":
+            continue
+        member.instructions = list(member.instructions or []) + list(DEEP_RESEARCH_SPECIALIST)
+        member.tools = list(member.tools or []) + [ReasoningTools(enable_think=True, enable_analyze=True)]
+        # Gemini can ground research in Google Search; other providers keep their defaults.
+        # deep_copy() shares model objects between copies, so this run gets its own model.
+        if type(member.model).__name__ == "CirkellineGemini":
+            member.model = copy.deepcopy(member.model)
+            member.model.search = True
+    team.tool_call_limit = max(team.tool_call_limit or 0, 12)
+    return team
+
+
+def team_for_run(team_id: str, *, deep_research: bool = False) -> Team:
+    """A fresh copy of the team for one run, configured for that run."""
+    team = prototype(team_id).deep_copy()
+    if deep_research:
+        apply_deep_research(team)
+    return team
+
+
+def media_for_agno(attachments) -> dict:
+    """agno media keyword arguments (images, audio, videos, files) for a run's attachments."""
+    from agno.media import Audio, File, Image, Video
+
+    media: dict[str, list] = {}
+    for item in attachments:
+        fmt = item.mime_type.split("/")[-1]
+        if item.kind == "image":
+            media.setdefault("images", []).append(Image(content=item.content, mime_type=item.mime_type, format=fmt))
+        elif item.kind == "audio":
+            media.setdefault("audio", []).append(Audio(content=item.content, mime_type=item.mime_type, format=fmt))
+        elif item.kind == "video":
+            media.setdefault("videos", []).append(Video(content=item.content, mime_type=item.mime_type, format=fmt))
+        else:
+            media.setdefault("files", []).append(
+                File(content=item.content, filename=item.name, mime_type=item.mime_type)
+            )
+    return media
+
+
+def run_deadline(deep_research: bool) -> float:
+    return settings.CIRKELLINE_DEEP_RESEARCH_TIMEOUT if deep_research else settings.CIRKELLINE_RUN_TIMEOUT
+
+
+def describe_team(team_id: str) -> dict:
+    """AgentOS' TeamSummaryResponse fields for GET /teams."""
+    team = prototype(team_id)
+    model = team.model
+    return {
+        "id": team.id,
+        "name": team.name,
+        "description": team.description,
+        "db_id": team.db.id if team.db else None,
+        "mode": team.mode.value if team.mode else None,
+        "model": {"id": model.id, "provider": model.get_provider(), "name": model.name} if model else None,
+        "metadata": None,
+        "sandboxed": False,
+    }
+
+
+def describe_team_detail(team_id: str) -> dict:
+    """AgentOS' TeamResponse fields for GET /teams/{team_id}."""
+    team = prototype(team_id)
+    summary = describe_team(team_id)
+    members = []
+    for member in team.members or []:
+        m = member.model
+        members.append(
+            {
+                "id": member.id,
+                "name": member.name,
+                "role": member.role,
+                "model": {"id": m.id, "provider": m.get_provider(), "name": m.name} if m else None,
+            }
+        )
+    return {
+        **summary,
+        "role": None,
+        "instructions": list(team.instructions or []),
+        "members": members,
+        "session_table": "chat_chatsession",
+    }

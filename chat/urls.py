@@ -1,0 +1,20 @@
+from django.urls import path
+from rest_framework_simplejwt.views import TokenObtainPairView, TokenRefreshView
+
+from . import views
+
+urlpatterns = [
+    path("api/token/", TokenObtainPairView.as_view(), name="token_obtain_pair"),
+    path("api/token/refresh/", TokenRefreshView.as_view(), name="token_refresh"),
+    path("health", views.health, name="health"),
+    path("config", views.config, name="config"),
+    path("teams", views.teams, name="teams"),
+    path("teams/<str:team_id>", views.team_detail, name="team-detail"),
+    path("teams/<str:team_id>/runs", views.create_run, name="team-runs"),
+    path("teams/<str:team_id>/runs/<str:run_id>", views.run_detail, name="team-run"),
+    path("teams/<str:team_id>/runs/<str:run_id>/cancel", views.cancel_run, name="team-run-cancel"),
+    path("sessions", views.sessions, name="sessions"),
+    path("sessions/<str:session_id>", views.session_detail, name="session"),
+    path("sessions/<str:session_id>/runs", views.session_runs, name="session-runs"),
+    path("sessions/<str:session_id>/rename", views.rename_session, name="session-rename"),
+]

@@ -1,0 +1,236 @@
+"""Django settings for Cirkelline.
+
+This is the only module that reads the environment. Every variable is listed, with a
+comment, in `.env.example`. Defaults give a working local server: SQLite under var/, the
+in-memory channel layer and the offline `demo` model, no keys needed.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+from datetime import timedelta
+from pathlib import Path
+
+import environ
+from django.core.exceptions import ImproperlyConfigured
+
+BASE_DIR = Path(__file__).resolve().parent.parent
+VAR_DIR = Path(os.environ.get("CIRKELLINE_VAR_DIR") or BASE_DIR / "var")
+VAR_DIR.mkdir(parents=True, exist_ok=True)
+
+env = environ.Env()
+environ.Env.read_env(BASE_DIR / ".env")  # optional; real environment variables win
+
+
+def _positive_float(name: str, default: float) -> float:
+    value = env.float(name, default=default)
+    if value <= 0:
+        raise ImproperlyConfigured(f"{name} must be a positive number, got {value!r}")
+    return value
+
+
+def _non_negative_int(name: str, default: int) -> int:
+    value = env.int(name, default=default)
+    if value < 0:
+        raise ImproperlyConfigured(f"{name} must be zero or more, got {value!r}")
+    return value
+
+
+def _secret_key() -> str:
+    """DJANGO_SECRET_KEY, or a random key generated once and kept (0600) under var/.
+
+    A hard-coded fallback would make every default install sign JWTs with a public key.
+    """
+    key = env.str("DJANGO_SECRET_KEY", default="")
+    if key:
+        return key
+    path = VAR_DIR / "secret_key"
+    if not path.exists():
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "w") as fh:
+            fh.write(secrets.token_urlsafe(50))
+    return path.read_text().strip()
+
+
+SECRET_KEY = _secret_key()
+DEBUG = env.bool("DJANGO_DEBUG", default=False)
+ALLOWED_HOSTS = env.list("DJANGO_ALLOWED_HOSTS", default=["127.0.0.1", "localhost", "[::1]"])
+CSRF_TRUSTED_ORIGINS = env.list("DJANGO_CSRF_TRUSTED_ORIGINS", default=[])
+
+INSTALLED_APPS = [
+    "daphne",  # first: its runserver replaces Django's, serving ASGI
+    "django.contrib.admin",
+    "django.contrib.auth",
+    "django.contrib.contenttypes",
+    "django.contrib.sessions",
+    "django.contrib.messages",
+    "django.contrib.staticfiles",
+    "channels",
+    "rest_framework",
+    "rest_framework_simplejwt",
+    "metrics",
+    "chat",
+]
+
+# Every middleware here is async-capable, so Django never falls back to running the
+# request path in a thread.
+MIDDLEWARE = [
+    "django.middleware.security.SecurityMiddleware",
+    "django.contrib.sessions.middleware.SessionMiddleware",
+    "django.middleware.common.CommonMiddleware",
+    "django.middleware.csrf.CsrfViewMiddleware",
+    "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "django.contrib.messages.middleware.MessageMiddleware",
+    "django.middleware.clickjacking.XFrameOptionsMiddleware",
+]
+
+ROOT_URLCONF = "cirkelline_site.urls"
+ASGI_APPLICATION = "cirkelline_site.asgi.application"
+WSGI_APPLICATION = None
+
+TEMPLATES = [
+    {
+        "BACKEND": "django.template.backends.django.DjangoTemplates",
+        "DIRS": [BASE_DIR / "templates"],
+        "APP_DIRS": True,
+        "OPTIONS": {
+            "context_processors": [
+                "django.template.context_processors.request",
+                "django.contrib.auth.context_processors.auth",
+                "django.contrib.messages.context_processors.messages",
+            ],
+        },
+    },
+]
+
+# --- Database ---------------------------------------------------------------------------
+# SQLite under var/ by default; DATABASE_URL (postgres://...) switches to PostgreSQL.
+DATABASES = {
+    "default": env.db("DATABASE_URL", default=f"sqlite:///{VAR_DIR / 'db.sqlite3'}"),
+}
+_db = DATABASES["default"]
+if _db["ENGINE"] == "django.db.backends.sqlite3":
+    _db.setdefault("OPTIONS", {}).update(
+        {
+            # WAL lets readers run beside the writer; IMMEDIATE takes the write lock at
+            # BEGIN so concurrent writers queue on `timeout` instead of failing.
+            "init_command": "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;",
+            "transaction_mode": "IMMEDIATE",
+            "timeout": 20,
+        }
+    )
+    # SQLite connections are file handles: each database thread keeps its own.
+    _db["CONN_MAX_AGE"] = None
+    # A file (not :memory:) so live-server tests in a subprocess see the test database.
+    _db.setdefault("TEST", {})["NAME"] = str(VAR_DIR / f"test-db-{os.getpid()}.sqlite3")
+elif _db["ENGINE"] in ("django.db.backends.postgresql", "django.db.backends.postgresql_psycopg2"):
+    _db["ENGINE"] = "django.db.backends.postgresql"
+    # Under ASGI a persistent connection per thread is wrong; psycopg's pool hands
+    # connections out per query batch instead.
+    _db["CONN_MAX_AGE"] = 0
+    _db.setdefault("OPTIONS", {})["pool"] = {
+        "min_size": env.int("CIRKELLINE_DB_POOL_MIN", default=1),
+        "max_size": env.int("CIRKELLINE_DB_POOL_MAX", default=20),
+        "timeout": env.float("CIRKELLINE_DB_POOL_TIMEOUT", default=10.0),
+    }
+    _db["OPTIONS"].setdefault("connect_timeout", 5)
+else:
+    raise ImproperlyConfigured(f"DATABASE_URL must be sqlite:// or postgres://, got engine {_db['ENGINE']}")
+
+DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
+
+# --- Channels ---------------------------------------------------------------------------
+REDIS_URL = env.str("REDIS_URL", default="")
+if REDIS_URL:
+    CHANNEL_LAYERS = {
+        "default": {
+            "BACKEND": "channels_redis.core.RedisChannelLayer",
+            "CONFIG": {"hosts": [REDIS_URL]},
+        }
+    }
+else:
+    CHANNEL_LAYERS = {"default": {"BACKEND": "channels.layers.InMemoryChannelLayer"}}
+
+# --- Auth -------------------------------------------------------------------------------
+AUTH_PASSWORD_VALIDATORS = [
+    {"NAME": "django.contrib.auth.password_validation.UserAttributeSimilarityValidator"},
+    {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator"},
+    {"NAME": "django.contrib.auth.password_validation.CommonPasswordValidator"},
+    {"NAME": "django.contrib.auth.password_validation.NumericPasswordValidator"},
+]
+LOGIN_URL = "/admin/login/"
+
+REST_FRAMEWORK = {
+    "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
+    "DEFAULT_PARSER_CLASSES": ["rest_framework.parsers.JSONParser", "rest_framework.parsers.FormParser",
+                               "rest_framework.parsers.MultiPartParser"],
+    "DEFAULT_AUTHENTICATION_CLASSES": [],
+    "DEFAULT_PERMISSION_CLASSES": [],
+    "UNAUTHENTICATED_USER": None,
+}
+SIMPLE_JWT = {
+    "ACCESS_TOKEN_LIFETIME": timedelta(minutes=env.int("CIRKELLINE_JWT_ACCESS_MINUTES", default=60)),
+    "REFRESH_TOKEN_LIFETIME": timedelta(days=env.int("CIRKELLINE_JWT_REFRESH_DAYS", default=7)),
+    "ALGORITHM": "HS256",
+    "SIGNING_KEY": env.str("CIRKELLINE_JWT_SIGNING_KEY", default="") or SECRET_KEY,
+    "AUTH_HEADER_TYPES": ("Bearer",),
+    "UPDATE_LAST_LOGIN": False,
+}
+
+# --- i18n / static ----------------------------------------------------------------------
+LANGUAGE_CODE = "en-us"
+TIME_ZONE = "UTC"
+USE_I18N = True
+USE_TZ = True
+STATIC_URL = "static/"
+STATIC_ROOT = VAR_DIR / "static"
+# Serve static files from the ASGI app itself (admin CSS/JS) unless a proxy does it.
+CIRKELLINE_SERVE_STATIC = env.bool("CIRKELLINE_SERVE_STATIC", default=True)
+
+# --- Cirkelline -------------------------------------------------------------------------
+CIRKELLINE_VERSION = "0.1.0"
+# The superuser `make run` creates on first start (manage.py ensure_admin).
+CIRKELLINE_ADMIN_USERNAME = env.str("CIRKELLINE_ADMIN_USERNAME", default="admin")
+CIRKELLINE_ADMIN_PASSWORD = env.str("CIRKELLINE_ADMIN_PASSWORD", default="")
+# provider:model_id, e.g. google:gemini-2.5-flash, openai:gpt-4.1-mini, openai-like:llama3.1,
+# ollama:llama3.1, demo, scripted. Empty: Gemini when a Google key is set, else OpenAI when an
+# OpenAI key is set, else the offline demo.
+CIRKELLINE_MODEL = env.str("CIRKELLINE_MODEL", default="")
+CIRKELLINE_MODEL_BASE_URL = env.str("CIRKELLINE_MODEL_BASE_URL", default="")
+CIRKELLINE_MODEL_API_KEY = env.str("CIRKELLINE_MODEL_API_KEY", default="")
+GOOGLE_API_KEY = env.str("GOOGLE_API_KEY", default="") or env.str("GEMINI_API_KEY", default="")
+OPENAI_API_KEY = env.str("OPENAI_API_KEY", default="")
+# Per provider call HTTP timeout (s); the run deadline below bounds the whole run.
+CIRKELLINE_MODEL_TIMEOUT = _positive_float("CIRKELLINE_MODEL_TIMEOUT", 60.0)
+
+CIRKELLINE_RUN_TIMEOUT = _positive_float("CIRKELLINE_RUN_TIMEOUT", 120.0)
+CIRKELLINE_DEEP_RESEARCH_TIMEOUT = _positive_float("CIRKELLINE_DEEP_RESEARCH_TIMEOUT", 600.0)
+CIRKELLINE_MAX_RETRIES = _non_negative_int("CIRKELLINE_MAX_RETRIES", 2)
+CIRKELLINE_RETRY_DELAY = _positive_float("CIRKELLINE_RETRY_DELAY", 1.0)
+# Threads that run ORM work for the run path (chat/db.py).
+CIRKELLINE_DB_THREADS = env.int("CIRKELLINE_DB_THREADS", default=8)
+CIRKELLINE_HISTORY_RUNS = _non_negative_int("CIRKELLINE_HISTORY_RUNS", 5)
+CIRKELLINE_MAX_MESSAGE_CHARS = _non_negative_int("CIRKELLINE_MAX_MESSAGE_CHARS", 32_000)
+CIRKELLINE_MAX_FILES = _non_negative_int("CIRKELLINE_MAX_FILES", 10)
+CIRKELLINE_MAX_FILE_BYTES = _non_negative_int("CIRKELLINE_MAX_FILE_BYTES", 20 * 1024 * 1024)
+# Whole request bodies (JSON/form, and multipart minus file parts) above this are refused (413).
+DATA_UPLOAD_MAX_MEMORY_SIZE = env.int("CIRKELLINE_MAX_BODY_BYTES", default=25 * 1024 * 1024)
+FILE_UPLOAD_MAX_MEMORY_SIZE = DATA_UPLOAD_MAX_MEMORY_SIZE
+
+# The scripted model (CIRKELLINE_MODEL=scripted): seconds per provider call. Tests and bench.
+CIRKELLINE_SCRIPTED_LATENCY = env.float("CIRKELLINE_SCRIPTED_LATENCY", default=0.0)
+
+LOGGING = {
+    "version": 1,
+    "disable_existing_loggers": False,
+    "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s: %(message)s"}},
+    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
+    "root": {"handlers": ["console"], "level": env.str("CIRKELLINE_LOG_LEVEL", default="INFO")},
+    "loggers": {
+        "django.server": {"level": "WARNING"},
+        # agno logs provider errors at ERROR with the full provider message; the run service
+        # reports them itself, once, without request payloads.
+        "agno": {"level": env.str("CIRKELLINE_AGNO_LOG_LEVEL", default="WARNING")},
+    },
+}

@@ -1,0 +1,11 @@
+from django.contrib import admin
+from django.urls import include, path
+
+urlpatterns = [
+    path("admin/", admin.site.urls),
+    path("", include("chat.urls")),
+]
+
+# API clients get JSON, not HTML error pages.
+handler404 = "chat.views.not_found"
+handler500 = "chat.views.server_error"

@@ -1,0 +1,99 @@
+"""Shared fixtures. Personas: alice and bob are ordinary users; staff is an admin.
+
+Every test runs offline: provider keys are blanked and the team uses the scripted model
+unless a test says otherwise.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+
+import httpx
+import pytest
+from rest_framework_simplejwt.tokens import AccessToken
+
+from chat import auth, scripted
+from chat import team as team_module
+
+
+@pytest.fixture(autouse=True)
+def offline_team(settings):
+    settings.GOOGLE_API_KEY = ""
+    settings.OPENAI_API_KEY = ""
+    settings.CIRKELLINE_MODEL = "scripted"
+    settings.CIRKELLINE_SCRIPTED_LATENCY = 0.0
+    team_module.prototype.cache_clear()
+    scripted.RECORDER.clear()
+    scripted.FAILURES.clear()
+    auth._user_cache.clear()
+    yield
+    team_module.prototype.cache_clear()
+    scripted.FAILURES.clear()
+
+
+@pytest.fixture
+def recorder() -> scripted.CallRecorder:
+    return scripted.RECORDER
+
+
+@pytest.fixture
+def failures() -> scripted.FailurePlan:
+    return scripted.FAILURES
+
+
+@pytest.fixture
+def use_latency(settings):
+    """Give every scripted provider call `seconds` of latency (rebuilds the team)."""
+
+    def apply(seconds: float) -> None:
+        settings.CIRKELLINE_SCRIPTED_LATENCY = seconds
+        team_module.prototype.cache_clear()
+
+    return apply
+
+
+@pytest.fixture
+def alice(django_user_model):
+    return django_user_model.objects.create_user("alice", password="alice-password-1")
+
+
+@pytest.fixture
+def bob(django_user_model):
+    return django_user_model.objects.create_user("bob", password="bob-password-1")
+
+
+def bearer(user) -> dict[str, str]:
+    return {"Authorization": f"Bearer {AccessToken.for_user(user)}"}
+
+
+@pytest.fixture
+async def api():
+    """An HTTP client for the ASGI application, in-process."""
+    from cirkelline_site.asgi import application
+
+    transport = httpx.ASGITransport(app=application)
+    async with httpx.AsyncClient(transport=transport, base_url="http://testserver", timeout=30) as client:
+        yield client
+
+
+@dataclass
+class Frame:
+    event: str
+    data: dict
+
+
+def parse_sse(body: str) -> list[Frame]:
+    """Split an SSE body into frames, checking AgentOS framing on the way."""
+    frames = []
+    assert body.endswith("\n\n"), "every frame ends with a blank line"
+    for chunk in body.split("\n\n"):
+        if not chunk:
+            continue
+        lines = chunk.split("\n")
+        assert len(lines) == 2, f"frame must be one event line and one data line: {chunk!r}"
+        assert lines[0].startswith("event: ") and lines[1].startswith("data: "), chunk
+        data = json.loads(lines[1][len("data: "):])
+        assert data["event"] == lines[0][len("event: "):]
+        frames.append(Frame(event=data["event"], data=data))
+    return frames

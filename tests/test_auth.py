@@ -1,0 +1,92 @@
+"""Authentication: JWTs are verified, cookies need CSRF for writes, nothing else gets in."""
+
+from __future__ import annotations
+
+import base64
+import json
+from datetime import timedelta
+
+import jwt
+import pytest
+from django.conf import settings
+from django.test import AsyncClient
+from rest_framework_simplejwt.tokens import AccessToken, RefreshToken
+
+from metrics.models import RunUsage
+
+from .conftest import bearer
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+RUNS = "/teams/cirkelline/runs"
+
+
+def _b64(data: dict) -> str:
+    return base64.urlsafe_b64encode(json.dumps(data).encode()).rstrip(b"=").decode()
+
+
+def _claims(user) -> dict:
+    return dict(AccessToken.for_user(user).payload)
+
+
+def forged_tokens(user) -> dict[str, str]:
+    claims = _claims(user)
+    good = str(AccessToken.for_user(user))
+    header, payload, signature = good.split(".")
+    other_claims = dict(claims, user_id=str(user.pk + 1000))
+    return {
+        "alg none": f"{_b64({'alg': 'none', 'typ': 'JWT'})}.{_b64(claims)}.",
+        "wrong key": jwt.encode(claims, "not-the-server-key-but-long-enough-for-hs256", algorithm="HS256"),
+        "tampered payload": f"{header}.{_b64(other_claims)}.{signature}",
+        "truncated": good[:-5],
+        "garbage": "not-a-jwt",
+        "refresh token": str(RefreshToken.for_user(user)),
+        "expired": jwt.encode(dict(claims, exp=1), settings.SIMPLE_JWT["SIGNING_KEY"], algorithm="HS256"),
+    }
+
+
+async def test_requests_without_credentials_are_401(api):
+    for method, url in [("get", "/teams"), ("post", RUNS), ("get", "/sessions"), ("get", "/sessions/abc")]:
+        response = await getattr(api, method)(url)
+        assert response.status_code == 401, url
+        assert response.headers["WWW-Authenticate"].startswith("Bearer")
+
+
+async def test_bad_tokens_are_401_and_write_nothing(api, alice):
+    for name, token in forged_tokens(alice).items():
+        response = await api.post(RUNS, data={"message": "hi", "stream": "false"},
+                                  headers={"Authorization": f"Bearer {token}"})
+        assert response.status_code == 401, name
+        assert "detail" in response.json()
+    for header in ("Token abc", "Bearer", "Basic YWxpY2U6cGFzcw=="):
+        assert (await api.get("/sessions", headers={"Authorization": header})).status_code == 401
+    assert await RunUsage.objects.acount() == 0
+
+
+async def test_an_inactive_user_is_refused(api, alice):
+    headers = bearer(alice)
+    alice.is_active = False
+    await alice.asave()
+    assert (await api.get("/sessions", headers=headers)).status_code == 401
+
+
+async def test_tokens_expire(api, alice, settings):
+    token = AccessToken.for_user(alice)
+    token.set_exp(lifetime=-timedelta(seconds=1))
+    response = await api.get("/sessions", headers={"Authorization": f"Bearer {token}"})
+    assert response.status_code == 401
+
+
+async def test_a_logged_in_browser_needs_the_csrf_token_to_post(alice):
+    client = AsyncClient(enforce_csrf_checks=True)
+    await client.aforce_login(alice)
+    assert (await client.get("/sessions")).status_code == 200
+    refused = await client.post(RUNS, {"message": "hi", "stream": "false"})
+    assert refused.status_code == 403 and "CSRF" in json.loads(refused.content)["detail"]
+    assert await RunUsage.objects.acount() == 0
+
+    await client.get("/admin/login/")  # sets the csrftoken cookie
+    csrf = client.cookies["csrftoken"].value
+    allowed = await client.post(RUNS, {"message": "hi", "stream": "false"}, headers={"X-CSRFToken": csrf})
+    assert allowed.status_code == 200, allowed.content
+    assert await RunUsage.objects.filter(user=alice).acount() == 1
