@@ -15,6 +15,12 @@ from rest_framework_simplejwt.tokens import AccessToken
 
 from chat import auth, scripted
 from chat import team as team_module
+from chat.db import run_db
+
+
+async def adb(fn, *args, **kwargs):
+    """Run ORM code from an async test the way the app does (chat.db: pooled, closed after)."""
+    return await run_db(fn, *args, **kwargs)
 
 
 @pytest.fixture(autouse=True)

@@ -6,12 +6,11 @@ import asyncio
 import json
 
 import pytest
-from asgiref.sync import sync_to_async
 
 from chat.models import ChatRun, ChatSession
 from metrics.models import RunUsage
 
-from .conftest import bearer, parse_sse
+from .conftest import adb, bearer, parse_sse
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -58,7 +57,7 @@ async def test_a_streamed_run_speaks_agentos_sse(api, alice):
     assert members and all(f.data["parent_run_id"] == run_id for f in members)
     answer = "".join(f.data.get("content", "") for f in frames if f.event == "TeamRunContent")
     assert answer == frames[-1].data["content"]
-    row = await sync_to_async(RunUsage.objects.get)(run_id=run_id)
+    row = await adb(RunUsage.objects.get, run_id=run_id)
     assert row.status == "completed" and row.streamed and row.user_id == alice.pk
 
 
@@ -83,7 +82,7 @@ async def test_a_non_streamed_run_returns_the_run_as_json(api, alice, encoding):
     assert body["status"] == "COMPLETED" and body["content"] == "4"
     assert body["team_id"] == "cirkelline" and body["run_id"] and body["session_id"]
     assert body["metrics"]["total_tokens"] > 0
-    row = await sync_to_async(RunUsage.objects.get)(run_id=body["run_id"])
+    row = await adb(RunUsage.objects.get, run_id=body["run_id"])
     assert row.status == "completed" and not row.streamed
 
 
@@ -93,8 +92,8 @@ async def test_a_session_continues_with_its_history(api, alice):
     second = (await api.post(RUNS, data={"message": "And 2+2?", "stream": "false",
                                          "session_id": first["session_id"]}, headers=bearer(alice))).json()
     assert second["session_id"] == first["session_id"]
-    runs = await sync_to_async(list)(
-        ChatRun.objects.filter(session__session_id=first["session_id"]).values_list("run_id", flat=True))
+    runs = await adb(lambda: list(
+        ChatRun.objects.filter(session__session_id=first["session_id"]).values_list("run_id", flat=True)))
     assert runs == [first["run_id"], second["run_id"]]
     history_roles = [m["role"] for m in second["messages"]]
     assert history_roles.count("user") == 2
@@ -125,7 +124,7 @@ async def test_the_body_user_id_cannot_choose_another_user(api, alice, bob):
     spoof = await api.post(RUNS, data={"message": "hi", "user_id": str(bob.pk), "stream": "false"},
                            headers=bearer(alice))
     assert spoof.status_code == 403
-    assert await sync_to_async(RunUsage.objects.count)() == 0
+    assert await adb(RunUsage.objects.count) == 0
     own = await api.post(RUNS, data={"message": "hi", "user_id": str(alice.pk), "stream": "false"},
                          headers=bearer(alice))
     by_name = await api.post(RUNS, data={"message": "hi", "user_id": "alice", "stream": "false"},
@@ -193,10 +192,10 @@ async def test_bob_cannot_continue_alices_session(api, alice, bob):
         response = await api.post(RUNS, data={"message": "tell me", "session_id": first["session_id"],
                                               "stream": stream}, headers=bearer(bob))
         assert response.status_code == 404 and response.json() == {"detail": "Session not found."}
-    assert await sync_to_async(RunUsage.objects.filter(user=bob).count)() == 0
-    session = await sync_to_async(ChatSession.objects.get)(session_id=first["session_id"])
+    assert await adb(RunUsage.objects.filter(user=bob).count) == 0
+    session = await adb(ChatSession.objects.get, session_id=first["session_id"])
     assert session.user_id == alice.pk
-    assert await sync_to_async(session.runs.count)() == 1
+    assert await adb(session.runs.count) == 1
 
 
 async def test_a_provider_failure_is_a_502_with_a_readable_message(api, alice, failures, settings):
@@ -208,7 +207,7 @@ async def test_a_provider_failure_is_a_502_with_a_readable_message(api, alice, f
     assert response.status_code == 502
     body = response.json()
     assert body["error_type"] == "provider_error" and "secret" not in body["detail"]
-    row = await sync_to_async(RunUsage.objects.get)(run_id=body["run_id"])
+    row = await adb(RunUsage.objects.get, run_id=body["run_id"])
     assert row.status == "error" and "secret details" in row.error_message  # staff can see the cause
 
 
@@ -227,7 +226,7 @@ async def test_the_run_deadline_is_a_504(api, alice, settings, use_latency):
     use_latency(1.0)
     response = await api.post(RUNS, data={"message": "hi", "stream": "false"}, headers=bearer(alice))
     assert response.status_code == 504 and response.json()["error_type"] == "timeout"
-    row = await sync_to_async(RunUsage.objects.get)(run_id=response.json()["run_id"])
+    row = await adb(RunUsage.objects.get, run_id=response.json()["run_id"])
     assert row.status == "timed_out"
 
 
@@ -253,7 +252,7 @@ async def test_concurrent_streamed_runs_take_about_as_long_as_one(api, alice, bo
     assert single[-1] == "TeamRunCompleted"
     assert all(r[-1] == "TeamRunCompleted" for r in results)
     assert concurrent_time < 1.5 * single_time, (single_time, concurrent_time)
-    assert await sync_to_async(RunUsage.objects.filter(status="completed").count)() == 21
+    assert await adb(RunUsage.objects.filter(status="completed").count) == 21
 
 
 def test_json_errors_never_leak_html(client):

@@ -9,12 +9,12 @@ from datetime import timedelta
 import jwt
 import pytest
 from django.conf import settings
-from django.test import AsyncClient
+from django.test import Client
 from rest_framework_simplejwt.tokens import AccessToken, RefreshToken
 
 from metrics.models import RunUsage
 
-from .conftest import bearer
+from .conftest import adb, bearer
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -60,13 +60,13 @@ async def test_bad_tokens_are_401_and_write_nothing(api, alice):
         assert "detail" in response.json()
     for header in ("Token abc", "Bearer", "Basic YWxpY2U6cGFzcw=="):
         assert (await api.get("/sessions", headers={"Authorization": header})).status_code == 401
-    assert await RunUsage.objects.acount() == 0
+    assert await adb(RunUsage.objects.count) == 0
 
 
 async def test_an_inactive_user_is_refused(api, alice):
     headers = bearer(alice)
     alice.is_active = False
-    await alice.asave()
+    await adb(alice.save)
     assert (await api.get("/sessions", headers=headers)).status_code == 401
 
 
@@ -77,16 +77,21 @@ async def test_tokens_expire(api, alice, settings):
     assert response.status_code == 401
 
 
-async def test_a_logged_in_browser_needs_the_csrf_token_to_post(alice):
-    client = AsyncClient(enforce_csrf_checks=True)
-    await client.aforce_login(alice)
-    assert (await client.get("/sessions")).status_code == 200
-    refused = await client.post(RUNS, {"message": "hi", "stream": "false"})
-    assert refused.status_code == 403 and "CSRF" in json.loads(refused.content)["detail"]
-    assert await RunUsage.objects.acount() == 0
+def _session_cookie(user) -> str:
+    client = Client()
+    client.force_login(user)
+    return client.cookies[settings.SESSION_COOKIE_NAME].value
 
-    await client.get("/admin/login/")  # sets the csrftoken cookie
-    csrf = client.cookies["csrftoken"].value
-    allowed = await client.post(RUNS, {"message": "hi", "stream": "false"}, headers={"X-CSRFToken": csrf})
-    assert allowed.status_code == 200, allowed.content
-    assert await RunUsage.objects.filter(user=alice).acount() == 1
+
+async def test_a_logged_in_browser_needs_the_csrf_token_to_post(api, alice):
+    api.cookies.set(settings.SESSION_COOKIE_NAME, await adb(_session_cookie, alice))
+    assert (await api.get("/sessions")).status_code == 200
+    refused = await api.post(RUNS, data={"message": "hi", "stream": "false"})
+    assert refused.status_code == 403 and "CSRF" in refused.json()["detail"]
+    assert await adb(RunUsage.objects.count) == 0
+
+    await api.get("/admin/login/")  # sets the csrftoken cookie
+    csrf = api.cookies["csrftoken"]
+    allowed = await api.post(RUNS, data={"message": "hi", "stream": "false"}, headers={"X-CSRFToken": csrf})
+    assert allowed.status_code == 200, allowed.text
+    assert await adb(RunUsage.objects.filter(user=alice).count) == 1

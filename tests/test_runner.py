@@ -11,6 +11,8 @@ from chat.models import ChatRun, ChatSession
 from chat.scripted import provider_error
 from metrics.models import RunUsage
 
+from .conftest import adb
+
 pytestmark = pytest.mark.django_db(transaction=True)
 
 TERMINAL = {"TeamRunCompleted", "TeamRunError", "TeamRunCancelled"}
@@ -34,7 +36,7 @@ async def test_a_delegated_run_bills_the_leader_and_every_member(alice, recorder
     assert [m.agent_id for m in output.member_responses] == ["research-specialist"]
     leader = output.metrics
     member = output.member_responses[0].metrics
-    row = await asyncio.to_thread(usage_row, handle.run_id)
+    row = await adb(usage_row, handle.run_id)
     assert row.input_tokens == leader.input_tokens + member.input_tokens
     assert row.output_tokens == leader.output_tokens + member.output_tokens
     assert row.total_tokens == leader.total_tokens + member.total_tokens > leader.total_tokens
@@ -82,7 +84,7 @@ async def test_every_run_leaves_one_usage_row_with_a_terminal_status(
     if terminal == "TeamRunError":
         assert events[-1].error_type == error_type
         assert events[-1].content and "Traceback" not in events[-1].content
-    rows = await asyncio.to_thread(lambda: list(RunUsage.objects.filter(run_id=handle.run_id)))
+    rows = await adb(lambda: list(RunUsage.objects.filter(run_id=handle.run_id)))
     assert len(rows) == 1 and rows[0].status == status and rows[0].error_type == error_type
 
 
@@ -98,7 +100,7 @@ async def test_cancelling_a_run_stops_it_and_records_the_tokens_spent(alice, use
 
     assert result.status == "cancelled"
     assert [e.event for e in events if e.event in TERMINAL] == ["TeamRunCancelled"]
-    row = await asyncio.to_thread(usage_row, handle.run_id)
+    row = await adb(usage_row, handle.run_id)
     assert row.status == "cancelled"
     # the leader's first call (the delegation) had completed and is billed
     assert row.model_calls == 1 and row.total_tokens > 0
@@ -123,7 +125,7 @@ async def test_the_second_message_of_a_session_sees_the_first(alice, recorder):
     leader_call = next(c for c in recorder.for_run(second.run_id) if c.model_label == "leader")
     assert leader_call.roles.count("user") == 2  # the earlier user message came from history
     assert leader_call.roles[:2] == ["system", "user"] and "assistant" in leader_call.roles
-    runs = await asyncio.to_thread(
+    runs = await adb(
         lambda: list(ChatRun.objects.filter(session__session_id=first.session_id, parent_run_id=None)
                      .values_list("run_id", flat=True))
     )
@@ -139,7 +141,7 @@ async def test_session_state_persists_across_runs(alice):
 
     # the third run's state is the stored state merged with what it brought
     assert third.output.session_state == {"cart": ["apple"], "wishlist": ["pear"]}
-    stored = await asyncio.to_thread(lambda: ChatSession.objects.get(session_id=first.session_id).data)
+    stored = await adb(lambda: ChatSession.objects.get(session_id=first.session_id).data)
     assert stored["session_data"]["session_state"] == {"cart": ["apple"], "wishlist": ["pear"]}
 
 
@@ -147,8 +149,8 @@ async def test_a_foreign_session_id_is_refused_before_anything_runs(alice, bob):
     first, _, _ = await run_to_end(alice, "hello")
     with pytest.raises(storage.SessionNotFound):
         await runner.start_run(runner.RunRequest(user_id=bob.pk, message="hi", session_id=first.session_id))
-    assert await asyncio.to_thread(lambda: RunUsage.objects.filter(user=bob).count()) == 0
-    assert await asyncio.to_thread(lambda: ChatRun.objects.filter(user=bob).count()) == 0
+    assert await adb(lambda: RunUsage.objects.filter(user=bob).count()) == 0
+    assert await adb(lambda: ChatRun.objects.filter(user=bob).count()) == 0
 
 
 async def test_retries_are_recorded_and_the_run_succeeds(alice, settings, failures):
@@ -157,7 +159,7 @@ async def test_retries_are_recorded_and_the_run_succeeds(alice, settings, failur
     failures.push(provider_error(503), times=2)
     handle, _, result = await run_to_end(alice, "hello")
     assert result.status == "completed"
-    row = await asyncio.to_thread(usage_row, handle.run_id)
+    row = await adb(usage_row, handle.run_id)
     assert row.retries == 2 and row.backoff_seconds > 0
 
 
@@ -180,7 +182,7 @@ async def test_deep_research_configuration_stays_with_its_own_run(alice, recorde
     assert all({"think", "analyze"} <= set(c.tool_names) for c in deep_member)
     assert not any("Deep research" in c.system for c in plain_leader + plain_member)
     assert not any({"think", "analyze"} & set(c.tool_names) for c in plain_member)
-    rows = await asyncio.to_thread(
+    rows = await adb(
         lambda: dict(RunUsage.objects.filter(run_id__in=[h.run_id for h in handles])
                      .values_list("run_id", "deep_research"))
     )

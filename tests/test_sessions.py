@@ -3,14 +3,13 @@
 from __future__ import annotations
 
 import pytest
-from asgiref.sync import sync_to_async
 from django.db import connection
 from django.test.utils import CaptureQueriesContext
 
 from chat import storage
 from chat.models import ChatRun, ChatSession
 
-from .conftest import bearer
+from .conftest import adb, bearer
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -77,7 +76,7 @@ async def test_rename_and_delete(api, alice):
 
     assert (await api.delete(url, headers=bearer(alice))).status_code == 204
     assert (await api.get(url, headers=bearer(alice))).status_code == 404
-    assert await sync_to_async(ChatRun.objects.filter(session__session_id=body["session_id"]).count)() == 0
+    assert await adb(ChatRun.objects.filter(session__session_id=body["session_id"]).count) == 0
 
 
 async def test_another_user_gets_404_on_every_session_route(api, alice, bob):
@@ -92,7 +91,7 @@ async def test_another_user_gets_404_on_every_session_route(api, alice, bob):
     assert [r.status_code for r in responses] == [404, 404, 404, 404]
     assert all(r.json() == {"detail": "Session not found."} for r in responses)
     assert (await api.get("/sessions", headers=bearer(bob))).json()["data"] == []
-    session = await sync_to_async(ChatSession.objects.get)(session_id=body["session_id"])
+    session = await adb(ChatSession.objects.get, session_id=body["session_id"])
     assert session.session_name == "private"  # untouched
 
 
