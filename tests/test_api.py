@@ -258,3 +258,36 @@ async def test_concurrent_streamed_runs_take_about_as_long_as_one(api, alice, bo
 def test_json_errors_never_leak_html(client):
     response = client.get("/no/such/page")
     assert response.status_code == 404 and json.loads(response.content) == {"detail": "Not found."}
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "status", "fragment"),
+    [
+        ({"content": b"{not json", "headers": {"Content-Type": "application/json"}}, 400, "not valid JSON"),
+        ({"content": b"[1, 2]", "headers": {"Content-Type": "application/json"}}, 400, "must be an object"),
+        ({"json": {"stream": False}}, 400, "'message' is required"),
+        ({"json": {"message": "   "}}, 400, "'message' is required"),
+        ({"json": {"message": 42}}, 400, "'message' is required"),
+        ({"json": {"message": "hi", "session_state": [1]}}, 400, "'session_state' must be a JSON object"),
+        ({"data": {"message": "hi", "metadata": "{broken"}}, 400, "'metadata' must be a JSON object"),
+        ({"json": {"message": "hi", "stream": "maybe"}}, 400, "'stream' must be true or false"),
+        ({"json": {"message": "hi", "session_id": "no spaces allowed"}}, 400, "Invalid session id"),
+        ({"json": {"message": "hi", "session_id": 7}}, 400, "'session_id' must be a string"),
+        ({"json": {"message": "hi", "background": True}}, 400, "Background runs"),
+        ({"json": {"message": "x" * 40_000}}, 413, "too long"),
+        ({"content": b"message=hi", "headers": {"Content-Type": "text/csv"}}, 415, "Unsupported content type"),
+    ],
+)
+async def test_malformed_run_requests_get_a_clear_4xx_and_write_nothing(api, alice, kwargs, status, fragment):
+    headers = {**bearer(alice), **kwargs.pop("headers", {})}
+    response = await api.post(RUNS, headers=headers, **kwargs)
+    assert response.status_code == status, response.text
+    assert fragment in response.json()["detail"]
+    assert await adb(RunUsage.objects.count) == 0
+    assert await adb(ChatSession.objects.count) == 0
+
+
+async def test_wrong_methods_are_405_with_allow(api, alice):
+    response = await api.get(RUNS, headers=bearer(alice))
+    assert response.status_code == 405 and response.headers["Allow"] == "POST"
+    assert (await api.delete("/health")).status_code == 405
