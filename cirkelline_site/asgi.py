@@ -20,3 +20,8 @@ if settings.CIRKELLINE_SERVE_STATIC:
     http_app = ASGIStaticFilesHandler(django_asgi_app)
 
 application = ProtocolTypeRouter({"http": http_app})
+
+if settings.CIRKELLINE_STATS_DIR:  # benchmark instrumentation only (see chat/loopstats.py)
+    from chat.loopstats import instrument
+
+    application = instrument(application, settings.CIRKELLINE_STATS_DIR)

@@ -218,6 +218,10 @@ CIRKELLINE_MAX_FILE_BYTES = _non_negative_int("CIRKELLINE_MAX_FILE_BYTES", 20 * 
 DATA_UPLOAD_MAX_MEMORY_SIZE = env.int("CIRKELLINE_MAX_BODY_BYTES", default=25 * 1024 * 1024)
 FILE_UPLOAD_MAX_MEMORY_SIZE = DATA_UPLOAD_MAX_MEMORY_SIZE
 
+# Benchmarks only: a directory where every server process writes its event-loop lag and
+# process figures once a second (chat/loopstats.py). Empty: off.
+CIRKELLINE_STATS_DIR = env.str("CIRKELLINE_STATS_DIR", default="")
+
 # The scripted model (CIRKELLINE_MODEL=scripted): seconds per provider call. Tests and bench.
 CIRKELLINE_SCRIPTED_LATENCY = env.float("CIRKELLINE_SCRIPTED_LATENCY", default=0.0)
 
