@@ -34,6 +34,7 @@ from metrics.models import RunStatus
 
 from . import storage
 from .accounting import RunAccount
+from .coordination import coordinator
 from .providers import RATE_LIMIT_STATUS, model_spec
 from .runctx import RunContext, current_run
 from .team import (
@@ -72,6 +73,15 @@ class RunAlreadyEnded(RunError):
     def __init__(self, status: str):
         super().__init__(status)
         self.status = status
+
+
+class AdmissionRefused(RunError):
+    """Too many runs (the user's, or this process's): retry after `retry_after` seconds."""
+
+    def __init__(self, detail: str, retry_after: float):
+        super().__init__(detail)
+        self.detail = detail
+        self.retry_after = retry_after
 
 
 @dataclass
@@ -233,6 +243,8 @@ class RunHandle:
 # --- the registry of live runs (per process) ------------------------------------------------
 
 _live: dict[str, RunHandle] = {}
+# Runs admitted but not yet registered (between admission and the end of start_run), per user.
+_starting: dict[int, int] = {}
 
 
 def live_run(run_id: str) -> RunHandle | None:
@@ -243,30 +255,59 @@ def live_runs_of(user_id: int) -> list[RunHandle]:
     return [h for h in _live.values() if h.user_id == user_id]
 
 
+def _cancel_local(run_id: str) -> None:
+    """A cancel published by another process (chat.coordination)."""
+    handle = _live.get(run_id)
+    if handle is not None:
+        handle.abort(RunStatus.CANCELLED)
+
+
 # --- starting, cancelling, looking up ------------------------------------------------------
 
 
 async def start_run(request: RunRequest) -> RunHandle:
-    """Validate the request against stored state and start the run.
+    """Admit the run, check the session against stored state, and start the run.
 
-    Raises UnknownTeam, or storage.SessionNotFound when the session is someone else's.
+    Raises UnknownTeam, AdmissionRefused, or storage.SessionNotFound when the session is
+    someone else's.
     """
     if not is_known_team(request.team_id):
         raise UnknownTeam(request.team_id)
     loop = asyncio.get_running_loop()
     _install_task_tracking(loop)
-    is_new = request.session_id is None
-    session_id = request.session_id or str(uuid.uuid4())
-    account = RunAccount(run_id=request.run_id)
-    ctx = RunContext(run_id=request.run_id, user_id=request.user_id)
-    ctx.tasks = weakref.WeakSet()
-    await storage.prefetch_session(ctx, session_id, request.user_id, is_new=is_new)
+    coord = coordinator()
+    coord.ensure_listener(_cancel_local)
     timeout = run_deadline(request.deep_research)
-    ctx.deadline = time.monotonic() + timeout
 
-    handle = RunHandle(request, session_id, ctx, account)
-    _live[handle.run_id] = handle
-    # The run task must not be tracked by the request's run (there is none) nor inherit one.
+    # Count this run as starting before the first await, so concurrent starts see each other.
+    starting = sum(_starting.values())
+    user_runs = len(live_runs_of(request.user_id)) + _starting.get(request.user_id, 0)
+    _starting[request.user_id] = _starting.get(request.user_id, 0) + 1
+    registered = admitted = False
+    try:
+        refusal = await coord.admit(user_id=request.user_id, run_id=request.run_id, local_user_runs=user_runs,
+                                    local_runs=len(_live) + starting, lease=timeout)
+        if refusal is not None:
+            raise AdmissionRefused(refusal.detail, refusal.retry_after)
+        admitted = True
+        is_new = request.session_id is None
+        session_id = request.session_id or str(uuid.uuid4())
+        account = RunAccount(run_id=request.run_id)
+        ctx = RunContext(run_id=request.run_id, user_id=request.user_id)
+        ctx.tasks = weakref.WeakSet()
+        await storage.prefetch_session(ctx, session_id, request.user_id, is_new=is_new)
+        ctx.deadline = time.monotonic() + timeout
+
+        handle = RunHandle(request, session_id, ctx, account)
+        _live[handle.run_id] = handle
+        registered = True
+    finally:
+        _starting[request.user_id] -= 1
+        if not _starting[request.user_id]:
+            del _starting[request.user_id]
+        if admitted and not registered:
+            await coord.release(user_id=request.user_id, run_id=request.run_id)
+    # The run task must not be tracked as a task of the request's run (there is none).
     token = current_run.set(None)
     try:
         handle._task = loop.create_task(_drive(handle), name=f"cirkelline-run-{handle.run_id}")
@@ -276,14 +317,22 @@ async def start_run(request: RunRequest) -> RunHandle:
     return handle
 
 
-async def cancel_run(user_id: int, run_id: str) -> RunHandle:
-    """Cancel the user's live run. Raises RunNotFound (not yours or unknown) or RunAlreadyEnded."""
+async def cancel_run(user_id: int, run_id: str) -> str:
+    """Cancel the user's live run (in this process or another); its final status.
+
+    Raises RunNotFound (not yours, or unknown) or RunAlreadyEnded.
+    """
     handle = _live.get(run_id)
     if handle is not None and handle.user_id == user_id:
         if handle.abort(RunStatus.CANCELLED):
-            return handle
-        result = await handle.wait()
-        raise RunAlreadyEnded(result.status)
+            return (await handle.wait()).status
+        raise RunAlreadyEnded((await handle.wait()).status)
+    if handle is None:
+        coord = coordinator()
+        if await coord.owner_elsewhere(run_id) == user_id:
+            await coord.cancel_elsewhere(run_id)
+            stored = await storage.run_for_user(user_id, run_id)
+            return stored["status"].lower() if stored else RunStatus.CANCELLED
     stored = await storage.run_for_user(user_id, run_id)
     if stored is None:
         raise RunNotFound(run_id)
@@ -467,8 +516,13 @@ async def _finalize(handle: RunHandle, output, failure, stream) -> None:
             raise
     finally:
         handle.result = result
-        if result.terminal is not None:
-            handle._publish(result.terminal)
-        handle._publish(_END)
-        handle._done.set()
+        # Free the run's admission slot before the client hears the run ended, so its next
+        # message is never refused for a run that is already over.
         _live.pop(handle.run_id, None)
+        try:
+            await coordinator().release(user_id=handle.user_id, run_id=handle.run_id)
+        finally:
+            if result.terminal is not None:
+                handle._publish(result.terminal)
+            handle._publish(_END)
+            handle._done.set()

@@ -68,6 +68,8 @@ def api(methods: tuple[str, ...], *, auth: bool = True):
                 return error(404, _not_found(exc))
             except runner.RunAlreadyEnded as exc:
                 return error(409, f"The run has already ended ({exc.status}).", status=exc.status)
+            except runner.AdmissionRefused as exc:
+                return error(429, exc.detail, retry_after=exc.retry_after)
 
         return wrapper
 
@@ -184,9 +186,8 @@ async def cancel_run(request: HttpRequest, team_id: str, run_id: str, caller: Ca
     _check_run_id(run_id)
     if not is_known_team(team_id):
         raise UnknownTeam(team_id)
-    handle = await runner.cancel_run(caller.pk, run_id)
-    result = await handle.wait()
-    return JsonResponse({"run_id": run_id, "status": result.status})
+    status = await runner.cancel_run(caller.pk, run_id)
+    return JsonResponse({"run_id": run_id, "status": status})
 
 
 @api(("GET",))

@@ -142,6 +142,9 @@ DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 # --- Channels ---------------------------------------------------------------------------
 REDIS_URL = env.str("REDIS_URL", default="")
+# Namespace of Cirkelline's Redis keys (admission leases, live runs, the cancel channel), so
+# several deployments can share one Redis.
+CIRKELLINE_REDIS_PREFIX = env.str("CIRKELLINE_REDIS_PREFIX", default="cirkelline")
 if REDIS_URL:
     CHANNEL_LAYERS = {
         "default": {
@@ -212,6 +215,10 @@ CIRKELLINE_RETRY_DELAY = _positive_float("CIRKELLINE_RETRY_DELAY", 1.0)
 CIRKELLINE_DB_THREADS = env.int("CIRKELLINE_DB_THREADS", default=8)
 CIRKELLINE_HISTORY_RUNS = _non_negative_int("CIRKELLINE_HISTORY_RUNS", 5)
 CIRKELLINE_MAX_MESSAGE_CHARS = _non_negative_int("CIRKELLINE_MAX_MESSAGE_CHARS", 32_000)
+# Admission control: concurrent runs per user (across all processes when REDIS_URL is set) and
+# per server process. Beyond them a new run gets 429 with Retry-After.
+CIRKELLINE_MAX_RUNS_PER_USER = _non_negative_int("CIRKELLINE_MAX_RUNS_PER_USER", 3)
+CIRKELLINE_MAX_CONCURRENT_RUNS = _non_negative_int("CIRKELLINE_MAX_CONCURRENT_RUNS", 1000)
 CIRKELLINE_MAX_FILES = _non_negative_int("CIRKELLINE_MAX_FILES", 10)
 CIRKELLINE_MAX_FILE_BYTES = _non_negative_int("CIRKELLINE_MAX_FILE_BYTES", 20 * 1024 * 1024)
 # Whole request bodies (JSON/form, and multipart minus file parts) above this are refused (413).

@@ -7,6 +7,8 @@ unless a test says otherwise.
 from __future__ import annotations
 
 import json
+import os
+import uuid
 from dataclasses import dataclass
 
 import httpx
@@ -24,7 +26,8 @@ async def adb(fn, *args, **kwargs):
 
 
 @pytest.fixture(autouse=True)
-def offline_team(settings):
+def offline_team(settings, worker_redis_prefix):
+    settings.CIRKELLINE_REDIS_PREFIX = worker_redis_prefix
     settings.GOOGLE_API_KEY = ""
     settings.OPENAI_API_KEY = ""
     settings.CIRKELLINE_MODEL = "scripted"
@@ -36,6 +39,12 @@ def offline_team(settings):
     yield
     team_module.prototype.cache_clear()
     scripted.FAILURES.clear()
+
+
+@pytest.fixture(scope="session")
+def worker_redis_prefix() -> str:
+    """Redis keys of this test process live apart from any server's and earlier runs'."""
+    return f"cirkelline-test-{os.getpid()}-{uuid.uuid4().hex[:8]}"
 
 
 @pytest.fixture

@@ -11,11 +11,12 @@ import socket
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Iterator
 
 import httpx
+from django.conf import settings
 from django.db import connection
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -49,6 +50,7 @@ def live_server(env: dict[str, str] | None = None, *, server: str = "daphne") ->
         "OPENAI_API_KEY": "",
         "CIRKELLINE_MODEL": "demo",
         "CIRKELLINE_SERVE_STATIC": "false",
+        "CIRKELLINE_REDIS_PREFIX": settings.CIRKELLINE_REDIS_PREFIX,
         **(env or {}),
     }
     if server == "daphne":

@@ -230,14 +230,13 @@ async def test_the_run_deadline_is_a_504(api, alice, settings, use_latency):
     assert row.status == "timed_out"
 
 
-async def test_concurrent_streamed_runs_take_about_as_long_as_one(api, alice, bob, use_latency):
-    """20 runs at once, each 3 provider calls of 1 s: the waiting overlaps."""
+async def test_concurrent_streamed_runs_take_about_as_long_as_one(api, django_user_model, use_latency):
+    """20 users at once, each run 3 provider calls of 1 s: the waiting overlaps."""
     use_latency(1.0)
-    users = [alice, bob]
+    users = await adb(lambda: [django_user_model.objects.create_user(f"user{i}") for i in range(20)])
 
     async def one(i: int) -> list[str]:
-        response = await api.post(RUNS, data={"message": f"Please research topic {i}"},
-                                  headers=bearer(users[i % 2]))
+        response = await api.post(RUNS, data={"message": f"Please research topic {i}"}, headers=bearer(users[i]))
         return [f.event for f in parse_sse(response.text)]
 
     loop = asyncio.get_running_loop()
@@ -291,3 +290,34 @@ async def test_wrong_methods_are_405_with_allow(api, alice):
     response = await api.get(RUNS, headers=bearer(alice))
     assert response.status_code == 405 and response.headers["Allow"] == "POST"
     assert (await api.delete("/health")).status_code == 405
+
+
+async def test_a_users_fourth_concurrent_run_is_refused_while_others_start(api, alice, bob, use_latency, settings):
+    settings.CIRKELLINE_MAX_RUNS_PER_USER = 3
+    use_latency(0.5)
+    from chat import runner
+
+    handles = [await runner.start_run(runner.RunRequest(user_id=alice.pk, message=f"question {i}"))
+               for i in range(3)]
+    fourth = await api.post(RUNS, data={"message": "one more", "stream": "false"}, headers=bearer(alice))
+    assert fourth.status_code == 429
+    assert int(fourth.headers["Retry-After"]) >= 1 and "3 runs in progress" in fourth.json()["detail"]
+    bobs = await api.post(RUNS, data={"message": "hi", "stream": "false"}, headers=bearer(bob))
+    assert bobs.status_code == 200
+
+    for handle in handles:
+        await handle.wait()
+    again = await api.post(RUNS, data={"message": "now?", "stream": "false"}, headers=bearer(alice))
+    assert again.status_code == 200
+    assert await adb(RunUsage.objects.filter(user=alice).count) == 4  # the refused run left no row
+
+
+async def test_the_process_wide_cap_refuses_with_429(api, alice, bob, use_latency, settings):
+    settings.CIRKELLINE_MAX_CONCURRENT_RUNS = 1
+    use_latency(0.3)
+    from chat import runner
+
+    handle = await runner.start_run(runner.RunRequest(user_id=alice.pk, message="busy"))
+    refused = await api.post(RUNS, data={"message": "hi", "stream": "false"}, headers=bearer(bob))
+    assert refused.status_code == 429 and "capacity" in refused.json()["detail"]
+    await handle.wait()

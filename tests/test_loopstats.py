@@ -11,7 +11,7 @@ async def test_a_blocked_loop_shows_up_as_lag_and_reset_clears_it(tmp_path):
     monitor = LoopMonitor(tmp_path)
     task = asyncio.get_running_loop().create_task(monitor.run())
     await asyncio.sleep(0.05)
-    time.sleep(0.2)  # deliberately block the loop: this is the lag being measured
+    time.sleep(0.2)  # noqa: ASYNC251 - deliberately block the loop: this is the lag being measured
     await asyncio.sleep(0.05)
     summary = monitor.summary()
     assert summary["lag_max_ms"] >= 150 and summary["lag_samples"] > 3
@@ -24,9 +24,9 @@ async def test_a_blocked_loop_shows_up_as_lag_and_reset_clears_it(tmp_path):
     task.cancel()
 
 
-async def _next_write_after(directory, since: float, timeout: float = 5.0) -> dict:
+async def _next_write_after(directory, since: float, within: float = 5.0) -> dict:
     """The first stats file written after `since` (the monitor writes once a second)."""
-    deadline = time.monotonic() + timeout
+    deadline = time.monotonic() + within
     while time.monotonic() < deadline:
         for path in directory.glob("stats-*.json"):
             data = json.loads(path.read_text())

@@ -95,7 +95,7 @@ async def test_cancelling_a_run_stops_it_and_records_the_tokens_spent(alice, use
     async for event in handle.events():
         events.append(event)
         if event.event == "RunStarted":  # the member is working: cancel now
-            assert await runner.cancel_run(alice.pk, handle.run_id) is handle
+            assert await runner.cancel_run(alice.pk, handle.run_id) == "cancelled"
     result = await handle.wait()
 
     assert result.status == "cancelled"

@@ -1,0 +1,176 @@
+"""Admission control and cancellation across processes.
+
+Per-user limits and "which process runs this run" must hold across every worker, or a user
+gets N × the limit behind N workers and a cancel that lands on the wrong worker does nothing.
+
+- Without `REDIS_URL` (one process): the process's own registry is the truth.
+- With `REDIS_URL`: each user's active runs are a Redis sorted set (score = when the run's
+  lease expires, so a crashed worker's runs age out), admission is one atomic Lua call, every
+  live run has a key naming its owner, and cancels for runs living in another process are
+  published on a channel every process listens to.
+
+The per-process cap (`CIRKELLINE_MAX_CONCURRENT_RUNS`) is always local: it protects this
+process's memory and event loop.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+import weakref
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from django.conf import settings
+
+logger = logging.getLogger(__name__)
+
+# Extra lease time past a run's deadline before Redis forgets it (finalisation included).
+LEASE_GRACE = 60.0
+
+_ADMIT = """
+redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', ARGV[1])
+if redis.call('ZCARD', KEYS[1]) >= tonumber(ARGV[2]) then
+  return 0
+end
+redis.call('ZADD', KEYS[1], ARGV[4], ARGV[3])
+redis.call('EXPIRE', KEYS[1], ARGV[5])
+redis.call('SET', KEYS[2], ARGV[6], 'EX', ARGV[5])
+return 1
+"""
+
+
+@dataclass
+class Refusal:
+    detail: str
+    retry_after: float
+
+
+def _user_key(user_id: int) -> str:
+    return f"{settings.CIRKELLINE_REDIS_PREFIX}:active:{user_id}"
+
+
+def _run_key(run_id: str) -> str:
+    return f"{settings.CIRKELLINE_REDIS_PREFIX}:run:{run_id}"
+
+
+def _cancel_channel() -> str:
+    return f"{settings.CIRKELLINE_REDIS_PREFIX}:cancel"
+
+
+class Coordinator:
+    """Decides whether a run may start and reaches runs in other processes."""
+
+    def __init__(self, redis_url: str = "") -> None:
+        self.redis_url = redis_url
+        self._clients: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+        self._listeners: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+
+    # -- redis plumbing (one client and one listener per event loop) ------------------------
+
+    def _redis(self):
+        import redis.asyncio as aioredis
+
+        loop = asyncio.get_running_loop()
+        client = self._clients.get(loop)
+        if client is None:
+            client = self._clients[loop] = aioredis.Redis.from_url(
+                self.redis_url, socket_connect_timeout=2, socket_timeout=2, decode_responses=True
+            )
+        return client
+
+    def ensure_listener(self, on_cancel: Callable[[str], Any]) -> None:
+        """Listen for cancels of runs in this process (once per event loop)."""
+        if not self.redis_url:
+            return
+        loop = asyncio.get_running_loop()
+        task = self._listeners.get(loop)
+        if task is None or task.done():
+            self._listeners[loop] = loop.create_task(self._listen(on_cancel), name="cirkelline-cancel-listener")
+
+    async def _listen(self, on_cancel: Callable[[str], Any]) -> None:
+        while True:
+            try:
+                pubsub = self._redis().pubsub()
+                await pubsub.subscribe(_cancel_channel())
+                async for message in pubsub.listen():
+                    if message.get("type") == "message":
+                        on_cancel(message["data"])
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:  # Redis restarted or unreachable: keep trying, quietly
+                logger.warning("cancel listener lost Redis (%s); reconnecting", exc)
+                await asyncio.sleep(1.0)
+
+    # -- admission ----------------------------------------------------------------------------
+
+    async def admit(self, *, user_id: int, run_id: str, local_user_runs: int, local_runs: int,
+                    lease: float) -> Refusal | None:
+        """None if the run may start (and it is now counted), else why not."""
+        if local_runs >= settings.CIRKELLINE_MAX_CONCURRENT_RUNS:
+            return Refusal("The server is at capacity right now; please retry shortly.", retry_after=2)
+        cap = settings.CIRKELLINE_MAX_RUNS_PER_USER
+        refusal = Refusal(
+            f"You already have {cap} runs in progress; wait for one to finish or cancel it.", retry_after=5
+        )
+        if not self.redis_url:
+            return refusal if local_user_runs >= cap else None
+        now = time.time()
+        ttl = int(lease + LEASE_GRACE)
+        try:
+            admitted = await self._redis().eval(
+                _ADMIT, 2, _user_key(user_id), _run_key(run_id), now, cap, run_id, now + lease + LEASE_GRACE, ttl,
+                user_id,
+            )
+        except Exception as exc:  # Redis unreachable: keep serving, with this process's view only
+            logger.warning("admission without Redis (%s): per-user limit enforced per process only", exc)
+            return refusal if local_user_runs >= cap else None
+        return None if admitted else refusal
+
+    async def release(self, *, user_id: int, run_id: str) -> None:
+        if not self.redis_url:
+            return
+        try:
+            client = self._redis()
+            async with client.pipeline(transaction=True) as pipe:
+                pipe.zrem(_user_key(user_id), run_id)
+                pipe.delete(_run_key(run_id))
+                await pipe.execute()
+        except Exception as exc:  # the lease expires by itself
+            logger.warning("could not release run %s in Redis (%s); its lease will expire", run_id, exc)
+
+    # -- runs in other processes --------------------------------------------------------------
+
+    async def owner_elsewhere(self, run_id: str) -> int | None:
+        """The owner of a live run in some process, per Redis (None without Redis or if unknown)."""
+        if not self.redis_url:
+            return None
+        try:
+            value = await self._redis().get(_run_key(run_id))
+        except Exception as exc:
+            logger.warning("could not look up run %s in Redis (%s)", run_id, exc)
+            return None
+        return int(value) if value is not None else None
+
+    async def cancel_elsewhere(self, run_id: str, *, wait: float = 10.0) -> bool:
+        """Ask the process running `run_id` to cancel it; True once it has ended."""
+        client = self._redis()
+        await client.publish(_cancel_channel(), run_id)
+        deadline = time.monotonic() + wait
+        while time.monotonic() < deadline:
+            if not await client.exists(_run_key(run_id)):
+                return True
+            await asyncio.sleep(0.05)
+        return False
+
+
+_coordinator: Coordinator | None = None
+
+
+def coordinator() -> Coordinator:
+    global _coordinator
+    if _coordinator is None or _coordinator.redis_url != settings.REDIS_URL:
+        _coordinator = Coordinator(settings.REDIS_URL)
+    return _coordinator
