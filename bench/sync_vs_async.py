@@ -150,7 +150,7 @@ async def main() -> None:
         row["x_one_run"] = round(row["wall_s"] / single["wall_s"], 1)
     print(json.dumps(rows, indent=2))
     print(
-        f"\n| scenario | runs | wall (s) | × one run | worst loop stall (s) |\n|---|---|---|---|---|", file=sys.stderr
+        "\n| scenario | runs | wall (s) | × one run | worst loop stall (s) |\n|---|---|---|---|---|", file=sys.stderr
     )
     for row in rows:
         print(

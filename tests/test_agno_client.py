@@ -29,7 +29,8 @@ def fresh_agno_http_client():
 async def test_agentos_client_streams_and_continues_a_session(server, alice):
     from agno.client import AgentOSClient
     from agno.run.agent import RunContentEvent, RunStartedEvent
-    from agno.run.team import RunCompletedEvent, RunStartedEvent as TeamRunStartedEvent, ToolCallStartedEvent
+    from agno.run.team import RunCompletedEvent, ToolCallStartedEvent
+    from agno.run.team import RunStartedEvent as TeamRunStartedEvent
 
     client = AgentOSClient(base_url=server, timeout=30)
     headers = {"Authorization": f"Bearer {AccessToken.for_user(alice)}"}
