@@ -67,6 +67,13 @@ class RunAccount:
         elif name == "RunError":
             self.member_errors.append(str(getattr(event, "content", "") or "")[:500])
 
+    def discard(self, run_id: str, characters: int) -> None:
+        """Forget the last `characters` of the leader's streamed text (a retried provider call)."""
+        if run_id != self.run_id or characters <= 0:
+            return
+        text = self.partial_content
+        self.leader_content = [text[: max(0, len(text) - characters)]]
+
     def _add_call(self, event: Any) -> None:
         self.model_calls += 1
         agent = getattr(event, "agent_id", None) or getattr(event, "team_id", None) or ""

@@ -33,6 +33,7 @@ from typing import Any
 
 from agno.exceptions import ModelProviderError
 from agno.models.base import Model
+from agno.models.response import ModelResponse, ModelResponseEvent
 from django.conf import settings
 from django.core.exceptions import ImproperlyConfigured
 
@@ -129,12 +130,27 @@ def _backoff(attempt: int, failure: ProviderFailure) -> float:
     return base * random.uniform(0.75, 1.25)  # jitter: clients that failed together spread out
 
 
-class ResilientModel:
-    """Mixin for an agno Model: Cirkelline's one retry layer, reporting to the current run.
+class StreamRestart(ModelResponse):
+    """Marker between two attempts of one streamed provider call: drop what the first streamed."""
 
-    A retry is silent only while nothing from that provider call has been streamed; after
-    output has gone out the failure is raised (and reported as a provider error) rather than
-    replayed, so a client never sees duplicated text. Retries stop at the run's deadline.
+
+_RESET_FIELDS = {
+    "response_content": "", "response_reasoning_content": "", "response_redacted_reasoning_content": "",
+    "response_citations": None, "response_audio": None, "response_image": None, "response_video": None,
+    "response_file": None, "response_provider_data": None, "extra": None,
+}
+
+
+class ResilientModel:
+    """Mixin for an agno Model: Cirkelline's one retry layer and its provider deadlines.
+
+    - Retries 408/409/425/429/5xx/529 and connection errors, honouring Retry-After, with
+      jittered exponential back-off, never past the run's deadline.
+    - A retry is silent while nothing of that call has been streamed. If output had already
+      gone out, agno's accumulated text for the call is reset (so the stored answer is not
+      doubled) and the run service tells the client to discard that partial output.
+    - A call that sends nothing within CIRKELLINE_FIRST_TOKEN_TIMEOUT ends the run as timed out;
+      a stream that goes quiet for CIRKELLINE_STREAM_IDLE_TIMEOUT counts as a failed call.
     """
 
     max_attempts_override: int | None = None
@@ -145,11 +161,13 @@ class ResilientModel:
         return settings.CIRKELLINE_MAX_RETRIES + 1
 
     async def _should_retry(self, error: ModelProviderError, attempt: int, *, mid_stream: bool) -> bool:
-        failure = classify_failure(error, mid_stream=mid_stream)
         ctx = current_run.get()
+        if ctx is not None and ctx.stopping:
+            return False  # the run is being stopped (cancel, deadline): no more provider calls
+        failure = classify_failure(error, mid_stream=mid_stream)
         if ctx is not None:
             ctx.last_provider_failure = failure
-        if mid_stream or not _is_retryable(failure) or attempt + 1 >= self._attempts():
+        if not _is_retryable(failure) or attempt + 1 >= self._attempts():
             return False
         delay = _backoff(attempt, failure)
         if ctx is not None:
@@ -157,20 +175,25 @@ class ResilientModel:
                 return False
             ctx.retries += 1
             ctx.backoff_seconds += delay
-        logger.info(
-            "provider call failed (status %s), retry %d in %.2fs",
-            failure.status_code,
-            attempt + 1,
-            delay,
-        )
+        logger.info("provider call failed (status %s), retry %d in %.2fs", failure.status_code, attempt + 1, delay)
         await asyncio.sleep(delay)
         return True
+
+    def _first_token_missed(self) -> ModelProviderError:
+        ctx = current_run.get()
+        if ctx is not None and ctx.abort is not None:
+            ctx.timeout_cause = "first_token"
+            ctx.abort("timed_out")
+        return ModelProviderError(message="The provider sent nothing before the first-token deadline", status_code=504)
 
     async def ainvoke(self, *args: Any, **kwargs: Any) -> Any:
         attempt = 0
         while True:
             try:
-                return await super().ainvoke(*args, **kwargs)  # type: ignore[misc]
+                async with asyncio.timeout(settings.CIRKELLINE_FIRST_TOKEN_TIMEOUT):
+                    return await super().ainvoke(*args, **kwargs)  # type: ignore[misc]
+            except TimeoutError:
+                raise self._first_token_missed() from None
             except ModelProviderError as error:
                 if not await self._should_retry(error, attempt, mid_stream=False):
                     raise
@@ -179,17 +202,100 @@ class ResilientModel:
     async def ainvoke_stream(self, *args: Any, **kwargs: Any) -> AsyncIterator[Any]:
         attempt = 0
         while True:
-            streamed = False
+            streamed = 0  # characters of text this attempt has streamed
+            produced = False
+            stream = super().ainvoke_stream(*args, **kwargs)  # type: ignore[misc]
             try:
-                async for delta in super().ainvoke_stream(*args, **kwargs):  # type: ignore[misc]
-                    if getattr(delta, "content", None) or getattr(delta, "tool_calls", None):
-                        streamed = True
+                while True:
+                    if produced:
+                        wait = settings.CIRKELLINE_STREAM_IDLE_TIMEOUT
+                    else:
+                        wait = settings.CIRKELLINE_FIRST_TOKEN_TIMEOUT
+                    try:
+                        async with asyncio.timeout(wait):
+                            delta = await anext(stream)
+                    except StopAsyncIteration:
+                        return
+                    except TimeoutError:
+                        if not produced:
+                            raise self._first_token_missed() from None
+                        raise ModelProviderError(message="The provider stopped sending mid-answer") from None
+                    content = getattr(delta, "content", None)
+                    if content or getattr(delta, "tool_calls", None):
+                        produced = True
+                        if isinstance(content, str):
+                            streamed += len(content)
                     yield delta
-                return
             except ModelProviderError as error:
-                if not await self._should_retry(error, attempt, mid_stream=streamed):
+                if not await self._should_retry(error, attempt, mid_stream=produced):
                     raise
+                if produced:
+                    yield StreamRestart(extra={"discarded_characters": streamed})
                 attempt += 1
+            finally:
+                await stream.aclose()
+
+    async def _restart_run_content(self, run_response: Any, discarded: int) -> AsyncIterator[Any]:
+        """Undo a retried call's partial text in agno's run content and tell the client.
+
+        agno accumulates streamed text on the run as it goes and offers one way to reset it:
+        the "fallback model activated" event, which clears the run's whole content. So the
+        client is told to drop all of this run's text so far, and the text earlier calls of
+        the run produced is sent again as one delta before the retry's text.
+        """
+        content = getattr(run_response, "content", None)
+        content = content if isinstance(content, str) else ""
+        kept = content[: max(0, len(content) - discarded)]
+        ctx = current_run.get()
+        if ctx is not None:
+            ctx.discards.append({
+                "run_id": getattr(run_response, "run_id", None),
+                "agent_id": getattr(run_response, "agent_id", None),
+                "characters": len(content),
+            })
+        yield ModelResponse(event=ModelResponseEvent.fallback_model_activated.value)
+        if kept:
+            yield ModelResponse(role="assistant", content=kept)
+
+    async def aprocess_response_stream(
+        self,
+        messages,
+        assistant_message,
+        stream_data,
+        response_format=None,
+        tools=None,
+        tool_choice=None,
+        run_response=None,
+        compress_tool_results: bool = False,
+    ) -> AsyncIterator[Any]:
+        """agno's Model.aprocess_response_stream (agno 3.1.10), plus handling StreamRestart."""
+        async for response_delta in self._ainvoke_stream_with_retry(  # type: ignore[attr-defined]
+            messages=messages,
+            assistant_message=assistant_message,
+            response_format=response_format,
+            tools=tools,
+            tool_choice=tool_choice or self._tool_choice,  # type: ignore[attr-defined]
+            run_response=run_response,
+            compress_tool_results=compress_tool_results,
+        ):
+            if isinstance(response_delta, StreamRestart):
+                for name, value in _RESET_FIELDS.items():
+                    setattr(stream_data, name, value)
+                stream_data.response_tool_calls = []
+                if response_delta.extra["discarded_characters"]:
+                    discarded = response_delta.extra["discarded_characters"]
+                    async for item in self._restart_run_content(run_response, discarded):
+                        yield item
+                continue
+            if run_response and run_response.metrics:
+                run_response.metrics.set_time_to_first_token()
+            for model_response_delta in self._populate_stream_data(  # type: ignore[attr-defined]
+                stream_data=stream_data, model_response_delta=response_delta
+            ):
+                yield model_response_delta
+        self._populate_assistant_message_from_stream_data(  # type: ignore[attr-defined]
+            assistant_message=assistant_message, stream_data=stream_data
+        )
 
 
 # --- shared SDK clients ------------------------------------------------------------------

@@ -39,6 +39,14 @@ class RunContext:
     prefetched_session: Any = None
     # Every task spawned inside the run (a WeakSet filled by chat.runner's task factory).
     tasks: Any = None
+    # Stops the run (RunHandle.abort), for code deep inside agno (the first-token deadline).
+    abort: Any = None
+    # Set once the run is being stopped; nothing should start new provider calls after that.
+    stopping: bool = False
+    # Why a timed-out run timed out: "deadline" (the whole run) or "first_token".
+    timeout_cause: str = "deadline"
+    # Partial output streamed by a provider call that was then retried: the client must drop it.
+    discards: list[dict] = field(default_factory=list)
 
     def seconds_left(self) -> float:
         return self.deadline - time.monotonic()

@@ -18,6 +18,7 @@ Each run executes in a task of its own, apart from the request that started it, 
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import time
 import uuid
@@ -55,6 +56,7 @@ FLUSH_TIMEOUT = 15.0
 
 ERROR_MESSAGES = {
     "timeout": "The run took longer than its deadline and was stopped.",
+    "first_token": "The AI provider did not start answering in time, so the run was stopped.",
     "rate_limited": "The AI provider is rate limiting requests right now. Please try again shortly.",
     "provider_error": "The AI provider failed to answer. Please try again.",
     "internal": "Something went wrong while running your request.",
@@ -123,6 +125,8 @@ class RunResult:
     output: TeamRunOutput | None = None
     terminal: Any = None
     content: str = ""
+    # The run ended but its rows could not be written (the database is unavailable).
+    storage_failed: bool = False
 
     def output_dict(self) -> dict:
         """The run as AgentOS returns it for stream=false (TeamRunOutput.to_dict())."""
@@ -147,6 +151,35 @@ _AGNO_STATUS = {
 }
 
 _END = object()
+
+
+@dataclass
+class ContentDiscarded:
+    """Cirkelline's own event: drop the last `discarded_characters` streamed by `run_id`.
+
+    Sent when a provider call failed after part of its answer had been streamed and is being
+    retried: the retry's text follows, so keeping the partial text would duplicate it.
+    """
+
+    run_id: str
+    session_id: str
+    discarded_characters: int
+    team_id: str | None = None
+    agent_id: str | None = None
+    content: str = ("The answer was interrupted by a provider error and is being regenerated; "
+                    "discard the text streamed since the last model request started.")
+    created_at: int = field(default_factory=lambda: int(time.time()))
+
+    @property
+    def event(self) -> str:
+        return "RunContentDiscarded" if self.agent_id else "TeamRunContentDiscarded"
+
+    def to_dict(self) -> dict:
+        data = {"event": self.event, **{k: v for k, v in self.__dict__.items() if v is not None}}
+        return data
+
+    def to_json(self, separators=(",", ":"), indent=None) -> str:
+        return json.dumps(self.to_dict(), separators=separators, indent=indent, ensure_ascii=False)
 
 
 # --- tracking the tasks a run spawns --------------------------------------------------------
@@ -226,6 +259,7 @@ class RunHandle:
         if self.abort_reason is not None or self._finalizing or self._task is None or self._task.done():
             return False
         self.abort_reason = reason
+        self.ctx.stopping = True
         if self._deadline_timer is not None:
             self._deadline_timer.cancel()
         agno_cancel_run(self.run_id)  # cooperative: member runs check it between chunks
@@ -233,7 +267,11 @@ class RunHandle:
         for task in list(self.ctx.tasks or ()):
             if task is not current and not task.done() and task is not self._task:
                 task.cancel()
-        self._task.cancel()
+        # Called from inside the run task itself (a provider deadline in the leader's call), the
+        # error being raised there ends the run; cancelling the running task would instead fire
+        # at its next await, wherever that is.
+        if current is not self._task:
+            self._task.cancel()
         return True
 
     def _publish(self, event: Any) -> None:
@@ -299,6 +337,7 @@ async def start_run(request: RunRequest) -> RunHandle:
         ctx.deadline = time.monotonic() + timeout
 
         handle = RunHandle(request, session_id, ctx, account)
+        ctx.abort = handle.abort
         _live[handle.run_id] = handle
         registered = True
     finally:
@@ -384,6 +423,8 @@ async def _drive(handle: RunHandle) -> None:
             if account.is_terminal(item):
                 account.terminal = item
                 continue  # published after the run's rows are written
+            if ctx.discards:
+                _publish_discards(handle)
             if _forward(request, item):
                 handle._publish(item)
     except asyncio.CancelledError:
@@ -400,6 +441,17 @@ async def _drive(handle: RunHandle) -> None:
     await _finalize(handle, output, failure, stream)
 
 
+def _publish_discards(handle: RunHandle) -> None:
+    for notice in handle.ctx.discards:
+        run_id = notice["run_id"] or handle.run_id
+        handle.account.discard(run_id, notice["characters"])
+        handle._publish(ContentDiscarded(
+            run_id=run_id, session_id=handle.session_id, discarded_characters=notice["characters"],
+            agent_id=notice["agent_id"], team_id=None if notice["agent_id"] else handle.team_id,
+        ))
+    handle.ctx.discards.clear()
+
+
 def _outcome(handle: RunHandle, output: TeamRunOutput | None, failure: BaseException | None) -> RunResult:
     account, ctx = handle.account, handle.ctx
     result = RunResult(run_id=handle.run_id, session_id=handle.session_id, status=RunStatus.COMPLETED,
@@ -408,6 +460,8 @@ def _outcome(handle: RunHandle, output: TeamRunOutput | None, failure: BaseExcep
     name = getattr(terminal, "event", None)
     if handle.abort_reason == RunStatus.TIMED_OUT:
         result.status, result.error_type = RunStatus.TIMED_OUT, "timeout"
+        if ctx.timeout_cause == "first_token":
+            result.message = ERROR_MESSAGES["first_token"]
     elif handle.abort_reason is not None or name == "TeamRunCancelled":
         result.status = RunStatus.CANCELLED
     elif failure is not None:
@@ -482,6 +536,18 @@ def _usage_fields(handle: RunHandle, result: RunResult, finished: datetime) -> d
     }
 
 
+async def _to_completion(coro):
+    """Await `coro` to its end even if this task is cancelled meanwhile (finalisation must finish)."""
+    task = asyncio.ensure_future(coro)
+    while True:
+        try:
+            return await asyncio.shield(task)
+        except asyncio.CancelledError:
+            if task.done():
+                return task.result()
+            asyncio.current_task().uncancel()
+
+
 async def _finalize(handle: RunHandle, output, failure, stream) -> None:
     result = _outcome(handle, output, failure)
     try:
@@ -494,19 +560,22 @@ async def _finalize(handle: RunHandle, output, failure, stream) -> None:
         # agno persists an aborted run from a background task; let it land in this run's write.
         pending = [t for t in (handle.ctx.tasks or ()) if not t.done() and t is not asyncio.current_task()]
         if pending:
-            await asyncio.wait(pending, timeout=CLEANUP_GRACE)
+            await _to_completion(asyncio.wait(pending, timeout=CLEANUP_GRACE))
         usage = _usage_fields(handle, result, datetime.now(UTC))
         try:
-            await asyncio.wait_for(storage.flush_run(handle.ctx, handle.session_id, usage), FLUSH_TIMEOUT)
+            await _to_completion(asyncio.wait_for(storage.flush_run(handle.ctx, handle.session_id, usage),
+                                                  FLUSH_TIMEOUT))
         except Exception as exc:  # noqa: BLE001 - the database is down or timed out
             logger.error("run %s: could not store the run and its usage (%s: %s); usage=%s",
                          handle.run_id, type(exc).__name__, exc,
                          {k: v for k, v in usage.items() if k not in ("error_message",)})
             handle.ctx.storage_errors.append(f"{type(exc).__name__}: {exc}")
-        if handle.ctx.storage_errors and result.status == RunStatus.COMPLETED:
-            result.error_type = "internal"
-            result.message = ("The answer was generated but could not be saved (the database is unavailable), "
-                              "so it is missing from the session history.")
+        if handle.ctx.storage_errors:
+            result.storage_failed = True
+            if result.status == RunStatus.COMPLETED:
+                result.error_type = "internal"
+                result.message = ("The answer was generated but could not be saved (the database is "
+                                  "unavailable), so it is missing from the session history.")
         result.terminal = _terminal_event(handle, result)
     except BaseException as exc:  # noqa: BLE001 - never leave a client without a terminal event
         logger.exception("run %s: finalisation failed", handle.run_id)
@@ -520,7 +589,7 @@ async def _finalize(handle: RunHandle, output, failure, stream) -> None:
         # message is never refused for a run that is already over.
         _live.pop(handle.run_id, None)
         try:
-            await coordinator().release(user_id=handle.user_id, run_id=handle.run_id)
+            await _to_completion(coordinator().release(user_id=handle.user_id, run_id=handle.run_id))
         finally:
             if result.terminal is not None:
                 handle._publish(result.terminal)

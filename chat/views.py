@@ -17,6 +17,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from django.conf import settings
+from django.db import InterfaceError, OperationalError
 from django.http import HttpRequest, HttpResponse, JsonResponse, StreamingHttpResponse
 from django.views.decorators.csrf import csrf_exempt
 
@@ -70,6 +71,11 @@ def api(methods: tuple[str, ...], *, auth: bool = True):
                 return error(409, f"The run has already ended ({exc.status}).", status=exc.status)
             except runner.AdmissionRefused as exc:
                 return error(429, exc.detail, retry_after=exc.retry_after)
+            except (OperationalError, InterfaceError):
+                logger.exception("database unavailable during %s %s", request.method, request.path)
+                response = error(503, "The database is unavailable right now; please retry shortly.")
+                response["Retry-After"] = "5"
+                return response
 
         return wrapper
 
@@ -164,7 +170,7 @@ async def create_run(request: HttpRequest, team_id: str, caller: Caller) -> Http
         raise
     if result.error_type:
         return error(
-            ERROR_STATUS[result.error_type],
+            503 if result.storage_failed else ERROR_STATUS[result.error_type],
             result.message,
             error_type=result.error_type,
             run_id=result.run_id,

@@ -209,6 +209,10 @@ CIRKELLINE_MODEL_TIMEOUT = _positive_float("CIRKELLINE_MODEL_TIMEOUT", 60.0)
 
 CIRKELLINE_RUN_TIMEOUT = _positive_float("CIRKELLINE_RUN_TIMEOUT", 120.0)
 CIRKELLINE_DEEP_RESEARCH_TIMEOUT = _positive_float("CIRKELLINE_DEEP_RESEARCH_TIMEOUT", 600.0)
+# A provider call that sends nothing for this long ends the run as timed out; a stream that goes
+# quiet this long mid-answer counts as a failed (retried) call.
+CIRKELLINE_FIRST_TOKEN_TIMEOUT = _positive_float("CIRKELLINE_FIRST_TOKEN_TIMEOUT", 60.0)
+CIRKELLINE_STREAM_IDLE_TIMEOUT = _positive_float("CIRKELLINE_STREAM_IDLE_TIMEOUT", 30.0)
 CIRKELLINE_MAX_RETRIES = _non_negative_int("CIRKELLINE_MAX_RETRIES", 2)
 CIRKELLINE_RETRY_DELAY = _positive_float("CIRKELLINE_RETRY_DELAY", 1.0)
 # Threads that run ORM work for the run path (chat/db.py).
