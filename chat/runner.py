@@ -536,6 +536,20 @@ def _usage_fields(handle: RunHandle, result: RunResult, finished: datetime) -> d
     }
 
 
+_background: set[asyncio.Task] = set()
+
+
+def _retry_later(handle: RunHandle, usage: dict) -> None:
+    """Store a run whose final write failed once the database is back (never tied to a request)."""
+    token = current_run.set(None)  # not one of the run's tasks: cancelling the run must not stop it
+    try:
+        task = asyncio.get_running_loop().create_task(storage.flush_run_later(handle.ctx, handle.session_id, usage))
+    finally:
+        current_run.reset(token)
+    _background.add(task)
+    task.add_done_callback(_background.discard)
+
+
 async def _to_completion(coro):
     """Await `coro` to its end even if this task is cancelled meanwhile (finalisation must finish)."""
     task = asyncio.ensure_future(coro)
@@ -566,16 +580,17 @@ async def _finalize(handle: RunHandle, output, failure, stream) -> None:
             await _to_completion(asyncio.wait_for(storage.flush_run(handle.ctx, handle.session_id, usage),
                                                   FLUSH_TIMEOUT))
         except Exception as exc:  # noqa: BLE001 - the database is down or timed out
-            logger.error("run %s: could not store the run and its usage (%s: %s); usage=%s",
-                         handle.run_id, type(exc).__name__, exc,
-                         {k: v for k, v in usage.items() if k not in ("error_message",)})
+            logger.error("run %s: could not store the run and its usage (%s: %s); retrying in the background",
+                         handle.run_id, type(exc).__name__, exc)
             handle.ctx.storage_errors.append(f"{type(exc).__name__}: {exc}")
+            _retry_later(handle, usage)
         if handle.ctx.storage_errors:
             result.storage_failed = True
             if result.status == RunStatus.COMPLETED:
                 result.error_type = "internal"
-                result.message = ("The answer was generated but could not be saved (the database is "
-                                  "unavailable), so it is missing from the session history.")
+                result.message = ("The answer was generated but could not be saved yet (the database is "
+                                  "unavailable); it will be added to the session history once the database "
+                                  "is back.")
         result.terminal = _terminal_event(handle, result)
     except BaseException as exc:  # noqa: BLE001 - never leave a client without a terminal event
         logger.exception("run %s: finalisation failed", handle.run_id)

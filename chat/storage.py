@@ -18,6 +18,7 @@ Outside a run (admin tooling, tests) every method reads and writes the database 
 from __future__ import annotations
 
 import abc
+import asyncio
 import logging
 from datetime import UTC, datetime
 from typing import Any
@@ -279,6 +280,30 @@ async def flush_run(ctx: RunContext, session_id: str, usage_fields: dict) -> Non
     saved = await run_db(_flush_sync, session_dict, session_id, ctx.user_id, rows or [], usage_fields)
     if not saved:
         ctx.storage_errors.append("the session belongs to another user; the run was not stored in it")
+
+
+async def flush_run_later(ctx: RunContext, session_id: str, usage_fields: dict) -> bool:
+    """Keep retrying a failed flush (the database was down) for CIRKELLINE_FLUSH_RETRY_WINDOW.
+
+    Every write in the flush is idempotent (upserts; the usage row is created once per run), so
+    retrying after a partial success is safe. True once stored.
+    """
+    loop = asyncio.get_running_loop()
+    give_up = loop.time() + settings.CIRKELLINE_FLUSH_RETRY_WINDOW
+    delay = settings.CIRKELLINE_FLUSH_RETRY_INTERVAL
+    while loop.time() < give_up:
+        await asyncio.sleep(delay)
+        try:
+            await flush_run(ctx, session_id, usage_fields)
+        except Exception as exc:  # still down
+            logger.warning("run %s: database still unavailable (%s); retrying its write", ctx.run_id, exc)
+            delay = min(delay * 2, 30.0)
+            continue
+        logger.info("run %s: stored after the database came back", ctx.run_id)
+        return True
+    logger.error("run %s: gave up storing the run and its usage after %.0f s; usage=%s", ctx.run_id,
+                 settings.CIRKELLINE_FLUSH_RETRY_WINDOW, usage_fields)
+    return False
 
 
 # --- the agno adapter ----------------------------------------------------------------------

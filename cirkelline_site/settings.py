@@ -215,6 +215,10 @@ CIRKELLINE_FIRST_TOKEN_TIMEOUT = _positive_float("CIRKELLINE_FIRST_TOKEN_TIMEOUT
 CIRKELLINE_STREAM_IDLE_TIMEOUT = _positive_float("CIRKELLINE_STREAM_IDLE_TIMEOUT", 30.0)
 CIRKELLINE_MAX_RETRIES = _non_negative_int("CIRKELLINE_MAX_RETRIES", 2)
 CIRKELLINE_RETRY_DELAY = _positive_float("CIRKELLINE_RETRY_DELAY", 1.0)
+# A run whose final write fails (database down) is retried in the background for this long,
+# first after CIRKELLINE_FLUSH_RETRY_INTERVAL seconds, then with doubling waits (max 30 s).
+CIRKELLINE_FLUSH_RETRY_WINDOW = _positive_float("CIRKELLINE_FLUSH_RETRY_WINDOW", 600.0)
+CIRKELLINE_FLUSH_RETRY_INTERVAL = _positive_float("CIRKELLINE_FLUSH_RETRY_INTERVAL", 5.0)
 # Threads that run ORM work for the run path (chat/db.py).
 CIRKELLINE_DB_THREADS = env.int("CIRKELLINE_DB_THREADS", default=8)
 CIRKELLINE_HISTORY_RUNS = _non_negative_int("CIRKELLINE_HISTORY_RUNS", 5)

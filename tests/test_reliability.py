@@ -149,7 +149,9 @@ def _repair_database(port, timeout) -> None:
     db.close_pool()
 
 
-async def test_a_database_outage_mid_run_gives_a_clear_error_not_a_hang(api, alice, postgres_only, use_latency):
+async def test_a_database_outage_mid_run_gives_a_clear_error_not_a_hang(api, alice, postgres_only, use_latency,
+                                                                        settings):
+    settings.CIRKELLINE_FLUSH_RETRY_INTERVAL = 0.2
     use_latency(0.3)
     port = django_settings.DATABASES["default"]["PORT"]
     pool_timeout = django_settings.DATABASES["default"]["OPTIONS"]["pool"]["timeout"]
@@ -171,3 +173,18 @@ async def test_a_database_outage_mid_run_gives_a_clear_error_not_a_hang(api, ali
         assert refused.status_code == 503 and "database" in refused.json()["detail"].lower()
     finally:
         await adb(_repair_database, port, pool_timeout)
+    # once the database is back, the runs are stored after all (nothing vanishes)
+    stored = await _eventually(lambda: set(RunUsage.objects.values_list("run_id", flat=True)), 2)
+    assert handle.run_id in stored
+    assert await adb(lambda: RunUsage.objects.get(run_id=handle.run_id).status) == "completed"
+
+
+async def _eventually(query, count: int, within: float = 15.0):
+    """The result of `query` once it has `count` items (the background retry runs every 0.2 s)."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + within
+    while True:
+        result = await adb(query)
+        if len(result) >= count or loop.time() > deadline:
+            return result
+        await asyncio.sleep(0.1)
