@@ -249,6 +249,26 @@ class RunHandle:
                 return
             yield item
 
+    async def event_batches(self, limit: int = 256) -> AsyncIterator[list[Any]]:
+        """Like `events()`, but each step yields every event already waiting (at least one).
+
+        A transport writes a batch in one go: under load that is one socket write for many
+        events instead of one each.
+        """
+        queue = self._queue
+        while True:
+            item = await queue.get()
+            if item is _END:
+                return
+            batch = [item]
+            while len(batch) < limit and not queue.empty():
+                item = queue.get_nowait()
+                if item is _END:
+                    yield batch
+                    return
+                batch.append(item)
+            yield batch
+
     async def wait(self) -> RunResult:
         await self._done.wait()
         assert self.result is not None

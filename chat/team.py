@@ -149,8 +149,9 @@ def build_cirkelline_team(model: ModelSpec | None = None) -> Team:
         add_history_to_context=True,
         num_history_runs=settings.CIRKELLINE_HISTORY_RUNS,
         stream_member_events=True,
-        # As AgentOS does for served teams: the stored team run embeds its member runs.
-        store_member_responses=True,
+        # Member runs are stored as rows of their own; embedding them in the team run's stored
+        # payload too (AgentOS does) would serialise and store every member answer twice.
+        store_member_responses=False,
         markdown=True,
         telemetry=False,
         retries=0,

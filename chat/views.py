@@ -25,6 +25,7 @@ from metrics.models import RunStatus
 
 from . import runner, schemas, storage
 from .auth import AuthError, Caller, authenticate
+from .events import coalesce, sse_frame
 from .parsing import BadRequest, parse_run_request, validate_session_id
 from .providers import model_spec
 from .team import UnknownTeam, describe_team, describe_team_detail, is_known_team, team_ids
@@ -137,16 +138,11 @@ async def team_detail(request: HttpRequest, team_id: str, caller: Caller) -> Htt
     return JsonResponse(describe_team_detail(team_id))
 
 
-def sse_frame(event: Any) -> bytes:
-    """One AgentOS SSE frame: `event: <name>` and one line of compact JSON."""
-    return f"event: {event.event}\ndata: {event.to_json(separators=(',', ':'), indent=None)}\n\n".encode()
-
-
 async def _sse(handle: runner.RunHandle) -> AsyncIterator[bytes]:
     finished = False
     try:
-        async for event in handle.events():
-            yield sse_frame(event)
+        async for batch in handle.event_batches():
+            yield b"".join(sse_frame(event) for event in coalesce(batch))
         finished = True
     finally:
         # The client went away (Django cancels the response, or closes this generator): stop

@@ -17,7 +17,8 @@ RUNS = "/teams/cirkelline/runs"
 
 @pytest.fixture
 def provider(settings):
-    with FakeProvider(answer_words=12, keep_alive=False) as fake:
+    # 200 deltas a second: paced like a real provider, so deltas reach the client one by one
+    with FakeProvider(answer_words=12, tokens_per_second=200, keep_alive=False) as fake:
         settings.CIRKELLINE_MODEL = "openai-like:fake"
         settings.CIRKELLINE_MODEL_BASE_URL = fake.base_url
         team_module.prototype.cache_clear()
