@@ -83,3 +83,20 @@ def test_a_bad_number_in_the_environment_stops_start_up(tmp_path):
              "CIRKELLINE_VAR_DIR": str(tmp_path), "PATH": "/usr/bin:/bin"},
     )
     assert result.returncode != 0 and "CIRKELLINE_RUN_TIMEOUT must be a positive number" in result.stderr
+
+
+def test_telemetry_is_off_for_the_team_and_every_member():
+    from chat.team import team_for_run
+
+    team = team_for_run("cirkelline")
+    assert team.telemetry is False
+    assert [m.telemetry for m in team.members] == [False] * 5
+
+
+async def test_storage_methods_cirkelline_does_not_use_say_so():
+    from chat.storage import DjangoAgnoDb
+
+    db = DjangoAgnoDb()
+    for name in ("get_user_memories", "upsert_trace", "get_knowledge_content", "create_eval_run"):
+        with pytest.raises(NotImplementedError, match="stores sessions and runs only"):
+            await getattr(db, name)()
