@@ -91,18 +91,21 @@ class Coordinator:
             self._listeners[loop] = loop.create_task(self._listen(on_cancel), name="cirkelline-cancel-listener")
 
     async def _listen(self, on_cancel: Callable[[str], Any]) -> None:
+        backoff = 1.0
         while True:
             try:
                 pubsub = self._redis().pubsub()
                 await pubsub.subscribe(_cancel_channel())
+                backoff = 1.0
                 async for message in pubsub.listen():
                     if message.get("type") == "message":
                         on_cancel(message["data"])
             except asyncio.CancelledError:
                 raise
-            except Exception as exc:  # Redis restarted or unreachable: keep trying, quietly
-                logger.warning("cancel listener lost Redis (%s); reconnecting", exc)
-                await asyncio.sleep(1.0)
+            except Exception as exc:  # Redis restarted or unreachable: keep trying
+                logger.warning("cancel listener lost Redis (%s); reconnecting in %.0f s", exc, backoff)
+                await asyncio.sleep(backoff)
+                backoff = min(backoff * 2, 30.0)
 
     # -- admission ----------------------------------------------------------------------------
 
