@@ -9,14 +9,13 @@ from .models import RunUsage
 USAGE_FIELDS = frozenset(f.name for f in RunUsage._meta.get_fields() if f.concrete and f.name != "id")
 
 
-def record_run_usage(fields: dict[str, Any]) -> RunUsage:
+def record_run_usage(fields: dict[str, Any]) -> None:
     """Insert the usage row of one run (sync; callers wrap it in their transaction).
 
-    A second call for the same run_id returns the existing row unchanged, so a retried
-    flush never double-counts.
+    One INSERT ... ON CONFLICT DO NOTHING: a second call for the same run_id leaves the first
+    row unchanged, so a retried flush never double-counts.
     """
     unknown = set(fields) - USAGE_FIELDS - {"user_id"}
     if unknown:
         raise ValueError(f"unknown RunUsage fields: {sorted(unknown)}")
-    row, _ = RunUsage.objects.get_or_create(run_id=fields["run_id"], defaults=fields)
-    return row
+    RunUsage.objects.bulk_create([RunUsage(**fields)], ignore_conflicts=True)
