@@ -29,11 +29,12 @@ from agno.run.agent import RunOutput
 from agno.run.team import TeamRunOutput
 from agno.session import TeamSession
 from django.conf import settings
-from django.db import transaction
+from django.db import connection, transaction
 from django.utils import timezone
 
 from metrics.recording import record_run_usage
 
+from . import sqlwrite
 from .db import run_db
 from .models import ChatRun, ChatSession
 from .runctx import RunContext, current_run
@@ -159,48 +160,6 @@ def _title(text: str) -> str:
     return text.splitlines()[0][:100] if text else ""
 
 
-def _save_session(session_dict: dict, user_pk: int, first_input: str = "") -> ChatSession | None:
-    """Insert or update a session; None when it belongs to another user (nothing written)."""
-    fields = _session_fields(session_dict)
-    explicit_name = fields.pop("explicit_name")
-    now = timezone.now()
-    row = ChatSession.objects.select_for_update().filter(session_id=session_dict["session_id"]).first()
-    if row is None:
-        return ChatSession.objects.create(
-            session_id=session_dict["session_id"],
-            user_id=user_pk,
-            session_name=explicit_name or _title(first_input),
-            created_at=now,
-            updated_at=now,
-            **fields,
-        )
-    if row.user_id != user_pk:
-        return None
-    row.team_id = fields["team_id"] or row.team_id
-    row.data = fields["data"]
-    row.updated_at = now
-    update = ["team_id", "data", "updated_at"]
-    name = explicit_name or row.session_name or _title(first_input)
-    if name != row.session_name:
-        row.session_name = name
-        update.append("session_name")
-    row.save(update_fields=update)
-    return row
-
-
-def _save_runs(session: ChatSession, rows: list[dict]) -> None:
-    if not rows:
-        return
-    now = timezone.now()
-    objs = [ChatRun(session=session, user_id=session.user_id, updated_at=now, **row) for row in rows]
-    ChatRun.objects.bulk_create(
-        objs,
-        update_conflicts=True,
-        unique_fields=["run_id"],
-        update_fields=["status", "payload", "updated_at"],
-    )
-
-
 def _first_team_input(rows: list[dict]) -> str:
     for row in rows:
         if row["run_type"] == "team" and row["parent_run_id"] is None:
@@ -210,17 +169,29 @@ def _first_team_input(rows: list[dict]) -> str:
 
 def _persist(session_dict: dict | None, session_id: str | None, user_pk: int, rows: list[dict]) -> bool:
     """Write a session and runs; False (and nothing written) if the session is someone else's."""
-    if session_dict is not None:
-        session = _save_session(session_dict, user_pk, _first_team_input(rows))
-    else:
-        session = ChatSession.objects.filter(session_id=session_id).first()
-        if session is None:
-            # A run without its session row: create a minimal one so the run is not lost.
-            session = _save_session({"session_id": session_id, "session_type": "team"}, user_pk,
-                                    _first_team_input(rows))
-    if session is None or session.user_id != user_pk:
-        return False
-    _save_runs(session, rows)
+    now = timezone.now()
+    title = _title(_first_team_input(rows))
+    with connection.cursor() as cursor:
+        if session_dict is not None:
+            fields = _session_fields(session_dict)
+            explicit = fields["explicit_name"]
+            owned = sqlwrite.upsert_session(
+                cursor, session_id=session_dict["session_id"], user_pk=user_pk, session_type=fields["session_type"],
+                team_id=fields["team_id"], insert_name=explicit or title, explicit_name=explicit,
+                data=fields["data"], now=now,
+            )
+        else:
+            # Runs without their session's state (agno stored them late): the session row must
+            # exist, but its stored state is left as it is.
+            owned = sqlwrite.session_owner(cursor, session_id)
+            if owned is None:
+                owned = sqlwrite.upsert_session(
+                    cursor, session_id=session_id, user_pk=user_pk, session_type="team", team_id="",
+                    insert_name=title, explicit_name=None, data={}, now=now,
+                )
+        if owned is None or owned[1] != user_pk:
+            return False
+        sqlwrite.upsert_runs(cursor, session_pk=owned[0], user_pk=user_pk, rows=rows, now=now)
     return True
 
 
