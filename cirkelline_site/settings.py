@@ -73,16 +73,16 @@ INSTALLED_APPS = [
     "chat",
 ]
 
-# Every middleware here is async-capable, so Django never falls back to running the
-# request path in a thread.
+# Django's standard middleware, with their hooks run inline on the event loop instead of each
+# being handed to a worker thread and back (see chat/middleware.py).
 MIDDLEWARE = [
-    "django.middleware.security.SecurityMiddleware",
-    "django.contrib.sessions.middleware.SessionMiddleware",
-    "django.middleware.common.CommonMiddleware",
-    "django.middleware.csrf.CsrfViewMiddleware",
-    "django.contrib.auth.middleware.AuthenticationMiddleware",
-    "django.contrib.messages.middleware.MessageMiddleware",
-    "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    "chat.middleware.SecurityMiddleware",
+    "chat.middleware.SessionMiddleware",
+    "chat.middleware.CommonMiddleware",
+    "chat.middleware.CsrfViewMiddleware",
+    "chat.middleware.AuthenticationMiddleware",
+    "chat.middleware.MessageMiddleware",
+    "chat.middleware.XFrameOptionsMiddleware",
 ]
 
 ROOT_URLCONF = "cirkelline_site.urls"
