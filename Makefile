@@ -30,7 +30,7 @@ migrate: install
 run: migrate
 	$(PY) manage.py ensure_admin
 	@echo "Cirkelline on http://$(HOST):$(PORT)  (admin: http://$(HOST):$(PORT)/admin/)"
-	$(PY) -m daphne -b $(HOST) -p $(PORT) cirkelline_site.asgi:application
+	$(PY) -m daphne -e tcp:port=$(PORT):interface=$(HOST):backlog=2048 cirkelline_site.asgi:application
 
 test: install-dev
 	$(PY) -m pytest $(PYTEST_ARGS)

@@ -194,7 +194,7 @@ class Options:
     profile_n: int | None = None
     results_dir: Path = RESULTS_DIR
     date: str = field(default_factory=lambda: dt.date.today().isoformat())
-    daphne_backlog: int | None = None
+    daphne_backlog: int | None = 2048
     keep_workdir: bool = False
     warmup: int = 10
 
@@ -403,7 +403,7 @@ def start_server(scenario: Scenario, options: Options, workdir: Path, provider: 
         if pg_name is not None:
             extra["db_counter"] = counter = PgConnectionCounter(PG_ADMIN_URL, pg_name)
             stack.callback(counter.close)
-        spec = ServerSpec(scenario.kind, scenario.server or "uvicorn", scenario.workers, options.daphne_backlog)
+        spec = ServerSpec(scenario.kind, scenario.server or "uvicorn", scenario.workers, options.daphne_backlog or None)
         yield stack.enter_context(serve(spec, env, workdir, **extra))
 
 
@@ -685,8 +685,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--run-timeout", type=float, default=150.0, help="seconds one run may take (client side)")
     parser.add_argument("--profile-n", type=int, help="also profile the server with py-spy in an extra round "
                         "at this N (server scenarios)")
-    parser.add_argument("--daphne-backlog", type=int, help="listen backlog for Daphne (default: `-b/-p` as "
-                        "`make run`, i.e. Twisted's 50)")
+    parser.add_argument("--daphne-backlog", type=int, default=2048,
+                        help="listen backlog for Daphne (default 2048, as `make run`; 0: `-b/-p`, Twisted's 50)")
     parser.add_argument("--warmup", type=int, default=10, help="runs before the measured rounds")
     parser.add_argument("--results-dir", type=Path, default=RESULTS_DIR)
     parser.add_argument("--date", default=dt.date.today().isoformat(), help="date part of the result file names")

@@ -175,7 +175,7 @@ class ServerSpec:
     kind: str  # "cirkelline" | "sync" | "agentos"
     server: str  # "daphne" | "uvicorn"
     workers: int = 1
-    daphne_backlog: int | None = None  # None: `-b/-p`, exactly like `make run` (Twisted's default 50)
+    daphne_backlog: int | None = 2048  # as `make run` starts it; None: `-b/-p` (Twisted's default 50)
 
     def command(self, port: int) -> list[str]:
         app = "bench.agentos_app:app" if self.kind == "agentos" else "cirkelline_site.asgi:application"

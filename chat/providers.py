@@ -300,9 +300,9 @@ class ResilientModel:
 
 # --- shared SDK clients ------------------------------------------------------------------
 
-# agno's Model.__deepcopy__ drops SDK clients, so every per-run team copy would build (and
-# leak) its own connection pool. One client per event loop and configuration is shared
-# instead; SDK clients are safe for concurrent requests on one loop.
+# Every run builds its own Model objects; without sharing, each would build (and leak) its own
+# SDK client and connection pool. Clients are shared per event loop and configuration (spread
+# over CIRKELLINE_PROVIDER_CLIENTS shards); SDK clients are safe for concurrent requests.
 _clients: "weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, dict]" = weakref.WeakKeyDictionary()
 
 
@@ -314,11 +314,27 @@ def _loop_clients() -> dict:
     return bucket
 
 
+def _shard() -> int:
+    """Which of the loop's clients a call uses: spread by run, stable within a run.
+
+    httpcore scans every connection of a pool each time a request starts or a response
+    closes, so one pool holding a connection per concurrent stream (hundreds under load) makes
+    each request cost O(streams). Several smaller pools keep that scan short, and each pool's
+    own connection limit is never what a run ends up waiting for.
+    """
+    shards = settings.CIRKELLINE_PROVIDER_CLIENTS
+    if shards <= 1:
+        return 0
+    ctx = current_run.get()
+    return hash(ctx.run_id) % shards if ctx is not None else random.randrange(shards)
+
+
 def _shared_client(key: tuple, factory: Any) -> Any:
     try:
         bucket = _loop_clients()
     except RuntimeError:  # no running loop (sync use): no sharing
         return factory()
+    key = (*key, _shard())
     client = bucket.get(key)
     if client is None or (hasattr(client, "is_closed") and client.is_closed()):
         client = bucket[key] = factory()

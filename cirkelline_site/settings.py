@@ -204,6 +204,8 @@ CIRKELLINE_MODEL_BASE_URL = env.str("CIRKELLINE_MODEL_BASE_URL", default="")
 CIRKELLINE_MODEL_API_KEY = env.str("CIRKELLINE_MODEL_API_KEY", default="")
 GOOGLE_API_KEY = env.str("GOOGLE_API_KEY", default="") or env.str("GEMINI_API_KEY", default="")
 OPENAI_API_KEY = env.str("OPENAI_API_KEY", default="")
+# Provider SDK clients (connection pools) per server process; runs are spread over them.
+CIRKELLINE_PROVIDER_CLIENTS = env.int("CIRKELLINE_PROVIDER_CLIENTS", default=8)
 # Per provider call HTTP timeout (s); the run deadline below bounds the whole run.
 CIRKELLINE_MODEL_TIMEOUT = _positive_float("CIRKELLINE_MODEL_TIMEOUT", 60.0)
 
@@ -251,5 +253,9 @@ LOGGING = {
         # agno logs provider errors at ERROR with the full provider message; the run service
         # reports them itself, once, without request payloads.
         "agno": {"level": env.str("CIRKELLINE_AGNO_LOG_LEVEL", default="WARNING")},
+        # One INFO line per provider HTTP request is noise (and CPU) at any real load.
+        "httpx": {"level": "WARNING"},
+        "httpx2": {"level": "WARNING"},
+        "httpcore": {"level": "WARNING"},
     },
 }

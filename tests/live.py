@@ -54,7 +54,8 @@ def live_server(env: dict[str, str] | None = None, *, server: str = "daphne") ->
         **(env or {}),
     }
     if server == "daphne":
-        cmd = [sys.executable, "-m", "daphne", "-b", "127.0.0.1", "-p", str(port), "cirkelline_site.asgi:application"]
+        cmd = [sys.executable, "-m", "daphne", "-e", f"tcp:port={port}:interface=127.0.0.1:backlog=2048",
+               "cirkelline_site.asgi:application"]
     else:
         cmd = [sys.executable, "-m", "uvicorn", "--host", "127.0.0.1", "--port", str(port), "--log-level",
                "warning", "cirkelline_site.asgi:application"]
