@@ -36,6 +36,7 @@ from metrics.models import RunStatus
 from . import storage
 from .accounting import RunAccount
 from .coordination import coordinator
+from .memory import release_when_idle
 from .providers import RATE_LIMIT_STATUS, model_spec
 from .runctx import RunContext, current_run
 from .team import (
@@ -623,6 +624,8 @@ async def _finalize(handle: RunHandle, output, failure, stream) -> None:
         # Free the run's admission slot before the client hears the run ended, so its next
         # message is never refused for a run that is already over.
         _live.pop(handle.run_id, None)
+        if not _live:
+            release_when_idle(lambda: not _live)
         try:
             await _to_completion(coordinator().release(user_id=handle.user_id, run_id=handle.run_id))
         finally:

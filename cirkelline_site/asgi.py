@@ -21,6 +21,10 @@ if settings.CIRKELLINE_SERVE_STATIC:
 
 application = ProtocolTypeRouter({"http": http_app})
 
+from chat.memory import tune_gc  # noqa: E402
+
+tune_gc()  # after everything is imported: the start-up heap is frozen out of later collections
+
 if settings.CIRKELLINE_STATS_DIR:  # benchmark instrumentation only (see chat/loopstats.py)
     from chat.loopstats import instrument
 

@@ -235,6 +235,12 @@ CIRKELLINE_MAX_FILE_BYTES = _non_negative_int("CIRKELLINE_MAX_FILE_BYTES", 20 * 
 DATA_UPLOAD_MAX_MEMORY_SIZE = env.int("CIRKELLINE_MAX_BODY_BYTES", default=25 * 1024 * 1024)
 FILE_UPLOAD_MAX_MEMORY_SIZE = DATA_UPLOAD_MAX_MEMORY_SIZE
 
+# Garbage collector thresholds (gen0,gen1,gen2) for server processes; empty: CPython's defaults.
+# See chat/memory.py for why the default is raised.
+CIRKELLINE_GC_THRESHOLD = tuple(int(x) for x in env.list("CIRKELLINE_GC_THRESHOLD", default=["50000", "20", "100"]))
+if CIRKELLINE_GC_THRESHOLD and len(CIRKELLINE_GC_THRESHOLD) != 3:
+    raise ImproperlyConfigured("CIRKELLINE_GC_THRESHOLD must be three integers: gen0,gen1,gen2 (or empty)")
+
 # Benchmarks only: a directory where every server process writes its event-loop lag and
 # process figures once a second (chat/loopstats.py). Empty: off.
 CIRKELLINE_STATS_DIR = env.str("CIRKELLINE_STATS_DIR", default="")
