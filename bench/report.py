@@ -13,7 +13,8 @@ One row per scenario and N. Columns (definitions also in bench/README.md):
 - ×bare: that ÷ bare agno's CPU ms/run at the same N and call profile;
 - ×AgentOS: runs/s ÷ AgentOS's runs/s at the same N and call profile (SQLite AgentOS);
 - lag p99: event-loop lag p99 (worst server process), ms;
-- RSS KB/run: (peak RSS during the round − RSS before) ÷ N; "kept MB": RSS after − before;
+- RSS KB/run: (peak RSS during the round − RSS before) ÷ N; "kept MB": RSS right after the round
+  − before / the same after the server has been idle for `--settle` seconds (7);
 - DB conn: peak PostgreSQL backends of the benchmark database (SQLite: –);
 - SYN drops: connections the kernel dropped because the server's listen queue was full
   (TcpExt ListenOverflows during the round; those clients waited for SYN retransmits);
@@ -73,7 +74,8 @@ def _saturation(data: dict[str, Any]) -> float | None:
 
 def main_table(results: list[dict[str, Any]]) -> str:
     head = ("| scenario | N | runs/s | p50 s | p95 s | p99 s | eff. | TTFT+ p50 / p99 ms | CPU ms/run | ×bare "
-            "| ×AgentOS | lag p99 ms | RSS KB/run | kept MB | DB conn | errors | SYN drops | client CPU |")
+            "| ×AgentOS | lag p99 ms | RSS KB/run | kept MB (after / idle) | DB conn | errors | SYN drops "
+            "| client CPU |")
     lines = [head, "|" + "---|" * (head.count("|") - 1)]
     for data in results:
         profile = data["call_profile"]["name"]
@@ -94,7 +96,8 @@ def main_table(results: list[dict[str, Any]]) -> str:
                 f"| {_fmt(r['completion_p95_s'])} | {_fmt(r['completion_p99_s'])} | {_fmt(r.get('efficiency'))} "
                 f"| {_fmt(r['ttft_overhead_p50_ms'], 0)} / {_fmt(r['ttft_overhead_p99_ms'], 0)} "
                 f"| {_fmt(cpu, 1)} | {_fmt(x_bare)} | {_fmt(x_os)} | {_fmt(r['loop_lag_p99_ms'], 1)} "
-                f"| {_fmt(r['rss_per_run_kb'], 0)} | {_fmt(r['rss_retained_mb'], 1)} "
+                f"| {_fmt(r['rss_per_run_kb'], 0)} | {_fmt(r['rss_retained_mb'], 1)} / "
+                f"{_fmt(r.get('rss_retained_settled_mb'), 1)} "
                 f"| {_fmt(r.get('db_connections_peak'))} | {errors} | {_fmt(r.get('listen_overflows'))} "
                 f"| {_fmt(r.get('client_cpu_share'))} |"
             )

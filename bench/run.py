@@ -197,6 +197,7 @@ class Options:
     daphne_backlog: int | None = 2048
     keep_workdir: bool = False
     warmup: int = 10
+    settle: float = 7.0
 
 
 @dataclass
@@ -274,6 +275,10 @@ def measure_round(sut: ServerUnderTest, n: int, profile: CallProfile, options: O
     lag = end_loop_window(sut.stats_dir, loop_pids, after=ended)
     wait_until_idle(sut.stats_dir, loop_pids)
     rss_after = total_rss(descendants(server.pid))
+    # Memory handed back once the server has been idle a while (Cirkelline trims 5 s after its
+    # last run; the others keep their high-water mark): what a quiet server holds afterwards.
+    time.sleep(options.settle)
+    rss_settled = total_rss(descendants(server.pid))
     server_cpu = cpu_after.since(cpu_before)
     busy = machine_after[0] - machine_before[0]
     total = machine_after[1] - machine_before[1]
@@ -282,7 +287,7 @@ def measure_round(sut: ServerUnderTest, n: int, profile: CallProfile, options: O
         server_cpu_s=server_cpu,
         provider_cpu_s=provider_cpu,
         machine_cpu_util=busy / total if total else None,
-        rss_before=rss_before, rss_peak=sampler.rss_peak, rss_after=rss_after,
+        rss_before=rss_before, rss_peak=sampler.rss_peak, rss_after=rss_after, rss_settled=rss_settled,
         lag_p50_ms=max((s["lag_p50_ms"] for s in lag.values()), default=None),
         lag_p99_ms=max((s["lag_p99_ms"] for s in lag.values()), default=None),
         lag_max_ms=max((s["lag_max_ms"] for s in lag.values()), default=None),
@@ -299,6 +304,7 @@ def _round_result(n: int, profile: CallProfile, load: dict[str, Any], **server: 
     summary = summarise_records(records, profile)
     mb = 1024 * 1024
     rss_before, rss_peak, rss_after = server.pop("rss_before"), server.pop("rss_peak"), server.pop("rss_after")
+    rss_settled = server.pop("rss_settled", None) or rss_after
     server_cpu = server.pop("server_cpu_s")
     provider_cpu = server.pop("provider_cpu_s", None)
     client_cpu = load.get("cpu_s")
@@ -320,6 +326,8 @@ def _round_result(n: int, profile: CallProfile, load: dict[str, Any], **server: 
         "rss_after_mb": round(rss_after / mb, 1),
         "rss_per_run_kb": round((rss_peak - rss_before) / 1024 / n, 1),
         "rss_retained_mb": round((rss_after - rss_before) / mb, 1),
+        "rss_settled_mb": round(rss_settled / mb, 1),
+        "rss_retained_settled_mb": round((rss_settled - rss_before) / mb, 1),
         "loop_lag_p50_ms": server.pop("lag_p50_ms"),
         "loop_lag_p99_ms": server.pop("lag_p99_ms"),
         "loop_lag_max_ms": server.pop("lag_max_ms"),
@@ -688,6 +696,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--daphne-backlog", type=int, default=2048,
                         help="listen backlog for Daphne (default 2048, as `make run`; 0: `-b/-p`, Twisted's 50)")
     parser.add_argument("--warmup", type=int, default=10, help="runs before the measured rounds")
+    parser.add_argument("--settle", type=float, default=7.0,
+                        help="seconds of idleness after each round before reading the RSS the server keeps")
     parser.add_argument("--results-dir", type=Path, default=RESULTS_DIR)
     parser.add_argument("--date", default=dt.date.today().isoformat(), help="date part of the result file names")
     parser.add_argument("--keep-workdir", action="store_true", help="keep logs and databases of the scenario")
@@ -702,7 +712,7 @@ def main(argv: list[str] | None = None) -> None:
     print(f"[bench] {len(plan)} scenario(s), estimated ~{total / 60:.0f} min", flush=True)
     options = Options(client=args.client, run_timeout=args.run_timeout, profile_n=args.profile_n,
                       results_dir=args.results_dir, date=args.date, daphne_backlog=args.daphne_backlog,
-                      keep_workdir=args.keep_workdir, warmup=args.warmup)
+                      keep_workdir=args.keep_workdir, warmup=args.warmup, settle=args.settle)
     failed = []
     for scenario, ns in plan:
         try:
