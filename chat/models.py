@@ -11,6 +11,8 @@ from __future__ import annotations
 import base64
 import dataclasses
 import enum
+import json
+import math
 import re
 
 from django.conf import settings
@@ -21,8 +23,37 @@ from django.utils import timezone
 SESSION_ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.:-]{0,63}$")
 
 
+def storable(value):
+    """`value` with what a database cannot hold replaced: NUL characters (PostgreSQL text and
+    jsonb reject them) become U+FFFD, and NaN/Infinity (not JSON) become None."""
+    if isinstance(value, str):
+        return value.replace("\x00", "\ufffd")
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, dict):
+        return {storable(k) if isinstance(k, str) else k: storable(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [storable(v) for v in value]
+    return value
+
+
 class PayloadEncoder(DjangoJSONEncoder):
-    """JSON for agno payloads: enums by value, bytes as base64, dataclasses and models as dicts."""
+    """JSON for agno payloads: enums by value, bytes as base64, dataclasses and models as dicts.
+
+    The output is always storable on PostgreSQL too: a model answer with a NUL character or a
+    tool result with NaN would otherwise make the run's final write fail. Checking costs one
+    substring search; only a payload that needs it is cleaned and encoded again.
+    """
+
+    def encode(self, o):
+        try:
+            text = json.JSONEncoder(default=self.default, allow_nan=False).encode(o)
+        except ValueError:  # NaN or Infinity somewhere
+            text = None
+        if text is None or "\\u0000" in text:
+            text = json.JSONEncoder(default=self.default, allow_nan=False).encode(storable(json.loads(
+                json.JSONEncoder(default=self.default).encode(o))))
+        return text
 
     def default(self, o):
         if isinstance(o, enum.Enum):

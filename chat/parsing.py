@@ -64,14 +64,42 @@ def _bool(name: str, value: Any, default: bool) -> bool:
     raise BadRequest(400, f"'{name}' must be true or false.")
 
 
+def _no_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not JSON")
+
+
+def load_json(raw: str | bytes, what: str) -> Any:
+    """Strict JSON (no NaN/Infinity, no NUL characters in any string): the value or a 400."""
+    try:
+        value = json.loads(raw, parse_constant=_no_constant)
+        reject_nul(what, value)
+    except (ValueError, RecursionError):
+        raise BadRequest(400, f"{what} is not valid JSON.") from None
+    return value
+
+
+def reject_nul(what: str, value: Any) -> None:
+    """400 if a string anywhere in `value` holds a NUL character (no database can store it)."""
+    if isinstance(value, str):
+        if "\x00" in value:
+            raise BadRequest(400, f"{what} contains a NUL character.")
+    elif isinstance(value, dict):
+        for key, item in value.items():
+            reject_nul(what, key)
+            reject_nul(what, item)
+    elif isinstance(value, list):
+        for item in value:
+            reject_nul(what, item)
+
+
 def _json_object(name: str, value: Any) -> dict | None:
     if value is None or value == "":
         return None
     if isinstance(value, str):
         try:
-            value = json.loads(value)
-        except (ValueError, RecursionError):
-            raise BadRequest(400, f"'{name}' must be a JSON object; it is not valid JSON.") from None
+            value = load_json(value, f"'{name}'")
+        except BadRequest as exc:
+            raise BadRequest(400, f"'{name}' must be a JSON object; {exc.detail}") from None
     if value is None:
         return None
     if not isinstance(value, dict):
@@ -128,16 +156,14 @@ def _fields(request: HttpRequest) -> tuple[dict, list[Attachment]]:
 def _read_fields(request: HttpRequest) -> tuple[dict, list[Attachment]]:
     content_type = (request.content_type or "").lower()
     if content_type == "application/json":
-        try:
-            data = json.loads(request.body or b"null")
-        except (ValueError, RecursionError):
-            raise BadRequest(400, "The request body is not valid JSON.") from None
+        data = load_json(request.body or b"null", "The request body")
         if not isinstance(data, dict):
             raise BadRequest(400, "The JSON body must be an object.")
         return data, []
     if content_type in ("application/x-www-form-urlencoded", "multipart/form-data", ""):
         try:
             fields = {key: request.POST.get(key) for key in request.POST}
+            reject_nul("The form", fields)
             return fields, _attachments(request) if content_type == "multipart/form-data" else []
         except MultiPartParserError:
             raise BadRequest(400, "The multipart body is malformed.") from None

@@ -37,6 +37,7 @@ from . import storage
 from .accounting import RunAccount
 from .coordination import coordinator
 from .memory import release_when_idle
+from .models import storable
 from .providers import RATE_LIMIT_STATUS, model_spec
 from .runctx import RunContext, current_run
 from .team import (
@@ -532,7 +533,7 @@ def _usage_fields(handle: RunHandle, result: RunResult, finished: datetime) -> d
     terminal = account.terminal
     if result.error_type:
         detail = ctx.last_provider_failure.message if ctx.last_provider_failure else getattr(terminal, "content", "")
-        raw_error = f"{result.message} [{detail or result.error_type}]"[:2000]
+        raw_error = storable(f"{result.message} [{detail or result.error_type}]"[:2000])
     return {
         "run_id": handle.run_id,
         "user_id": handle.user_id,

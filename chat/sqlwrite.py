@@ -15,7 +15,7 @@ from typing import Any
 
 from django.db import connection
 
-from .models import ChatRun, ChatSession
+from .models import ChatRun, ChatSession, storable
 
 
 def _column(model, name: str) -> str:
@@ -61,8 +61,8 @@ def upsert_session(cursor, *, session_id: str, user_pk: int, session_type: str, 
     """Insert or update a session (only if it is `user_pk`'s); its (pk, owner) afterwards."""
     upsert, _, _ = _statements(connection.vendor)
     when = _prep(ChatSession, "updated_at", now)
-    cursor.execute(upsert, [session_id, user_pk, session_type, team_id, insert_name,
-                            _prep(ChatSession, "data", data), when, when, explicit_name])
+    cursor.execute(upsert, [session_id, user_pk, session_type, team_id, storable(insert_name),
+                            _prep(ChatSession, "data", data), when, when, storable(explicit_name)])
     return session_owner(cursor, session_id)
 
 

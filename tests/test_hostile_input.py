@@ -62,6 +62,38 @@ async def test_absurdly_nested_json_is_400(api, alice):
     assert response.status_code == 400
 
 
+@pytest.mark.parametrize("body", [
+    {"message": "hi\x00there"},
+    {"message": "hi", "session_state": {"a\x00": 1}},
+    {"message": "hi", "metadata": {"a": ["x\x00"]}},
+    {"message": "hi", "dependencies": {"a": float("nan")}},
+    {"message": "hi", "session_state": {"a": float("inf")}},
+])
+async def test_nul_characters_and_non_json_numbers_are_400(api, alice, body):
+    """No database stores a NUL character, and NaN/Infinity are not JSON: refused up front."""
+    as_json = await api.post(RUNS, content=json.dumps(body).encode(),
+                             headers={**bearer(alice), "Content-Type": "application/json"})
+    as_form = await api.post(RUNS, data={k: v if isinstance(v, str) else json.dumps(v) for k, v in body.items()},
+                             headers=bearer(alice))
+    assert (as_json.status_code, as_form.status_code) == (400, 400), (as_json.text, as_form.text)
+    assert "NUL" in as_json.json()["detail"] or "JSON" in as_json.json()["detail"]
+    rename = await api.post("/sessions/abc/rename", json={"session_name": "a\x00b"}, headers=bearer(alice))
+    listing = await api.get("/sessions", params={"session_name": "a\x00"}, headers=bearer(alice))
+    assert (rename.status_code, listing.status_code) == (400, 400)
+    assert await adb(RunUsage.objects.count) == 0
+
+
+def test_payloads_are_encoded_so_any_database_stores_them():
+    from chat.models import PayloadEncoder
+
+    encoded = json.dumps({"text\x00": ["a\x00b", float("nan"), {"x": float("-inf")}], "ok": "\\u0000 stays"},
+                         cls=PayloadEncoder)
+    assert "NaN" not in encoded and "Infinity" not in encoded
+    assert json.loads(encoded) == {"text\ufffd": ["a\ufffdb", None, {"x": None}], "ok": "\\u0000 stays"}
+    plain = {"a": [1, 2.5, "three"]}
+    assert json.dumps(plain, cls=PayloadEncoder) == json.dumps(plain)
+
+
 async def test_rename_rejects_bad_names(api, alice):
     for body in ({}, {"session_name": ""}, {"session_name": 5}, {"session_name": "x" * 256}):
         response = await api.post("/sessions/abc/rename", json=body, headers=bearer(alice))

@@ -63,3 +63,20 @@ async def test_a_non_streamed_run_returns_the_answer(api, alice, provider):
     completion = estimate_tokens(len(body["content"]))
     assert body["metrics"]["output_tokens"] >= completion
     assert provider.wait_idle_sync(1.0)
+
+
+async def test_an_answer_with_a_nul_character_is_still_stored(api, alice, provider):
+    """PostgreSQL text and jsonb cannot hold NUL: the stored copy gets U+FFFD, the run is not lost."""
+    from bench.fake_provider import Behaviour
+    from chat.models import ChatRun
+
+    provider.set_default(Behaviour.say("before\x00after"))
+    response = await api.post(RUNS, data={"message": "Hello there", "stream": "false"}, headers=bearer(alice))
+    body = response.json()
+    assert response.status_code == 200, body
+    assert body["content"] == "before\x00after"  # the client gets the answer as the provider sent it
+
+    row = await adb(RunUsage.objects.get, run_id=body["run_id"])
+    stored = await adb(ChatRun.objects.get, run_id=body["run_id"])
+    assert row.status == "completed"
+    assert stored.payload["content"] == "before\ufffdafter"
