@@ -17,6 +17,8 @@ from __future__ import annotations
 import copy
 import dataclasses
 import json
+import time
+from dataclasses import dataclass, field
 from typing import Any
 
 _PLAIN = (str, int, float, bool)
@@ -108,3 +110,32 @@ def coalesce(events: list[Any]) -> list[Any]:
             continue
         out.append(event)
     return out
+
+
+@dataclass
+class ContentDiscarded:
+    """Cirkelline's own event: drop the last `discarded_characters` streamed by `run_id`.
+
+    Sent when a provider call failed after part of its answer had been streamed and is being
+    retried: the retry's text follows, so keeping the partial text would duplicate it.
+    """
+
+    run_id: str
+    session_id: str
+    discarded_characters: int
+    team_id: str | None = None
+    agent_id: str | None = None
+    content: str = ("The answer was interrupted by a provider error and is being regenerated; "
+                    "discard the text streamed since the last model request started.")
+    created_at: int = field(default_factory=lambda: int(time.time()))
+
+    @property
+    def event(self) -> str:
+        return "RunContentDiscarded" if self.agent_id else "TeamRunContentDiscarded"
+
+    def to_dict(self) -> dict:
+        data = {"event": self.event, **{k: v for k, v in self.__dict__.items() if v is not None}}
+        return data
+
+    def to_json(self, separators=(",", ":"), indent=None) -> str:
+        return json.dumps(self.to_dict(), separators=separators, indent=indent, ensure_ascii=False)

@@ -18,7 +18,6 @@ Each run executes in a task of its own, apart from the request that started it, 
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 import time
 import uuid
@@ -36,6 +35,7 @@ from metrics.models import RunStatus
 from . import storage
 from .accounting import RunAccount
 from .coordination import coordinator
+from .events import ContentDiscarded
 from .memory import release_when_idle
 from .models import storable
 from .providers import RATE_LIMIT_STATUS, model_spec
@@ -49,6 +49,7 @@ from .team import (
     run_deadline,
     team_for_run,
 )
+from .tracking import install_task_tracking
 
 logger = logging.getLogger(__name__)
 
@@ -153,60 +154,6 @@ _AGNO_STATUS = {
 }
 
 _END = object()
-
-
-@dataclass
-class ContentDiscarded:
-    """Cirkelline's own event: drop the last `discarded_characters` streamed by `run_id`.
-
-    Sent when a provider call failed after part of its answer had been streamed and is being
-    retried: the retry's text follows, so keeping the partial text would duplicate it.
-    """
-
-    run_id: str
-    session_id: str
-    discarded_characters: int
-    team_id: str | None = None
-    agent_id: str | None = None
-    content: str = ("The answer was interrupted by a provider error and is being regenerated; "
-                    "discard the text streamed since the last model request started.")
-    created_at: int = field(default_factory=lambda: int(time.time()))
-
-    @property
-    def event(self) -> str:
-        return "RunContentDiscarded" if self.agent_id else "TeamRunContentDiscarded"
-
-    def to_dict(self) -> dict:
-        data = {"event": self.event, **{k: v for k, v in self.__dict__.items() if v is not None}}
-        return data
-
-    def to_json(self, separators=(",", ":"), indent=None) -> str:
-        return json.dumps(self.to_dict(), separators=separators, indent=indent, ensure_ascii=False)
-
-
-# --- tracking the tasks a run spawns --------------------------------------------------------
-
-_tracked_loops: "weakref.WeakSet[asyncio.AbstractEventLoop]" = weakref.WeakSet()
-
-
-def _install_task_tracking(loop: asyncio.AbstractEventLoop) -> None:
-    """Make every task created inside a run belong to that run (so cancel can reach it).
-
-    A task factory runs in the creating task's context, where `current_run` names the run.
-    """
-    if loop in _tracked_loops:
-        return
-    previous = loop.get_task_factory()
-
-    def factory(loop, coro, **kwargs):
-        task = previous(loop, coro, **kwargs) if previous else asyncio.Task(coro, loop=loop, **kwargs)
-        ctx = current_run.get()
-        if ctx is not None and ctx.tasks is not None:
-            ctx.tasks.add(task)
-        return task
-
-    loop.set_task_factory(factory)
-    _tracked_loops.add(loop)
 
 
 # --- the handle --------------------------------------------------------------------------
@@ -334,7 +281,7 @@ async def start_run(request: RunRequest) -> RunHandle:
     if not is_known_team(request.team_id):
         raise UnknownTeam(request.team_id)
     loop = asyncio.get_running_loop()
-    _install_task_tracking(loop)
+    install_task_tracking(loop)
     coord = coordinator()
     coord.ensure_listener(_cancel_local)
     timeout = run_deadline(request.deep_research)

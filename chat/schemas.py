@@ -6,6 +6,8 @@ import math
 from datetime import UTC, datetime
 from typing import Any
 
+from .storage import run_input_text
+
 
 def _iso(epoch: Any) -> str | None:
     if isinstance(epoch, (int, float)) and epoch > 0:
@@ -13,17 +15,6 @@ def _iso(epoch: Any) -> str | None:
     if isinstance(epoch, datetime):
         return epoch.isoformat()
     return None
-
-
-def run_input(payload: dict) -> str:
-    data = payload.get("input")
-    if isinstance(data, dict) and data.get("input_content") is not None:
-        content = data["input_content"]
-        return content if isinstance(content, str) else str(content)
-    for message in reversed(payload.get("messages") or []):
-        if isinstance(message, dict) and message.get("role") == "user":
-            return str(message.get("content") or "")
-    return ""
 
 
 def session_summary(record: dict) -> dict:
@@ -76,7 +67,7 @@ def run(payload: dict, user_id: str | None = None) -> dict:
         "parent_run_id": payload.get("parent_run_id"),
         "user_id": payload.get("user_id") or user_id,
         "status": payload.get("status"),
-        "run_input": run_input(payload),
+        "run_input": run_input_text(payload),
         "content": payload.get("content"),
         "run_response_format": "text" if payload.get("content_type", "str") == "str" else "json",
         "reasoning_content": payload.get("reasoning_content") or "",

@@ -98,13 +98,15 @@ def _session_fields(session_dict: dict) -> dict:
     }
 
 
-def _run_input_text(payload: dict) -> str:
+def run_input_text(payload: dict) -> str:
+    """The user's message of a stored run payload (agno's `input.input_content`, else its user message)."""
     data = payload.get("input")
-    if isinstance(data, dict) and isinstance(data.get("input_content"), str):
-        return data["input_content"]
-    for message in payload.get("messages") or []:
-        if isinstance(message, dict) and message.get("role") == "user" and isinstance(message.get("content"), str):
-            return message["content"]
+    if isinstance(data, dict) and data.get("input_content") is not None:
+        content = data["input_content"]
+        return content if isinstance(content, str) else str(content)
+    for message in reversed(payload.get("messages") or []):
+        if isinstance(message, dict) and message.get("role") == "user":
+            return str(message.get("content") or "")
     return ""
 
 
@@ -163,7 +165,7 @@ def _title(text: str) -> str:
 def _first_team_input(rows: list[dict]) -> str:
     for row in rows:
         if row["run_type"] == "team" and row["parent_run_id"] is None:
-            return _run_input_text(row["payload"])
+            return run_input_text(row["payload"])
     return ""
 
 
