@@ -478,6 +478,9 @@ def _split_words(text: str, chunk_words: int) -> list[str]:
 
 
 _json = json.JSONEncoder(ensure_ascii=False, separators=(",", ":")).encode
+# Text is sent as UTF-8; a lone surrogate (which has no UTF-8 form; tests send one to see that
+# Cirkelline copes) goes out as its JSON escape, as a provider with ensure_ascii output would.
+_WIRE = "backslashreplace"
 _json_string: Callable[[str], str] = (
     getattr(json.encoder, "c_encode_basestring", None) or json.encoder.encode_basestring
 )
@@ -507,11 +510,11 @@ class _ChunkFrames:
         self._final_tail = usage + "}\n\n"
 
     def delta(self, delta: Mapping[str, Any]) -> bytes:
-        return self._head + _json(delta).encode() + self._tail
+        return self._head + _json(delta).encode("utf-8", _WIRE) + self._tail
 
     def content(self, piece: str) -> bytes:
         """The common case, ``{"content": piece}``, without a general JSON encoder call."""
-        return self._head + b'{"content":' + _json_string(piece).encode() + b"}" + self._tail
+        return self._head + b'{"content":' + _json_string(piece).encode("utf-8", _WIRE) + b"}" + self._tail
 
     def finish(self, finish_reason: str) -> bytes:
         return self._head + f'{{}},"logprobs":null,"finish_reason":"{finish_reason}"}}]{self._final_tail}'.encode()
@@ -526,7 +529,7 @@ class _ChunkFrames:
             "choices": [],
             "usage": usage,
         }
-        return b"data: " + _json(chunk).encode() + b"\n\n"
+        return b"data: " + _json(chunk).encode("utf-8", _WIRE) + b"\n\n"
 
 
 _DONE: Final = b"data: [DONE]\n\n"
@@ -576,7 +579,7 @@ def _completion_body(completion_id: str, created: int, model: str, reply: Reply,
             "choices": [{"index": 0, "message": message, "logprobs": None, "finish_reason": reply.finish_reason}],
             "usage": usage,
         }
-    ).encode()
+    ).encode("utf-8", _WIRE)
 
 
 def _error_body(message: str, error_type: str, code: str | None) -> bytes:

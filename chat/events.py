@@ -78,7 +78,9 @@ def event_json(event: Any) -> str:
 
 def sse_frame(event: Any) -> bytes:
     """One AgentOS SSE frame: `event: <name>` and one line of compact JSON."""
-    return f"event: {event.event}\ndata: {event_json(event)}\n\n".encode()
+    # "replace": a lone surrogate from a provider has no UTF-8 form; it becomes "?" rather than
+    # breaking the stream.
+    return f"event: {event.event}\ndata: {event_json(event)}\n\n".encode("utf-8", "replace")
 
 
 def _mergeable(a: Any, b: Any) -> bool:

@@ -23,11 +23,30 @@ from django.utils import timezone
 SESSION_ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.:-]{0,63}$")
 
 
+# UTF-16 surrogate escapes in JSON text: a pair (one astral character, e.g. an emoji) or a lone half.
+_SURROGATE_ESCAPE = re.compile(r"\\ud[89ab][0-9a-f]{2}\\ud[c-f][0-9a-f]{2}|\\ud[89a-f][0-9a-f]{2}", re.IGNORECASE)
+
+
+def _has_lone_surrogate(text: str) -> bool:
+    return any(len(match.group()) == 6 for match in _SURROGATE_ESCAPE.finditer(text))
+
+
+def _storable_text(value: str) -> str:
+    value = value.replace("\x00", "\ufffd")
+    if not value.isascii():
+        try:
+            value.encode("utf-8")
+        except UnicodeEncodeError:
+            value = "".join("\ufffd" if "\ud800" <= ch <= "\udfff" else ch for ch in value)
+    return value
+
+
 def storable(value):
     """`value` with what a database cannot hold replaced: NUL characters (PostgreSQL text and
-    jsonb reject them) become U+FFFD, and NaN/Infinity (not JSON) become None."""
+    jsonb reject them) and lone surrogates (no UTF-8 form) become U+FFFD, NaN/Infinity (not
+    JSON) become None."""
     if isinstance(value, str):
-        return value.replace("\x00", "\ufffd")
+        return _storable_text(value)
     if isinstance(value, float):
         return value if math.isfinite(value) else None
     if isinstance(value, dict):
@@ -41,8 +60,8 @@ class PayloadEncoder(DjangoJSONEncoder):
     """JSON for agno payloads: enums by value, bytes as base64, dataclasses and models as dicts.
 
     The output is always storable on PostgreSQL too: a model answer with a NUL character or a
-    tool result with NaN would otherwise make the run's final write fail. Checking costs one
-    substring search; only a payload that needs it is cleaned and encoded again.
+    tool result with NaN would otherwise make the run's final write fail. Checking costs a
+    substring search or two; only a payload that needs it is cleaned and encoded again.
     """
 
     def encode(self, o):
@@ -50,7 +69,7 @@ class PayloadEncoder(DjangoJSONEncoder):
             text = json.JSONEncoder(default=self.default, allow_nan=False).encode(o)
         except ValueError:  # NaN or Infinity somewhere
             text = None
-        if text is None or "\\u0000" in text:
+        if text is None or "\\u0000" in text or ("\\ud" in text and _has_lone_surrogate(text)):
             text = json.JSONEncoder(default=self.default, allow_nan=False).encode(storable(json.loads(
                 json.JSONEncoder(default=self.default).encode(o))))
         return text

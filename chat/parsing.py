@@ -72,24 +72,31 @@ def load_json(raw: str | bytes, what: str) -> Any:
     """Strict JSON (no NaN/Infinity, no NUL characters in any string): the value or a 400."""
     try:
         value = json.loads(raw, parse_constant=_no_constant)
-        reject_nul(what, value)
+        check_text(what, value)
     except (ValueError, RecursionError):
         raise BadRequest(400, f"{what} is not valid JSON.") from None
     return value
 
 
-def reject_nul(what: str, value: Any) -> None:
-    """400 if a string anywhere in `value` holds a NUL character (no database can store it)."""
+def check_text(what: str, value: Any) -> None:
+    """400 if a string anywhere in `value` holds what cannot be stored or sent: a NUL character
+    (no database keeps it) or a lone UTF-16 surrogate (JSON's `"\\ud800"` decodes to one; it has
+    no UTF-8 form, so neither the database nor the event stream could encode it)."""
     if isinstance(value, str):
         if "\x00" in value:
             raise BadRequest(400, f"{what} contains a NUL character.")
+        if not value.isascii():
+            try:
+                value.encode("utf-8")
+            except UnicodeEncodeError:
+                raise BadRequest(400, f"{what} contains an unpaired surrogate (not valid Unicode).") from None
     elif isinstance(value, dict):
         for key, item in value.items():
-            reject_nul(what, key)
-            reject_nul(what, item)
+            check_text(what, key)
+            check_text(what, item)
     elif isinstance(value, list):
         for item in value:
-            reject_nul(what, item)
+            check_text(what, item)
 
 
 def _json_object(name: str, value: Any) -> dict | None:
@@ -163,7 +170,7 @@ def _read_fields(request: HttpRequest) -> tuple[dict, list[Attachment]]:
     if content_type in ("application/x-www-form-urlencoded", "multipart/form-data", ""):
         try:
             fields = {key: request.POST.get(key) for key in request.POST}
-            reject_nul("The form", fields)
+            check_text("The form", fields)
             return fields, _attachments(request) if content_type == "multipart/form-data" else []
         except MultiPartParserError:
             raise BadRequest(400, "The multipart body is malformed.") from None

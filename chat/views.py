@@ -25,7 +25,7 @@ from metrics.models import RunStatus
 from . import runner, schemas, storage
 from .auth import AuthError, Caller, authenticate
 from .events import coalesce, sse_frame
-from .parsing import BadRequest, load_json, parse_run_request, reject_nul, validate_session_id
+from .parsing import BadRequest, check_text, load_json, parse_run_request, validate_session_id
 from .providers import model_spec
 from .team import UnknownTeam, describe_team, describe_team_detail, is_known_team, team_ids
 
@@ -245,7 +245,7 @@ async def sessions(request: HttpRequest, caller: Caller) -> HttpResponse:
     sort_order = request.GET.get("sort_order", "desc")
     if sort_order not in ("asc", "desc"):
         raise BadRequest(400, "'sort_order' must be asc or desc.")
-    reject_nul("The query", dict(request.GET.items()))
+    check_text("The query", dict(request.GET.items()))
     sort_by = request.GET.get("sort_by", "created_at")
     if sort_by not in storage.SESSION_SORT_FIELDS:
         raise BadRequest(400, f"'sort_by' must be one of {', '.join(storage.SESSION_SORT_FIELDS)}.")
@@ -303,7 +303,7 @@ def _json_body(request: HttpRequest) -> dict:
             raise BadRequest(400, "The JSON body must be an object.")
         return data
     fields = {key: request.POST.get(key) for key in request.POST}
-    reject_nul("The form", fields)
+    check_text("The form", fields)
     return fields
 
 

@@ -68,15 +68,20 @@ async def test_absurdly_nested_json_is_400(api, alice):
     {"message": "hi", "metadata": {"a": ["x\x00"]}},
     {"message": "hi", "dependencies": {"a": float("nan")}},
     {"message": "hi", "session_state": {"a": float("inf")}},
+    {"message": "hi\ud800"},
+    {"message": "hi", "metadata": {"\udc00": 1}},
 ])
-async def test_nul_characters_and_non_json_numbers_are_400(api, alice, body):
-    """No database stores a NUL character, and NaN/Infinity are not JSON: refused up front."""
+async def test_text_no_database_can_store_and_non_json_numbers_are_400(api, alice, body):
+    """No database stores a NUL character or a lone surrogate, and NaN/Infinity are not JSON:
+    refused up front."""
     as_json = await api.post(RUNS, content=json.dumps(body).encode(),
                              headers={**bearer(alice), "Content-Type": "application/json"})
-    as_form = await api.post(RUNS, data={k: v if isinstance(v, str) else json.dumps(v) for k, v in body.items()},
-                             headers=bearer(alice))
-    assert (as_json.status_code, as_form.status_code) == (400, 400), (as_json.text, as_form.text)
-    assert "NUL" in as_json.json()["detail"] or "JSON" in as_json.json()["detail"]
+    assert as_json.status_code == 400, as_json.text
+    form = {k: v if isinstance(v, str) else json.dumps(v) for k, v in body.items()}
+    if "\ud800" not in form["message"]:  # a form body is UTF-8: it cannot carry a lone surrogate
+        as_form = await api.post(RUNS, data=form, headers=bearer(alice))
+        assert as_form.status_code == 400, as_form.text
+    assert any(word in as_json.json()["detail"] for word in ("NUL", "JSON", "surrogate"))
     rename = await api.post("/sessions/abc/rename", json={"session_name": "a\x00b"}, headers=bearer(alice))
     listing = await api.get("/sessions", params={"session_name": "a\x00"}, headers=bearer(alice))
     assert (rename.status_code, listing.status_code) == (400, 400)
@@ -90,8 +95,10 @@ def test_payloads_are_encoded_so_any_database_stores_them():
                          cls=PayloadEncoder)
     assert "NaN" not in encoded and "Infinity" not in encoded
     assert json.loads(encoded) == {"text\ufffd": ["a\ufffdb", None, {"x": None}], "ok": "\\u0000 stays"}
-    plain = {"a": [1, 2.5, "three"]}
-    assert json.dumps(plain, cls=PayloadEncoder) == json.dumps(plain)
+    lone = json.dumps({"a": "x\ud800y", "b": "\udc00", "c": "\U0001f600 pairs stay"}, cls=PayloadEncoder)
+    assert json.loads(lone) == {"a": "x\ufffdy", "b": "\ufffd", "c": "\U0001f600 pairs stay"}
+    for plain in ({"a": [1, 2.5, "three"]}, {"emoji": "\U0001f600", "text": "æøå"}):
+        assert json.dumps(plain, cls=PayloadEncoder) == json.dumps(plain)
 
 
 async def test_rename_rejects_bad_names(api, alice):

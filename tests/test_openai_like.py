@@ -65,18 +65,28 @@ async def test_a_non_streamed_run_returns_the_answer(api, alice, provider):
     assert provider.wait_idle_sync(1.0)
 
 
-async def test_an_answer_with_a_nul_character_is_still_stored(api, alice, provider):
-    """PostgreSQL text and jsonb cannot hold NUL: the stored copy gets U+FFFD, the run is not lost."""
+@pytest.mark.parametrize(("answer", "stored_as", "streamed_as"), [
+    ("before\x00after", "before\ufffdafter", "before\x00after"),
+    ("before\ud800after", "before\ufffdafter", "before?after"),  # a lone surrogate has no UTF-8 form
+])
+async def test_an_answer_no_database_could_hold_is_still_stored(api, alice, provider, answer, stored_as,
+                                                                 streamed_as):
+    """PostgreSQL text and jsonb hold neither NUL nor a lone surrogate: the stored copy gets
+    U+FFFD, the run and its usage row are not lost, and the stream does not break."""
     from bench.fake_provider import Behaviour
     from chat.models import ChatRun
 
-    provider.set_default(Behaviour.say("before\x00after"))
+    provider.set_default(Behaviour.say(answer))
     response = await api.post(RUNS, data={"message": "Hello there", "stream": "false"}, headers=bearer(alice))
     body = response.json()
     assert response.status_code == 200, body
-    assert body["content"] == "before\x00after"  # the client gets the answer as the provider sent it
+    assert body["content"] == answer  # the client gets the answer as the provider sent it
 
     row = await adb(RunUsage.objects.get, run_id=body["run_id"])
     stored = await adb(ChatRun.objects.get, run_id=body["run_id"])
     assert row.status == "completed"
-    assert stored.payload["content"] == "before\ufffdafter"
+    assert stored.payload["content"] == stored_as
+
+    streamed = await api.post(RUNS, data={"message": "Hello again"}, headers=bearer(alice))
+    frames = parse_sse(streamed.text)
+    assert frames[-1].event == "TeamRunCompleted" and frames[-1].data["content"] == streamed_as
