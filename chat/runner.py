@@ -128,8 +128,10 @@ class RunResult:
     output: TeamRunOutput | None = None
     terminal: Any = None
     content: str = ""
-    # The run ended but its rows could not be written (the database is unavailable).
+    # The run ended but its rows could not be written (the database is unavailable) ...
     storage_failed: bool = False
+    # ... or were refused by the database (not retried; only the usage row was written).
+    storage_refused: bool = False
 
     def output_dict(self) -> dict:
         """The run as AgentOS returns it for stream=false (TeamRunOutput.to_dict())."""
@@ -531,6 +533,45 @@ async def _to_completion(coro):
             asyncio.current_task().uncancel()
 
 
+STORAGE_MESSAGES = {
+    "unavailable": ("The answer was generated but could not be saved yet (the database is unavailable); it "
+                    "will be added to the session history once the database is back."),
+    "refused": ("The answer was generated but the database refused to store it, so it is not in the session "
+                "history; its usage was recorded."),
+}
+
+
+async def _store(handle: RunHandle, usage: dict) -> bool:
+    """Write the run's rows and usage row. True if the database refused the rows themselves.
+
+    The database down or slow: everything is retried in the background until it is back. The
+    database refusing the data (it should not, see chat.models.storable): retrying cannot help,
+    so the usage row is written alone and the run is billed all the same.
+    """
+    ctx = handle.ctx
+    try:
+        await _to_completion(asyncio.wait_for(storage.flush_run(ctx, handle.session_id, usage), FLUSH_TIMEOUT))
+        return False
+    except Exception as exc:  # noqa: BLE001 - the database is down, timed out, or refused the rows
+        ctx.storage_errors.append(f"{type(exc).__name__}: {exc}")
+        refused = storage.is_refusal(exc)
+        if not refused:
+            logger.error("run %s: could not store the run and its usage (%s: %s); retrying in the background",
+                         handle.run_id, type(exc).__name__, exc)
+            _retry_later(handle, usage)
+            return False
+    logger.error("run %s: the database refused its session/run rows (%s); storing its usage alone",
+                 handle.run_id, ctx.storage_errors[-1])
+    ctx.write_buffer = None  # what was refused; the usage row has only numbers and short strings
+    try:
+        await _to_completion(asyncio.wait_for(storage.flush_run(ctx, handle.session_id, usage), FLUSH_TIMEOUT))
+    except Exception as exc:  # noqa: BLE001
+        logger.error("run %s: could not store its usage (%s: %s); retrying in the background",
+                     handle.run_id, type(exc).__name__, exc)
+        _retry_later(handle, usage)
+    return True
+
+
 async def _finalize(handle: RunHandle, output, failure, stream) -> None:
     result = _outcome(handle, output, failure)
     try:
@@ -545,21 +586,12 @@ async def _finalize(handle: RunHandle, output, failure, stream) -> None:
         if pending:
             await _to_completion(asyncio.wait(pending, timeout=CLEANUP_GRACE))
         usage = _usage_fields(handle, result, datetime.now(UTC))
-        try:
-            await _to_completion(asyncio.wait_for(storage.flush_run(handle.ctx, handle.session_id, usage),
-                                                  FLUSH_TIMEOUT))
-        except Exception as exc:  # noqa: BLE001 - the database is down or timed out
-            logger.error("run %s: could not store the run and its usage (%s: %s); retrying in the background",
-                         handle.run_id, type(exc).__name__, exc)
-            handle.ctx.storage_errors.append(f"{type(exc).__name__}: {exc}")
-            _retry_later(handle, usage)
+        refused = await _store(handle, usage)
         if handle.ctx.storage_errors:
-            result.storage_failed = True
+            result.storage_failed, result.storage_refused = True, refused
             if result.status == RunStatus.COMPLETED:
                 result.error_type = "internal"
-                result.message = ("The answer was generated but could not be saved yet (the database is "
-                                  "unavailable); it will be added to the session history once the database "
-                                  "is back.")
+                result.message = STORAGE_MESSAGES["refused" if refused else "unavailable"]
         result.terminal = _terminal_event(handle, result)
     except BaseException as exc:  # noqa: BLE001 - never leave a client without a terminal event
         logger.exception("run %s: finalisation failed", handle.run_id)

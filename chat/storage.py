@@ -29,7 +29,7 @@ from agno.run.agent import RunOutput
 from agno.run.team import TeamRunOutput
 from agno.session import TeamSession
 from django.conf import settings
-from django.db import connection, transaction
+from django.db import DataError, IntegrityError, connection, transaction
 from django.utils import timezone
 
 from metrics.recording import record_run_usage
@@ -253,6 +253,11 @@ async def flush_run(ctx: RunContext, session_id: str, usage_fields: dict) -> Non
     saved = await run_db(_flush_sync, session_dict, session_id, ctx.user_id, rows or [], usage_fields)
     if not saved:
         ctx.storage_errors.append("the session belongs to another user; the run was not stored in it")
+
+
+def is_refusal(exc: BaseException) -> bool:
+    """Whether a failed write failed on its data (retrying cannot help), not on the connection."""
+    return isinstance(exc, (DataError, IntegrityError, ValueError))
 
 
 async def flush_run_later(ctx: RunContext, session_id: str, usage_fields: dict) -> bool:

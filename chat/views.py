@@ -165,7 +165,7 @@ async def create_run(request: HttpRequest, team_id: str, caller: Caller) -> Http
         raise
     if result.error_type:
         return error(
-            503 if result.storage_failed else ERROR_STATUS[result.error_type],
+            500 if result.storage_refused else 503 if result.storage_failed else ERROR_STATUS[result.error_type],
             result.message,
             error_type=result.error_type,
             run_id=result.run_id,

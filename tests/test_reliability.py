@@ -188,3 +188,34 @@ async def _eventually(query, count: int, within: float = 15.0):
         if len(result) >= count or loop.time() > deadline:
             return result
         await asyncio.sleep(0.1)
+
+
+@pytest.mark.parametrize("stream", [False, True])
+async def test_rows_the_database_refuses_still_leave_the_usage_row(api, alice, monkeypatch, stream):
+    """A write that fails on its data is not retried (it would fail again) and does not take the
+    usage row with it: the run is billed, and the client is told its answer was not saved."""
+    from django.db import DataError
+
+    from chat import storage
+    from chat.models import ChatRun
+
+    def refuse(*args, **kwargs):
+        raise DataError("simulated: the database refuses this row")
+
+    monkeypatch.setattr(storage, "_persist", refuse)
+    response = await api.post(RUNS, data={"message": "Please research Copenhagen", "stream": str(stream).lower()},
+                              headers=bearer(alice))
+    if stream:
+        frames = parse_sse(response.text)
+        run_id, terminal = frames[0].data["run_id"], frames[-1]
+        assert terminal.event == "TeamRunError" and terminal.data["error_type"] == "internal"
+        detail = terminal.data["content"]
+    else:
+        body = response.json()
+        assert response.status_code == 500
+        run_id, detail = body["run_id"], body["detail"]
+    assert "refused" in detail and "usage was recorded" in detail
+    row = await adb(RunUsage.objects.get, run_id=run_id)
+    assert (row.status, row.model_calls, row.delegations) == ("completed", 3, 1) and row.total_tokens > 0
+    assert await adb(ChatRun.objects.count) == 0
+    assert not runner._background  # nothing left retrying a write that cannot succeed
