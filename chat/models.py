@@ -27,17 +27,25 @@ SESSION_ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.:-]{0,63}$")
 _SURROGATE_ESCAPE = re.compile(r"\\ud[89ab][0-9a-f]{2}\\ud[c-f][0-9a-f]{2}|\\ud[89a-f][0-9a-f]{2}", re.IGNORECASE)
 
 
-def _has_lone_surrogate(text: str) -> bool:
-    return any(len(match.group()) == 6 for match in _SURROGATE_ESCAPE.finditer(text))
+def _has_lone_surrogate_escape(json_text: str) -> bool:
+    return any(len(match.group()) == 6 for match in _SURROGATE_ESCAPE.finditer(json_text))
+
+
+def has_lone_surrogate(text: str) -> bool:
+    """Whether `text` holds a lone UTF-16 surrogate (then it has no UTF-8 form)."""
+    if text.isascii():
+        return False
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return True
+    return False
 
 
 def _storable_text(value: str) -> str:
     value = value.replace("\x00", "\ufffd")
-    if not value.isascii():
-        try:
-            value.encode("utf-8")
-        except UnicodeEncodeError:
-            value = "".join("\ufffd" if "\ud800" <= ch <= "\udfff" else ch for ch in value)
+    if has_lone_surrogate(value):
+        value = "".join("\ufffd" if "\ud800" <= ch <= "\udfff" else ch for ch in value)
     return value
 
 
@@ -64,14 +72,17 @@ class PayloadEncoder(DjangoJSONEncoder):
     substring search or two; only a payload that needs it is cleaned and encoded again.
     """
 
+    def __init__(self, *args, **kwargs):
+        kwargs["allow_nan"] = False  # NaN/Infinity are not JSON; PostgreSQL refuses them
+        super().__init__(*args, **kwargs)
+
     def encode(self, o):
         try:
-            text = json.JSONEncoder(default=self.default, allow_nan=False).encode(o)
+            text = super().encode(o)
         except ValueError:  # NaN or Infinity somewhere
             text = None
-        if text is None or "\\u0000" in text or ("\\ud" in text and _has_lone_surrogate(text)):
-            text = json.JSONEncoder(default=self.default, allow_nan=False).encode(storable(json.loads(
-                json.JSONEncoder(default=self.default).encode(o))))
+        if text is None or "\\u0000" in text or ("\\ud" in text and _has_lone_surrogate_escape(text)):
+            text = super().encode(storable(json.loads(json.dumps(o, default=self.default))))
         return text
 
     def default(self, o):

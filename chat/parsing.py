@@ -16,7 +16,7 @@ from django.http import HttpRequest
 from django.http.multipartparser import MultiPartParserError
 
 from .auth import Caller
-from .models import SESSION_ID_RE
+from .models import SESSION_ID_RE, has_lone_surrogate
 from .runner import Attachment, RunRequest
 
 TRUE = frozenset({"true", "1", "yes", "on"})
@@ -85,11 +85,8 @@ def check_text(what: str, value: Any) -> None:
     if isinstance(value, str):
         if "\x00" in value:
             raise BadRequest(400, f"{what} contains a NUL character.")
-        if not value.isascii():
-            try:
-                value.encode("utf-8")
-            except UnicodeEncodeError:
-                raise BadRequest(400, f"{what} contains an unpaired surrogate (not valid Unicode).") from None
+        if has_lone_surrogate(value):
+            raise BadRequest(400, f"{what} contains an unpaired surrogate (not valid Unicode).")
     elif isinstance(value, dict):
         for key, item in value.items():
             check_text(what, key)
@@ -97,6 +94,21 @@ def check_text(what: str, value: Any) -> None:
     elif isinstance(value, list):
         for item in value:
             check_text(what, item)
+
+
+def json_body(request: HttpRequest, empty: bytes = b"null") -> dict:
+    """A JSON request body that must be an object (an empty body reads as `empty`)."""
+    data = load_json(request.body or empty, "The request body")
+    if not isinstance(data, dict):
+        raise BadRequest(400, "The JSON body must be an object.")
+    return data
+
+
+def form_fields(request: HttpRequest) -> dict:
+    """A form-urlencoded or multipart body's fields (last value of each)."""
+    fields = {key: request.POST.get(key) for key in request.POST}
+    check_text("The form", fields)
+    return fields
 
 
 def _json_object(name: str, value: Any) -> dict | None:
@@ -163,15 +175,10 @@ def _fields(request: HttpRequest) -> tuple[dict, list[Attachment]]:
 def _read_fields(request: HttpRequest) -> tuple[dict, list[Attachment]]:
     content_type = (request.content_type or "").lower()
     if content_type == "application/json":
-        data = load_json(request.body or b"null", "The request body")
-        if not isinstance(data, dict):
-            raise BadRequest(400, "The JSON body must be an object.")
-        return data, []
+        return json_body(request), []
     if content_type in ("application/x-www-form-urlencoded", "multipart/form-data", ""):
         try:
-            fields = {key: request.POST.get(key) for key in request.POST}
-            check_text("The form", fields)
-            return fields, _attachments(request) if content_type == "multipart/form-data" else []
+            return form_fields(request), _attachments(request) if content_type == "multipart/form-data" else []
         except MultiPartParserError:
             raise BadRequest(400, "The multipart body is malformed.") from None
     raise BadRequest(415, f"Unsupported content type {content_type!r}: send JSON, form-urlencoded or multipart.")

@@ -541,35 +541,36 @@ STORAGE_MESSAGES = {
 }
 
 
+async def _flush(handle: RunHandle, usage: dict) -> Exception | None:
+    """Write the run's buffered rows and its usage row in one transaction; the error if it failed."""
+    try:
+        await _to_completion(asyncio.wait_for(storage.flush_run(handle.ctx, handle.session_id, usage),
+                                              FLUSH_TIMEOUT))
+    except Exception as exc:  # noqa: BLE001 - the database is down, timed out, or refused the data
+        handle.ctx.storage_errors.append(f"{type(exc).__name__}: {exc}")
+        return exc
+    return None
+
+
 async def _store(handle: RunHandle, usage: dict) -> bool:
-    """Write the run's rows and usage row. True if the database refused the rows themselves.
+    """Store the run. True if the database refused its rows (and only its usage row was written).
 
     The database down or slow: everything is retried in the background until it is back. The
     database refusing the data (it should not, see chat.models.storable): retrying cannot help,
     so the usage row is written alone and the run is billed all the same.
     """
-    ctx = handle.ctx
-    try:
-        await _to_completion(asyncio.wait_for(storage.flush_run(ctx, handle.session_id, usage), FLUSH_TIMEOUT))
-        return False
-    except Exception as exc:  # noqa: BLE001 - the database is down, timed out, or refused the rows
-        ctx.storage_errors.append(f"{type(exc).__name__}: {exc}")
-        refused = storage.is_refusal(exc)
-        if not refused:
-            logger.error("run %s: could not store the run and its usage (%s: %s); retrying in the background",
-                         handle.run_id, type(exc).__name__, exc)
-            _retry_later(handle, usage)
-            return False
-    logger.error("run %s: the database refused its session/run rows (%s); storing its usage alone",
-                 handle.run_id, ctx.storage_errors[-1])
-    ctx.write_buffer = None  # what was refused; the usage row has only numbers and short strings
-    try:
-        await _to_completion(asyncio.wait_for(storage.flush_run(ctx, handle.session_id, usage), FLUSH_TIMEOUT))
-    except Exception as exc:  # noqa: BLE001
-        logger.error("run %s: could not store its usage (%s: %s); retrying in the background",
-                     handle.run_id, type(exc).__name__, exc)
+    refused = False
+    failure = await _flush(handle, usage)
+    if failure is not None and storage.is_refusal(failure):
+        logger.error("run %s: the database refused its session/run rows (%s: %s); storing its usage alone",
+                     handle.run_id, type(failure).__name__, failure)
+        handle.ctx.write_buffer = None  # what was refused; the usage row has only numbers and short strings
+        refused, failure = True, await _flush(handle, usage)
+    if failure is not None:
+        logger.error("run %s: could not store %s (%s: %s); retrying in the background", handle.run_id,
+                     "its usage" if refused else "the run and its usage", type(failure).__name__, failure)
         _retry_later(handle, usage)
-    return True
+    return refused
 
 
 async def _finalize(handle: RunHandle, output, failure, stream) -> None:

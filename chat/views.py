@@ -25,7 +25,7 @@ from metrics.models import RunStatus
 from . import runner, schemas, storage
 from .auth import AuthError, Caller, authenticate
 from .events import coalesce, sse_frame
-from .parsing import BadRequest, check_text, load_json, parse_run_request, validate_session_id
+from .parsing import BadRequest, check_text, form_fields, json_body, parse_run_request, validate_session_id
 from .providers import model_spec
 from .team import UnknownTeam, describe_team, describe_team_detail, is_known_team, team_ids
 
@@ -298,13 +298,8 @@ async def rename_session(request: HttpRequest, session_id: str, caller: Caller) 
 
 def _json_body(request: HttpRequest) -> dict:
     if (request.content_type or "").lower() == "application/json":
-        data = load_json(request.body or b"{}", "The request body")
-        if not isinstance(data, dict):
-            raise BadRequest(400, "The JSON body must be an object.")
-        return data
-    fields = {key: request.POST.get(key) for key in request.POST}
-    check_text("The form", fields)
-    return fields
+        return json_body(request, empty=b"{}")
+    return form_fields(request)
 
 
 # --- JSON for Django's own 404/500 pages -----------------------------------------------------
