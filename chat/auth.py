@@ -70,21 +70,26 @@ def forget_user(pk: int) -> None:
     _user_cache.pop(pk, None)
 
 
+async def caller_from_token(token: str) -> Caller:
+    """The caller a simplejwt access token names (signature, expiry, type, active user); AuthError(401) if not."""
+    try:
+        validated = AccessToken(token.strip())
+        pk = int(validated[jwt_settings.USER_ID_CLAIM])
+    except (TokenError, KeyError, ValueError, TypeError):
+        raise AuthError(401, "The access token is invalid or has expired.") from None
+    user = await _active_user(pk)
+    if user is None:
+        raise AuthError(401, "The access token's user does not exist or is inactive.")
+    return Caller(pk=pk, username=user[0], is_staff=user[1], via="jwt")
+
+
 async def authenticate(request) -> Caller:
     header = request.headers.get("Authorization")
     if header is not None:
         scheme, _, token = header.strip().partition(" ")
         if scheme.lower() != "bearer" or not token.strip():
             raise AuthError(401, "The Authorization header must be 'Bearer <access token>'.")
-        try:
-            validated = AccessToken(token.strip())
-            pk = int(validated[jwt_settings.USER_ID_CLAIM])
-        except (TokenError, KeyError, ValueError, TypeError):
-            raise AuthError(401, "The access token is invalid or has expired.") from None
-        user = await _active_user(pk)
-        if user is None:
-            raise AuthError(401, "The access token's user does not exist or is inactive.")
-        return Caller(pk=pk, username=user[0], is_staff=user[1], via="jwt")
+        return await caller_from_token(token)
 
     user = await request.auser()
     if user is not None and user.is_authenticated:
