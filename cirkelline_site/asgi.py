@@ -19,7 +19,16 @@ if settings.CIRKELLINE_SERVE_STATIC:
 
     http_app = ASGIStaticFilesHandler(django_asgi_app)
 
-application = ProtocolTypeRouter({"http": http_app})
+from channels.auth import AuthMiddlewareStack  # noqa: E402
+from channels.routing import URLRouter  # noqa: E402
+
+from chat.ws.routing import AllowedHostsOriginValidator, websocket_urlpatterns  # noqa: E402
+
+application = ProtocolTypeRouter({
+    "http": http_app,
+    # Origin checked against ALLOWED_HOSTS (browsers), then the session cookie's user (pages).
+    "websocket": AllowedHostsOriginValidator(AuthMiddlewareStack(URLRouter(websocket_urlpatterns))),
+})
 
 from chat.memory import tune_gc  # noqa: E402
 
