@@ -194,3 +194,57 @@ async def test_the_per_user_limit_answers_429_with_retry_after(connect, alice, s
     assert refused["status"] == 429 and refused["retry_after"] > 0
     await socket.send(type="cancel", run_id=run_id)
     assert (await socket.finish(run_id))["status"] == "cancelled"
+
+
+PNG = b"\x89PNG\r\n\x1a\n" + b"\x00" * 64
+
+
+async def test_an_uploaded_png_reaches_the_image_specialist(connect, alice, bob, api, recorder):
+    """Guards against attachments being dropped between the upload and the run (the old system's
+    UI sent files its endpoint never read), and against using another user's upload."""
+    upload = await api.post("/uploads", files={"files": ("cat.png", PNG, "image/png")}, headers=bearer(alice))
+    assert upload.status_code == 201, upload.text
+    [meta] = upload.json()["files"]
+    assert (meta["name"], meta["kind"], meta["mime_type"], meta["size"]) == ("cat.png", "image", "image/png", len(PNG))
+
+    bobs = await connect(bob)
+    await bobs.send(type="run", message="mine now", files=[meta["id"]], ref="steal")
+    assert (await bobs.next())["status"] == 404
+
+    socket = await connect(alice)
+    await socket.send(type="run", message="What do you think of this?", files=[meta["id"]], ref="png")
+    started = await socket.until(lambda f: f.get("ref") == "png")
+    assert started["files"] == [{"name": "cat.png", "kind": "image"}]
+    await socket.finish(started["run_id"])
+    calls = recorder.for_run(started["run_id"])
+    assert calls[0].media == {"images": 1}
+    assert [c.model_label for c in calls] == ["leader", "image-specialist", "leader"]
+    assert calls[1].media == {"images": 1}  # the specialist itself was given the picture
+    members = [e for e in socket.events(started["run_id"]) if e["event"] == "RunStarted"]
+    assert [m["agent_id"] for m in members] == ["image-specialist"]
+
+    await socket.send(type="run", message="again", files=[meta["id"]], ref="twice")  # used once
+    again = await socket.until(lambda f: f.get("ref") == "twice")
+    assert again["status"] == 404 and "expired or was already sent" in again["detail"]
+
+
+@pytest.mark.parametrize(
+    ("files", "status", "detail"),
+    [
+        ({"files": ("tool.exe", b"MZ", "application/x-msdownload")}, 415, "Unsupported file type"),
+        ({"files": ("big.png", b"\x89PNG" + b"\x00" * 2048, "image/png")}, 413, "is too large: the limit is 1024 bytes"),
+        ({}, 400, "Send one or more files"),
+    ],
+)
+async def test_uploads_are_checked_like_run_files(api, alice, settings, files, status, detail):
+    """Guards against the upload route accepting what the run API refuses (types, sizes)."""
+    settings.CIRKELLINE_MAX_FILE_BYTES = 1024
+    response = await api.post("/uploads", files=files or None, data={"x": "1"} if not files else None,
+                              headers=bearer(alice))
+    assert response.status_code == status and detail in response.json()["detail"]
+
+
+async def test_uploads_need_a_login(api):
+    """Guards against anonymous uploads filling the disk."""
+    response = await api.post("/uploads", files={"files": ("cat.png", PNG, "image/png")})
+    assert response.status_code == 401
