@@ -232,7 +232,7 @@ async def test_an_uploaded_png_reaches_the_image_specialist(connect, alice, bob,
     ("files", "status", "detail"),
     [
         ({"files": ("tool.exe", b"MZ", "application/x-msdownload")}, 415, "Unsupported file type"),
-        ({"files": ("big.png", b"\x89PNG" + b"\x00" * 2048, "image/png")}, 413, "is too large: the limit is 1024 bytes"),
+        ({"files": ("big.png", b"\x89PNG" + b"\x00" * 2048, "image/png")}, 413, "is too large: the limit is 1024"),
         ({}, 400, "Send one or more files"),
     ],
 )
