@@ -226,15 +226,15 @@ class ChatConsumer(AsyncJsonWebsocketConsumer):
 
     async def _pump(self, run: frames.RunFrames) -> None:
         """Stream one run to this socket and the user's other sockets on its session."""
-        handle, user_pk = run.handle, self.caller.pk
+        handle = run.handle
         finished = False
         try:
             await self._send_text(run.started(own=True))
-            await self._publish(user_pk, handle.session_id, run.started())
+            await self._publish(run, run.started())
             async for batch in handle.event_batches():
-                await self._out(user_pk, handle.session_id, run.events(batch))
+                await self._out(run, run.events(batch))
             finished = True
-            await self._out(user_pk, handle.session_id, run.finished(await handle.wait()))
+            await self._out(run, run.finished(await handle.wait()))
         except Exception:  # noqa: BLE001 - the socket broke; the run is stopped below, its rows still written
             logger.exception("websocket stream of run %s failed", handle.run_id)
         finally:
@@ -242,13 +242,13 @@ class ChatConsumer(AsyncJsonWebsocketConsumer):
                 handle.abort(RunStatus.CANCELLED)
             self.runs.pop(handle.run_id, None)
 
-    async def _out(self, user_pk: int, session_id: str, text: str) -> None:
+    async def _out(self, run: frames.RunFrames, text: str) -> None:
         await self._send_text(text)
-        await self._publish(user_pk, session_id, text)
+        await self._publish(run, text)
 
-    async def _publish(self, user_pk: int, session_id: str, text: str) -> None:
+    async def _publish(self, run: frames.RunFrames, text: str) -> None:
         try:
-            await self.fanout.publish(user_pk, session_id, text)
+            await self.fanout.publish(run.handle.user_id, run.handle.session_id, text, new_session=run.new_session)
         except Exception:  # noqa: BLE001 - a broken channel layer must not end the run for this socket
             logger.exception("could not publish a run frame to session watchers")
 

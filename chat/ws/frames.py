@@ -77,6 +77,7 @@ class RunFrames:
         self.handle = handle
         self.ref = ref
         self.seq = 0
+        self.new_session = handle.request.session_id is None  # its id was generated for this run
         # run and session ids are generated or validated (SESSION_ID_RE): safe to splice, but
         # dumped anyway so this never depends on it.
         self._prefix = (f'{{"type":"events","run_id":{json.dumps(handle.run_id)},'

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pytest
+from channels.layers import get_channel_layer
 
 from chat.ws import fanout
 
@@ -72,34 +73,29 @@ async def test_a_socket_on_another_session_gets_nothing_and_leaving_stops_the_co
 
 
 async def test_one_tab_sends_nothing_through_the_channel_layer(connect, alice, monkeypatch):
-    """Guards against the cost of publishing every batch of every run when nobody else watches."""
-    sent = []
-    real = fanout.Fanout.publish
+    """Guards against the cost of publishing every batch of every run (through Redis, with
+    REDIS_URL) when nobody else can be watching: a new chat, or a chat watched by this tab alone."""
+    layer = get_channel_layer()
+    real_group_send = layer.group_send
+    published: list[str] = []
 
-    async def counting(self, user_pk, session_id, text):
-        before = len(sent)
-        original = self.layer.group_send
+    async def group_send(group, message):
+        if message["type"] == "run.frame":
+            published.append(group)
+        await real_group_send(group, message)
 
-        async def group_send(group, message):
-            sent.append(message["type"])
-            await original(group, message)
-
-        self.layer.group_send = group_send
-        try:
-            await real(self, user_pk, session_id, text)
-        finally:
-            self.layer.group_send = original
-        return len(sent) - before
-
-    monkeypatch.setattr(fanout.Fanout, "publish", counting)
+    monkeypatch.setattr(layer, "group_send", group_send)
     tab = await connect(alice)
-    session_id = await a_session_of(tab)  # not watching it: published, nobody known
-    published_unwatched = len(sent)
-    await watching(tab, session_id, 1)
-    sent.clear()
+    session_id = await a_session_of(tab)  # a new chat: its id is known to this tab only
+    assert published == []
+    again, _ = await tab.run("What is 3+3?", session_id=session_id)  # not watched here: others may be
+    await tab.finish(again)
+    assert published and set(published) == {fanout.group_name(alice.pk, session_id)}
+    published.clear()
+    await watching(tab, session_id, 1)  # watched, and alone
     run_id, _ = await tab.run(RESEARCH, session_id=session_id)
     await tab.finish(run_id)
-    assert published_unwatched > 0 and sent == []
+    assert published == []
 
 
 async def test_a_late_tab_is_told_of_the_run_in_progress(connect, alice, use_latency):
