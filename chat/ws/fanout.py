@@ -10,8 +10,9 @@ through the group only when it knows another socket watches that session. The so
 group tell each other they are there (`presence.join` when one starts watching, answered by
 `presence.here`; `presence.leave` when it stops), so the usual case, one tab, sends nothing
 through the channel layer; with a second tab each frame (a batch of events) crosses it once, and
-the starting socket drops its own copy. A socket that starts a run in a session it is not
-watching does not know who watches it, so it always publishes there.
+the starting socket drops its own copy. A socket that starts a run in an existing session it is
+not watching does not know who watches it, so it publishes there; a run that creates its session
+(the server chose the id) has nobody else to reach.
 """
 
 from __future__ import annotations
@@ -85,12 +86,18 @@ class Fanout:
         self.peers.discard(message["from"])
         return True
 
-    async def publish(self, user_pk: int, session_id: str, text: str) -> None:
-        """Send a run's frame to the user's other sockets watching `session_id`, if there are any."""
+    async def publish(self, user_pk: int, session_id: str, text: str, *, new_session: bool) -> None:
+        """Send a run's frame to the user's other sockets watching `session_id`, if there can be any.
+
+        `new_session`: the run created the session, whose id the server generated and only this
+        socket has been told: nobody else can watch it (until this socket watches it too, and so
+        learns of every socket that joins)."""
         if session_id == self.session:
             if not self.peers:
                 return
             group = self.group
+        elif new_session:
+            return
         else:
             group = group_name(user_pk, session_id)
         await self.layer.group_send(group, {"type": "run.frame", "from": self.channel, "text": text})
