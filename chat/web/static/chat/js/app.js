@@ -103,7 +103,7 @@ function onFrame(frame) {
 }
 
 function watch() {
-  socket.send({ type: "watch", session_id: state.sessionId });
+  socket.send({ type: "watch", session_id: state.sessionId, ref: "watch" });
 }
 
 function showPresence(frame) {
@@ -171,6 +171,8 @@ function onRunFinished(frame) {
 function onError(frame) {
   const entry = frame.ref !== undefined && state.pending.get(frame.ref);
   if (frame.status === 401) onState("unauthenticated");
+  // Not watching a chat (say, one another window just started) only costs its live copy.
+  if (frame.ref === "watch") return;
   if (entry) {
     state.pending.delete(frame.ref);
     const wait = frame.retry_after ? ` (try again in ${Math.ceil(frame.retry_after)} s)` : "";
