@@ -225,6 +225,12 @@ CIRKELLINE_FLUSH_RETRY_INTERVAL = _positive_float("CIRKELLINE_FLUSH_RETRY_INTERV
 CIRKELLINE_DB_THREADS = env.int("CIRKELLINE_DB_THREADS", default=8)
 CIRKELLINE_HISTORY_RUNS = _non_negative_int("CIRKELLINE_HISTORY_RUNS", 5)
 CIRKELLINE_MAX_MESSAGE_CHARS = _non_negative_int("CIRKELLINE_MAX_MESSAGE_CHARS", 32_000)
+# Levels of objects/arrays a JSON body's field (session_state, dependencies, metadata, ...) may
+# nest; deeper is a 400 before anything runs. At most 100: agno copies and serialises these values
+# recursively, and a few hundred levels exhaust Python's recursion limit mid-run.
+CIRKELLINE_MAX_JSON_DEPTH = env.int("CIRKELLINE_MAX_JSON_DEPTH", default=32)
+if not 1 <= CIRKELLINE_MAX_JSON_DEPTH <= 100:
+    raise ImproperlyConfigured(f"CIRKELLINE_MAX_JSON_DEPTH must be between 1 and 100, got {CIRKELLINE_MAX_JSON_DEPTH}")
 # Admission control: concurrent runs per user (across all processes when REDIS_URL is set) and
 # per server process. Beyond them a new run gets 429 with Retry-After.
 CIRKELLINE_MAX_RUNS_PER_USER = _non_negative_int("CIRKELLINE_MAX_RUNS_PER_USER", 3)
