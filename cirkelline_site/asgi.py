@@ -13,13 +13,9 @@ django_asgi_app = get_asgi_application()
 
 from channels.routing import ProtocolTypeRouter  # noqa: E402
 
-http_app = django_asgi_app
-if settings.CIRKELLINE_SERVE_STATIC:
-    from django.contrib.staticfiles.handlers import ASGIStaticFilesHandler
-
-    http_app = ASGIStaticFilesHandler(django_asgi_app)
-
-application = ProtocolTypeRouter({"http": http_app})
+# Static files (CIRKELLINE_SERVE_STATIC) are served by a middleware, so that they get the same
+# security headers as every other response: see cirkelline_site/staticfiles.py.
+application = ProtocolTypeRouter({"http": django_asgi_app})
 
 
 def _correct_daphne() -> None:
