@@ -433,6 +433,8 @@ def _outcome(handle: RunHandle, output: TeamRunOutput | None, failure: BaseExcep
         result.status, result.error_type = RunStatus.TIMED_OUT, "timeout"
         if ctx.timeout_cause == "first_token":
             result.message = ERROR_MESSAGES["first_token"]
+    elif handle.abort_reason == RunStatus.ERROR:  # its transport failed sending its events (chat.views._sse)
+        result.status, result.error_type = RunStatus.ERROR, "internal"
     elif handle.abort_reason is not None or name == "TeamRunCancelled":
         result.status = RunStatus.CANCELLED
     elif failure is not None:

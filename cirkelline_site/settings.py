@@ -53,6 +53,28 @@ def _secret_key() -> str:
     return path.read_text().strip()
 
 
+def _private_sqlite_file(name: str) -> None:
+    """Create the SQLite database readable by its owner only, as the secret key is: it holds
+    password hashes and every chat. SQLite gives the -wal and -shm files it creates beside it the
+    database file's mode; a file an older install left readable to others is tightened."""
+    if not name or name == ":memory:" or name.startswith("file:"):
+        return
+    path = Path(name)
+    if not path.parent.is_dir():
+        return  # Django reports the bad path when it connects
+    try:
+        os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
+    except FileExistsError:
+        pass
+    for file in (path, path.with_name(path.name + "-wal"), path.with_name(path.name + "-shm")):
+        try:
+            info = file.stat()
+        except FileNotFoundError:
+            continue
+        if info.st_mode & 0o077 and info.st_uid == os.getuid():
+            file.chmod(0o600)
+
+
 SECRET_KEY = _secret_key()
 DEBUG = env.bool("DJANGO_DEBUG", default=False)
 ALLOWED_HOSTS = env.list("DJANGO_ALLOWED_HOSTS", default=["127.0.0.1", "localhost", "[::1]"])
@@ -111,6 +133,7 @@ DATABASES = {
 }
 _db = DATABASES["default"]
 if _db["ENGINE"] == "django.db.backends.sqlite3":
+    _private_sqlite_file(str(_db["NAME"]))
     _db.setdefault("OPTIONS", {}).update(
         {
             # WAL lets readers run beside the writer; IMMEDIATE takes the write lock at
@@ -188,8 +211,29 @@ USE_I18N = True
 USE_TZ = True
 STATIC_URL = "static/"
 STATIC_ROOT = VAR_DIR / "static"
-# Serve static files from the ASGI app itself (admin CSS/JS) unless a proxy does it.
+# Serve /static/ (admin CSS/JS) from the app itself, with WhiteNoise, unless a proxy does it.
 CIRKELLINE_SERVE_STATIC = env.bool("CIRKELLINE_SERVE_STATIC", default=True)
+# WhiteNoise indexes the files once, at start-up: those of the apps' static folders (Django's
+# finders, so `make run` needs no collectstatic) and STATIC_ROOT (collectstatic's output, if any).
+# Only indexed files are served; any other /static/ path is a 404 from Django.
+WHITENOISE_USE_FINDERS = True
+WHITENOISE_AUTOREFRESH = False
+if CIRKELLINE_SERVE_STATIC:
+    # Last, so the security headers of the middleware above (nosniff, Referrer-Policy,
+    # X-Frame-Options, HSTS) are on static responses too.
+    MIDDLEWARE.append("cirkelline_site.staticfiles.StaticFilesMiddleware")
+
+# --- TLS --------------------------------------------------------------------------------
+# CIRKELLINE_TLS=true: the site is reached over https, directly or through a proxy that sets
+# X-Forwarded-Proto (start Daphne with --proxy-headers then). Cookies become Secure, plain http is
+# redirected to https (except /health, for load balancer probes) and HSTS is sent.
+CIRKELLINE_TLS = env.bool("CIRKELLINE_TLS", default=False)
+SESSION_COOKIE_SECURE = CSRF_COOKIE_SECURE = CIRKELLINE_TLS
+SECURE_SSL_REDIRECT = CIRKELLINE_TLS and env.bool("CIRKELLINE_SSL_REDIRECT", default=True)
+SECURE_REDIRECT_EXEMPT = [r"^health$"]
+SECURE_HSTS_SECONDS = _non_negative_int("CIRKELLINE_HSTS_SECONDS", 31_536_000) if CIRKELLINE_TLS else 0
+SECURE_HSTS_INCLUDE_SUBDOMAINS = env.bool("CIRKELLINE_HSTS_INCLUDE_SUBDOMAINS", default=False)
+SECURE_HSTS_PRELOAD = env.bool("CIRKELLINE_HSTS_PRELOAD", default=False)
 
 # --- Cirkelline -------------------------------------------------------------------------
 CIRKELLINE_VERSION = "0.1.0"
@@ -225,6 +269,12 @@ CIRKELLINE_FLUSH_RETRY_INTERVAL = _positive_float("CIRKELLINE_FLUSH_RETRY_INTERV
 CIRKELLINE_DB_THREADS = env.int("CIRKELLINE_DB_THREADS", default=8)
 CIRKELLINE_HISTORY_RUNS = _non_negative_int("CIRKELLINE_HISTORY_RUNS", 5)
 CIRKELLINE_MAX_MESSAGE_CHARS = _non_negative_int("CIRKELLINE_MAX_MESSAGE_CHARS", 32_000)
+# Levels of objects/arrays a JSON body's field (session_state, dependencies, metadata, ...) may
+# nest; deeper is a 400 before anything runs. At most 100: agno copies and serialises these values
+# recursively, and a few hundred levels exhaust Python's recursion limit mid-run.
+CIRKELLINE_MAX_JSON_DEPTH = env.int("CIRKELLINE_MAX_JSON_DEPTH", default=32)
+if not 1 <= CIRKELLINE_MAX_JSON_DEPTH <= 100:
+    raise ImproperlyConfigured(f"CIRKELLINE_MAX_JSON_DEPTH must be between 1 and 100, got {CIRKELLINE_MAX_JSON_DEPTH}")
 # Admission control: concurrent runs per user (across all processes when REDIS_URL is set) and
 # per server process. Beyond them a new run gets 429 with Retry-After.
 CIRKELLINE_MAX_RUNS_PER_USER = _non_negative_int("CIRKELLINE_MAX_RUNS_PER_USER", 3)
