@@ -53,7 +53,7 @@ async def test_requests_without_credentials_are_401(api):
 
 
 async def test_bad_tokens_are_401_and_write_nothing(api, alice):
-    for name, token in forged_tokens(alice).items():
+    for name, token in (await adb(forged_tokens, alice)).items():  # a refresh token is recorded: ORM
         response = await api.post(RUNS, data={"message": "hi", "stream": "false"},
                                   headers={"Authorization": f"Bearer {token}"})
         assert response.status_code == 401, name
