@@ -98,10 +98,15 @@ async def test_saving_other_fields_or_a_new_user_revokes_nothing(api, alice, dja
     assert await adb(TokenVersion.objects.count) == 0
 
 
-async def test_disabling_password_login_revokes(api, alice):
+async def test_disabling_password_login_revokes(api, alice, settings, django_user_model):
     """Guards against treating every new hash without set_password() as Django's rehash: an
-    admin's "disable password-based authentication" (set_unusable_password) must revoke."""
+    admin's "disable password-based authentication" (set_unusable_password) must revoke, even
+    when the hash it replaces is one Django would have upgraded."""
+    settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.PBKDF2PasswordHasher",
+                                 "django.contrib.auth.hashers.MD5PasswordHasher"]
     tokens = await _login(api)
+    upgradable = make_password("alice-password-1", hasher="md5")  # a hash Django would rehash
+    await adb(lambda: django_user_model.objects.filter(pk=alice.pk).update(password=upgradable))
     alice.set_unusable_password()
     await adb(alice.save)
     assert (await api.get("/sessions", headers=_auth(tokens["access"]))).status_code == 401
@@ -238,12 +243,21 @@ async def test_token_routes_answer_503_while_the_database_is_down(api, alice, ro
     assert (await api.post("/api/token/refresh/", json={"refresh": tokens["refresh"]})).status_code == 200
 
 
-async def test_an_outage_does_not_count_as_failed_logins(api, alice, settings):
-    """Guards against counting a database error as a wrong password (it would lock users out)."""
+async def test_an_outage_does_not_count_as_failed_logins(api, alice, settings, monkeypatch):
+    """Guards against counting a database error as a wrong password (it would lock users out),
+    whether the database fails before or during the password check."""
     settings.CIRKELLINE_LOGIN_FAILURES_PER_USERNAME = 3
     with database_down():
-        for _ in range(4):
+        for _ in range(2):
             assert (await api.post("/api/token/", json=ALICE)).status_code == 503
+
+    def lost(*args, **kwargs):
+        raise OperationalError("simulated: connection lost while checking the password")
+
+    monkeypatch.setattr(ModelBackend, "authenticate", lost)
+    for _ in range(3):
+        assert (await api.post("/api/token/", json=ALICE)).status_code == 503
+    monkeypatch.undo()
     assert (await api.post("/api/token/", json=ALICE)).status_code == 200
 
 
