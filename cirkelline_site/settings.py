@@ -91,6 +91,7 @@ INSTALLED_APPS = [
     "channels",
     "rest_framework",
     "rest_framework_simplejwt",
+    "rest_framework_simplejwt.token_blacklist",  # refresh tokens: rotated, used ones refused
     "metrics",
     "chat",
 ]
@@ -178,6 +179,20 @@ if REDIS_URL:
 else:
     CHANNEL_LAYERS = {"default": {"BACKEND": "channels.layers.InMemoryChannelLayer"}}
 
+# Django's cache holds the failed-login counters (chat/login_throttle.py): in Redis when
+# REDIS_URL is set, so every process counts together; in process memory otherwise.
+if REDIS_URL:
+    CACHES = {
+        "default": {
+            "BACKEND": "django.core.cache.backends.redis.RedisCache",
+            "LOCATION": REDIS_URL,
+            "OPTIONS": {"socket_connect_timeout": 2, "socket_timeout": 2},
+        }
+    }
+else:
+    CACHES = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache",
+                          "OPTIONS": {"MAX_ENTRIES": 10_000}}}
+
 # --- Auth -------------------------------------------------------------------------------
 AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.UserAttributeSimilarityValidator"},
@@ -194,6 +209,8 @@ REST_FRAMEWORK = {
     "DEFAULT_AUTHENTICATION_CLASSES": [],
     "DEFAULT_PERMISSION_CLASSES": [],
     "UNAUTHENTICATED_USER": None,
+    # The token routes' errors: a database outage is a 503 with Retry-After, every error has "detail".
+    "EXCEPTION_HANDLER": "chat.tokens.exception_handler",
 }
 SIMPLE_JWT = {
     "ACCESS_TOKEN_LIFETIME": timedelta(minutes=env.int("CIRKELLINE_JWT_ACCESS_MINUTES", default=60)),
@@ -202,7 +219,15 @@ SIMPLE_JWT = {
     "SIGNING_KEY": env.str("CIRKELLINE_JWT_SIGNING_KEY", default="") or SECRET_KEY,
     "AUTH_HEADER_TYPES": ("Bearer",),
     "UPDATE_LAST_LOGIN": False,
+    # A refresh returns a new refresh token and blacklists the one it used (chat/tokens.py).
+    "ROTATE_REFRESH_TOKENS": True,
+    "BLACKLIST_AFTER_ROTATION": True,
 }
+# Failed logins on /api/token/ allowed per username and per client address within the window
+# (seconds); one more is refused with 429 even with the right password. 0 turns a limit off.
+CIRKELLINE_LOGIN_FAILURES_PER_USERNAME = _non_negative_int("CIRKELLINE_LOGIN_FAILURES_PER_USERNAME", 10)
+CIRKELLINE_LOGIN_FAILURES_PER_ADDRESS = _non_negative_int("CIRKELLINE_LOGIN_FAILURES_PER_ADDRESS", 50)
+CIRKELLINE_LOGIN_FAILURE_WINDOW = _positive_float("CIRKELLINE_LOGIN_FAILURE_WINDOW", 900.0)
 
 # --- i18n / static ----------------------------------------------------------------------
 LANGUAGE_CODE = "en-us"
