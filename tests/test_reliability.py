@@ -182,9 +182,10 @@ async def test_a_database_outage_mid_run_gives_a_clear_error_not_a_hang(api, ali
         assert refused.status_code == 503 and "database" in refused.json()["detail"].lower()
     finally:
         await adb(_repair_database, port, pool_timeout)
-    # once the database is back, the runs are stored after all (nothing vanishes)
-    stored = await _eventually(lambda: set(RunUsage.objects.values_list("run_id", flat=True)), 2)
-    assert handle.run_id in stored
+    # once the database is back, the run is stored after all (nothing vanishes); the request
+    # refused at its session claim ran nothing and left nothing
+    stored = await _eventually(lambda: set(RunUsage.objects.values_list("run_id", flat=True)), 1)
+    assert stored == {handle.run_id}
     assert await adb(lambda: RunUsage.objects.get(run_id=handle.run_id).status) == "completed"
 
 
