@@ -115,6 +115,8 @@ async def test_the_session_exists_named_after_its_first_message_while_its_first_
     await _in_first_model_call(handle, recorder)
     listed = (await api.get("/sessions", headers=bearer(alice))).json()["data"]
     assert [(s["session_id"], s["session_name"]) for s in listed] == [(handle.session_id, "Trip to Aarhus")]
+    detail = await api.get(f"/sessions/{handle.session_id}", headers=bearer(alice))
+    assert detail.status_code == 200 and detail.json()["chat_history"] == []
     await handle.wait()
     listed = (await api.get("/sessions", headers=bearer(alice))).json()["data"]
     assert [(s["session_id"], s["session_name"]) for s in listed] == [(handle.session_id, "Trip to Aarhus")]
