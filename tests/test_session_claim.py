@@ -67,7 +67,8 @@ async def test_bob_cannot_take_over_a_session_during_its_first_run(api, alice, b
     assert (await api.get(f"/sessions/{session_id}", headers=bearer(bob))).status_code == 404
 
 
-async def test_a_client_chosen_id_used_by_alice_is_refused_to_bob(api, alice, bob, recorder):
+async def test_a_client_chosen_id_used_by_alice_is_refused_to_bob(api, alice, bob, recorder, settings):
+    settings.CIRKELLINE_MAX_RUNS_PER_USER = 1  # a refused run that kept its slot would block bob's next
     first = await api.post(RUNS, data={"message": "hello", "session_id": "team-notes", "stream": "false"},
                            headers=bearer(alice))
     assert first.status_code == 200 and first.json()["session_id"] == "team-notes"
@@ -80,6 +81,8 @@ async def test_a_client_chosen_id_used_by_alice_is_refused_to_bob(api, alice, bo
     assert len(recorder.calls) == calls
     assert await adb(RunUsage.objects.filter(user=bob).count) == 0
     assert await adb(_owner_and_runs, "team-notes") == ("alice", [first.json()["run_id"]])
+    own = await api.post(RUNS, data={"message": "my own", "stream": "false"}, headers=bearer(bob))
+    assert own.status_code == 200 and own.json()["session_id"] != "team-notes"
 
     again = await api.post(RUNS, data={"message": "and again", "session_id": "team-notes", "stream": "false"},
                            headers=bearer(alice))
