@@ -33,6 +33,7 @@ from typing import Any
 from .models import PriceRule, Pricing
 
 QUANTUM = Decimal("0.00000001")
+PRICE_QUANTUM = Decimal("0.000001")  # the PriceRule columns hold 6 decimals
 MILLION = Decimal(1_000_000)
 # agno's provider names differ from the ones people type; rules are kept under one name.
 PROVIDER_ALIASES = {"gemini": "google", "google-genai": "google", "vertexai": "google", "claude": "anthropic"}
@@ -51,11 +52,11 @@ class PricedCall:
     snapshot: dict[str, Any] | None
 
 
-def _specificity(rule: PriceRule, model_id: str) -> tuple[int, int, str]:
-    """Exact ids beat patterns; among patterns the longest literal prefix wins."""
+def _specificity(rule: PriceRule, model_id: str) -> tuple:
+    """Exact ids beat patterns; among patterns the longest literal prefix wins; then the latest start."""
     exact = rule.model_pattern.lower() == model_id.lower()
     literal = len(rule.model_pattern.split("*", 1)[0])
-    return (1 if exact else 0, literal, rule.model_pattern)
+    return (1 if exact else 0, literal, rule.model_pattern, rule.effective_from)
 
 
 def choose_rule(rules: Iterable[PriceRule], provider: str, model_id: str) -> PriceRule | None:
@@ -85,7 +86,7 @@ def snapshot(rule: PriceRule) -> dict[str, Any]:
     """The prices a row was billed with, stored on the row (strings keep Decimals exact in JSON)."""
 
     def text(value):
-        return None if value is None else str(_dec(value))
+        return None if value is None else str(_dec(value).quantize(PRICE_QUANTUM))
 
     return {
         "rule_id": rule.pk,

@@ -2,8 +2,9 @@
 
 The run service calls `record_run` once, inside its final transaction (sync; from async code
 through chat.db.run_db). Every write is INSERT ... ON CONFLICT DO NOTHING on a unique key
-(run_id; run + agent + provider + model; run + kind + member), so a retried flush never counts
-anything twice and a second call leaves the first one's rows as they were.
+(run_id; run + agent + provider + model; run + kind + member), and a run whose usage row exists
+is not written again, so a retried flush never counts anything twice and a second call leaves
+the first one's rows as they were.
 """
 
 from __future__ import annotations
@@ -118,6 +119,8 @@ def record_run(usage_fields: dict[str, Any], calls: list[dict[str, Any]],
     rows = [_call_row(run_id, usage_fields.get("team_id", ""), entry, rules) for entry in calls]
     cost, pricing, gap = run_cost(rows)
     with transaction.atomic():
+        if RunUsage.objects.filter(run_id=run_id).exists():
+            return  # already recorded: the first write is the run's record, a retry adds nothing
         RunUsage.objects.bulk_create(
             [RunUsage(**usage_fields, cost=cost, pricing=pricing, unpriced_tokens=gap)], ignore_conflicts=True)
         ModelCall.objects.bulk_create(rows, ignore_conflicts=True)
