@@ -103,6 +103,11 @@ class DelegationFailureAdmin(ReportMixin, ReadOnlyAdmin):
 
 @admin.register(PriceRule)
 class PriceRuleAdmin(admin.ModelAdmin):
+    def formfield_for_dbfield(self, db_field, request, **kwargs):
+        if db_field.name == "source_url":
+            kwargs["assume_scheme"] = "https"
+        return super().formfield_for_dbfield(db_field, request, **kwargs)
+
     list_display = ("provider", "model_pattern", "input_per_million", "output_per_million", "cache_read_per_million",
                     "cache_write_per_million", "reasoning_per_million", "effective_from", "effective_to",
                     "source_read")

@@ -143,7 +143,7 @@ def delegation_report(request: HttpRequest, context: dict) -> HttpResponse:
                 (("kind", "By kind"), ("member", "By member"), ("model", "By model"), ("day", "By day"))]
     for _, rows in sections:
         for row in rows:
-            row["rate_text"] = _text("rate", row["rate"])
+            row["rate_text"] = _text("failure_rate", row["rate"])
             row["key_text"] = _text("key", row["key"]) if row["key"] not in (None, "") else "(none)"
     recent = [{"failure": f, "link": run_link(f.run_id)}
               for f in failures.select_related("user").order_by("-created_at")[:50]]

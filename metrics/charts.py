@@ -19,12 +19,12 @@ def _panel(values: list[float], labels: list[str], *, top: int, css: str, title:
     slot = WIDTH / max(len(values), 1)
     bar = max(slot * 0.8, 1.0)
     bars = format_html_join(
-        "", '<rect class="bar {}" x="{:.2f}" y="{:.2f}" width="{:.2f}" height="{:.2f}"><title>{}: {}</title></rect>',
-        ((css, i * slot + (slot - bar) / 2, top + PANEL_HEIGHT - PANEL_HEIGHT * v / peak, bar,
-          PANEL_HEIGHT * v / peak, labels[i], fmt(v)) for i, v in enumerate(values)),
+        "", '<rect class="bar {}" x="{}" y="{}" width="{}" height="{}"><title>{}: {}</title></rect>',
+        ((css, f"{i * slot + (slot - bar) / 2:.2f}", f"{top + PANEL_HEIGHT - PANEL_HEIGHT * v / peak:.2f}",
+          f"{bar:.2f}", f"{PANEL_HEIGHT * v / peak:.2f}", labels[i], fmt(v)) for i, v in enumerate(values)),
     )
-    return format_html('<text x="0" y="{}" class="chart-title">{} (max {})</text>{}', top - 4, title, fmt(peak
-                       if values and max(values) else 0), bars)
+    return format_html('<text x="0" y="{}" class="chart-title">{} (max {})</text>{}', top - 4, title,
+                       fmt(max(values, default=0)), bars)
 
 
 def daily_bars(series: list[dict]) -> SafeString:

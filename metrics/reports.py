@@ -155,9 +155,10 @@ class RunUsageQuerySet(models.QuerySet):
 class ModelCallQuerySet(models.QuerySet):
     def totals(self) -> dict:
         """Calls, tokens by kind, exact cost, and the unpriced part of these ledger rows."""
-        agg = self.aggregate(rows=Count("id"), calls=Sum("calls"), **{name: Sum(name) for name in TOKENS},
-                             unpriced_rows=Count("id", filter=Q(pricing="unpriced")),
-                             unpriced_tokens=Sum("total_tokens", filter=Q(pricing="unpriced")))
+        # The unpriced sums come first: an aggregate named like a field shadows it for later ones.
+        agg = self.aggregate(unpriced_rows=Count("id", filter=Q(pricing="unpriced")),
+                             unpriced_tokens=Sum("total_tokens", filter=Q(pricing="unpriced")),
+                             rows=Count("id"), calls=Sum("calls"), **{name: Sum(name) for name in TOKENS})
         agg = {key: value or 0 for key, value in agg.items()}
         if in_database():
             sums = self.aggregate(cost=Sum("cost"), reported=Sum("provider_reported_cost"))
