@@ -107,7 +107,8 @@ def usage_report(request: HttpRequest, context: dict) -> HttpResponse:
     params = form.cleaned_data
     runs = RunUsage.objects.for_period(params["start"], params["end"]).matching(
         user_id=params["user"], model=params["model"], status=params["status"])
-    headers, body, total = usage_table(runs.report(params["group"]), runs.totals())
+    totals = runs.totals()
+    headers, body, total = usage_table(runs.report(params["group"]), totals)
     if request.GET.get("format") == "csv":
         response = HttpResponse(content_type="text/csv; charset=utf-8")
         response["Content-Disposition"] = (
@@ -120,7 +121,7 @@ def usage_report(request: HttpRequest, context: dict) -> HttpResponse:
     return TemplateResponse(request, "admin/metrics/usage_report.html", {
         **context, "form": form, "params": params, "headers": headers, "body": body, "total": total,
         "chart": daily_bars(series), "days": len(days_between(params["start"], params["end"])),
-        "gap": runs.spend(), "csv_query": csv_query, "title": "Usage report",
+        "gap": totals, "csv_query": csv_query, "title": "Usage report",
     })
 
 

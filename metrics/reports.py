@@ -84,9 +84,17 @@ class RunUsageQuerySet(models.QuerySet):
 
     def daily_series(self, start: date, end: date) -> list[dict]:
         """Runs and cost of every day from start to end (days without runs included, as zero)."""
-        rows = {row["key"]: row for row in self.for_period(start, end).report("day")}
-        return [{"day": day, "runs": rows[day]["runs"] if day in rows else 0,
-                 "cost": (rows[day]["cost"] or ZERO) if day in rows else ZERO}
+        qs = self.for_period(start, end).annotate(key=self._key("day")).values("key")
+        if in_database():
+            rows = {r["key"]: (r["runs"], r["cost"]) for r in qs.annotate(runs=Count("id"), cost=Sum("cost"))
+                    .order_by()}
+        else:
+            runs, costs = defaultdict(int), defaultdict(list)
+            for key, cost in qs.values_list("key", "cost").order_by():
+                runs[key] += 1
+                costs[key].append(cost)
+            rows = {key: (runs[key], _exact_sum(costs[key])) for key in runs}
+        return [{"day": day, "runs": rows.get(day, (0, None))[0], "cost": rows.get(day, (0, None))[1] or ZERO}
                 for day in days_between(start, end)]
 
     # -- internals ------------------------------------------------------------------------
