@@ -102,7 +102,8 @@ class RunUsageQuerySet(models.QuerySet):
     def _key(self, group: str):
         if group == "day":
             return TruncDate("started_at", tzinfo=timezone.get_current_timezone())
-        return F("user__username") if group == "user" else F("model")
+        # By user id, not name: no join, and a narrower sort; names are looked up afterwards.
+        return F("user_id") if group == "user" else F("model")
 
     def _cost_total(self) -> Decimal:
         if in_database():
@@ -130,6 +131,13 @@ class RunUsageQuerySet(models.QuerySet):
             rows = list(self.annotate(key=self._key(group)).values("key").annotate(**aggregates).order_by("key"))
         if not sql_extras:
             self._python_extras(rows, group)
+        if group == "user":
+            names = dict(self.model._meta.get_field("user").related_model.objects
+                         .filter(pk__in=[r["key"] for r in rows if r["key"] is not None])
+                         .values_list("pk", "username"))
+            for row in rows:
+                row["key"] = names.get(row["key"])
+            rows.sort(key=lambda r: (r["key"] is None, r["key"] or ""))
         return [self._finish(row) for row in rows]
 
     def _python_extras(self, rows: list[dict], group: str | None) -> None:
