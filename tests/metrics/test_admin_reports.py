@@ -115,6 +115,8 @@ def test_change_lists_show_totals_of_the_filtered_rows(staff_client, report_rows
     page = staff_client.get(reverse("admin:metrics_runusage_changelist"), {"status__exact": "completed"}).content
     assert b"Totals of the 2 rows" in page and b"cost 0.30000000 USD" in page
     assert staff_client.get(reverse("admin:metrics_modelcall_changelist")).status_code == 200
+    failures = staff_client.get(reverse("admin:metrics_delegationfailure_changelist")).content.decode()
+    assert failures.count('href="/admin/chat/chatrun/?run_id=r3"') == 2
 
 
 def test_the_admin_index_links_the_reports(staff_client):
