@@ -67,6 +67,8 @@ def test_the_chart_has_one_bar_per_day_in_range(staff_client, report_rows):
     assert page.count('class="bar runs"') == 7 and page.count('class="bar cost"') == 7
     assert "<script" not in page.split('<svg', 1)[1].split("</svg>", 1)[0]
     assert '<title>2026-12-03: 0.3000</title>' in page
+    default = staff_client.get(reverse(USAGE))  # no filter: the last 30 days
+    assert default.status_code == 200 and default.content.decode().count('class="bar runs"') == 30
 
 
 def test_a_bad_filter_is_a_400_with_the_form(staff_client, report_rows):
