@@ -284,6 +284,9 @@ CIRKELLINE_DEEP_RESEARCH_TIMEOUT = _positive_float("CIRKELLINE_DEEP_RESEARCH_TIM
 # quiet this long mid-answer counts as a failed (retried) call.
 CIRKELLINE_FIRST_TOKEN_TIMEOUT = _positive_float("CIRKELLINE_FIRST_TOKEN_TIMEOUT", 60.0)
 CIRKELLINE_STREAM_IDLE_TIMEOUT = _positive_float("CIRKELLINE_STREAM_IDLE_TIMEOUT", 30.0)
+# A member run with no event for this long is recorded as a stalled delegation (member_stalled);
+# the run itself goes on to its own deadline.
+CIRKELLINE_MEMBER_STALL_SECONDS = _positive_float("CIRKELLINE_MEMBER_STALL_SECONDS", 30.0)
 CIRKELLINE_MAX_RETRIES = _non_negative_int("CIRKELLINE_MAX_RETRIES", 2)
 CIRKELLINE_RETRY_DELAY = _positive_float("CIRKELLINE_RETRY_DELAY", 1.0)
 # A run whose final write fails (database down) is retried in the background for this long,
