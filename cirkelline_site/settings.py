@@ -130,7 +130,8 @@ TEMPLATES = [
 # --- Database ---------------------------------------------------------------------------
 # SQLite under var/ by default; DATABASE_URL (postgres://...) switches to PostgreSQL.
 DATABASES = {
-    "default": env.db("DATABASE_URL", default=f"sqlite:///{VAR_DIR / 'db.sqlite3'}"),
+    # An empty DATABASE_URL (as .env.example has it) means the default, like an unset one.
+    "default": env.db_url_config(env.str("DATABASE_URL", default="") or f"sqlite:///{VAR_DIR / 'db.sqlite3'}"),
 }
 _db = DATABASES["default"]
 if _db["ENGINE"] == "django.db.backends.sqlite3":
