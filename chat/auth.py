@@ -2,16 +2,21 @@
 
 - `Authorization: Bearer <access token>`: signature, expiry and token type are verified by
   simplejwt (HS256 only, so `alg: none` and foreign keys fail). A present but bad header is a
-  401; it never falls back to the cookie.
+  401; it never falls back to the cookie. `caller_from_token` is the one check of a token for
+  every transport (HTTP here, the websocket consumer too).
 - A session cookie: unsafe methods must pass Django's CSRF check (403 otherwise).
 
-The identity comes only from these; a request body never chooses the user.
+A token is revocable: it carries its user's token version (chat.models.TokenVersion), and every
+check reads the user's row (active flag and current version, one primary-key query) so that a
+password change, a deactivation or a "log out everywhere" in any process refuses it at once.
+Nothing about a user is cached between requests. The identity comes only from these; a request
+body never chooses the user.
 """
 
 from __future__ import annotations
 
-import time
 from dataclasses import dataclass
+from typing import Any
 
 from django.contrib.auth import get_user_model
 from django.middleware.csrf import CsrfViewMiddleware
@@ -22,8 +27,9 @@ from rest_framework_simplejwt.tokens import AccessToken
 from .db import run_db
 
 SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
-# How long a looked-up user (active flag, name) is trusted before it is read again.
-USER_CACHE_SECONDS = 30.0
+# The claim holding the token version a token was minted under. Tokens without it (minted before
+# versions existed, or by AccessToken.for_user in scripts) count as version 0.
+TOKEN_VERSION_CLAIM = "token_version"
 
 
 @dataclass(frozen=True)
@@ -47,40 +53,47 @@ class _CsrfCheck(CsrfViewMiddleware):
 
 
 _csrf = _CsrfCheck(lambda request: None)
-_user_cache: dict[int, tuple[float, tuple[str, bool] | None]] = {}
 
 
-def _load_user(pk: int) -> tuple[str, bool] | None:
-    row = get_user_model().objects.filter(pk=pk, is_active=True).values_list("username", "is_staff").first()
-    return (row[0], row[1]) if row else None
+def token_claims(token: Any) -> tuple[int, int]:
+    """The user id and token version a verified simplejwt token names (AuthError 401 if malformed)."""
+    try:
+        pk = int(token[jwt_settings.USER_ID_CLAIM])
+        version = token.get(TOKEN_VERSION_CLAIM, 0)
+    except (KeyError, ValueError, TypeError):
+        raise AuthError(401, "The token is invalid or has expired.") from None
+    if type(version) is not int:
+        raise AuthError(401, "The token is invalid or has expired.")
+    return pk, version
 
 
-async def _active_user(pk: int) -> tuple[str, bool] | None:
-    now = time.monotonic()
-    cached = _user_cache.get(pk)
-    if cached is not None and cached[0] > now:
-        return cached[1]
-    user = await run_db(_load_user, pk)
-    _user_cache[pk] = (now + USER_CACHE_SECONDS, user)
-    return user
-
-
-def forget_user(pk: int) -> None:
-    """Drop a cached user (after deactivation, in tests)."""
-    _user_cache.pop(pk, None)
+def caller_for_token_user(pk: int, version: int) -> Caller:
+    """The caller a verified token of user `pk`, minted under `version`, stands for, if the user
+    still exists, is active and has not revoked that version. One query; sync (ORM)."""
+    row = (
+        get_user_model()
+        .objects.filter(pk=pk)
+        .values_list("username", "is_staff", "is_active", "token_version__version")
+        .first()
+    )
+    if row is None or not row[2]:
+        raise AuthError(401, "The token's user does not exist or is inactive.")
+    if (row[3] or 0) != version:
+        raise AuthError(401, "The token has been revoked (password change, deactivation or logout); log in again.")
+    return Caller(pk=pk, username=row[0], is_staff=row[1], via="jwt")
 
 
 async def caller_from_token(token: str) -> Caller:
-    """The caller a simplejwt access token names (signature, expiry, type, active user); AuthError(401) if not."""
+    """The caller an access token stands for; AuthError(401) for a bad, expired or revoked token,
+    or a user that no longer exists or is inactive. The database is read off the event loop."""
+    if not isinstance(token, str) or not token.strip():
+        raise AuthError(401, "The access token is invalid or has expired.")
     try:
         validated = AccessToken(token.strip())
-        pk = int(validated[jwt_settings.USER_ID_CLAIM])
-    except (TokenError, KeyError, ValueError, TypeError):
+    except TokenError:
         raise AuthError(401, "The access token is invalid or has expired.") from None
-    user = await _active_user(pk)
-    if user is None:
-        raise AuthError(401, "The access token's user does not exist or is inactive.")
-    return Caller(pk=pk, username=user[0], is_staff=user[1], via="jwt")
+    pk, version = token_claims(validated)
+    return await run_db(caller_for_token_user, pk, version)
 
 
 async def authenticate(request) -> Caller:

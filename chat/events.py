@@ -83,6 +83,18 @@ def sse_frame(event: Any) -> bytes:
     return f"event: {event.event}\ndata: {event_json(event)}\n\n".encode("utf-8", "replace")
 
 
+def error_frame(*, run_id: str, session_id: str, team_id: str, team_name: str, content: str) -> bytes:
+    """A terminal `TeamRunError` frame (`error_type: internal`), built without `event_json`.
+
+    Sent when sending a run's own events failed: it must not fail the same way, so it is a few
+    plain strings through json.dumps (ASCII output: nothing in it can fail to encode).
+    """
+    data = {"created_at": int(time.time()), "event": "TeamRunError", "team_id": team_id, "team_name": team_name,
+            "run_id": run_id, "session_id": session_id, "nested_depth": 0, "content": content,
+            "error_type": "internal", "error_id": "internal"}
+    return f"event: TeamRunError\ndata: {json.dumps(data, separators=(',', ':'))}\n\n".encode("ascii")
+
+
 def _mergeable(a: Any, b: Any) -> bool:
     if type(a) is not type(b) or a.event not in CONTENT_EVENTS or a.run_id != b.run_id:
         return False

@@ -1,4 +1,5 @@
-"""Chat sessions and runs, as agno stores them (indexed columns + the JSON payload).
+"""Chat sessions and runs, as agno stores them (indexed columns + the JSON payload), and each
+user's token version (the generation of their JWTs).
 
 A session belongs to one user. Its `data` holds what agno keeps on the session (session
 state, session metrics, team data, metadata, summary) but never its runs: runs are rows of
@@ -16,8 +17,12 @@ import math
 import re
 
 from django.conf import settings
+from django.contrib.auth.hashers import get_hasher, identify_hasher
 from django.core.serializers.json import DjangoJSONEncoder
-from django.db import models
+from django.db import IntegrityError, models, transaction
+from django.db.models import F
+from django.db.models.signals import post_save, pre_save
+from django.dispatch import receiver
 from django.utils import timezone
 
 SESSION_ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.:-]{0,63}$")
@@ -138,3 +143,74 @@ class ChatRun(models.Model):
 
     def __str__(self) -> str:
         return self.run_id
+
+
+class TokenVersionQuerySet(models.QuerySet):
+    def bump(self, user_id: int) -> None:
+        """Start a new generation of `user_id`'s tokens: every token minted before is refused."""
+        if self.filter(user_id=user_id).update(version=F("version") + 1):
+            return
+        try:
+            with transaction.atomic():  # a savepoint: PostgreSQL aborts the transaction on a conflict
+                self.create(user_id=user_id, version=1)
+        except IntegrityError:  # a concurrent bump created the row first
+            self.filter(user_id=user_id).update(version=F("version") + 1)
+
+
+class TokenVersion(models.Model):
+    """The generation of a user's JWTs. Every token carries the version it was minted under
+    (chat.auth.TOKEN_VERSION_CLAIM) and is refused once this row holds another one. No row means
+    version 0, so users need no row until their first password change or deactivation."""
+
+    user = models.OneToOneField(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, primary_key=True,
+                                related_name="token_version")
+    version = models.PositiveIntegerField(default=0)
+
+    objects = TokenVersionQuerySet.as_manager()
+
+    def __str__(self) -> str:
+        return f"{self.user_id}: v{self.version}"
+
+
+# Revocation lives on the user model's save signals so that every way of changing a password or
+# deactivating (the admin, `manage.py changepassword`, set_password + save, a shell) revokes,
+# in whichever process it happens. Queryset .update() calls bypass signals: use save().
+_REVOKING_FIELDS = frozenset({"password", "is_active"})
+
+
+@receiver(pre_save, sender=settings.AUTH_USER_MODEL, dispatch_uid="chat.token_version.note")
+def _note_credential_change(sender, instance, raw=False, update_fields=None, **kwargs) -> None:
+    instance._revoke_tokens = False
+    if raw or instance._state.adding or instance.pk is None:
+        return
+    if update_fields is not None and not _REVOKING_FIELDS.intersection(update_fields):
+        return  # e.g. update_last_login: no extra query
+    old = sender._default_manager.filter(pk=instance.pk).values_list("password", "is_active").first()
+    if old is None:
+        return
+    new_password = old[0] != instance.password and not _is_rehash(instance, old[0])
+    instance._revoke_tokens = new_password or old[1] != instance.is_active
+
+
+def _is_rehash(instance, old_hash: str) -> bool:
+    """Whether a new hash is Django re-hashing the same password at login (check_password's
+    setter, after a hasher upgrade). Otherwise a user's first login after an upgrade would revoke
+    the token that very login mints. The setter clears `_password` (set_password sets it), and it
+    only runs when the old hash needed updating; anything else with a new hash is a change."""
+    if getattr(instance, "_password", None) is not None or not instance.has_usable_password():
+        return False
+    try:
+        old_hasher = identify_hasher(old_hash)
+    except ValueError:
+        return False
+    preferred = get_hasher("default")
+    return old_hasher.algorithm != preferred.algorithm or preferred.must_update(old_hash)
+
+
+@receiver(post_save, sender=settings.AUTH_USER_MODEL, dispatch_uid="chat.token_version.bump")
+def _revoke_tokens_after_credential_change(sender, instance, raw=False, **kwargs) -> None:
+    # After the save, never before: a login racing the change must not read the new version
+    # together with the old password hash.
+    if getattr(instance, "_revoke_tokens", False):
+        instance._revoke_tokens = False
+        TokenVersion.objects.bump(instance.pk)

@@ -8,9 +8,12 @@ from __future__ import annotations
 
 import json
 import mimetypes
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
 from django.conf import settings
+from django.core.exceptions import BadRequest as DjangoBadRequest
 from django.core.exceptions import RequestDataTooBig, TooManyFieldsSent
 from django.http import HttpRequest
 from django.http.multipartparser import MultiPartParserError
@@ -68,45 +71,129 @@ def _no_constant(name: str) -> Any:
     raise ValueError(f"{name} is not JSON")
 
 
-def load_json(raw: str | bytes, what: str) -> Any:
-    """Strict JSON (no NaN/Infinity, no NUL characters in any string): the value or a 400."""
-    try:
-        value = json.loads(raw, parse_constant=_no_constant)
-        check_text(what, value)
-    except (ValueError, RecursionError):
-        raise BadRequest(400, f"{what} is not valid JSON.") from None
+class _RepeatedKey(Exception):
+    def __init__(self, key: str):
+        super().__init__(key)
+        self.key = key
+
+
+def _unique_keys(pairs: list[tuple[str, Any]]) -> dict:
+    """An object whose keys are all different: with a repeated key, json.loads keeps the last
+    value silently, so `{"user_id": 2, "user_id": 1}` would mean what a proxy checking the first
+    one did not see."""
+    value = dict(pairs)
+    if len(value) != len(pairs):
+        seen: set[str] = set()
+        for key, _ in pairs:
+            if key in seen:
+                raise _RepeatedKey(key)
+            seen.add(key)
     return value
 
 
-def check_text(what: str, value: Any) -> None:
-    """400 if a string anywhere in `value` holds what cannot be stored or sent: a NUL character
-    (no database keeps it) or a lone UTF-16 surrogate (JSON's `"\\ud800"` decodes to one; it has
-    no UTF-8 form, so neither the database nor the event stream could encode it)."""
-    if isinstance(value, str):
-        if "\x00" in value:
-            raise BadRequest(400, f"{what} contains a NUL character.")
-        if has_lone_surrogate(value):
-            raise BadRequest(400, f"{what} contains an unpaired surrogate (not valid Unicode).")
-    elif isinstance(value, dict):
+def _name(key: str) -> str:
+    """A client-chosen field name, quoted and cut short, for an error message."""
+    return repr(key[:64])
+
+
+def _too_deep(what: str) -> BadRequest:
+    limit = settings.CIRKELLINE_MAX_JSON_DEPTH
+    return BadRequest(400, f"{what} is nested too deeply: the limit is {limit} levels of objects and arrays.")
+
+
+def load_json(raw: str | bytes, what: str, *, invalid: str | None = None, envelope: bool = False) -> Any:
+    """Strict JSON: the value, or a 400 saying what is wrong.
+
+    Refused: what is not JSON (`invalid`, if given, is that message), NaN/Infinity, a key repeated
+    in one object, text no database can store (see `check_text`), and nesting deeper than
+    CIRKELLINE_MAX_JSON_DEPTH (agno serialises and copies these values recursively, so a deep one
+    fails the run after it was billed). An `envelope` is a request body: the limit applies to each
+    of its fields, and the error names the field.
+    """
+    try:
+        value = json.loads(raw, parse_constant=_no_constant, object_pairs_hook=_unique_keys)
+    except RecursionError:
+        raise _too_deep(what) from None
+    except _RepeatedKey as exc:
+        raise BadRequest(400, f"{what} repeats the key {_name(exc.key)}: send each key once.") from None
+    except ValueError:
+        raise BadRequest(400, invalid or f"{what} is not valid JSON.") from None
+    limit = settings.CIRKELLINE_MAX_JSON_DEPTH
+    if envelope and isinstance(value, dict):
         for key, item in value.items():
             check_text(what, key)
-            check_text(what, item)
-    elif isinstance(value, list):
-        for item in value:
-            check_text(what, item)
+            check_text(_name(key), item, max_depth=limit)
+    else:
+        check_text(what, value, max_depth=limit + 1 if envelope else limit)
+    return value
+
+
+def check_text(what: str, value: Any, *, max_depth: int | None = None) -> None:
+    """400 if a string anywhere in `value` holds what cannot be stored or sent: a NUL character
+    (no database keeps it) or a lone UTF-16 surrogate (JSON's `"\\ud800"` decodes to one; it has
+    no UTF-8 form, so neither the database nor the event stream could encode it); or if objects
+    and arrays nest more than `max_depth` levels. Walked with a stack, not recursion, so no input
+    can exhaust the interpreter's recursion limit here."""
+    stack: list[tuple[Any, int]] = [(value, 0)]
+    while stack:
+        item, depth = stack.pop()
+        if isinstance(item, str):
+            if "\x00" in item:
+                raise BadRequest(400, f"{what} contains a NUL character.")
+            if has_lone_surrogate(item):
+                raise BadRequest(400, f"{what} contains an unpaired surrogate (not valid Unicode).")
+        elif isinstance(item, (dict, list)):
+            depth += 1
+            if max_depth is not None and depth > max_depth:
+                raise _too_deep(what)
+            if isinstance(item, dict):
+                for key, child in item.items():
+                    stack.append((key, depth))
+                    stack.append((child, depth))
+            else:
+                stack.extend((child, depth) for child in item)
+
+
+@contextmanager
+def _reading_body() -> Iterator[None]:
+    """Django's own refusals while reading a body, as the API's 400/413."""
+    try:
+        yield
+    except RequestDataTooBig:
+        raise BadRequest(413, f"The request body is too large: the limit is {settings.DATA_UPLOAD_MAX_MEMORY_SIZE} "
+                              "bytes.") from None
+    except TooManyFieldsSent:
+        raise BadRequest(400, "The request has too many fields.") from None
+    except MultiPartParserError:
+        raise BadRequest(400, "The multipart body is malformed (is its boundary missing?).") from None
+    except DjangoBadRequest as exc:  # e.g. a form declaring a charset other than UTF-8
+        raise BadRequest(400, str(exc) or "The request body is malformed.") from None
 
 
 def json_body(request: HttpRequest, empty: bytes = b"null") -> dict:
     """A JSON request body that must be an object (an empty body reads as `empty`)."""
-    data = load_json(request.body or empty, "The request body")
+    with _reading_body():
+        raw = request.body or empty
+    data = load_json(raw, "The request body", envelope=True)
     if not isinstance(data, dict):
         raise BadRequest(400, "The JSON body must be an object.")
     return data
 
 
+# Form fields that may be sent several times; any other field sent twice is refused, since Django
+# would silently keep the last value (`user_id=2&user_id=1`).
+REPEATABLE_FIELDS = frozenset({"files"})
+
+
 def form_fields(request: HttpRequest) -> dict:
-    """A form-urlencoded or multipart body's fields (last value of each)."""
-    fields = {key: request.POST.get(key) for key in request.POST}
+    """A form-urlencoded or multipart body's fields, each sent once."""
+    with _reading_body():
+        post = request.POST
+    fields = {}
+    for key, values in post.lists():
+        if len(values) > 1 and key not in REPEATABLE_FIELDS:
+            raise BadRequest(400, f"The field {_name(key)} was sent {len(values)} times: send it once.")
+        fields[key] = values[-1]
     check_text("The form", fields)
     return fields
 
@@ -115,10 +202,7 @@ def _json_object(name: str, value: Any) -> dict | None:
     if value is None or value == "":
         return None
     if isinstance(value, str):
-        try:
-            value = load_json(value, f"'{name}'")
-        except BadRequest as exc:
-            raise BadRequest(400, f"'{name}' must be a JSON object; {exc.detail}") from None
+        value = load_json(value, f"'{name}'", invalid=f"'{name}' must be a JSON object; it is not valid JSON.")
     if value is None:
         return None
     if not isinstance(value, dict):
@@ -153,6 +237,8 @@ def _attachments(request: HttpRequest) -> list[Attachment]:
         raise BadRequest(413, f"Too many files: at most {settings.CIRKELLINE_MAX_FILES} per message.")
     attachments = []
     for upload in uploads:
+        if not upload.size:  # agno refuses empty content, after the run has started
+            raise BadRequest(400, f"File {upload.name!r} is empty: attach a file with content.")
         if upload.size > settings.CIRKELLINE_MAX_FILE_BYTES:
             raise BadRequest(
                 413, f"File {upload.name!r} is too large: the limit is {settings.CIRKELLINE_MAX_FILE_BYTES} bytes."
@@ -163,24 +249,13 @@ def _attachments(request: HttpRequest) -> list[Attachment]:
 
 
 def _fields(request: HttpRequest) -> tuple[dict, list[Attachment]]:
-    try:
-        return _read_fields(request)
-    except RequestDataTooBig:
-        raise BadRequest(413, f"The request body is too large: the limit is {settings.DATA_UPLOAD_MAX_MEMORY_SIZE} "
-                              "bytes.") from None
-    except TooManyFieldsSent:
-        raise BadRequest(400, "The request has too many fields.") from None
-
-
-def _read_fields(request: HttpRequest) -> tuple[dict, list[Attachment]]:
     content_type = (request.content_type or "").lower()
     if content_type == "application/json":
         return json_body(request), []
     if content_type in ("application/x-www-form-urlencoded", "multipart/form-data", ""):
-        try:
-            return form_fields(request), _attachments(request) if content_type == "multipart/form-data" else []
-        except MultiPartParserError:
-            raise BadRequest(400, "The multipart body is malformed.") from None
+        fields = form_fields(request)
+        with _reading_body():
+            return fields, _attachments(request) if content_type == "multipart/form-data" else []
     raise BadRequest(415, f"Unsupported content type {content_type!r}: send JSON, form-urlencoded or multipart.")
 
 

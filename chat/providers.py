@@ -38,7 +38,7 @@ from django.conf import settings
 from django.core.exceptions import ImproperlyConfigured
 
 from . import scripted
-from .runctx import ProviderFailure, current_run
+from .runctx import ProviderFailure, RestartedRun, current_run
 from .scripted import ScriptedModel, demo_script
 
 logger = logging.getLogger(__name__)
@@ -248,11 +248,14 @@ class ResilientModel:
         kept = content[: max(0, len(content) - discarded)]
         ctx = current_run.get()
         if ctx is not None:
+            run_id = getattr(run_response, "run_id", None)
             ctx.discards.append({
-                "run_id": getattr(run_response, "run_id", None),
+                "run_id": run_id,
                 "agent_id": getattr(run_response, "agent_id", None),
                 "characters": len(content),
             })
+            if run_id and run_id != ctx.run_id:  # a member run: see create_function_call_result
+                ctx.restarted_runs.setdefault(run_id, RestartedRun(run_response)).discarded += len(content)
         yield ModelResponse(event=ModelResponseEvent.fallback_model_activated.value)
         if kept:
             yield ModelResponse(role="assistant", content=kept)
@@ -296,6 +299,39 @@ class ResilientModel:
         self._populate_assistant_message_from_stream_data(  # type: ignore[attr-defined]
             assistant_message=assistant_message, stream_data=stream_data
         )
+
+    def create_function_call_result(self, function_call, success, output=None, timer=None,
+                                    function_execution_result=None):
+        """agno's Model.create_function_call_result (agno 3.1.10), handing a retried member's
+        answer to the leader once.
+
+        agno's result of `delegate_task_to_member` is every content delta the member streamed,
+        concatenated (Model.arun_function_calls); for a member retried after partial output that
+        is the discarded text followed by the answer. Such an output is exactly the characters
+        the member discarded plus its final answer, and then the answer alone is the result.
+        (Broadcast mode, `delegate_task_to_members`, interleaves several members' deltas; the
+        Cirkelline team runs in coordinate mode, chat.team.)
+        """
+        if success and isinstance(output, str) and function_call.function.name == DELEGATE_TOOL:
+            output = _member_answer_once(output)
+        return super().create_function_call_result(  # type: ignore[misc]
+            function_call, success, output=output, timer=timer, function_execution_result=function_execution_result
+        )
+
+
+DELEGATE_TOOL = "delegate_task_to_member"
+
+
+def _member_answer_once(output: str) -> str:
+    ctx = current_run.get()
+    if ctx is None or not ctx.restarted_runs:
+        return output
+    for run_id, restarted in list(ctx.restarted_runs.items()):
+        answer = getattr(restarted.output, "content", None)
+        if isinstance(answer, str) and len(output) == restarted.discarded + len(answer) and output.endswith(answer):
+            del ctx.restarted_runs[run_id]
+            return answer
+    return output
 
 
 # --- shared SDK clients ------------------------------------------------------------------

@@ -23,6 +23,17 @@ class ProviderFailure:
 
 
 @dataclass
+class RestartedRun:
+    """A member run whose provider call was retried after streaming part of its answer."""
+
+    # The member's agno RunOutput: by the time the leader gets the tool result, its content
+    # is the member's final answer (agno's accumulated content is reset at each retry).
+    output: Any
+    # Characters of text the member had streamed before its retries (discarded by clients).
+    discarded: int = 0
+
+
+@dataclass
 class RunContext:
     run_id: str
     user_id: int
@@ -47,6 +58,12 @@ class RunContext:
     timeout_cause: str = "deadline"
     # Partial output streamed by a provider call that was then retried: the client must drop it.
     discards: list[dict] = field(default_factory=list)
+    # Member runs retried after partial output, by run id: agno's delegation tool result holds
+    # everything such a member streamed, and chat.providers hands the leader its answer instead.
+    restarted_runs: dict[str, RestartedRun] = field(default_factory=dict)
+    # The status the run's own stored row must carry when it differs from agno's (a timed-out
+    # run, which agno stopped as cancelled, is stored as ERROR); set by the run service.
+    final_status: str | None = None
 
     def seconds_left(self) -> float:
         return self.deadline - time.monotonic()

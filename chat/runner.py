@@ -275,10 +275,10 @@ def _cancel_local(run_id: str) -> None:
 
 
 async def start_run(request: RunRequest) -> RunHandle:
-    """Admit the run, check the session against stored state, and start the run.
+    """Admit the run, claim its session for the user, and start the run.
 
     Raises UnknownTeam, AdmissionRefused, or storage.SessionNotFound when the session is
-    someone else's.
+    someone else's (then nothing has run and the admission slot is given back).
     """
     if not is_known_team(request.team_id):
         raise UnknownTeam(request.team_id)
@@ -304,7 +304,10 @@ async def start_run(request: RunRequest) -> RunHandle:
         account = RunAccount(run_id=request.run_id)
         ctx = RunContext(run_id=request.run_id, user_id=request.user_id)
         ctx.tasks = weakref.WeakSet()
-        await storage.prefetch_session(ctx, session_id, request.user_id, is_new=is_new)
+        # Claimed before any model call: from here on the id is this user's, so another user's
+        # run with it is refused above, and this run's final write cannot fail on ownership.
+        await storage.claim_session(ctx, session_id, request.user_id, is_new=is_new, team_id=request.team_id,
+                                    first_message=request.message)
         ctx.deadline = time.monotonic() + timeout
 
         handle = RunHandle(request, session_id, ctx, account)
@@ -433,6 +436,8 @@ def _outcome(handle: RunHandle, output: TeamRunOutput | None, failure: BaseExcep
         result.status, result.error_type = RunStatus.TIMED_OUT, "timeout"
         if ctx.timeout_cause == "first_token":
             result.message = ERROR_MESSAGES["first_token"]
+    elif handle.abort_reason == RunStatus.ERROR:  # its transport failed sending its events (chat.views._sse)
+        result.status, result.error_type = RunStatus.ERROR, "internal"
     elif handle.abort_reason is not None or name == "TeamRunCancelled":
         result.status = RunStatus.CANCELLED
     elif failure is not None:
@@ -587,6 +592,8 @@ async def _finalize(handle: RunHandle, output, failure, stream) -> None:
         if pending:
             await _to_completion(asyncio.wait(pending, timeout=CLEANUP_GRACE))
         usage = _usage_fields(handle, result, datetime.now(UTC))
+        # The stored run says what the usage row says (agno stops a timed-out run as cancelled).
+        handle.ctx.final_status = _AGNO_STATUS[result.status]
         refused = await _store(handle, usage)
         if handle.ctx.storage_errors:
             result.storage_failed, result.storage_refused = True, refused

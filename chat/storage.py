@@ -4,13 +4,16 @@
 event loop, so every ORM call goes through `chat.db.run_db` (a thread pool).
 
 Round trips per run are kept to two:
-- before the run, the run service loads the session and its recent history once
-  (`prefetch_session`), which also settles ownership; agno's `get_session` is then served from
-  that prefetch;
+- when the run is admitted, the run service claims its session (`claim_session`): a new id is
+  inserted for its owner in one atomic statement, an existing one is checked for its owner and
+  loaded with its recent history; agno's `get_session` is then served from that. A session id
+  is globally unique; another user's id is refused here (SessionNotFound), before anything runs;
 - during the run, agno's `upsert_session` / `upsert_run` calls are buffered on the run's
   `RunContext`, and the run service writes them together with the run's usage row in one
   transaction at the end (`flush_run`). Writes that arrive after the flush (agno persists a
-  run cancelled by a disconnect from a background task) go straight to the database.
+  run cancelled by a disconnect from a background task) go straight to the database. The
+  final write only updates the claimed session: if its owner deleted it meanwhile, the run's
+  rows are dropped (its usage row is still written) and the session stays deleted.
 
 Outside a run (admin tooling, tests) every method reads and writes the database directly.
 """
@@ -169,31 +172,49 @@ def _first_team_input(rows: list[dict]) -> str:
     return ""
 
 
-def _persist(session_dict: dict | None, session_id: str | None, user_pk: int, rows: list[dict]) -> bool:
-    """Write a session and runs; False (and nothing written) if the session is someone else's."""
+def _claim_for_run(session_id: str, user_pk: int, *, is_new: bool, team_id: str, name: str,
+                   history_runs: int) -> dict | None:
+    """Claim `session_id` for `user_pk`, or load it if it is already theirs.
+
+    None for a session this call created (agno starts it afresh), the agno session record for
+    one the user already had. Raises SessionNotFound when it belongs to another user.
+    """
+    if not is_new:
+        record = _load_for_run(session_id, user_pk, history_runs)
+        if record is not None:
+            return record
+    with connection.cursor() as cursor:
+        if sqlwrite.claim_session(cursor, session_id=session_id, user_pk=user_pk, team_id=team_id, name=name,
+                                  now=timezone.now()):
+            return None
+    # Claimed by someone else between the read and the insert (or a run of the same user on
+    # the same new id, which may go on in it): the owner decides.
+    record = _load_for_run(session_id, user_pk, history_runs)
+    if record is None:  # claimed, then deleted at once: nobody's now, and this run did not get it
+        raise SessionNotFound(session_id)
+    return record
+
+
+def _persist(session_dict: dict | None, session_id: str, user_pk: int, rows: list[dict]) -> bool:
+    """Write a session's state and its runs; False (nothing written) if the user has no such session.
+
+    The session row exists: the run claimed it when it was admitted. If it is gone, its owner
+    deleted it while the run was live, and it stays deleted.
+    """
     now = timezone.now()
-    title = _title(_first_team_input(rows))
     with connection.cursor() as cursor:
         if session_dict is not None:
             fields = _session_fields(session_dict)
-            explicit = fields["explicit_name"]
-            owned = sqlwrite.upsert_session(
-                cursor, session_id=session_dict["session_id"], user_pk=user_pk, session_type=fields["session_type"],
-                team_id=fields["team_id"], insert_name=explicit or title, explicit_name=explicit,
+            session_pk = sqlwrite.update_session(
+                cursor, session_id=session_id, user_pk=user_pk, team_id=fields["team_id"],
+                explicit_name=fields["explicit_name"], fallback_name=_title(_first_team_input(rows)),
                 data=fields["data"], now=now,
             )
-        else:
-            # Runs without their session's state (agno stored them late): the session row must
-            # exist, but its stored state is left as it is.
-            owned = sqlwrite.session_owner(cursor, session_id)
-            if owned is None:
-                owned = sqlwrite.upsert_session(
-                    cursor, session_id=session_id, user_pk=user_pk, session_type="team", team_id="",
-                    insert_name=title, explicit_name=None, data={}, now=now,
-                )
-        if owned is None or owned[1] != user_pk:
+        else:  # runs without their session's state (agno stored them late): the state stays as it is
+            session_pk = sqlwrite.owned_session(cursor, session_id, user_pk)
+        if session_pk is None:
             return False
-        sqlwrite.upsert_runs(cursor, session_pk=owned[0], user_pk=user_pk, rows=rows, now=now)
+        sqlwrite.upsert_runs(cursor, session_pk=session_pk, user_pk=user_pk, rows=rows, now=now)
     return True
 
 
@@ -205,8 +226,13 @@ def _flush_sync(session_dict, session_id, user_pk, rows, usage_fields) -> bool:
     return saved
 
 
-def _write_direct(session_dict, session_id, user_pk, rows) -> bool:
+def _write_direct(session_dict, session_id, user_pk, rows, *, claim: bool) -> bool:
     with transaction.atomic():
+        if claim:  # outside a run (tooling): nothing claimed the session, so the write may create it
+            with connection.cursor() as cursor:
+                sqlwrite.claim_session(cursor, session_id=session_id, user_pk=user_pk,
+                                       team_id=(session_dict or {}).get("team_id") or "",
+                                       name=_title(_first_team_input(rows)), now=timezone.now())
         return _persist(session_dict, session_id, user_pk, rows)
 
 
@@ -231,16 +257,26 @@ class WriteBuffer:
         self.runs[row["run_id"]] = row
 
 
-async def prefetch_session(ctx: RunContext, session_id: str, user_pk: int, *, is_new: bool) -> None:
-    """Settle ownership and load the session + recent history for the run (one round trip).
+async def claim_session(ctx: RunContext, session_id: str, user_pk: int, *, is_new: bool, team_id: str,
+                        first_message: str) -> None:
+    """Claim the run's session for its owner, before anything runs (one round trip).
 
-    Raises SessionNotFound when the session belongs to another user.
+    A new id becomes the user's session, named after `first_message`; an existing session of
+    the user's is loaded with its recent history for agno. Raises SessionNotFound when the id
+    belongs to another user (session ids are globally unique).
     """
     ctx.write_buffer = WriteBuffer()
-    record = None
-    if not is_new:
-        record = await run_db(_load_for_run, session_id, user_pk, settings.CIRKELLINE_HISTORY_RUNS)
+    record = await run_db(_claim_for_run, session_id, user_pk, is_new=is_new, team_id=team_id,
+                          name=_title(first_message), history_runs=settings.CIRKELLINE_HISTORY_RUNS)
     ctx.prefetched_session = (session_id, record)
+
+
+def _settle_status(ctx: RunContext | None, row: dict) -> dict:
+    """The run's own row with the status the run service decided (ctx.final_status), if any."""
+    status = ctx.final_status if ctx is not None else None
+    if status and row["run_id"] == ctx.run_id and row["status"] != status:
+        row = {**row, "status": status, "payload": {**row["payload"], "status": status}}
+    return row
 
 
 async def flush_run(ctx: RunContext, session_id: str, usage_fields: dict) -> None:
@@ -249,10 +285,11 @@ async def flush_run(ctx: RunContext, session_id: str, usage_fields: dict) -> Non
     session_dict = rows = None
     if buffer is not None:
         buffer.closed = True
-        session_dict, rows = buffer.session, list(buffer.runs.values())
+        session_dict, rows = buffer.session, [_settle_status(ctx, row) for row in buffer.runs.values()]
     saved = await run_db(_flush_sync, session_dict, session_id, ctx.user_id, rows or [], usage_fields)
     if not saved:
-        ctx.storage_errors.append("the session belongs to another user; the run was not stored in it")
+        logger.info("run %s: session %s was deleted while the run was live; its runs were not stored, its "
+                    "usage was", ctx.run_id, session_id)
 
 
 def is_refusal(exc: BaseException) -> bool:
@@ -408,14 +445,14 @@ class DjangoAgnoDb(AsyncBaseDb):
         owner = _owner_pk(user_id)
         if owner is None:
             raise ValueError("Cirkelline runs always belong to a user")
-        row = _run_row(run, run_index)
         ctx = current_run.get()
+        row = _settle_status(ctx, _run_row(run, run_index))
         buffer = ctx.write_buffer if ctx is not None else None
         if buffer is not None and not buffer.closed:
             buffer.add_run(row)
             return
         if not await self._write(None, session_id, owner, [row]):
-            logger.warning("run %s not stored: session %s belongs to another user", row["run_id"], session_id)
+            logger.info("run %s not stored: user %s has no session %s (deleted)", row["run_id"], owner, session_id)
 
     async def get_run(self, run_id: str, deserialize: bool | None = True):
         payload = await run_db(
@@ -427,10 +464,10 @@ class DjangoAgnoDb(AsyncBaseDb):
             else RunOutput.from_dict(payload)
 
     async def _write(self, session_dict, session_id, owner, rows) -> bool:
+        ctx = current_run.get()
         try:
-            return await run_db(_write_direct, session_dict, session_id, owner, rows)
+            return await run_db(_write_direct, session_dict, session_id, owner, rows, claim=ctx is None)
         except Exception as exc:  # agno swallows storage errors: report them to the run
-            ctx = current_run.get()
             if ctx is not None:
                 ctx.storage_errors.append(f"{type(exc).__name__}: {exc}")
             raise

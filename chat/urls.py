@@ -1,11 +1,11 @@
 from django.urls import path
-from rest_framework_simplejwt.views import TokenObtainPairView, TokenRefreshView
 
-from . import views
+from . import tokens, views
 
 urlpatterns = [
-    path("api/token/", TokenObtainPairView.as_view(), name="token_obtain_pair"),
-    path("api/token/refresh/", TokenRefreshView.as_view(), name="token_refresh"),
+    path("api/token/", tokens.LoginView.as_view(), name="token_obtain_pair"),
+    path("api/token/refresh/", tokens.RefreshView.as_view(), name="token_refresh"),
+    path("api/token/logout/", tokens.LogoutView.as_view(), name="token_logout"),
     path("health", views.health, name="health"),
     path("config", views.config, name="config"),
     path("teams", views.teams, name="teams"),

@@ -16,6 +16,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from django.conf import settings
+from django.core.exceptions import DisallowedHost
 from django.db import InterfaceError, OperationalError
 from django.http import HttpRequest, HttpResponse, JsonResponse, StreamingHttpResponse
 from django.views.decorators.csrf import csrf_exempt
@@ -24,16 +25,18 @@ from metrics.models import RunStatus
 
 from . import runner, schemas, storage
 from .auth import AuthError, Caller, authenticate
-from .events import coalesce, sse_frame
+from .events import coalesce, error_frame, sse_frame
 from .parsing import BadRequest, check_text, form_fields, json_body, parse_run_request, validate_session_id
 from .providers import model_spec
-from .team import UnknownTeam, describe_team, describe_team_detail, is_known_team, team_ids
+from .team import UnknownTeam, describe_team, describe_team_detail, is_known_team, prototype, team_ids
 
 logger = logging.getLogger(__name__)
 
 INSTANTIATED_AT = datetime.now(UTC).isoformat()
 SSE_HEADERS = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
 ERROR_STATUS = {"provider_error": 502, "timeout": 504, "rate_limited": 429, "internal": 500}
+STREAM_FAILED = ("Something went wrong while sending this run's events, so the stream was ended and the run "
+                 "stopped. Please try again.")
 
 
 def error(http_status: int, detail: str, **extra: Any) -> JsonResponse:
@@ -138,16 +141,30 @@ async def team_detail(request: HttpRequest, team_id: str, caller: Caller) -> Htt
 
 
 async def _sse(handle: runner.RunHandle) -> AsyncIterator[bytes]:
-    finished = False
+    """The run's events as SSE frames, ending with exactly one terminal frame whatever happens.
+
+    If sending fails (encoding an event, merging deltas, reading the run's events), the run is
+    stopped and, once its rows are written, one `TeamRunError` of our own ends the stream: the
+    failed batch was not sent, so no terminal frame of the run's own went out before it. Without
+    this the response would stop mid-stream with no terminal frame and the connection stay open.
+    """
     try:
         async for batch in handle.event_batches():
             yield b"".join(sse_frame(event) for event in coalesce(batch))
-        finished = True
-    finally:
+    except Exception:
+        logger.exception("run %s: sending its events failed; ending the stream", handle.run_id)
+        try:
+            handle.abort(RunStatus.ERROR)
+            await handle.wait()
+        except Exception:  # noqa: BLE001 - the client still gets its terminal frame
+            logger.exception("run %s: stopping it after a stream failure failed", handle.run_id)
+        yield error_frame(run_id=handle.run_id, session_id=handle.session_id, team_id=handle.team_id,
+                          team_name=prototype(handle.team_id).name, content=STREAM_FAILED)
+    except BaseException:
         # The client went away (Django cancels the response, or closes this generator): stop
         # the run. Its rows are still written by the run task.
-        if not finished:
-            handle.abort(RunStatus.CANCELLED)
+        handle.abort(RunStatus.CANCELLED)
+        raise
 
 
 @api(("POST",))
@@ -302,7 +319,19 @@ def _json_body(request: HttpRequest) -> dict:
     return form_fields(request)
 
 
-# --- JSON for Django's own 404/500 pages -----------------------------------------------------
+# --- JSON for Django's own 400/403/404/500 pages ---------------------------------------------
+
+
+def bad_request(request: HttpRequest, exception: Exception | None = None) -> HttpResponse:
+    """Django's refusals outside the API's own checks: a Host header not in DJANGO_ALLOWED_HOSTS,
+    a body Django will not parse, other suspicious requests."""
+    if isinstance(exception, DisallowedHost):
+        return error(400, "The Host header names a host this server does not answer to.")
+    return error(400, "Bad request.")
+
+
+def forbidden(request: HttpRequest, exception: Exception | None = None) -> HttpResponse:
+    return error(403, "Forbidden.")
 
 
 def not_found(request: HttpRequest, exception: Exception | None = None) -> HttpResponse:

@@ -11,24 +11,52 @@ from django.core.asgi import get_asgi_application  # noqa: E402
 # must be ready first.
 django_asgi_app = get_asgi_application()
 
-from channels.routing import ProtocolTypeRouter  # noqa: E402
-
-http_app = django_asgi_app
-if settings.CIRKELLINE_SERVE_STATIC:
-    from django.contrib.staticfiles.handlers import ASGIStaticFilesHandler
-
-    http_app = ASGIStaticFilesHandler(django_asgi_app)
-
 from channels.auth import AuthMiddlewareStack  # noqa: E402
-from channels.routing import URLRouter  # noqa: E402
+from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402
 
 from chat.ws.routing import AllowedHostsOriginValidator, websocket_urlpatterns  # noqa: E402
 
+# Static files (CIRKELLINE_SERVE_STATIC) are served by a middleware, so that they get the same
+# security headers as every other response: see cirkelline_site/staticfiles.py.
 application = ProtocolTypeRouter({
-    "http": http_app,
+    "http": django_asgi_app,
     # Origin checked against ALLOWED_HOSTS (browsers), then the session cookie's user (pages).
     "websocket": AllowedHostsOriginValidator(AuthMiddlewareStack(URLRouter(websocket_urlpatterns))),
 })
+
+
+def _correct_daphne() -> None:
+    """Two corrections to Daphne's HTTP layer (Twisted), made before it serves a request.
+
+    - Twisted's table of reason phrases (twisted.web.http.RESPONSES, as of Twisted 26.10) has no
+      429, so Daphne sent "HTTP/1.1 429 Unknown Status" with every rate-limit refusal: add the
+      phrase RFC 6585 gives it.
+    - Twisted parses each POST form or multipart body itself, into `request.args`, which Daphne
+      never reads (it hands Django the raw body): every upload was parsed twice, and a multipart
+      body Twisted could not parse (one without a boundary) got its bare "400 Bad Request", with
+      no body and no headers, before Django could answer. Daphne's requests are told not to
+      parse (`parsePOSTFormSubmission`, an argument of Twisted's Request); Django's parser is the
+      one that answers.
+    """
+    from daphne import http_protocol
+    from twisted.web import http
+
+    http.RESPONSES.setdefault(429, b"Too Many Requests")
+    if getattr(http_protocol.WebRequest, "cirkelline_no_form_parsing", False):
+        return
+
+    class WebRequest(http_protocol.WebRequest):
+        cirkelline_no_form_parsing = True
+
+        def __init__(self, *args, **kwargs):
+            kwargs["parsePOSTFormSubmission"] = False
+            super().__init__(*args, **kwargs)
+
+    # daphne.http_protocol.HTTPFactory.buildProtocol hands this module-level name to each connection.
+    http_protocol.WebRequest = WebRequest
+
+
+_correct_daphne()
 
 from chat.memory import tune_gc  # noqa: E402
 

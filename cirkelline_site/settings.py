@@ -53,6 +53,28 @@ def _secret_key() -> str:
     return path.read_text().strip()
 
 
+def _private_sqlite_file(name: str) -> None:
+    """Create the SQLite database readable by its owner only, as the secret key is: it holds
+    password hashes and every chat. SQLite gives the -wal and -shm files it creates beside it the
+    database file's mode; a file an older install left readable to others is tightened."""
+    if not name or name == ":memory:" or name.startswith("file:"):
+        return
+    path = Path(name)
+    if not path.parent.is_dir():
+        return  # Django reports the bad path when it connects
+    try:
+        os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
+    except FileExistsError:
+        pass
+    for file in (path, path.with_name(path.name + "-wal"), path.with_name(path.name + "-shm")):
+        try:
+            info = file.stat()
+        except FileNotFoundError:
+            continue
+        if info.st_mode & 0o077 and info.st_uid == os.getuid():
+            file.chmod(0o600)
+
+
 SECRET_KEY = _secret_key()
 DEBUG = env.bool("DJANGO_DEBUG", default=False)
 ALLOWED_HOSTS = env.list("DJANGO_ALLOWED_HOSTS", default=["127.0.0.1", "localhost", "[::1]"])
@@ -69,6 +91,7 @@ INSTALLED_APPS = [
     "channels",
     "rest_framework",
     "rest_framework_simplejwt",
+    "rest_framework_simplejwt.token_blacklist",  # refresh tokens: rotated, used ones refused
     "corsheaders",
     "csp",
     "metrics",
@@ -112,10 +135,12 @@ TEMPLATES = [
 # --- Database ---------------------------------------------------------------------------
 # SQLite under var/ by default; DATABASE_URL (postgres://...) switches to PostgreSQL.
 DATABASES = {
-    "default": env.db("DATABASE_URL", default=f"sqlite:///{VAR_DIR / 'db.sqlite3'}"),
+    # An empty DATABASE_URL (as .env.example has it) means the default, like an unset one.
+    "default": env.db_url_config(env.str("DATABASE_URL", default="") or f"sqlite:///{VAR_DIR / 'db.sqlite3'}"),
 }
 _db = DATABASES["default"]
 if _db["ENGINE"] == "django.db.backends.sqlite3":
+    _private_sqlite_file(str(_db["NAME"]))
     _db.setdefault("OPTIONS", {}).update(
         {
             # WAL lets readers run beside the writer; IMMEDIATE takes the write lock at
@@ -160,6 +185,20 @@ if REDIS_URL:
 else:
     CHANNEL_LAYERS = {"default": {"BACKEND": "channels.layers.InMemoryChannelLayer"}}
 
+# Django's cache holds the failed-login counters (chat/login_throttle.py): in Redis when
+# REDIS_URL is set, so every process counts together; in process memory otherwise.
+if REDIS_URL:
+    CACHES = {
+        "default": {
+            "BACKEND": "django.core.cache.backends.redis.RedisCache",
+            "LOCATION": REDIS_URL,
+            "OPTIONS": {"socket_connect_timeout": 2, "socket_timeout": 2},
+        }
+    }
+else:
+    CACHES = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache",
+                          "OPTIONS": {"MAX_ENTRIES": 10_000}}}
+
 # --- Auth -------------------------------------------------------------------------------
 AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.UserAttributeSimilarityValidator"},
@@ -170,12 +209,10 @@ AUTH_PASSWORD_VALIDATORS = [
 LOGIN_URL = "/login/"
 LOGIN_REDIRECT_URL = "/"
 LOGOUT_REDIRECT_URL = "/login/"
-# The pages' login cookie: never readable by scripts, not sent on cross-site requests, and only
-# over HTTPS when the site is served over TLS (directly or behind a proxy).
-CIRKELLINE_HTTPS = env.bool("CIRKELLINE_HTTPS", default=False)
+# The pages' login cookie: never readable by scripts, not sent on cross-site requests (Secure
+# with CIRKELLINE_TLS, below).
 SESSION_COOKIE_HTTPONLY = True
 SESSION_COOKIE_SAMESITE = "Lax"
-SESSION_COOKIE_SECURE = CSRF_COOKIE_SECURE = CIRKELLINE_HTTPS
 
 # Browser API clients on other origins (agno's agent-ui): CORS on the API routes they use,
 # bearer tokens only (no cookies cross-origin). Empty: no CORS headers at all.
@@ -206,6 +243,8 @@ REST_FRAMEWORK = {
     "DEFAULT_AUTHENTICATION_CLASSES": [],
     "DEFAULT_PERMISSION_CLASSES": [],
     "UNAUTHENTICATED_USER": None,
+    # The token routes' errors: a database outage is a 503 with Retry-After, every error has "detail".
+    "EXCEPTION_HANDLER": "chat.tokens.exception_handler",
 }
 SIMPLE_JWT = {
     "ACCESS_TOKEN_LIFETIME": timedelta(minutes=env.int("CIRKELLINE_JWT_ACCESS_MINUTES", default=60)),
@@ -214,7 +253,15 @@ SIMPLE_JWT = {
     "SIGNING_KEY": env.str("CIRKELLINE_JWT_SIGNING_KEY", default="") or SECRET_KEY,
     "AUTH_HEADER_TYPES": ("Bearer",),
     "UPDATE_LAST_LOGIN": False,
+    # A refresh returns a new refresh token and blacklists the one it used (chat/tokens.py).
+    "ROTATE_REFRESH_TOKENS": True,
+    "BLACKLIST_AFTER_ROTATION": True,
 }
+# Failed logins on /api/token/ allowed per username and per client address within the window
+# (seconds); one more is refused with 429 even with the right password. 0 turns a limit off.
+CIRKELLINE_LOGIN_FAILURES_PER_USERNAME = _non_negative_int("CIRKELLINE_LOGIN_FAILURES_PER_USERNAME", 10)
+CIRKELLINE_LOGIN_FAILURES_PER_ADDRESS = _non_negative_int("CIRKELLINE_LOGIN_FAILURES_PER_ADDRESS", 50)
+CIRKELLINE_LOGIN_FAILURE_WINDOW = _positive_float("CIRKELLINE_LOGIN_FAILURE_WINDOW", 900.0)
 
 # --- i18n / static ----------------------------------------------------------------------
 LANGUAGE_CODE = "en-us"
@@ -225,8 +272,29 @@ STATIC_URL = "static/"
 STATIC_ROOT = VAR_DIR / "static"
 # The chat pages' CSS, JS and vendored libraries (chat.web is a package of the chat app, not an app).
 STATICFILES_DIRS = [BASE_DIR / "chat" / "web" / "static"]
-# Serve static files from the ASGI app itself (admin CSS/JS) unless a proxy does it.
+# Serve /static/ (admin CSS/JS) from the app itself, with WhiteNoise, unless a proxy does it.
 CIRKELLINE_SERVE_STATIC = env.bool("CIRKELLINE_SERVE_STATIC", default=True)
+# WhiteNoise indexes the files once, at start-up: those of the apps' static folders (Django's
+# finders, so `make run` needs no collectstatic) and STATIC_ROOT (collectstatic's output, if any).
+# Only indexed files are served; any other /static/ path is a 404 from Django.
+WHITENOISE_USE_FINDERS = True
+WHITENOISE_AUTOREFRESH = False
+if CIRKELLINE_SERVE_STATIC:
+    # Last, so the security headers of the middleware above (nosniff, Referrer-Policy,
+    # X-Frame-Options, HSTS) are on static responses too.
+    MIDDLEWARE.append("cirkelline_site.staticfiles.StaticFilesMiddleware")
+
+# --- TLS --------------------------------------------------------------------------------
+# CIRKELLINE_TLS=true: the site is reached over https, directly or through a proxy that sets
+# X-Forwarded-Proto (start Daphne with --proxy-headers then). Cookies become Secure, plain http is
+# redirected to https (except /health, for load balancer probes) and HSTS is sent.
+CIRKELLINE_TLS = env.bool("CIRKELLINE_TLS", default=False)
+SESSION_COOKIE_SECURE = CSRF_COOKIE_SECURE = CIRKELLINE_TLS
+SECURE_SSL_REDIRECT = CIRKELLINE_TLS and env.bool("CIRKELLINE_SSL_REDIRECT", default=True)
+SECURE_REDIRECT_EXEMPT = [r"^health$"]
+SECURE_HSTS_SECONDS = _non_negative_int("CIRKELLINE_HSTS_SECONDS", 31_536_000) if CIRKELLINE_TLS else 0
+SECURE_HSTS_INCLUDE_SUBDOMAINS = env.bool("CIRKELLINE_HSTS_INCLUDE_SUBDOMAINS", default=False)
+SECURE_HSTS_PRELOAD = env.bool("CIRKELLINE_HSTS_PRELOAD", default=False)
 
 # --- Cirkelline -------------------------------------------------------------------------
 CIRKELLINE_VERSION = "0.1.0"
@@ -252,6 +320,9 @@ CIRKELLINE_DEEP_RESEARCH_TIMEOUT = _positive_float("CIRKELLINE_DEEP_RESEARCH_TIM
 # quiet this long mid-answer counts as a failed (retried) call.
 CIRKELLINE_FIRST_TOKEN_TIMEOUT = _positive_float("CIRKELLINE_FIRST_TOKEN_TIMEOUT", 60.0)
 CIRKELLINE_STREAM_IDLE_TIMEOUT = _positive_float("CIRKELLINE_STREAM_IDLE_TIMEOUT", 30.0)
+# A member run with no event for this long is recorded as a stalled delegation (member_stalled);
+# the run itself goes on to its own deadline.
+CIRKELLINE_MEMBER_STALL_SECONDS = _positive_float("CIRKELLINE_MEMBER_STALL_SECONDS", 30.0)
 CIRKELLINE_MAX_RETRIES = _non_negative_int("CIRKELLINE_MAX_RETRIES", 2)
 CIRKELLINE_RETRY_DELAY = _positive_float("CIRKELLINE_RETRY_DELAY", 1.0)
 # A run whose final write fails (database down) is retried in the background for this long,
@@ -262,6 +333,12 @@ CIRKELLINE_FLUSH_RETRY_INTERVAL = _positive_float("CIRKELLINE_FLUSH_RETRY_INTERV
 CIRKELLINE_DB_THREADS = env.int("CIRKELLINE_DB_THREADS", default=8)
 CIRKELLINE_HISTORY_RUNS = _non_negative_int("CIRKELLINE_HISTORY_RUNS", 5)
 CIRKELLINE_MAX_MESSAGE_CHARS = _non_negative_int("CIRKELLINE_MAX_MESSAGE_CHARS", 32_000)
+# Levels of objects/arrays a JSON body's field (session_state, dependencies, metadata, ...) may
+# nest; deeper is a 400 before anything runs. At most 100: agno copies and serialises these values
+# recursively, and a few hundred levels exhaust Python's recursion limit mid-run.
+CIRKELLINE_MAX_JSON_DEPTH = env.int("CIRKELLINE_MAX_JSON_DEPTH", default=32)
+if not 1 <= CIRKELLINE_MAX_JSON_DEPTH <= 100:
+    raise ImproperlyConfigured(f"CIRKELLINE_MAX_JSON_DEPTH must be between 1 and 100, got {CIRKELLINE_MAX_JSON_DEPTH}")
 # Admission control: concurrent runs per user (across all processes when REDIS_URL is set) and
 # per server process. Beyond them a new run gets 429 with Retry-After.
 CIRKELLINE_MAX_RUNS_PER_USER = _non_negative_int("CIRKELLINE_MAX_RUNS_PER_USER", 3)

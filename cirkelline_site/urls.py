@@ -8,5 +8,7 @@ urlpatterns = [
 ]
 
 # API clients get JSON, not HTML error pages.
+handler400 = "chat.views.bad_request"
+handler403 = "chat.views.forbidden"
 handler404 = "chat.views.not_found"
 handler500 = "chat.views.server_error"

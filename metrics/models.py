@@ -1,13 +1,35 @@
-"""Usage accounting. A leaf app: it never imports chat or agno.
+"""Usage, cost and delegation-failure records. A leaf app: it never imports chat or agno.
 
-`RunUsage` is the one row every team run leaves behind, whatever its ending: tokens summed
-over the leader and every member run, timings, retries, and a terminal status.
+- `RunUsage`: the one row every team run leaves behind, whatever its ending: tokens summed over
+  the leader and every member run, timings, retries, a terminal status, and its cost.
+- `ModelCall`: the ledger under a RunUsage, one row per agent x model of the run, each priced
+  with the `PriceRule` in force when the run started (the rule is snapshotted on the row).
+- `PriceRule`: list prices per million tokens, versioned by effective dates.
+- `Budget`: an optional monthly spend limit per user.
+- `DelegationFailure`: a delegation that went wrong (see chat/runs/delegation.py).
+
+Report queries live on the QuerySets in metrics/reports.py.
 """
 
 from __future__ import annotations
 
+from datetime import datetime
+from decimal import Decimal
+from fnmatch import fnmatchcase
+
 from django.conf import settings
-from django.db import models
+from django.core.exceptions import ValidationError
+from django.db import models, transaction
+from django.db.models import Q
+from django.utils import timezone
+
+from .reports import DelegationFailureQuerySet, ModelCallQuerySet, RunUsageQuerySet
+
+# Cost columns: USD with 8 decimal places (the rounding rule is in metrics/pricing.py).
+COST = {"max_digits": 20, "decimal_places": 8}
+PRICE = {"max_digits": 12, "decimal_places": 6}
+TOKEN_FIELDS = ("input_tokens", "output_tokens", "total_tokens", "reasoning_tokens", "cache_read_tokens",
+                "cache_write_tokens")
 
 
 class RunStatus(models.TextChoices):
@@ -18,19 +40,10 @@ class RunStatus(models.TextChoices):
     CANCELLED = "cancelled", "cancelled"
 
 
-class RunUsageQuerySet(models.QuerySet):
-    def for_user(self, user) -> "RunUsageQuerySet":
-        return self.filter(user=user)
-
-    def totals(self) -> dict:
-        """Token and run totals of the rows in this queryset."""
-        agg = self.aggregate(
-            runs=models.Count("id"),
-            input_tokens=models.Sum("input_tokens"),
-            output_tokens=models.Sum("output_tokens"),
-            total_tokens=models.Sum("total_tokens"),
-        )
-        return {key: value or 0 for key, value in agg.items()}
+class Pricing(models.TextChoices):
+    PRICED = "priced", "priced"
+    PARTIAL = "partial", "partly priced"  # runs only: some of its calls had no price rule
+    UNPRICED = "unpriced", "unpriced"
 
 
 class RunUsage(models.Model):
@@ -54,6 +67,12 @@ class RunUsage(models.Model):
     cache_read_tokens = models.PositiveBigIntegerField(default=0)
     cache_write_tokens = models.PositiveBigIntegerField(default=0)
 
+    # The exact sum of the priced ModelCall rows; NULL when none of them had a price rule.
+    cost = models.DecimalField(null=True, blank=True, **COST)
+    pricing = models.CharField(max_length=10, choices=Pricing.choices, default=Pricing.UNPRICED, db_index=True)
+    # total_tokens of the calls that had no price rule: the coverage gap of the cost figures.
+    unpriced_tokens = models.PositiveBigIntegerField(default=0)
+
     model_calls = models.PositiveIntegerField(default=0)
     member_runs = models.PositiveIntegerField(default=0)
     delegations = models.PositiveIntegerField(default=0)
@@ -71,6 +90,8 @@ class RunUsage(models.Model):
     objects = RunUsageQuerySet.as_manager()
 
     class Meta:
+        verbose_name = "run usage"
+        verbose_name_plural = "run usage"
         indexes = [
             models.Index(fields=["user", "started_at"], name="usage_user_time"),
             models.Index(fields=["team_id", "started_at"], name="usage_team_time"),
@@ -78,3 +99,192 @@ class RunUsage(models.Model):
 
     def __str__(self) -> str:
         return f"{self.run_id} ({self.status})"
+
+
+class PriceRuleQuerySet(models.QuerySet):
+    def in_force(self, at: datetime) -> PriceRuleQuerySet:
+        """Rules whose effective period contains `at` (from inclusive, to exclusive)."""
+        return self.filter(Q(effective_to__isnull=True) | Q(effective_to__gt=at), effective_from__lte=at)
+
+    def overlapping(self, rule: PriceRule) -> PriceRuleQuerySet:
+        """Rules for the same provider and pattern whose period overlaps `rule`'s."""
+        qs = self.filter(provider=rule.provider, model_pattern=rule.model_pattern)
+        qs = qs.filter(Q(effective_to__isnull=True) | Q(effective_to__gt=rule.effective_from))
+        if rule.effective_to is not None:
+            qs = qs.filter(effective_from__lt=rule.effective_to)
+        return qs.exclude(pk=rule.pk) if rule.pk else qs
+
+
+class PriceRule(models.Model):
+    """List prices of the models matching `model_pattern` at `provider`, USD per million tokens."""
+
+    PRICE_FIELDS = ("input_per_million", "output_per_million", "cache_read_per_million",
+                    "cache_write_per_million", "reasoning_per_million", "cache_in_input", "reasoning_in_output")
+
+    provider = models.CharField(max_length=64, help_text="agno's provider name, lower case: google, openai, anthropic")
+    model_pattern = models.CharField(
+        max_length=128, help_text="A model id (gemini-2.5-flash) or a pattern with * (claude-sonnet-4-5*)")
+    input_per_million = models.DecimalField(**PRICE)
+    output_per_million = models.DecimalField(**PRICE)
+    cache_read_per_million = models.DecimalField(
+        null=True, blank=True, help_text="Cached input read; empty: billed at the input price", **PRICE)
+    cache_write_per_million = models.DecimalField(
+        null=True, blank=True, help_text="Cache write; empty: billed at the input price", **PRICE)
+    reasoning_per_million = models.DecimalField(
+        null=True, blank=True, help_text="Reasoning tokens where they differ; empty: the output price", **PRICE)
+    cache_in_input = models.BooleanField(
+        default=True, help_text="The provider's input token count already includes cache reads and writes")
+    reasoning_in_output = models.BooleanField(
+        default=True, help_text="The provider's output token count already includes reasoning tokens")
+    currency = models.CharField(max_length=3, choices=[("USD", "USD")], default="USD")
+    effective_from = models.DateTimeField(default=timezone.now)
+    effective_to = models.DateTimeField(null=True, blank=True, help_text="Exclusive; empty: still in force")
+    source_url = models.URLField(max_length=300, blank=True, default="")
+    source_read = models.DateField(null=True, blank=True, help_text="When the source was read")
+    note = models.TextField(blank=True, default="")
+
+    objects = PriceRuleQuerySet.as_manager()
+
+    class Meta:
+        ordering = ("provider", "model_pattern", "-effective_from")
+        indexes = [models.Index(fields=["provider", "effective_from"], name="price_provider_from")]
+        constraints = [
+            models.CheckConstraint(
+                condition=Q(effective_to__isnull=True) | Q(effective_to__gt=models.F("effective_from")),
+                name="price_period_not_empty"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.provider}:{self.model_pattern} from {self.effective_from:%Y-%m-%d}"
+
+    def matches(self, model_id: str) -> bool:
+        return fnmatchcase(model_id.lower(), self.model_pattern.lower())
+
+    def clean(self) -> None:
+        self.provider = (self.provider or "").strip().lower()
+        self.model_pattern = (self.model_pattern or "").strip()
+        if self.effective_to is not None and self.effective_from and self.effective_to <= self.effective_from:
+            raise ValidationError({"effective_to": "A rule must end after it starts."})
+        if self.effective_from and self.provider and self.model_pattern:
+            clash = PriceRule.objects.overlapping(self).first()
+            if clash is not None:
+                raise ValidationError(
+                    f"Another rule for {self.provider}:{self.model_pattern} is in force over part of this "
+                    f"period ({clash}); close it first, or change its price (which closes it for you).")
+
+    @transaction.atomic
+    def replace(self, *, at: datetime | None = None, **prices) -> PriceRule:
+        """Close this rule at `at` (default now) and open a new one with `prices` changed from then on.
+
+        Rows billed before `at` keep the price they were billed at (it is on their row);
+        runs from `at` on are priced by the new rule.
+        """
+        at = at or timezone.now()
+        unknown = set(prices) - set(self.PRICE_FIELDS) - {"source_url", "source_read", "note"}
+        if unknown:
+            raise ValueError(f"not price fields: {sorted(unknown)}")
+        current = PriceRule.objects.select_for_update().get(pk=self.pk)
+        if current.effective_to is not None and current.effective_to <= at:
+            raise ValidationError("This rule is no longer in force; change the rule that replaced it.")
+        if at <= current.effective_from:
+            raise ValidationError("A price change must take effect after the rule it replaces started.")
+        successor = PriceRule(
+            **{f.name: getattr(current, f.name) for f in PriceRule._meta.concrete_fields if f.name != "id"})
+        successor.effective_from, successor.effective_to = at, current.effective_to
+        for name, value in prices.items():
+            setattr(successor, name, value)
+        current.effective_to = at
+        current.save(update_fields=["effective_to"])
+        successor.full_clean()
+        successor.save()
+        self.effective_to = at
+        return successor
+
+
+class ModelCall(models.Model):
+    """Tokens and cost of one agent x model within a run (the leader, each member, nested teams)."""
+
+    run = models.ForeignKey(RunUsage, to_field="run_id", db_column="run_id", on_delete=models.CASCADE,
+                            related_name="calls")
+    agent = models.CharField(max_length=128, help_text="agent id, or the team id for the leader")
+    is_leader = models.BooleanField(default=False)
+    provider = models.CharField(max_length=64)
+    model = models.CharField(max_length=128)
+    calls = models.PositiveIntegerField(default=0)
+    input_tokens = models.PositiveBigIntegerField(default=0)
+    output_tokens = models.PositiveBigIntegerField(default=0)
+    total_tokens = models.PositiveBigIntegerField(default=0)
+    reasoning_tokens = models.PositiveBigIntegerField(default=0)
+    cache_read_tokens = models.PositiveBigIntegerField(default=0)
+    cache_write_tokens = models.PositiveBigIntegerField(default=0)
+    cost = models.DecimalField(null=True, blank=True, **COST)
+    pricing = models.CharField(max_length=10, choices=Pricing.choices[::2], db_index=True)
+    price_rule = models.ForeignKey(PriceRule, null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
+    # The prices used, as they were: editing or deleting the rule later never changes this row.
+    price_snapshot = models.JSONField(null=True, blank=True)
+    provider_reported_cost = models.DecimalField(null=True, blank=True, **COST)
+
+    objects = ModelCallQuerySet.as_manager()
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["run", "agent", "provider", "model"], name="one_call_row_per_agent_model"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.run_id} {self.agent} {self.provider}:{self.model}"
+
+
+class BudgetQuerySet(models.QuerySet):
+    def for_user(self, user_id: int) -> Budget | None:
+        return self.filter(user_id=user_id).first()
+
+
+class Budget(models.Model):
+    """A user's monthly spend limit (calendar month in settings.TIME_ZONE), set by staff."""
+
+    user = models.OneToOneField(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="budget")
+    monthly_limit = models.DecimalField(max_digits=12, decimal_places=2, help_text="USD per calendar month")
+    currency = models.CharField(max_length=3, choices=[("USD", "USD")], default="USD")
+    note = models.CharField(max_length=200, blank=True, default="")
+    updated_at = models.DateTimeField(auto_now=True)
+
+    objects = BudgetQuerySet.as_manager()
+
+    class Meta:
+        constraints = [models.CheckConstraint(condition=Q(monthly_limit__gte=Decimal("0")), name="budget_not_negative")]
+
+    def __str__(self) -> str:
+        return f"{self.user} {self.monthly_limit} {self.currency}/month"
+
+
+class FailureKind(models.TextChoices):
+    ANNOUNCED_NOT_EXECUTED = "announced_not_executed", "announced, not executed"
+    UNKNOWN_MEMBER = "unknown_member", "unknown member"
+    EMPTY_TASK = "empty_task", "empty task"
+    MEMBER_ERROR = "member_error", "member error"
+    MEMBER_EMPTY_RESULT = "member_empty_result", "member gave an empty result"
+    MEMBER_STALLED = "member_stalled", "member stalled"
+
+
+class DelegationFailure(models.Model):
+    run_id = models.CharField(max_length=64, db_index=True)
+    session_id = models.CharField(max_length=64, blank=True, default="")
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL,
+                             related_name="+")
+    model = models.CharField(max_length=128, blank=True, default="")
+    kind = models.CharField(max_length=32, choices=FailureKind.choices, db_index=True)
+    member = models.CharField(max_length=128, blank=True, default="")
+    excerpt = models.TextField(blank=True, default="")
+    created_at = models.DateTimeField(default=timezone.now, db_index=True)
+
+    objects = DelegationFailureQuerySet.as_manager()
+
+    class Meta:
+        constraints = [
+            # Recording is idempotent: a retried write (or a live record then the final one) adds nothing.
+            models.UniqueConstraint(fields=["run_id", "kind", "member"], name="one_failure_per_run_kind_member"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.run_id} {self.kind} {self.member}"

@@ -15,7 +15,7 @@ import httpx
 import pytest
 from rest_framework_simplejwt.tokens import AccessToken
 
-from chat import auth, scripted
+from chat import scripted
 from chat import team as team_module
 from chat.db import run_db
 
@@ -35,7 +35,6 @@ def offline_team(settings, worker_redis_prefix):
     team_module.prototype.cache_clear()
     scripted.RECORDER.clear()
     scripted.FAILURES.clear()
-    auth._user_cache.clear()
     yield
     team_module.prototype.cache_clear()
     scripted.FAILURES.clear()

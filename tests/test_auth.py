@@ -53,7 +53,7 @@ async def test_requests_without_credentials_are_401(api):
 
 
 async def test_bad_tokens_are_401_and_write_nothing(api, alice):
-    for name, token in forged_tokens(alice).items():
+    for name, token in (await adb(forged_tokens, alice)).items():  # a refresh token is recorded: ORM
         response = await api.post(RUNS, data={"message": "hi", "stream": "false"},
                                   headers={"Authorization": f"Bearer {token}"})
         assert response.status_code == 401, name
@@ -64,10 +64,14 @@ async def test_bad_tokens_are_401_and_write_nothing(api, alice):
 
 
 async def test_an_inactive_user_is_refused(api, alice):
+    """Guards against trusting a user looked up earlier (a per-process user cache kept a
+    deactivated user's token working for ~30 s): the token was just accepted, then is not."""
     headers = bearer(alice)
+    assert (await api.get("/sessions", headers=headers)).status_code == 200
     alice.is_active = False
     await adb(alice.save)
-    assert (await api.get("/sessions", headers=headers)).status_code == 401
+    refused = await api.get("/sessions", headers=headers)
+    assert refused.status_code == 401 and refused.json()["detail"]
 
 
 async def test_tokens_expire(api, alice, settings):

@@ -85,6 +85,26 @@ def test_a_bad_number_in_the_environment_stops_start_up(tmp_path):
     assert result.returncode != 0 and "CIRKELLINE_RUN_TIMEOUT must be a positive number" in result.stderr
 
 
+def test_the_env_example_as_it_stands_starts_the_server(tmp_path):
+    """Guards against a documented default that breaks start-up when .env.example is copied to .env
+    unchanged (an empty DATABASE_URL used to fail with KeyError: 'ENGINE')."""
+    example = {}
+    for line in (ROOT / ".env.example").read_text().splitlines():
+        if line.strip() and not line.lstrip().startswith("#"):
+            name, _, value = line.partition("=")
+            example[name.strip()] = value.strip()
+    assert "DATABASE_URL" in example and example["DATABASE_URL"] == ""
+    result = subprocess.run(
+        [sys.executable, "-c", "import django; django.setup(); from django.conf import settings; "
+         "print(settings.DATABASES['default']['ENGINE'])"],
+        cwd=ROOT, capture_output=True, text=True,
+        env={**example, "DJANGO_SETTINGS_MODULE": "cirkelline_site.settings", "CIRKELLINE_VAR_DIR": str(tmp_path),
+             "PATH": "/usr/bin:/bin"},
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "django.db.backends.sqlite3"
+
+
 def test_telemetry_is_off_for_the_team_and_every_member():
     from chat.team import team_for_run
 

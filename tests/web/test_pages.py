@@ -63,10 +63,11 @@ def test_an_ill_formed_session_url_goes_back_to_a_new_chat(alice):
 
 @pytest.mark.parametrize(("https", "secure"), [("true", "True"), ("", "False")])
 def test_cookies_are_secure_when_the_site_is_served_over_https(https, secure):
-    """Guards against login cookies travelling over plain HTTP on a TLS deployment."""
+    """Guards against login cookies travelling over plain HTTP on a TLS deployment (CIRKELLINE_TLS),
+    and against the login cookie ever being readable by scripts or sent cross-site."""
     code = ("import django; django.setup(); from django.conf import settings as s; "
             "print(s.SESSION_COOKIE_SECURE, s.CSRF_COOKIE_SECURE, s.SESSION_COOKIE_HTTPONLY, "
             "s.SESSION_COOKIE_SAMESITE)")
-    env = {**os.environ, "DJANGO_SETTINGS_MODULE": "cirkelline_site.settings", "CIRKELLINE_HTTPS": https}
+    env = {**os.environ, "DJANGO_SETTINGS_MODULE": "cirkelline_site.settings", "CIRKELLINE_TLS": https}
     out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True).stdout
     assert out.split() == [secure, secure, "True", "Lax"]

@@ -1,7 +1,8 @@
 """Create the admin account on first run (used by `make run`).
 
 The password comes from CIRKELLINE_ADMIN_PASSWORD, or is generated, printed once and kept
-(mode 0600) in var/admin-password so it can be read again later.
+(mode 0600) in var/admin-password so it can be read again later. A password from the
+environment must pass Django's password validators (AUTH_PASSWORD_VALIDATORS), like any other.
 """
 
 import os
@@ -9,7 +10,9 @@ import secrets
 
 from django.conf import settings
 from django.contrib.auth import get_user_model
-from django.core.management.base import BaseCommand
+from django.contrib.auth.password_validation import validate_password
+from django.core.exceptions import ValidationError
+from django.core.management.base import BaseCommand, CommandError
 
 
 class Command(BaseCommand):
@@ -25,6 +28,14 @@ class Command(BaseCommand):
         generated = not password
         if generated:
             password = secrets.token_urlsafe(18)
+        else:
+            try:
+                validate_password(password, User(username=username))
+            except ValidationError as exc:
+                raise CommandError(
+                    "CIRKELLINE_ADMIN_PASSWORD is too weak for the admin account: " + " ".join(exc.messages)
+                    + " Choose another, or leave it empty to have one generated."
+                ) from None
         User.objects.create_superuser(username=username, email="", password=password)
         if generated:
             path = settings.VAR_DIR / "admin-password"

@@ -1,0 +1,155 @@
+"""The staff report pages (usage and delegation failures): filter form, table, chart, CSV.
+
+Views only parse the filter and format numbers; the numbers come from metrics.reports. The
+table a page shows and its CSV export are built by the same function, so the CSV is exactly
+what is on the page.
+"""
+
+from __future__ import annotations
+
+import csv
+from datetime import date, timedelta
+from decimal import Decimal
+
+from django import forms
+from django.contrib.auth import get_user_model
+from django.http import HttpRequest, HttpResponse
+from django.template.response import TemplateResponse
+from django.urls import NoReverseMatch, reverse
+from django.utils import timezone
+from django.utils.http import urlencode
+
+from .charts import daily_bars
+from .models import DelegationFailure, RunStatus, RunUsage
+from .reports import days_between
+
+MAX_DAYS = 366
+GROUP_CHOICES = [("day", "day"), ("user", "user"), ("model", "model")]
+USAGE_COLUMNS = [
+    ("key", "group"), ("runs", "runs"), ("input_tokens", "input tokens"), ("output_tokens", "output tokens"),
+    ("reasoning_tokens", "reasoning tokens"), ("cache_read_tokens", "cache read tokens"),
+    ("cache_write_tokens", "cache write tokens"), ("total_tokens", "total tokens"), ("cost", "cost (USD)"),
+    ("unpriced_share", "unpriced tokens"), ("p50_duration_ms", "p50 duration ms"),
+    ("p95_duration_ms", "p95 duration ms"), ("p50_ttft_ms", "p50 TTFT ms"), ("p95_ttft_ms", "p95 TTFT ms"),
+    ("error_rate", "error rate"), ("rate_limited_rate", "rate-limited rate"), ("timed_out_rate", "timed-out rate"),
+    ("cancelled_rate", "cancelled rate"),
+]
+
+
+def _text(name: str, value) -> str:
+    """One cell, formatted the same for the page and the CSV."""
+    if value is None:
+        return "-"
+    if name == "cost":
+        return f"{Decimal(value):.8f}"
+    if name.endswith("_rate") or name == "unpriced_share":
+        return f"{value * 100:.1f}%"
+    if name.endswith("_ms"):
+        return f"{value:.0f}"
+    if isinstance(value, date):
+        return value.isoformat()
+    return str(value)
+
+
+class PeriodForm(forms.Form):
+    start = forms.DateField(required=False, widget=forms.DateInput(attrs={"type": "date"}))
+    end = forms.DateField(required=False, widget=forms.DateInput(attrs={"type": "date"}))
+
+    def clean(self):
+        data = super().clean()
+        today = timezone.localdate()
+        data["end"] = data.get("end") or today
+        data["start"] = data.get("start") or data["end"] - timedelta(days=29)
+        if data["start"] > data["end"]:
+            raise forms.ValidationError("The start date is after the end date.")
+        if (data["end"] - data["start"]).days >= MAX_DAYS:
+            raise forms.ValidationError(f"Choose at most {MAX_DAYS} days.")
+        return data
+
+
+class UsageFilterForm(PeriodForm):
+    user = forms.CharField(required=False, help_text="username")
+    model = forms.ChoiceField(required=False)
+    status = forms.ChoiceField(required=False, choices=[("", "any")] + list(RunStatus.choices))
+    group = forms.ChoiceField(required=False, choices=GROUP_CHOICES)
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        models = RunUsage.objects.order_by("model").values_list("model", flat=True).distinct()
+        self.fields["model"].choices = [("", "any")] + [(m, m) for m in models]
+
+    def clean_user(self):
+        username = self.cleaned_data.get("user", "").strip()
+        if not username:
+            return None
+        user = get_user_model().objects.filter(username=username).first()
+        if user is None:
+            raise forms.ValidationError("No such user.")
+        return user.pk
+
+    def clean_group(self):
+        return self.cleaned_data.get("group") or "day"
+
+
+def usage_table(rows: list[dict], totals: dict) -> tuple[list[str], list[list[str]], list[str]]:
+    """(headers, body cells, totals cells) of the usage report."""
+    headers = [label for _, label in USAGE_COLUMNS]
+    body = [[_text(name, row[name] if name != "key" or row[name] is not None else "(no user)")
+             for name, _ in USAGE_COLUMNS] for row in rows]
+    total = [_text(name, "all" if name == "key" else totals[name]) for name, _ in USAGE_COLUMNS]
+    return headers, body, total
+
+
+def usage_report(request: HttpRequest, context: dict) -> HttpResponse:
+    form = UsageFilterForm(request.GET or {})
+    if not form.is_valid():
+        return TemplateResponse(request, "admin/metrics/usage_report.html", {**context, "form": form}, status=400)
+    params = form.cleaned_data
+    runs = RunUsage.objects.for_period(params["start"], params["end"]).matching(
+        user_id=params["user"], model=params["model"], status=params["status"])
+    totals = runs.totals()
+    headers, body, total = usage_table(runs.report(params["group"]), totals)
+    if request.GET.get("format") == "csv":
+        response = HttpResponse(content_type="text/csv; charset=utf-8")
+        response["Content-Disposition"] = (
+            f'attachment; filename="usage-{params["start"]}-{params["end"]}-by-{params["group"]}.csv"')
+        writer = csv.writer(response)
+        writer.writerows([headers, *body, total])
+        return response
+    series = runs.daily_series(params["start"], params["end"])
+    csv_query = urlencode({**{k: v for k, v in request.GET.items() if k != "format"}, "format": "csv"})
+    return TemplateResponse(request, "admin/metrics/usage_report.html", {
+        **context, "form": form, "params": params, "headers": headers, "body": body, "total": total,
+        "chart": daily_bars(series), "days": len(days_between(params["start"], params["end"])),
+        "gap": totals, "csv_query": csv_query, "title": "Usage report",
+    })
+
+
+def run_link(run_id: str) -> str | None:
+    """The stored run in the chat admin (looked up by name: metrics never imports chat)."""
+    try:
+        return reverse("admin:chat_chatrun_changelist") + "?" + urlencode({"run_id": run_id})
+    except NoReverseMatch:
+        return None
+
+
+def delegation_report(request: HttpRequest, context: dict) -> HttpResponse:
+    form = PeriodForm(request.GET or {})
+    if not form.is_valid():
+        return TemplateResponse(request, "admin/metrics/delegation_report.html", {**context, "form": form}, status=400)
+    start, end = form.cleaned_data["start"], form.cleaned_data["end"]
+    failures = DelegationFailure.objects.for_period(start, end)
+    runs = RunUsage.objects.for_period(start, end)
+    sections = [(title, failures.breakdown(dimension, runs)) for dimension, title in
+                (("kind", "By kind"), ("member", "By member"), ("model", "By model"), ("day", "By day"))]
+    for _, rows in sections:
+        for row in rows:
+            row["rate_text"] = _text("failure_rate", row["rate"])
+            row["key_text"] = _text("key", row["key"]) if row["key"] not in (None, "") else "(none)"
+    recent = [{"failure": f, "link": run_link(f.run_id)}
+              for f in failures.select_related("user").order_by("-created_at")[:50]]
+    return TemplateResponse(request, "admin/metrics/delegation_report.html", {
+        **context, "form": form, "start": start, "end": end, "sections": sections, "recent": recent,
+        "total": failures.count(), "delegating": failures.delegating_runs(runs).count(),
+        "title": "Delegation failures",
+    })

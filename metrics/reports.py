@@ -1,0 +1,229 @@
+"""Report queries on the metrics models: every number the admin reports show comes from here.
+
+Grouped rows are plain dicts (one shape for HTML, CSV and tests). Token counts and rates are
+SQL aggregates on every database. Cost sums and percentiles are computed in SQL on PostgreSQL;
+on SQLite, which stores decimals as binary floats and has no percentile_cont, one ordered pass
+over the rows in Python computes them exactly (Decimal sums) with PostgreSQL's definition.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from datetime import date, datetime, time, timedelta
+from decimal import Decimal
+
+from django.db import models
+from django.db.models import Count, F, Q, Sum
+from django.db.models.functions import TruncDate
+from django.utils import timezone
+
+from .percentiles import PercentileCont, in_database, percentile_cont
+
+TOKENS = ("input_tokens", "output_tokens", "total_tokens", "reasoning_tokens", "cache_read_tokens",
+          "cache_write_tokens")
+OUTCOMES = ("error", "rate_limited", "timed_out", "cancelled")
+GROUPS = ("day", "user", "model")
+ZERO = Decimal("0")
+
+
+def day_bounds(start: date, end: date) -> tuple[datetime, datetime]:
+    """[start 00:00, end + 1 day 00:00) in the current time zone: both days included."""
+    tz = timezone.get_current_timezone()
+    return (timezone.make_aware(datetime.combine(start, time.min), tz),
+            timezone.make_aware(datetime.combine(end + timedelta(days=1), time.min), tz))
+
+
+def days_between(start: date, end: date) -> list[date]:
+    return [start + timedelta(days=i) for i in range((end - start).days + 1)]
+
+
+def _ratio(part, whole) -> float | None:
+    return None if not whole else part / whole
+
+
+def _exact_sum(values) -> Decimal | None:
+    """Sum of the non-null Decimals; None when every value is null (nothing was priced)."""
+    present = [v for v in values if v is not None]
+    return sum(present, ZERO) if present else None
+
+
+class RunUsageQuerySet(models.QuerySet):
+    def for_user(self, user) -> RunUsageQuerySet:
+        return self.filter(user=user)
+
+    def for_period(self, start: date, end: date) -> RunUsageQuerySet:
+        since, until = day_bounds(start, end)
+        return self.filter(started_at__gte=since, started_at__lt=until)
+
+    def matching(self, *, user_id: int | None = None, model: str = "", status: str = "") -> RunUsageQuerySet:
+        qs = self
+        if user_id:
+            qs = qs.filter(user_id=user_id)
+        if model:
+            qs = qs.filter(model=model)
+        if status:
+            qs = qs.filter(status=status)
+        return qs
+
+    def totals(self) -> dict:
+        """Run, token and cost totals of the rows in this queryset (the change list's summary)."""
+        return self._summarize(None)[0]
+
+    def spend(self) -> dict:
+        """Exact cost of these runs, and what could not be priced (runs and tokens)."""
+        agg = self.aggregate(unpriced_runs=Count("id", filter=~Q(pricing="priced")),
+                             unpriced_tokens=Sum("unpriced_tokens"))
+        return {"cost": self._cost_total(), "unpriced_runs": agg["unpriced_runs"],
+                "unpriced_tokens": agg["unpriced_tokens"] or 0}
+
+    def report(self, group: str) -> list[dict]:
+        """One row per day, user or model: runs, tokens, cost, coverage gap, latency, outcome rates."""
+        if group not in GROUPS:
+            raise ValueError(f"group must be one of {GROUPS}")
+        return self._summarize(group)
+
+    def daily_series(self, start: date, end: date) -> list[dict]:
+        """Runs and cost of every day from start to end (days without runs included, as zero)."""
+        qs = self.for_period(start, end).annotate(key=self._key("day")).values("key")
+        if in_database():
+            rows = {r["key"]: (r["runs"], r["cost"]) for r in qs.annotate(runs=Count("id"), cost=Sum("cost"))
+                    .order_by()}
+        else:
+            runs, costs = defaultdict(int), defaultdict(list)
+            for key, cost in qs.values_list("key", "cost").order_by():
+                runs[key] += 1
+                costs[key].append(cost)
+            rows = {key: (runs[key], _exact_sum(costs[key])) for key in runs}
+        return [{"day": day, "runs": rows.get(day, (0, None))[0], "cost": rows.get(day, (0, None))[1] or ZERO}
+                for day in days_between(start, end)]
+
+    # -- internals ------------------------------------------------------------------------
+
+    def _key(self, group: str):
+        if group == "day":
+            return TruncDate("started_at", tzinfo=timezone.get_current_timezone())
+        # By user id, not name: no join, and a narrower sort; names are looked up afterwards.
+        return F("user_id") if group == "user" else F("model")
+
+    def _cost_total(self) -> Decimal:
+        if in_database():
+            return self.aggregate(cost=Sum("cost"))["cost"] or ZERO
+        return _exact_sum(self.values_list("cost", flat=True)) or ZERO
+
+    def _summarize(self, group: str | None) -> list[dict]:
+        aggregates = {
+            "runs": Count("id"),
+            **{name: Sum(name) for name in TOKENS},
+            "unpriced_tokens": Sum("unpriced_tokens"),
+            "unpriced_runs": Count("id", filter=~Q(pricing="priced")),
+            **{name: Count("id", filter=Q(status=name)) for name in OUTCOMES},
+        }
+        sql_extras = in_database()
+        if sql_extras:
+            aggregates.update(
+                cost=Sum("cost"),
+                p50_duration_ms=PercentileCont("duration_ms", 0.5), p95_duration_ms=PercentileCont("duration_ms", 0.95),
+                p50_ttft_ms=PercentileCont("ttft_ms", 0.5), p95_ttft_ms=PercentileCont("ttft_ms", 0.95),
+            )
+        if group is None:
+            rows = [{"key": None, **self.aggregate(**aggregates)}]
+        else:
+            rows = list(self.annotate(key=self._key(group)).values("key").annotate(**aggregates).order_by("key"))
+        if not sql_extras:
+            self._python_extras(rows, group)
+        if group == "user":
+            names = dict(self.model._meta.get_field("user").related_model.objects
+                         .filter(pk__in=[r["key"] for r in rows if r["key"] is not None])
+                         .values_list("pk", "username"))
+            for row in rows:
+                row["key"] = names.get(row["key"])
+            rows.sort(key=lambda r: (r["key"] is None, r["key"] or ""))
+        return [self._finish(row) for row in rows]
+
+    def _python_extras(self, rows: list[dict], group: str | None) -> None:
+        """Exact cost sums and percentiles for databases that cannot compute them (one ordered pass)."""
+        qs = self.annotate(key=self._key(group)) if group else self.annotate(key=models.Value(0))
+        costs, durations, ttfts = defaultdict(list), defaultdict(list), defaultdict(list)
+        for key, cost, duration, ttft in qs.values_list("key", "cost", "duration_ms", "ttft_ms").order_by():
+            key = None if group is None else key
+            costs[key].append(cost)
+            durations[key].append(duration)
+            if ttft is not None:
+                ttfts[key].append(ttft)
+        for row in rows:
+            key = row["key"]
+            d, t = sorted(durations[key]), sorted(ttfts[key])
+            row.update(cost=_exact_sum(costs[key]),
+                       p50_duration_ms=percentile_cont(d, 0.5), p95_duration_ms=percentile_cont(d, 0.95),
+                       p50_ttft_ms=percentile_cont(t, 0.5), p95_ttft_ms=percentile_cont(t, 0.95))
+
+    @staticmethod
+    def _finish(row: dict) -> dict:
+        for name in (*TOKENS, "unpriced_tokens"):
+            row[name] = row[name] or 0
+        runs = row["runs"]
+        row["unpriced_share"] = _ratio(row["unpriced_tokens"], row["total_tokens"])
+        for name in OUTCOMES:
+            row[f"{name}_rate"] = _ratio(row[name], runs)
+        return row
+
+
+class ModelCallQuerySet(models.QuerySet):
+    def totals(self) -> dict:
+        """Calls, tokens by kind, exact cost, and the unpriced part of these ledger rows."""
+        # The unpriced sums come first: an aggregate named like a field shadows it for later ones.
+        agg = self.aggregate(unpriced_rows=Count("id", filter=Q(pricing="unpriced")),
+                             unpriced_tokens=Sum("total_tokens", filter=Q(pricing="unpriced")),
+                             rows=Count("id"), calls=Sum("calls"), **{name: Sum(name) for name in TOKENS})
+        agg = {key: value or 0 for key, value in agg.items()}
+        if in_database():
+            sums = self.aggregate(cost=Sum("cost"), reported=Sum("provider_reported_cost"))
+            agg["cost"], agg["provider_reported_cost"] = sums["cost"], sums["reported"]
+        else:
+            pairs = list(self.values_list("cost", "provider_reported_cost"))
+            agg["cost"] = _exact_sum(p[0] for p in pairs)
+            agg["provider_reported_cost"] = _exact_sum(p[1] for p in pairs)
+        return agg
+
+    def coverage_gap(self) -> list[dict]:
+        """The provider/model pairs that had no price rule, with their calls and tokens."""
+        return list(self.filter(pricing="unpriced").values("provider", "model")
+                    .annotate(runs=Count("run", distinct=True), calls=Sum("calls"), tokens=Sum("total_tokens"))
+                    .order_by("-tokens", "provider", "model"))
+
+
+class DelegationFailureQuerySet(models.QuerySet):
+    DIMENSIONS = ("kind", "member", "model", "day")
+
+    def for_period(self, start: date, end: date) -> DelegationFailureQuerySet:
+        since, until = day_bounds(start, end)
+        return self.filter(created_at__gte=since, created_at__lt=until)
+
+    def delegating_runs(self, runs: models.QuerySet) -> models.QuerySet:
+        """Of `runs`, those that delegated or announced a delegation (had a failure recorded)."""
+        return runs.filter(Q(delegations__gt=0) | Q(run_id__in=self.values("run_id")))
+
+    def breakdown(self, dimension: str, runs: models.QuerySet) -> list[dict]:
+        """Failures by kind, member, model or day, each with its rate: failures / delegating runs.
+
+        `runs` is the RunUsage queryset of the same period and filters; for model and day the
+        denominator is the delegating runs of that model or day, otherwise all delegating runs.
+        """
+        if dimension not in self.DIMENSIONS:
+            raise ValueError(f"dimension must be one of {self.DIMENSIONS}")
+        tz = timezone.get_current_timezone()
+        key = TruncDate("created_at", tzinfo=tz) if dimension == "day" else F(dimension)
+        rows = list(self.annotate(key=key).values("key")
+                    .annotate(failures=Count("id"), runs=Count("run_id", distinct=True)).order_by("key"))
+        delegating = self.delegating_runs(runs)
+        if dimension in ("model", "day"):
+            run_key = TruncDate("started_at", tzinfo=tz) if dimension == "day" else F("model")
+            per_key = dict(delegating.annotate(key=run_key).values("key").annotate(n=Count("id"))
+                           .values_list("key", "n").order_by())
+        else:
+            total = delegating.count()
+            per_key = defaultdict(lambda: total)
+        for row in rows:
+            row["delegating_runs"] = per_key.get(row["key"], 0) if dimension in ("model", "day") else total
+            row["rate"] = _ratio(row["failures"], row["delegating_runs"])
+        return rows

@@ -1,0 +1,88 @@
+"""The report QuerySets: the numbers behind the admin reports, on known rows (SQLite and PostgreSQL)."""
+
+from __future__ import annotations
+
+from datetime import date
+from decimal import Decimal
+
+import pytest
+
+from metrics.models import DelegationFailure, RunUsage
+from metrics.percentiles import percentile_cont
+
+from .conftest import GEMINI, LOCAL
+
+pytestmark = pytest.mark.django_db
+DEC = date(2026, 12, 1), date(2026, 12, 3)
+
+
+def _by_key(rows):
+    return {row["key"]: row for row in rows}
+
+
+def test_percentile_cont_interpolates_like_postgresql():
+    assert percentile_cont([], 0.5) is None
+    assert percentile_cont([7], 0.95) == 7
+    assert percentile_cont([1000, 3000], 0.5) == 2000
+    assert percentile_cont([500, 4000, 10000], 0.95) == pytest.approx(9400)
+
+
+def test_usage_by_day(report_rows):
+    """Guards against wrong grouping, a cost summed as floats, and percentiles over the wrong rows."""
+    rows = _by_key(RunUsage.objects.for_period(*DEC).report("day"))
+    assert list(rows) == [date(2026, 12, 1), date(2026, 12, 2), date(2026, 12, 3)]
+    first, second, third = rows.values()
+    assert (first["runs"], first["input_tokens"], first["output_tokens"], first["total_tokens"]) == (2, 110, 50, 160)
+    assert first["cost"] == Decimal("0.10000001")
+    assert (first["p50_duration_ms"], first["p95_duration_ms"]) == (pytest.approx(2000), pytest.approx(2900))
+    assert (first["p50_ttft_ms"], first["p95_ttft_ms"]) == (pytest.approx(200), pytest.approx(200))
+    assert (first["error_rate"], first["cancelled_rate"]) == (0.5, 0.0)
+    assert second["cost"] == Decimal("0.20000000") and second["unpriced_share"] == pytest.approx(50 / 350)
+    assert (second["p50_ttft_ms"], second["p95_ttft_ms"]) == (pytest.approx(250), pytest.approx(385))
+    assert (second["cancelled_rate"], third["rate_limited_rate"], third["timed_out_rate"]) == (0.5, 0.5, 0.5)
+    assert third["p95_duration_ms"] == pytest.approx(9700) and third["unpriced_share"] == pytest.approx(0.2)
+
+
+def test_usage_by_user_and_by_model(report_rows):
+    users = _by_key(RunUsage.objects.for_period(*DEC).report("user"))
+    assert (users["alice"]["runs"], users["alice"]["cost"], users["alice"]["p95_duration_ms"]) == (
+        3, Decimal("0.30000001"), pytest.approx(2900))
+    assert (users["bob"]["cost"], users["bob"]["p50_duration_ms"], users["bob"]["p95_duration_ms"]) == (
+        Decimal("0.30000000"), pytest.approx(4000), pytest.approx(9400))
+    models = _by_key(RunUsage.objects.for_period(*DEC).report("model"))
+    assert models[GEMINI]["runs"] == 4 and models[GEMINI]["cost"] == Decimal("0.60000001")
+    assert models[GEMINI]["unpriced_share"] == pytest.approx(20 / 560)
+    assert (models[LOCAL]["runs"], models[LOCAL]["cost"], models[LOCAL]["unpriced_tokens"]) == (2, Decimal("0"), 50)
+
+
+def test_totals_filters_and_period(report_rows, alice):
+    totals = RunUsage.objects.for_period(*DEC).totals()
+    keys = ("runs", "total_tokens", "cost", "unpriced_tokens", "unpriced_runs")
+    assert tuple(totals[k] for k in keys) == (6, 610, Decimal("0.60000001"), 70, 2)
+    assert RunUsage.objects.for_period(date(2026, 12, 2), date(2026, 12, 2)).totals()["runs"] == 2
+    only = RunUsage.objects.for_period(*DEC).matching(user_id=alice.pk, status="completed").totals()
+    assert (only["runs"], only["cost"]) == (2, Decimal("0.30000000"))
+    assert RunUsage.objects.for_period(*DEC).matching(model=LOCAL).totals()["runs"] == 2
+
+
+def test_the_daily_series_has_every_day_of_the_range(report_rows):
+    series = RunUsage.objects.daily_series(date(2026, 12, 1), date(2026, 12, 4))
+    assert [(s["day"].day, s["runs"], s["cost"]) for s in series] == [
+        (1, 2, Decimal("0.10000001")), (2, 2, Decimal("0.20000000")), (3, 2, Decimal("0.30000000")),
+        (4, 0, Decimal("0"))]
+
+
+def test_delegation_failures_by_kind_member_model_and_day_with_rates(report_rows):
+    """rate = failures / delegating runs (r3 and r6 delegated; r1 announced one): 3 delegating runs."""
+    failures = DelegationFailure.objects.for_period(*DEC)
+    runs = RunUsage.objects.for_period(*DEC)
+    assert failures.delegating_runs(runs).count() == 3
+    kinds = _by_key(failures.breakdown("kind", runs))
+    assert (kinds["member_error"]["failures"], kinds["member_error"]["rate"]) == (1, pytest.approx(1 / 3))
+    members = _by_key(failures.breakdown("member", runs))
+    assert (members["audio-specialist"]["failures"], members["audio-specialist"]["runs"],
+            members["audio-specialist"]["rate"]) == (2, 1, pytest.approx(2 / 3))
+    models = _by_key(failures.breakdown("model", runs))
+    assert (models[GEMINI]["failures"], models[GEMINI]["delegating_runs"]) == (4, 3)
+    days = _by_key(failures.breakdown("day", runs))
+    assert [(d.day, r["failures"], r["delegating_runs"]) for d, r in days.items()] == [(1, 1, 1), (2, 2, 1), (3, 1, 1)]
