@@ -8,8 +8,7 @@ from . import views
 urlpatterns = [
     path("", views.chat, name="chat"),
     path("c/<str:session_id>", views.chat, name="chat-session"),
-    path("login/", auth_views.LoginView.as_view(template_name="chat/login.html", redirect_authenticated_user=True),
-         name="login"),
+    path("login/", views.login, name="login"),
     path("logout/", auth_views.LogoutView.as_view(), name="logout"),
     path("uploads", upload, name="uploads"),
 ]

@@ -7,6 +7,7 @@ import os
 import re
 import subprocess
 import sys
+import uuid
 
 import pytest
 from django.test import Client
@@ -37,7 +38,19 @@ def test_logging_in_leads_to_the_chat_and_logging_out_ends_the_session(client, a
     assert client.post("/logout/").status_code == 302
     assert client.get("/").status_code == 302
     wrong = client.post("/login/", {"username": "alice", "password": "nope"})
-    assert wrong.status_code == 200 and b"did not match" in wrong.content
+    assert wrong.status_code == 200 and b"Please enter a correct username and password" in wrong.content
+
+
+def test_failed_page_logins_are_throttled_like_token_logins(client, alice, settings):
+    """Guards against the login page being an unthrottled way to guess passwords."""
+    settings.CIRKELLINE_REDIS_PREFIX = f"{settings.CIRKELLINE_REDIS_PREFIX}-{uuid.uuid4().hex[:8]}"
+    settings.CIRKELLINE_LOGIN_FAILURES_PER_USERNAME = 2
+    for _ in range(2):
+        wrong = client.post("/login/", {"username": "alice", "password": "x"})
+        assert b"correct username and password" in wrong.content
+    refused = client.post("/login/", {"username": "alice", "password": "alice-password-1"})
+    assert refused.status_code == 200 and b"Too many failed logins for this username" in refused.content
+    assert client.get("/").status_code == 302  # not logged in
 
 
 def test_the_chat_page_is_configured_for_the_api_limits_and_team(alice, settings):
