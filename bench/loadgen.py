@@ -1,4 +1,4 @@
-"""Load generator: N concurrent users, each doing one streamed team run over SSE.
+"""Load generator: N concurrent users, each doing one streamed team run over SSE (or the websocket).
 
     python -m bench.loadgen --url http://127.0.0.1:8000 --tokens-file tokens.txt --n 100 --out load.json
 
@@ -17,6 +17,10 @@ CPU per run. ``--client httpx`` uses httpx's streaming API, as an independent cr
 of the raw client's numbers; it costs several times more CPU per run. Either way the
 output includes the generator's own CPU seconds, and the harness flags rounds where the
 generator used most of a core (client-bound numbers are then not server numbers).
+
+``--client ws`` runs each user's message over the chat websocket instead (``/ws/chat/``, JWT in
+the ``Sec-WebSocket-Protocol`` header, one ``run`` frame, events read until the terminal one), with
+the `websockets` library: the same figures, so websocket and SSE runs compare side by side.
 
 The output (``--out`` or stdout) is JSON: wall time, generator CPU, and one record per run.
 """
@@ -212,6 +216,39 @@ async def _httpx_run(client: Any, target: Target, user: int, token: str | None, 
             observer.feed(chunk, loop.time())
 
 
+WS_PATH = "/ws/chat/"
+
+
+async def _ws_run(target: Target, user: int, token: str | None, observer: RunObserver) -> None:
+    """One run over the chat websocket: `ready`, one `run` frame, event frames to the terminal event."""
+    from websockets.asyncio.client import connect
+
+    loop = asyncio.get_running_loop()
+    url = target.base_url.replace("http", "ws", 1) + WS_PATH
+    record = observer.record
+    async with connect(url, subprotocols=["bearer", token] if token else None, max_size=None) as ws:
+        ready = json.loads(await ws.recv())
+        if ready.get("type") != "ready":
+            record.error = f"not authenticated: {ready}"[:200]
+            return
+        record.status = 101
+        fields = {k: v for k, v in target.form(user).items() if k != "message"}
+        await ws.send(json.dumps({"type": "run", "message": target.message, **fields}))
+        async for raw in ws:
+            frame = json.loads(raw)
+            kind = frame.get("type")
+            if kind == "events":
+                now = loop.time()
+                for event in frame["events"]:
+                    content = event.get("content")
+                    observer.observe(event.get("event", ""), content, now, str(content or ""))
+                if record.terminal is not None:
+                    return
+            elif kind == "error":
+                record.error = f"error {frame.get('status')}: {frame.get('detail')}"[:200]
+                return
+
+
 @dataclass
 class LoadResult:
     n: int
@@ -257,8 +294,8 @@ async def run_load(
         httpx_client = httpx.AsyncClient(
             timeout=httpx.Timeout(run_timeout), limits=httpx.Limits(max_connections=None, max_keepalive_connections=0)
         )
-    elif client != "raw":
-        raise ValueError(f"unknown client {client!r}: use raw or httpx")
+    elif client not in ("raw", "ws"):
+        raise ValueError(f"unknown client {client!r}: use raw, httpx or ws")
 
     load_start = loop.time()
 
@@ -271,6 +308,8 @@ async def run_load(
             async with asyncio.timeout(run_timeout):
                 if httpx_client is not None:
                     await _httpx_run(httpx_client, target, i, tokens[i], observer)
+                elif client == "ws":
+                    await _ws_run(target, i, tokens[i], observer)
                 else:
                     await _raw_run(target, i, tokens[i], observer)
         except TimeoutError:
@@ -299,7 +338,7 @@ def _parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--url", required=True, help="server base URL, e.g. http://127.0.0.1:8000")
     parser.add_argument("--n", type=int, required=True, help="concurrent users (one run each)")
     parser.add_argument("--tokens-file", type=Path, help="one JWT per line; user i uses line i (none: no auth)")
-    parser.add_argument("--client", choices=("raw", "httpx"), default="raw")
+    parser.add_argument("--client", choices=("raw", "httpx", "ws"), default="raw")
     parser.add_argument("--timeout", type=float, default=120.0, help="seconds one run may take")
     parser.add_argument("--ramp", type=float, default=0.0, help="spread the starts over this many seconds")
     parser.add_argument("--message", default=MESSAGE)

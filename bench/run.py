@@ -11,6 +11,7 @@ A scenario name says what runs: ``<system>-<server>-<workers>w-<db>-<call>``:
 
 - ``cirkelline-{daphne|uvicorn}-{1|2}w-{sqlite|postgres}-{1s|3.3s}``: the product, as a subprocess
   (``manage.py migrate`` first) against the fake provider (``bench.fake_provider`` process);
+- ``cirkelline-ws-...``: the same, each run over the chat websocket (``/ws/chat/``) instead of SSE;
 - ``agentos-uvicorn-1w-{sqlite|postgres}-{1s|3.3s}``: agno AgentOS serving the same team
   (needs ``pip install -r bench/requirements.txt``);
 - ``sync-daphne-sqlite-1s``: the "before" anti-pattern (sync ``team.run()`` in an async view);
@@ -79,7 +80,7 @@ SYNC_NS = (1, 10)
 SYNC_QUICK_NS = (1, 5)
 
 _NAME_RE = re.compile(
-    r"^(?:(?P<kind>cirkelline|agentos)-(?P<server>daphne|uvicorn)-(?P<workers>\d+)w-(?P<db>sqlite|postgres)"
+    r"^(?:(?P<kind>cirkelline|agentos)(?P<ws>-ws)?-(?P<server>daphne|uvicorn)-(?P<workers>\d+)w-(?P<db>sqlite|postgres)"
     r"|(?P<sync>sync)-daphne-(?P<sync_db>sqlite|postgres)"
     r"|(?P<bare>bare)-agno)-(?P<call>\d+(?:\.\d+)?s)$"
 )
@@ -111,6 +112,7 @@ class Scenario:
     workers: int
     db: str | None
     profile: CallProfile
+    transport: str = "sse"  # "ws": every run over the chat websocket
 
     @property
     def default_ns(self) -> tuple[int, ...]:
@@ -135,7 +137,10 @@ def parse_scenario(name: str) -> Scenario:
         raise ValueError("Daphne is one process: use cirkelline-uvicorn-<n>w-... for several workers")
     if workers < 1:
         raise ValueError("at least one worker")
-    return Scenario(name, found["kind"], found["server"], workers, found["db"], profile)
+    if found["ws"] and found["kind"] != "cirkelline":
+        raise ValueError("only Cirkelline has the chat websocket")
+    return Scenario(name, found["kind"], found["server"], workers, found["db"], profile,
+                    "ws" if found["ws"] else "sse")
 
 
 def estimate_seconds(scenario: Scenario, ns: Sequence[int]) -> float:
@@ -213,10 +218,11 @@ class ServerUnderTest:
     tokens_file: Path | None = None
     user_field: str | None = None
     db_counter: PgConnectionCounter | None = None
+    client: str | None = None  # overrides Options.client ("ws" for websocket scenarios)
 
 
 def _loadgen(sut: ServerUnderTest, n: int, options: Options, out: Path) -> dict[str, Any]:
-    cmd = [PYTHON, "-m", "bench.loadgen", "--url", sut.url, "--n", str(n), "--client", options.client,
+    cmd = [PYTHON, "-m", "bench.loadgen", "--url", sut.url, "--n", str(n), "--client", sut.client or options.client,
            "--timeout", str(options.run_timeout), "--out", str(out)]
     if sut.tokens_file is not None:
         cmd += ["--tokens-file", str(sut.tokens_file)]
@@ -390,6 +396,8 @@ def start_server(scenario: Scenario, options: Options, workdir: Path, provider: 
         db_url, pg_name = stack.enter_context(_database(scenario, workdir))
         env = server_env(workdir, provider.base_url)
         extra: dict[str, Any] = {"provider_pid": provider.pid}
+        if scenario.transport == "ws":
+            extra["client"] = "ws"
         if scenario.kind == "agentos":
             env["BENCH_PROVIDER_URL"] = provider.base_url
             env["BENCH_AGENTOS_DB"] = db_url
@@ -569,7 +577,8 @@ def write_result(scenario: Scenario, rounds: list[dict[str, Any]], options: Opti
         "date": options.date,
         "started_at": started,
         "duration_s": round(time.time() - started, 1),
-        "client": options.client,
+        "client": "ws" if scenario.transport == "ws" else options.client,
+        "transport": scenario.transport,
         "call_profile": scenario.profile.describe(),
         "single_run_s": single,
         "efficiency_basis": basis,

@@ -16,6 +16,7 @@ like the originals.
 from __future__ import annotations
 
 from asgiref.sync import sync_to_async
+from csp import middleware as csp_middleware
 from django.conf import settings
 from django.contrib.auth import middleware as auth
 from django.contrib.messages import middleware as messages
@@ -70,3 +71,7 @@ class MessageMiddleware(_Inline, messages.MessageMiddleware):
 
 class XFrameOptionsMiddleware(_Inline, clickjacking.XFrameOptionsMiddleware):
     pass
+
+
+class CSPMiddleware(_Inline, csp_middleware.CSPMiddleware):
+    """django-csp's Content-Security-Policy header (a MiddlewareMixin: same thread-hop reason)."""

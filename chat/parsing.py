@@ -259,10 +259,20 @@ def _fields(request: HttpRequest) -> tuple[dict, list[Attachment]]:
     raise BadRequest(415, f"Unsupported content type {content_type!r}: send JSON, form-urlencoded or multipart.")
 
 
+def uploaded_files(request: HttpRequest) -> list[Attachment]:
+    """A multipart request's `files`, checked like a run's (the chat page uploads them before its run)."""
+    return _fields(request)[1]
+
+
 def parse_run_request(request: HttpRequest, caller: Caller, team_id: str) -> tuple[RunRequest, bool]:
     """The validated run request and whether the client wants a stream."""
     data, attachments = _fields(request)
+    return run_request_from_fields(data, caller, team_id, attachments)
 
+
+def run_request_from_fields(data: dict, caller: Caller, team_id: str,
+                            attachments: list[Attachment]) -> tuple[RunRequest, bool]:
+    """The same checks for fields already decoded by any transport (HTTP body, websocket frame)."""
     message = data.get("message")
     if not isinstance(message, str) or not message.strip():
         raise BadRequest(400, "'message' is required and must be a non-empty string.")

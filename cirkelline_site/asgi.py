@@ -11,11 +11,18 @@ from django.core.asgi import get_asgi_application  # noqa: E402
 # must be ready first.
 django_asgi_app = get_asgi_application()
 
-from channels.routing import ProtocolTypeRouter  # noqa: E402
+from channels.auth import AuthMiddlewareStack  # noqa: E402
+from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402
+
+from chat.ws.routing import AllowedHostsOriginValidator, websocket_urlpatterns  # noqa: E402
 
 # Static files (CIRKELLINE_SERVE_STATIC) are served by a middleware, so that they get the same
 # security headers as every other response: see cirkelline_site/staticfiles.py.
-application = ProtocolTypeRouter({"http": django_asgi_app})
+application = ProtocolTypeRouter({
+    "http": django_asgi_app,
+    # Origin checked against ALLOWED_HOSTS (browsers), then the session cookie's user (pages).
+    "websocket": AllowedHostsOriginValidator(AuthMiddlewareStack(URLRouter(websocket_urlpatterns))),
+})
 
 
 def _correct_daphne() -> None:

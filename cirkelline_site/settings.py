@@ -92,6 +92,8 @@ INSTALLED_APPS = [
     "rest_framework",
     "rest_framework_simplejwt",
     "rest_framework_simplejwt.token_blacklist",  # refresh tokens: rotated, used ones refused
+    "corsheaders",
+    "csp",
     "metrics",
     "chat",
 ]
@@ -99,6 +101,8 @@ INSTALLED_APPS = [
 # Django's standard middleware, with their hooks run inline on the event loop instead of each
 # being handed to a worker thread and back (see chat/middleware.py).
 MIDDLEWARE = [
+    # First: it answers CORS preflights itself, and is async-native (no thread hop).
+    "corsheaders.middleware.CorsMiddleware",
     "chat.middleware.SecurityMiddleware",
     "chat.middleware.SessionMiddleware",
     "chat.middleware.CommonMiddleware",
@@ -106,6 +110,7 @@ MIDDLEWARE = [
     "chat.middleware.AuthenticationMiddleware",
     "chat.middleware.MessageMiddleware",
     "chat.middleware.XFrameOptionsMiddleware",
+    "chat.middleware.CSPMiddleware",
 ]
 
 ROOT_URLCONF = "cirkelline_site.urls"
@@ -201,7 +206,35 @@ AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.CommonPasswordValidator"},
     {"NAME": "django.contrib.auth.password_validation.NumericPasswordValidator"},
 ]
-LOGIN_URL = "/admin/login/"
+LOGIN_URL = "/login/"
+LOGIN_REDIRECT_URL = "/"
+LOGOUT_REDIRECT_URL = "/login/"
+# The pages' login cookie: never readable by scripts, not sent on cross-site requests (Secure
+# with CIRKELLINE_TLS, below).
+SESSION_COOKIE_HTTPONLY = True
+SESSION_COOKIE_SAMESITE = "Lax"
+
+# Browser API clients on other origins (agno's agent-ui): CORS on the API routes they use,
+# bearer tokens only (no cookies cross-origin). Empty: no CORS headers at all.
+CORS_ALLOWED_ORIGINS = env.list("CIRKELLINE_CORS_ORIGINS", default=[])
+CORS_URLS_REGEX = r"^/(health|config|agents|teams|sessions)(/.*)?$"
+CORS_ALLOW_CREDENTIALS = False
+
+# Content-Security-Policy of every response (django-csp): scripts and styles only from this
+# site's own static files (no inline script, no CDN); fetch and the websocket to this site only.
+CONTENT_SECURITY_POLICY = {
+    "DIRECTIVES": {
+        "default-src": ["'self'"],
+        "script-src": ["'self'"],
+        "style-src": ["'self'"],
+        "img-src": ["'self'", "data:", "blob:"],
+        "connect-src": ["'self'"],
+        "object-src": ["'none'"],
+        "base-uri": ["'none'"],
+        "frame-ancestors": ["'none'"],
+        "form-action": ["'self'"],
+    },
+}
 
 REST_FRAMEWORK = {
     "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
@@ -237,6 +270,8 @@ USE_I18N = True
 USE_TZ = True
 STATIC_URL = "static/"
 STATIC_ROOT = VAR_DIR / "static"
+# The chat pages' CSS, JS and vendored libraries (chat.web is a package of the chat app, not an app).
+STATICFILES_DIRS = [BASE_DIR / "chat" / "web" / "static"]
 # Serve /static/ (admin CSS/JS) from the app itself, with WhiteNoise, unless a proxy does it.
 CIRKELLINE_SERVE_STATIC = env.bool("CIRKELLINE_SERVE_STATIC", default=True)
 # WhiteNoise indexes the files once, at start-up: those of the apps' static folders (Django's

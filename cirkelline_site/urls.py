@@ -3,6 +3,7 @@ from django.urls import include, path
 
 urlpatterns = [
     path("admin/", admin.site.urls),
+    path("", include("chat.web.urls")),  # the pages: /, /c/<session>, /login/, /logout/, /uploads
     path("", include("chat.urls")),
 ]
 

@@ -1,0 +1,56 @@
+// HTTP calls of the chat page: the API with the login cookie, and the CSRF token on writes.
+
+const csrfToken = () => document.querySelector('meta[name="csrf-token"]')?.content || "";
+
+export class ApiError extends Error {
+  constructor(status, detail, body) {
+    super(detail);
+    this.status = status;
+    this.detail = detail;
+    this.body = body;
+  }
+}
+
+async function call(method, url, { json, form } = {}) {
+  const headers = { Accept: "application/json" };
+  let body;
+  if (method !== "GET") headers["X-CSRFToken"] = csrfToken();
+  if (json !== undefined) {
+    headers["Content-Type"] = "application/json";
+    body = JSON.stringify(json);
+  } else if (form) {
+    body = form;
+  }
+  let response;
+  try {
+    response = await fetch(url, { method, headers, body, credentials: "same-origin" });
+  } catch {
+    throw new ApiError(0, "The server cannot be reached. Check your connection and try again.");
+  }
+  if (response.status === 204) return null;
+  let data = null;
+  try {
+    data = await response.json();
+  } catch {
+    data = null;
+  }
+  if (!response.ok) {
+    const detail = (data && data.detail) || `The server answered ${response.status}.`;
+    throw new ApiError(response.status, detail, data);
+  }
+  return data;
+}
+
+const path = (id) => encodeURIComponent(id);
+
+export const api = {
+  sessions: () => call("GET", "/sessions?type=team&limit=100&sort_by=updated_at&sort_order=desc"),
+  runs: (sessionId) => call("GET", `/sessions/${path(sessionId)}/runs`),
+  rename: (sessionId, name) => call("POST", `/sessions/${path(sessionId)}/rename`, { json: { session_name: name } }),
+  remove: (sessionId) => call("DELETE", `/sessions/${path(sessionId)}`),
+  upload: (files) => {
+    const form = new FormData();
+    for (const file of files) form.append("files", file, file.name);
+    return call("POST", "/uploads", { form });
+  },
+};

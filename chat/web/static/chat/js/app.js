@@ -1,0 +1,335 @@
+// The chat page: one session on screen (its URL is /c/<session id>), runs over the websocket,
+// history and the chat list over the HTTP API. Protocol: docs/API.md, "Websocket".
+
+import { api, ApiError } from "./api.js";
+import { Composer } from "./composer.js";
+import { SessionList } from "./sessions.js";
+import { ChatSocket } from "./socket.js";
+import { Conversation } from "./view.js";
+
+const config = JSON.parse(document.getElementById("config").textContent);
+const $ = (id) => document.getElementById(id);
+
+const state = {
+  sessionId: sessionFromPath(),
+  pending: new Map(), // ref -> {turn, text, deep, files}: runs sent, not yet started
+  running: new Map(), // run id -> session id: live runs of this user that this page knows of
+  refs: 0,
+  everReady: false,
+  loadToken: 0,
+};
+
+const conversation = new Conversation($("messages"), config);
+const list = new SessionList($("sessions"), $("sessions-empty"), {
+  onOpen: (id) => openSession(id, { push: true }),
+  onRename: renameSession,
+  onDelete: deleteSession,
+});
+const composer = new Composer({
+  form: $("composer"), input: $("input"), fileInput: $("file-input"), list: $("attachments"),
+  notice: $("notice"), deep: $("deep-research"), config, onSend: send,
+});
+const socket = new ChatSocket(config.wsPath, { onFrame, onState });
+
+function sessionFromPath() {
+  const match = location.pathname.match(/^\/c\/([^/]+)$/);
+  return match ? decodeURIComponent(match[1]) : null;
+}
+
+function banner(text, html) {
+  const node = $("banner");
+  if (html) node.replaceChildren(...html);
+  else node.textContent = text || "";
+  node.hidden = !text && !html;
+}
+
+function announce(text) {
+  $("status-live").textContent = text;
+}
+
+// -- the connection ------------------------------------------------------------------------
+
+function onState(kind, delay) {
+  const conn = $("conn");
+  conn.dataset.state = kind;
+  if (kind === "open") {
+    conn.textContent = "Connected";
+    banner("");
+  } else if (kind === "connecting") {
+    conn.textContent = "Connecting…";
+  } else if (kind === "reconnecting") {
+    conn.textContent = "Offline";
+    banner(`Connection lost. Reconnecting in ${Math.ceil(delay / 1000)} s…`);
+    for (const [ref, entry] of state.pending) {
+      entry.turn.fail("The connection dropped before the answer started.", () => retry(entry));
+      state.pending.delete(ref);
+    }
+    state.running.clear();
+    updateStop();
+  } else if (kind === "unauthenticated") {
+    conn.textContent = "Logged out";
+    const link = document.createElement("a");
+    link.href = `/login/?next=${encodeURIComponent(location.pathname)}`;
+    link.textContent = "Log in again";
+    banner(null, [document.createTextNode("Your login has ended. "), link]);
+  }
+}
+
+function onFrame(frame) {
+  switch (frame.type) {
+    case "ready":
+      watch();
+      if (state.everReady) reload(); // after a drop: what happened meanwhile is in the API
+      state.everReady = true;
+      break;
+    case "run_started":
+      onRunStarted(frame);
+      break;
+    case "events":
+      onEvents(frame);
+      break;
+    case "run_finished":
+      onRunFinished(frame);
+      break;
+    case "presence":
+      showPresence(frame);
+      break;
+    case "error":
+      onError(frame);
+      break;
+    default:
+      break;
+  }
+}
+
+function watch() {
+  socket.send({ type: "watch", session_id: state.sessionId, ref: "watch" });
+}
+
+function showPresence(frame) {
+  const node = $("presence");
+  node.hidden = !(frame.session_id === state.sessionId && frame.sockets > 1);
+  node.textContent = `Open in ${frame.sockets} windows`;
+}
+
+// -- runs ----------------------------------------------------------------------------------
+
+function turnFor(frame) {
+  let turn = conversation.turns.get(frame.run_id);
+  if (!turn && frame.session_id === state.sessionId) {
+    // A run started elsewhere (another tab, or before this page loaded).
+    if (frame.message !== undefined) conversation.addUser(frame.message, frame.files || []);
+    turn = conversation.addTurn({ joined: Boolean(frame.joined) || frame.type !== "run_started" });
+    conversation.register(turn, frame.run_id);
+  }
+  return turn;
+}
+
+function onRunStarted(frame) {
+  const mine = frame.ref !== undefined && state.pending.get(frame.ref);
+  state.running.set(frame.run_id, frame.session_id);
+  if (mine) {
+    state.pending.delete(frame.ref);
+    conversation.register(mine.turn, frame.run_id);
+    if (mine.sessionId === null && state.sessionId === null) {
+      state.sessionId = frame.session_id; // the new chat now has a URL of its own
+      history.replaceState({}, "", `/c/${encodeURIComponent(frame.session_id)}`);
+      list.addProvisional(frame.session_id, frame.message.split("\n")[0].slice(0, 100));
+      setTitle(frame.message.split("\n")[0].slice(0, 100));
+      watch();
+    }
+  } else {
+    turnFor(frame);
+  }
+  announce("Cirkelline is answering…");
+  updateStop();
+}
+
+function onEvents(frame) {
+  if (frame.session_id !== state.sessionId) return;
+  if (!state.running.has(frame.run_id)) state.running.set(frame.run_id, frame.session_id);
+  const turn = turnFor(frame);
+  for (const event of frame.events) turn.onEvent(event);
+  updateStop();
+}
+
+function onRunFinished(frame) {
+  state.running.delete(frame.run_id);
+  updateStop();
+  refreshSessions();
+  if (frame.session_id !== state.sessionId) return;
+  const turn = turnFor(frame);
+  if (turn.joined) {
+    loadHistory(state.sessionId); // it was opened mid-answer: the stored run is the whole story
+    return;
+  }
+  const again = turn.sentText !== undefined ? () => retry({ text: turn.sentText, deep: turn.sentDeep }) : null;
+  turn.finish(frame, again);
+  announce(frame.status === "completed" ? "Answer complete." : `The answer ended: ${frame.status}.`);
+}
+
+function onError(frame) {
+  const entry = frame.ref !== undefined && state.pending.get(frame.ref);
+  if (frame.status === 401) onState("unauthenticated");
+  // Not watching a chat (say, one another window just started) only costs its live copy.
+  if (frame.ref === "watch") return;
+  if (entry) {
+    state.pending.delete(frame.ref);
+    const wait = frame.retry_after ? ` (try again in ${Math.ceil(frame.retry_after)} s)` : "";
+    entry.turn.fail(`${frame.detail}${wait}`, frame.status >= 500 || frame.status === 429 ? () => retry(entry) : null);
+    return;
+  }
+  composer.notice(frame.detail);
+}
+
+function updateStop() {
+  const live = [...state.running.values()].some((sessionId) => sessionId === state.sessionId);
+  $("stop").hidden = !live;
+  $("send").hidden = live;
+  composer.blocked = live;
+}
+
+$("stop").addEventListener("click", () => {
+  for (const [runId, sessionId] of state.running) {
+    if (sessionId === state.sessionId) socket.send({ type: "cancel", run_id: runId });
+  }
+});
+
+async function send({ text, files, deep }) {
+  if (!socket.ready) {
+    composer.notice("Not connected right now; your message is kept here. Reconnecting…");
+    socket.reconnectNow();
+    return false;
+  }
+  let ids = [];
+  if (files.length) {
+    try {
+      ids = (await api.upload(files.map((item) => item.file))).files.map((file) => file.id);
+    } catch (error) {
+      composer.notice(error instanceof ApiError ? error.detail : String(error));
+      return false;
+    }
+  }
+  const ref = `r${++state.refs}`;
+  conversation.addUser(text, files.map((item) => ({ name: item.file.name, kind: item.kind })));
+  const turn = conversation.addTurn();
+  turn.sentText = text;
+  turn.sentDeep = deep;
+  const frame = { type: "run", ref, message: text, deep_research: deep, files: ids };
+  if (state.sessionId) frame.session_id = state.sessionId;
+  const entry = { turn, text, deep, sessionId: state.sessionId };
+  state.pending.set(ref, entry);
+  if (!socket.send(frame)) {
+    state.pending.delete(ref);
+    turn.fail("Not connected: the message was not sent.", () => retry(entry));
+  }
+  return true;
+}
+
+function retry(entry) {
+  send({ text: entry.text, files: [], deep: entry.deep });
+}
+
+// -- sessions ------------------------------------------------------------------------------
+
+function setTitle(name) {
+  $("title").textContent = name || "New chat";
+  document.title = name ? `${name} · Cirkelline` : "Cirkelline";
+}
+
+async function refreshSessions() {
+  try {
+    list.render((await api.sessions()).data);
+    list.setCurrent(state.sessionId);
+    if (state.sessionId) setTitle(list.nameOf(state.sessionId));
+  } catch (error) {
+    if (error.status === 401) onState("unauthenticated");
+  }
+}
+
+async function loadHistory(sessionId) {
+  const token = ++state.loadToken;
+  try {
+    const runs = await api.runs(sessionId);
+    if (token !== state.loadToken) return; // another session was opened meanwhile
+    conversation.showHistory(runs);
+  } catch (error) {
+    if (token !== state.loadToken) return;
+    conversation.clear();
+    if (error.status === 404) composer.notice("This chat does not exist (or is not yours).");
+    else if (error.status === 401) onState("unauthenticated");
+    else composer.notice(`The chat could not be loaded: ${error.detail}`);
+  }
+}
+
+function openSession(sessionId, { push }) {
+  if (push && sessionId !== state.sessionId) {
+    history.pushState({}, "", sessionId ? `/c/${encodeURIComponent(sessionId)}` : "/");
+  }
+  state.sessionId = sessionId;
+  state.loadToken++;
+  conversation.clear();
+  composer.notice("");
+  list.setCurrent(sessionId);
+  setTitle(sessionId ? list.nameOf(sessionId) : null);
+  $("presence").hidden = true;
+  updateStop();
+  closeSidebar();
+  watch();
+  if (sessionId) loadHistory(sessionId);
+  $("input").focus();
+}
+
+async function renameSession(session, name) {
+  try {
+    await api.rename(session.session_id, name);
+  } catch (error) {
+    composer.notice(`The chat could not be renamed: ${error.detail}`);
+  }
+  await refreshSessions();
+}
+
+async function deleteSession(session) {
+  if (!window.confirm(`Delete “${session.session_name || "Untitled chat"}”? This cannot be undone.`)) return;
+  try {
+    await api.remove(session.session_id);
+  } catch (error) {
+    composer.notice(`The chat could not be deleted: ${error.detail}`);
+  }
+  if (session.session_id === state.sessionId) openSession(null, { push: true });
+  await refreshSessions();
+}
+
+function reload() {
+  refreshSessions();
+  if (state.sessionId) loadHistory(state.sessionId);
+}
+
+// -- layout --------------------------------------------------------------------------------
+
+function closeSidebar() {
+  document.body.classList.remove("sidebar-open");
+  $("scrim").hidden = true;
+  $("open-sidebar").setAttribute("aria-expanded", "false");
+}
+
+$("open-sidebar").addEventListener("click", () => {
+  document.body.classList.add("sidebar-open");
+  $("scrim").hidden = false;
+  $("open-sidebar").setAttribute("aria-expanded", "true");
+});
+$("close-sidebar").addEventListener("click", closeSidebar);
+$("scrim").addEventListener("click", closeSidebar);
+$("new-chat").addEventListener("click", () => openSession(null, { push: true }));
+window.addEventListener("popstate", () => openSession(sessionFromPath(), { push: false }));
+for (const chip of document.querySelectorAll(".suggestion")) {
+  chip.addEventListener("click", () => {
+    $("input").value = chip.textContent;
+    composer.autosize();
+    $("input").focus();
+  });
+}
+
+refreshSessions();
+openSession(state.sessionId, { push: false });
+socket.connect();

@@ -1,0 +1,337 @@
+// The conversation on screen: user messages, and for each run an answer that streams in, with
+// its delegations ("Cirkelline → Research Specialist: <task>", member output collapsible),
+// reasoning (collapsible), errors with a retry action, and its tokens and duration.
+
+import { renderMarkdown } from "./markdown.js";
+
+const DELEGATE = new Set(["delegate_task_to_member", "delegate_task_to_members"]);
+
+function el(tag, className, text) {
+  const node = document.createElement(tag);
+  if (className) node.className = className;
+  if (text !== undefined) node.textContent = text;
+  return node;
+}
+
+function formatSize(bytes) {
+  if (bytes >= 1024 * 1024) return `${(bytes / 1024 / 1024).toFixed(1)} MB`;
+  if (bytes >= 1024) return `${Math.round(bytes / 1024)} KB`;
+  return `${bytes} B`;
+}
+
+const ICONS = {
+  pencil: "M4 20h4L19 9l-4-4L4 16v4z",
+  trash: "M4 7h16M9 7V4h6v3M6 7l1 13h10l1-13",
+  close: "M6 6l12 12M18 6L6 18",
+  clip: "M16 7l-7.5 7.5a2.5 2.5 0 0 0 3.5 3.5l7.5-7.5a4.5 4.5 0 0 0-6.4-6.4l-7.5 7.5a6.5 6.5 0 0 0 9.2 9.2L20 15.6",
+};
+
+// A stroked SVG icon (no emoji: a system may lack the font).
+function icon(name) {
+  const ns = "http://www.w3.org/2000/svg";
+  const svg = document.createElementNS(ns, "svg");
+  svg.setAttribute("class", "ico");
+  svg.setAttribute("viewBox", "0 0 24 24");
+  svg.setAttribute("aria-hidden", "true");
+  const path = document.createElementNS(ns, "path");
+  path.setAttribute("d", ICONS[name]);
+  svg.append(path);
+  return svg;
+}
+
+export { el, formatSize, icon };
+
+const STATUS_TEXT = {
+  cancelled: "Stopped",
+  timed_out: "Timed out",
+  rate_limited: "Rate limited",
+  error: "Failed",
+};
+
+class Delegation {
+  constructor(turn, memberId, memberName, task) {
+    this.memberId = memberId;
+    this.runId = null;
+    this.text = "";
+    this.node = el("details", "delegation");
+    this.node.dataset.member = memberId;
+    this.node.dataset.state = "working";
+    const summary = el("summary");
+    const route = el("span", "route", `${turn.conversation.teamName} → ${memberName}`);
+    this.taskNode = el("span", "task", task ? `: ${task}` : "");
+    this.stateNode = el("span", "state", "working…");
+    summary.append(route, this.taskNode, this.stateNode);
+    this.output = el("div", "member-output markdown");
+    this.node.append(summary, this.output);
+    turn.delegations.append(this.node);
+  }
+
+  append(text) {
+    this.text += text;
+    renderMarkdown(this.output, this.text);
+  }
+
+  discard(characters) {
+    this.text = this.text.slice(0, Math.max(0, this.text.length - characters));
+    renderMarkdown(this.output, this.text);
+  }
+
+  done(state = "done", text) {
+    if (text !== undefined && text !== null && !this.text) this.append(String(text));
+    this.node.dataset.state = state;
+    this.stateNode.textContent = state === "done" ? "done" : state === "failed" ? "failed" : state;
+  }
+}
+
+export class Turn {
+  constructor(conversation, { joined = false } = {}) {
+    this.conversation = conversation;
+    this.runId = null;
+    this.answer = "";
+    this.reasoningText = "";
+    this.members = [];
+    this.joined = joined;
+    this.finished = false;
+    this.frame = 0;
+
+    this.node = el("article", "msg assistant");
+    this.node.dataset.status = "pending";
+    const avatar = el("div", "avatar", "C");
+    avatar.setAttribute("aria-hidden", "true");
+    const body = el("div", "body");
+    this.delegations = el("div", "delegations");
+    this.reasoning = el("details", "reasoning");
+    this.reasoning.hidden = true;
+    this.reasoning.append(el("summary", "", "Reasoning"));
+    this.reasoningBody = el("div", "reasoning-text");
+    this.reasoning.append(this.reasoningBody);
+    this.answerNode = el("div", "answer markdown");
+    // Announced to screen readers; aria-busy holds the announcement until the answer is complete.
+    this.answerNode.setAttribute("aria-live", "polite");
+    this.answerNode.setAttribute("aria-busy", "true");
+    this.typing = el("div", "typing", joined ? "Answer in progress (opened mid-answer)…" : "Thinking…");
+    this.errorNode = el("div", "run-error");
+    this.errorNode.setAttribute("role", "alert");
+    this.errorNode.hidden = true;
+    this.meta = el("footer", "meta");
+    body.append(this.delegations, this.reasoning, this.answerNode, this.typing, this.errorNode, this.meta);
+    this.node.append(avatar, body);
+  }
+
+  bind(runId) {
+    this.runId = runId;
+    this.node.dataset.runId = runId;
+    this.node.dataset.status = "running";
+  }
+
+  scheduleRender() {
+    if (this.frame) return;
+    this.frame = requestAnimationFrame(() => {
+      this.frame = 0;
+      renderMarkdown(this.answerNode, this.answer);
+      this.conversation.stickToBottom();
+    });
+  }
+
+  delegation(memberId, task) {
+    const name = this.conversation.members[memberId] || memberId;
+    const item = new Delegation(this, memberId, name, task);
+    this.members.push(item);
+    this.typing.textContent = `${name} is working…`;
+    return item;
+  }
+
+  memberOf(event) {
+    let item = this.members.find((d) => d.runId === event.run_id);
+    if (!item) item = this.members.find((d) => !d.runId && d.memberId === event.agent_id);
+    if (!item) item = this.delegation(event.agent_id, "");
+    item.runId = event.run_id;
+    return item;
+  }
+
+  onEvent(event) {
+    const name = event.event;
+    const isLeader = event.run_id === this.runId;
+    if (name === "TeamRunContent" && isLeader) {
+      if (event.reasoning_content) this.addReasoning(event.reasoning_content);
+      if (event.content) {
+        this.answer += event.content;
+        this.typing.hidden = true;
+        this.scheduleRender();
+      }
+    } else if (name === "TeamRunContentDiscarded" && isLeader) {
+      this.answer = this.answer.slice(0, Math.max(0, this.answer.length - event.discarded_characters));
+      this.scheduleRender();
+    } else if (name === "TeamToolCallStarted" && event.tool && DELEGATE.has(event.tool.tool_name)) {
+      const args = event.tool.tool_args || {};
+      if (event.tool.tool_name === "delegate_task_to_member") this.delegation(args.member_id, args.task);
+    } else if (name === "RunStarted" && event.agent_id) {
+      this.memberOf(event);
+    } else if (name === "RunContent" && event.agent_id) {
+      if (event.reasoning_content) this.addReasoning(event.reasoning_content);
+      if (event.content) this.memberOf(event).append(event.content);
+    } else if (name === "RunContentDiscarded" && event.agent_id) {
+      this.memberOf(event).discard(event.discarded_characters);
+    } else if (name === "RunCompleted" && event.agent_id) {
+      this.memberOf(event).done("done", event.content);
+      this.typing.textContent = "Thinking…";
+    } else if (name === "RunError" && event.agent_id) {
+      this.memberOf(event).done("failed");
+    } else if (/Reasoning/.test(name) && (event.reasoning_content || event.content)) {
+      this.addReasoning(event.reasoning_content || event.content);
+    } else if (name === "TeamRunCompleted" && isLeader) {
+      if (typeof event.content === "string") this.answer = event.content;
+      this.scheduleRender();
+    } else if (name === "TeamRunError" && isLeader) {
+      this.showError(event.content || "The run failed.");
+    }
+  }
+
+  addReasoning(text) {
+    this.reasoning.hidden = false;
+    this.reasoningText += text;
+    this.reasoningBody.textContent = this.reasoningText;
+  }
+
+  showError(detail, retry) {
+    this.errorNode.replaceChildren(el("span", "", detail));
+    if (retry) {
+      const button = el("button", "btn small", "Retry");
+      button.type = "button";
+      button.addEventListener("click", retry);
+      this.errorNode.append(button);
+    }
+    this.errorNode.hidden = false;
+  }
+
+  setMeta(parts) {
+    this.meta.textContent = parts.filter(Boolean).join(" · ");
+  }
+
+  // run_finished: the outcome, tokens of the leader and every member, and the duration.
+  finish(frame, retry) {
+    this.finished = true;
+    this.typing.hidden = true;
+    this.members.forEach((d) => d.node.dataset.state === "working" && d.done("done"));
+    this.node.dataset.status = frame.status;
+    this.answerNode.setAttribute("aria-busy", "false");
+    renderMarkdown(this.answerNode, this.answer);
+    if (frame.status !== "completed" && frame.status !== "cancelled") {
+      this.showError(frame.detail || "The run failed.", retry);
+    }
+    const tokens = frame.tokens ? frame.tokens.total_tokens : null;
+    this.setMeta([
+      STATUS_TEXT[frame.status],
+      tokens !== null ? `${tokens.toLocaleString()} tokens` : null,
+      `${(frame.duration_ms / 1000).toFixed(1)} s`,
+      frame.saved === false ? "not saved yet" : null,
+    ]);
+  }
+
+  // A failure before the run started (refused by the server, or never sent).
+  fail(detail, retry) {
+    this.finished = true;
+    this.typing.hidden = true;
+    this.node.dataset.status = "refused";
+    this.answerNode.setAttribute("aria-busy", "false");
+    this.showError(detail, retry);
+  }
+
+  // A stored run of the session's history (GET /sessions/{id}/runs).
+  fromHistory(run, memberRuns) {
+    this.bind(run.run_id);
+    for (const member of memberRuns) {
+      const item = this.delegation(member.agent_id, member.run_input);
+      item.runId = member.run_id;
+      item.done(member.status === "ERROR" ? "failed" : "done", member.content);
+    }
+    this.typing.hidden = true;
+    this.answer = typeof run.content === "string" ? run.content : run.content ? JSON.stringify(run.content) : "";
+    renderMarkdown(this.answerNode, this.answer);
+    this.answerNode.setAttribute("aria-busy", "false");
+    const status = (run.status || "").toLowerCase();
+    this.node.dataset.status = status === "error" ? "error" : status || "completed";
+    const tokens = [run, ...memberRuns].reduce((sum, r) => sum + ((r.metrics || {}).total_tokens || 0), 0);
+    const duration = (run.metrics || {}).duration;
+    this.setMeta([
+      STATUS_TEXT[status],
+      tokens ? `${tokens.toLocaleString()} tokens` : null,
+      typeof duration === "number" ? `${duration.toFixed(1)} s` : null,
+    ]);
+    this.finished = true;
+  }
+}
+
+export class Conversation {
+  constructor(root, { members, teamName }) {
+    this.root = root;
+    this.members = members;
+    this.teamName = teamName;
+    this.welcome = root.querySelector("#welcome");
+    this.turns = new Map();
+  }
+
+  clear() {
+    this.root.replaceChildren(this.welcome);
+    this.welcome.hidden = false;
+    this.turns.clear();
+  }
+
+  stickToBottom(force = false) {
+    const root = this.root;
+    if (force || root.scrollHeight - root.scrollTop - root.clientHeight < 160) root.scrollTop = root.scrollHeight;
+  }
+
+  addUser(text, files = []) {
+    this.welcome.hidden = true;
+    const node = el("article", "msg user");
+    const bubble = el("div", "bubble", text);
+    node.append(bubble);
+    if (files.length) {
+      const list = el("ul", "sent-files");
+      for (const file of files) {
+        const item = el("li", `file ${file.kind || ""}`);
+        item.append(icon("clip"), ` ${file.name}`);
+        list.append(item);
+      }
+      node.append(list);
+    }
+    this.root.append(node);
+    this.stickToBottom(true);
+    return node;
+  }
+
+  addTurn(options) {
+    this.welcome.hidden = true;
+    const turn = new Turn(this, options);
+    this.root.append(turn.node);
+    this.stickToBottom(true);
+    return turn;
+  }
+
+  register(turn, runId) {
+    turn.bind(runId);
+    this.turns.set(runId, turn);
+  }
+
+  showHistory(runs) {
+    this.clear();
+    const members = new Map();
+    for (const run of runs) {
+      if (run.agent_id && run.parent_run_id) {
+        if (!members.has(run.parent_run_id)) members.set(run.parent_run_id, []);
+        members.get(run.parent_run_id).push(run);
+      }
+    }
+    for (const run of runs) {
+      if (run.agent_id) continue;
+      const files = ["images", "audio", "videos", "files"].flatMap((kind) =>
+        (run[kind] || []).map((f) => ({ name: f.filename || f.name || kind, kind })));
+      this.addUser(run.run_input || "", files);
+      const turn = this.addTurn();
+      turn.fromHistory(run, members.get(run.run_id) || []);
+      this.turns.set(run.run_id, turn);
+    }
+    this.stickToBottom(true);
+  }
+}

@@ -1,0 +1,70 @@
+"""Page views: the chat for a logged-in user (everyone else goes to the login page).
+
+The page itself is static HTML plus a JSON configuration (no inline script, see the CSP in
+settings); the browser then talks to the HTTP API (sessions, uploads) with the login cookie and
+to the websocket (`/ws/chat/`) for runs. Pages are plain sync views: they are not on the run path.
+"""
+
+from __future__ import annotations
+
+from django.conf import settings
+from django.contrib.auth import views as auth_views
+from django.contrib.auth.decorators import login_required
+from django.contrib.auth.forms import AuthenticationForm
+from django.core.exceptions import ValidationError
+from django.http import HttpRequest, HttpResponse
+from django.shortcuts import redirect, render
+
+from chat.login_throttle import LoginThrottle, LoginThrottled, client_address
+from chat.models import SESSION_ID_RE
+from chat.parsing import MEDIA_TYPES
+from chat.team import CIRKELLINE_TEAM_ID, describe_team_detail
+
+
+class ThrottledLoginForm(AuthenticationForm):
+    """Django's login form with the token route's failed-login throttle (chat.login_throttle), so
+    the page is no unthrottled way around `POST /api/token/`'s limits."""
+
+    def clean(self) -> dict:
+        throttle = LoginThrottle(self.cleaned_data.get("username") or "", client_address(self.request))
+        try:
+            throttle.check()
+        except LoginThrottled as exc:
+            raise ValidationError(exc.detail, code="throttled") from None
+        try:
+            cleaned = super().clean()
+        except ValidationError:
+            throttle.failed()
+            raise
+        throttle.succeeded()
+        return cleaned
+
+
+login = auth_views.LoginView.as_view(template_name="chat/login.html", authentication_form=ThrottledLoginForm,
+                                     redirect_authenticated_user=True)
+
+
+def _page_config(request: HttpRequest) -> dict:
+    team = describe_team_detail(CIRKELLINE_TEAM_ID)
+    return {
+        "user": request.user.get_username(),
+        "teamId": CIRKELLINE_TEAM_ID,
+        "teamName": team["name"],
+        "members": {member["id"]: member["name"] for member in team["members"]},
+        "wsPath": "/ws/chat/",
+        "limits": {
+            "maxFiles": settings.CIRKELLINE_MAX_FILES,
+            "maxFileBytes": settings.CIRKELLINE_MAX_FILE_BYTES,
+            "maxMessageChars": settings.CIRKELLINE_MAX_MESSAGE_CHARS,
+        },
+        "mediaTypes": {kind: sorted(types) for kind, types in MEDIA_TYPES.items()},
+    }
+
+
+@login_required
+def chat(request: HttpRequest, session_id: str | None = None) -> HttpResponse:
+    """`/` (a new chat) and `/c/<session id>` (a chat of yours; the page loads it from the API)."""
+    if session_id is not None and not SESSION_ID_RE.match(session_id):
+        return redirect("chat")
+    accept = ",".join(sorted({t for types in MEDIA_TYPES.values() for t in types}))
+    return render(request, "chat/chat.html", {"config": _page_config(request), "accept": accept})

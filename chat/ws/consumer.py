@@ -1,0 +1,291 @@
+"""The chat websocket consumer: who is on the socket, its client frames, its runs' events.
+
+A transport like the HTTP views: it authenticates, parses with the run API's own checks
+(`parsing.run_request_from_fields`), and calls the run service (`runner.start_run`,
+`runner.cancel_run`, `RunHandle.abort`); it never runs agno or writes rows itself.
+
+- Who: the Django session cookie (the pages; Channels' AuthMiddlewareStack), or a JWT in the
+  `Sec-WebSocket-Protocol` header (`bearer, <token>`; the server answers `bearer`) or in a first
+  frame `{"type": "auth", "token": ...}`. Never the query string (it ends up in logs). A socket
+  with none of these is closed with 4401 after an error frame saying why. The credentials are
+  checked again before every run, so an expired token or an ended login refuses new runs.
+- Frames are handled one at a time, so every run streams from a task of its own (`_pump`), and
+  `cancel` runs in a task too: a cancel takes effect while runs stream, several runs share a
+  socket, and closing the socket cancels the runs it started (their rows are still written).
+- A run's frames also reach the user's other sockets watching its session (chat.ws.fanout).
+
+The protocol (frames, close codes, errors) is documented in docs/API.md.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from types import SimpleNamespace
+from typing import Any
+
+from channels.generic.websocket import AsyncJsonWebsocketConsumer
+from django.conf import settings
+from django.contrib.auth import SESSION_KEY, get_user
+from django.contrib.sessions.backends.base import SessionBase
+from django.utils.module_loading import import_string
+
+from chat import runner
+from chat.auth import AuthError, Caller, caller_from_token
+from chat.db import run_db
+from chat.models import ChatSession
+from chat.parsing import BadRequest, load_json, run_request_from_fields, validate_session_id
+from chat.storage import SessionNotFound
+from chat.team import CIRKELLINE_TEAM_ID
+from metrics.models import RunStatus
+
+from . import frames, uploads
+from .fanout import Fanout
+
+logger = logging.getLogger(__name__)
+
+# Seconds a socket without credentials may take to send its `auth` frame.
+AUTH_TIMEOUT = 10.0
+# Fields of a `run` frame handed to the run API's checks (the rest of a frame is ignored).
+RUN_FIELDS = ("message", "session_id", "deep_research", "session_state", "dependencies", "metadata",
+              "stream_events", "user_id")
+_tasks: set[asyncio.Task] = set()
+
+
+def _spawn(coro: Any, name: str) -> asyncio.Task:
+    """A task that outlives the frame (and the socket) that started it, kept referenced."""
+    task = asyncio.get_running_loop().create_task(coro, name=name)
+    _tasks.add(task)
+    task.add_done_callback(_tasks.discard)
+    return task
+
+
+def _session_user_pk(session_key: str) -> int | None:
+    """The user a Django session still logs in (None after logout, expiry or a password change)."""
+    store: SessionBase = import_string(f"{settings.SESSION_ENGINE}.SessionStore")(session_key)
+    if SESSION_KEY not in store:
+        return None
+    user = get_user(SimpleNamespace(session=store))  # checks the session's auth hash, like a request
+    return user.pk if user.is_authenticated else None
+
+
+def _owns_session(user_pk: int, session_id: str) -> bool:
+    return ChatSession.objects.filter(session_id=session_id, user_id=user_pk).exists()
+
+
+class ChatConsumer(AsyncJsonWebsocketConsumer):
+    caller: Caller | None = None
+    token: str | None = None
+    session_key: str | None = None
+
+    async def connect(self) -> None:
+        self.runs: dict[str, frames.RunFrames] = {}
+        self.closed = False
+        self.fanout = Fanout(self.channel_layer, self.channel_name)
+        self._auth_timer: asyncio.TimerHandle | None = None
+        protocols = self.scope.get("subprotocols") or []
+        if protocols[:1] == ["bearer"]:
+            await self.accept(subprotocol="bearer")
+            await self._auth_with_token(protocols[1] if len(protocols) > 1 else "")
+            return
+        await self.accept()
+        user = self.scope.get("user")
+        if user is not None and user.is_authenticated:
+            self.session_key = self.scope["session"].session_key
+            await self._ready(Caller(pk=user.pk, username=user.get_username(), is_staff=user.is_staff, via="session"))
+        else:
+            loop = asyncio.get_running_loop()
+            self._auth_timer = loop.call_later(AUTH_TIMEOUT, lambda: _spawn(self._refuse(
+                "No credentials within 10 seconds: log in, or send {\"type\": \"auth\", \"token\": ...} first."),
+                "ws-auth-timeout"))
+
+    async def _ready(self, caller: Caller) -> None:
+        if self._auth_timer is not None:
+            self._auth_timer.cancel()
+            self._auth_timer = None
+        self.caller = caller
+        await self.send_json({"type": "ready", "user": caller.username, "via": caller.via})
+
+    async def _refuse(self, detail: str) -> None:
+        """Close an unauthenticated socket: the reason as an error frame, then close code 4401."""
+        if self.closed:
+            return
+        await self.send_json(frames.error(401, detail, code="unauthenticated"))
+        await self.close(code=frames.CLOSE_UNAUTHENTICATED, reason="unauthenticated")
+
+    async def _auth_with_token(self, token: Any) -> None:
+        if not isinstance(token, str) or not token.strip():
+            await self._refuse("The auth frame needs a 'token': an access token from POST /api/token/.")
+            return
+        try:
+            caller = await caller_from_token(token)
+        except AuthError as exc:
+            if self.caller is None:
+                await self._refuse(exc.detail)
+            else:
+                await self.send_json(frames.error_for(exc))
+            return
+        if self.caller is not None and caller.pk != self.caller.pk:
+            await self.send_json(frames.error(403, "This socket belongs to another user; open a new one."))
+            return
+        self.token, self.session_key = token, None
+        await self._ready(caller)
+
+    async def _check_credentials(self) -> None:
+        """Before every run: the token has not expired, or the login session still exists."""
+        if self.token is not None:
+            await caller_from_token(self.token)
+        elif self.session_key is not None:
+            if await run_db(_session_user_pk, self.session_key) != self.caller.pk:
+                raise AuthError(401, "Your login has ended: log in again to send messages.")
+
+    # -- frames from the client ------------------------------------------------------------
+
+    async def receive(self, text_data: str | None = None, bytes_data: bytes | None = None) -> None:
+        try:
+            if text_data is None:
+                raise BadRequest(400, "Frames must be JSON text.")
+            if len(text_data) > settings.DATA_UPLOAD_MAX_MEMORY_SIZE:
+                raise BadRequest(413, "The frame is too large.")
+            content = load_json(text_data, "The frame")  # strict: no NaN, NUL or lone surrogates
+            if not isinstance(content, dict) or not isinstance(content.get("type"), str):
+                raise BadRequest(400, "A frame must be a JSON object with a 'type'.")
+        except BadRequest as exc:
+            await self.send_json(frames.error_for(exc))
+            return
+        await self.receive_json(content)
+
+    async def receive_json(self, content: dict, **kwargs: Any) -> None:
+        kind, ref = content["type"], content.get("ref")
+        if kind == "auth":
+            await self._auth_with_token(content.get("token"))
+        elif self.caller is None:
+            await self._refuse("Authenticate first: log in, or send {\"type\": \"auth\", \"token\": ...}.")
+        elif kind == "run":
+            await self._start_run(content, ref)
+        elif kind == "cancel":
+            _spawn(self._cancel(content.get("run_id"), ref), "ws-cancel")
+        elif kind == "watch":
+            await self._watch(content.get("session_id"), ref)
+        else:
+            await self.send_json(frames.error(400, f"Unknown frame type {kind[:40]!r}: use run, cancel, watch or "
+                                                   "auth.", ref=ref))
+
+    async def _start_run(self, content: dict, ref: Any) -> None:
+        try:
+            await self._check_credentials()
+            fields = {name: content[name] for name in RUN_FIELDS if name in content}
+            team_id = content.get("team_id") or CIRKELLINE_TEAM_ID
+            request, _ = run_request_from_fields(fields, self.caller, str(team_id), [])
+            request.attachments = await uploads.take(self.caller.pk, content.get("files"))
+            handle = await runner.start_run(request)
+        except Exception as exc:  # noqa: BLE001 - every refusal becomes an error frame (frames.error_for)
+            await self.send_json(frames.error_for(exc, ref=ref))
+            return
+        run = frames.RunFrames(handle, ref)
+        self.runs[handle.run_id] = run
+        _spawn(self._pump(run), f"ws-run-{handle.run_id}")
+
+    async def _cancel(self, run_id: Any, ref: Any) -> None:
+        try:
+            if not isinstance(run_id, str):
+                raise BadRequest(400, "'run_id' is required.")
+            try:
+                validate_session_id(run_id)
+            except BadRequest:
+                raise BadRequest(400, "Invalid run id.") from None
+            # Any run of the user's (another tab's too, or one in another process), never anyone else's.
+            status = await runner.cancel_run(self.caller.pk, run_id)
+        except Exception as exc:  # noqa: BLE001
+            await self._send_text(frames.dumps(frames.error_for(exc, ref=ref, run_id=run_id)))
+            return
+        await self._send_text(frames.dumps({"type": "cancelled", "run_id": run_id, "status": status, "ref": ref}))
+
+    async def _watch(self, session_id: Any, ref: Any) -> None:
+        try:
+            if session_id is not None:
+                validate_session_id(session_id)
+                live = any(h.session_id == session_id for h in runner.live_runs_of(self.caller.pk))
+                # A new session is stored when its first run ends; while that run is live it is
+                # the user's already.
+                if not live and not await run_db(_owns_session, self.caller.pk, session_id):
+                    raise SessionNotFound(session_id)
+            await self.fanout.watch(self.caller.pk, session_id)
+        except Exception as exc:  # noqa: BLE001
+            await self.send_json(frames.error_for(exc, ref=ref, session_id=session_id))
+            return
+        await self.send_json({"type": "watching", "session_id": session_id, "ref": ref})
+        await self._presence()
+
+    async def _presence(self) -> None:
+        if self.fanout.session is not None:
+            await self._send_text(frames.dumps({"type": "presence", "session_id": self.fanout.session,
+                                                "sockets": len(self.fanout.peers) + 1}))
+
+    # -- a run's events --------------------------------------------------------------------
+
+    async def _pump(self, run: frames.RunFrames) -> None:
+        """Stream one run to this socket and the user's other sockets on its session."""
+        handle = run.handle
+        finished = False
+        try:
+            await self._send_text(run.started(own=True))
+            await self._publish(run, run.started())
+            async for batch in handle.event_batches():
+                await self._out(run, run.events(batch))
+            finished = True
+            await self._out(run, run.finished(await handle.wait()))
+        except Exception:  # noqa: BLE001 - the socket broke; the run is stopped below, its rows still written
+            logger.exception("websocket stream of run %s failed", handle.run_id)
+        finally:
+            if not finished:  # this task was cancelled (server shutdown): the run must not go on unseen
+                handle.abort(RunStatus.CANCELLED)
+            self.runs.pop(handle.run_id, None)
+
+    async def _out(self, run: frames.RunFrames, text: str) -> None:
+        await self._send_text(text)
+        await self._publish(run, text)
+
+    async def _publish(self, run: frames.RunFrames, text: str) -> None:
+        try:
+            await self.fanout.publish(run.handle.user_id, run.handle.session_id, text, new_session=run.new_session)
+        except Exception:  # noqa: BLE001 - a broken channel layer must not end the run for this socket
+            logger.exception("could not publish a run frame to session watchers")
+
+    async def _send_text(self, text: str) -> None:
+        if not self.closed:
+            await self.send(text_data=text)
+
+    # -- messages from the channel layer (other sockets of the same user) --------------------
+
+    async def run_frame(self, message: dict) -> None:
+        if message.get("from") != self.channel_name:  # the socket that started the run has it already
+            await self._send_text(message["text"])
+
+    async def presence_join(self, message: dict) -> None:
+        if self.fanout.peer_joined(message):
+            session = self.fanout.session
+            live = [run.started(joined=True) for run in self.runs.values() if run.handle.session_id == session]
+            await self.fanout.greet(message["from"], live)
+            await self._presence()
+
+    async def presence_here(self, message: dict) -> None:
+        if self.fanout.peer_here(message):
+            for text in message.get("frames") or ():
+                await self._send_text(text)
+            await self._presence()
+
+    async def presence_leave(self, message: dict) -> None:
+        if self.fanout.peer_left(message):
+            await self._presence()
+
+    async def disconnect(self, code: int) -> None:
+        self.closed = True
+        if self._auth_timer is not None:
+            self._auth_timer.cancel()
+        for run in list(self.runs.values()):
+            run.handle.abort(RunStatus.CANCELLED)  # its pump goes on: watchers see it end, rows get written
+        try:
+            await self.fanout.leave()
+        except Exception:  # noqa: BLE001
+            logger.exception("could not leave the session group")

@@ -1,0 +1,103 @@
+"""A run's frames to every socket of its owner watching the session, through one channel-layer
+group per (user, session): the in-memory layer in one process, Redis (`REDIS_URL`) across several.
+
+A socket watches at most one session, the one its page shows. The group's name holds the
+owner's user id (`chat.u<id>.<hash of the session id>`), and a socket joins only after the
+consumer found the session to be its user's, so another user's socket is never in it.
+
+Cost: the socket that started a run sends the run's frames to its own client directly, and
+through the group only when it knows another socket watches that session. The sockets of a
+group tell each other they are there (`presence.join` when one starts watching, answered by
+`presence.here`; `presence.leave` when it stops), so the usual case, one tab, sends nothing
+through the channel layer; with a second tab each frame (a batch of events) crosses it once, and
+the starting socket drops its own copy. A socket that starts a run in an existing session it is
+not watching does not know who watches it, so it publishes there; a run that creates its session
+(the server chose the id) has nobody else to reach.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from typing import Any
+
+
+def group_name(user_pk: int, session_id: str) -> str:
+    """The group of one user's sockets watching one session (a valid channel-layer group name)."""
+    return f"chat.u{user_pk}.{hashlib.sha256(session_id.encode()).hexdigest()[:40]}"
+
+
+class Fanout:
+    """One socket's membership of its user's session groups, and what it knows of its peers."""
+
+    def __init__(self, layer: Any, channel: str):
+        self.layer = layer
+        self.channel = channel
+        self.session: str | None = None
+        self.group: str | None = None
+        self.peers: set[str] = set()
+
+    async def watch(self, user_pk: int, session_id: str | None) -> None:
+        """Watch `session_id` (the caller checked it is the user's) instead of the current one."""
+        if session_id == self.session:
+            return
+        await self.leave()
+        if session_id is None:
+            return
+        self.session, self.group = session_id, group_name(user_pk, session_id)
+        await self.layer.group_add(self.group, self.channel)
+        await self.layer.group_send(self.group, self._presence("presence.join"))
+
+    async def leave(self) -> None:
+        group = self.group
+        if group is None:
+            return
+        self.session = self.group = None
+        self.peers.clear()
+        await self.layer.group_send(group, {"type": "presence.leave", "from": self.channel, "group": group})
+        await self.layer.group_discard(group, self.channel)
+
+    def _presence(self, kind: str) -> dict:
+        return {"type": kind, "from": self.channel, "group": self.group}
+
+    def _is_peer_message(self, message: dict) -> bool:
+        # Messages queued before this socket switched sessions name the old group: ignore them.
+        return message.get("from") != self.channel and self.group is not None and message.get("group") == self.group
+
+    def peer_joined(self, message: dict) -> bool:
+        """`presence.join` from another socket: True if it is one of ours to greet."""
+        if not self._is_peer_message(message):
+            return False
+        self.peers.add(message["from"])
+        return True
+
+    async def greet(self, peer: str, frames: list[str]) -> None:
+        """Tell a socket that just joined that this one is here, with the runs it is sending."""
+        await self.layer.send(peer, {**self._presence("presence.here"), "frames": frames})
+
+    def peer_here(self, message: dict) -> bool:
+        if not self._is_peer_message(message):
+            return False
+        self.peers.add(message["from"])
+        return True
+
+    def peer_left(self, message: dict) -> bool:
+        if not self._is_peer_message(message) or message["from"] not in self.peers:
+            return False
+        self.peers.discard(message["from"])
+        return True
+
+    async def publish(self, user_pk: int, session_id: str, text: str, *, new_session: bool) -> None:
+        """Send a run's frame to the user's other sockets watching `session_id`, if there can be any.
+
+        `new_session`: the run created the session, whose id the server generated and only this
+        socket has been told: nobody else can watch it (until this socket watches it too, and so
+        learns of every socket that joins)."""
+        if session_id == self.session:
+            if not self.peers:
+                return
+            group = self.group
+        elif new_session:
+            return
+        else:
+            group = group_name(user_pk, session_id)
+        await self.layer.group_send(group, {"type": "run.frame", "from": self.channel, "text": text})

@@ -1,0 +1,113 @@
+"""Two server processes on one Redis: a run's websocket frames reach the owner's socket on the
+other process, never another user's; a cancel from the other process stops it."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from contextlib import AsyncExitStack
+
+import httpx
+import pytest
+from django.conf import settings
+from websockets.asyncio.client import connect
+
+from metrics.models import RunUsage
+
+from ..conftest import adb, bearer
+from ..live import live_server
+from .conftest import FRAME_WAIT, token_for
+
+pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.live]
+
+SLOW = {"CIRKELLINE_MODEL": "scripted", "CIRKELLINE_SCRIPTED_LATENCY": "0.5"}
+
+
+@pytest.fixture
+def two_servers():
+    if not settings.REDIS_URL:
+        pytest.skip("cross-process websocket groups need REDIS_URL (the CI PostgreSQL + Redis job sets it)")
+    with live_server(SLOW) as first, live_server(SLOW) as second:
+        yield first, second
+
+
+class Client:
+    """A websocket client (the `websockets` library) on a live server, authenticated by a JWT."""
+
+    def __init__(self, ws):
+        self.ws = ws
+        self.frames: list[dict] = []
+
+    async def send(self, **frame) -> None:
+        await self.ws.send(json.dumps(frame))
+
+    async def until(self, predicate) -> dict:
+        while True:
+            frame = json.loads(await asyncio.wait_for(self.ws.recv(), FRAME_WAIT))
+            self.frames.append(frame)
+            if predicate(frame):
+                return frame
+
+    def events(self, run_id: str) -> list[dict]:
+        return [e for f in self.frames if f["type"] == "events" and f["run_id"] == run_id for e in f["events"]]
+
+
+async def open_client(stack, base_url: str, user) -> Client:
+    ws = await stack.enter_async_context(connect(base_url.replace("http", "ws") + "/ws/chat/",
+                                                 subprotocols=["bearer", token_for(user)]))
+    assert ws.subprotocol == "bearer"
+    client = Client(ws)
+    assert (await client.until(lambda f: True))["type"] == "ready"
+    return client
+
+
+async def a_session_of(base_url: str, user) -> str:
+    async with httpx.AsyncClient(timeout=30) as http:
+        response = await http.post(f"{base_url}/teams/cirkelline/runs", headers=bearer(user),
+                                   data={"message": "What is 2+2?", "stream": "false"})
+    assert response.status_code == 200, response.text
+    return response.json()["session_id"]
+
+
+async def test_the_owners_socket_on_another_process_sees_the_run_and_a_stranger_does_not(two_servers, alice, bob):
+    """Guards against the session group living in one process's memory (a second tab served by
+    another worker would see nothing), and against another user's socket on that worker."""
+    first, second = two_servers
+    session_id = await a_session_of(first, alice)
+    async with AsyncExitStack() as stack:
+        tab1 = await open_client(stack, first, alice)
+        tab2 = await open_client(stack, second, alice)
+        stranger = await open_client(stack, second, bob)
+        await tab1.send(type="watch", session_id=session_id)
+        await tab1.until(lambda f: f["type"] == "presence" and f["sockets"] == 1)
+        await tab2.send(type="watch", session_id=session_id)
+        await tab2.until(lambda f: f["type"] == "presence" and f["sockets"] == 2)
+        await tab1.until(lambda f: f["type"] == "presence" and f["sockets"] == 2)  # heard over Redis
+        await stranger.send(type="watch", session_id=session_id)
+        refused = await stranger.until(lambda f: True)
+        assert refused["type"] == "error" and refused["status"] == 404
+
+        await tab1.send(type="run", message="Please research the history of Copenhagen", session_id=session_id,
+                        ref="r1")
+        run_id = (await tab1.until(lambda f: f.get("ref") == "r1"))["run_id"]
+        await tab2.until(lambda f: f["type"] == "run_started" and f["run_id"] == run_id)
+        finished = await tab2.until(lambda f: f["type"] == "run_finished" and f["run_id"] == run_id)
+        await tab1.until(lambda f: f["type"] == "run_finished" and f["run_id"] == run_id)
+        assert finished["status"] == "completed"
+        assert tab2.events(run_id) == tab1.events(run_id) and tab1.events(run_id)[-1]["event"] == "TeamRunCompleted"
+        with pytest.raises(TimeoutError):
+            await asyncio.wait_for(stranger.ws.recv(), 0.5)
+
+        # and the other process can stop a run it does not host
+        await tab1.send(type="run", message="Please research the history of Aarhus", session_id=session_id,
+                        ref="r2")
+        second_run = (await tab1.until(lambda f: f.get("ref") == "r2"))["run_id"]
+        await tab2.until(lambda f: f["type"] == "run_started" and f["run_id"] == second_run)
+        await tab2.send(type="cancel", run_id=second_run, ref="stop")
+        stopped = await tab2.until(lambda f: f.get("ref") == "stop")
+        assert stopped["type"] == "cancelled" and stopped["status"] == "cancelled"
+        ended = await tab1.until(lambda f: f["type"] == "run_finished" and f["run_id"] == second_run)
+        assert ended["status"] == "cancelled"
+    rows = await adb(lambda: dict(RunUsage.objects.filter(run_id__in=[run_id, second_run])
+                                  .values_list("run_id", "status")))
+    assert rows == {run_id: "completed", second_run: "cancelled"}
