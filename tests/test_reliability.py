@@ -153,7 +153,7 @@ def _repair_database(port, timeout) -> None:
 async def test_a_database_outage_mid_run_gives_a_clear_error_not_a_hang(api, alice, postgres_only, use_latency,
                                                                         settings):
     settings.CIRKELLINE_FLUSH_RETRY_INTERVAL = 0.2
-    use_latency(0.3)
+    use_latency(1.0)  # the run's final write comes two calls after RunStarted, well after the break
     port = django_settings.DATABASES["default"]["PORT"]
     pool_timeout = django_settings.DATABASES["default"]["OPTIONS"]["pool"]["timeout"]
     headers = bearer(alice)
