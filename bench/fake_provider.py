@@ -25,9 +25,10 @@ What it does (see ``Behaviour`` for per-request scripting):
 - Timing: every delay counts from the moment the request was read. Streams get headers at
   once (or after ``header_delay``), the first delta at ``ttft`` and delta *i* at
   ``ttft + i / tokens_per_second``; a non-streamed answer is sent whole at ``latency``.
-- Faults: HTTP 429 (with or without ``Retry-After``), 500, 503, 529, a TCP reset
-  mid-stream, a stalled stream, a malformed chunk, slow response headers, and delegation to
-  an unknown member or with an empty task.
+- Faults: HTTP 429 (with or without ``Retry-After``), 500, 503, 529, the client errors
+  400, 401, 403, 404, 413 and 422 (never worth a retry), a TCP reset mid-stream, a stalled
+  stream, a malformed chunk, slow response headers, and delegation to an unknown member or
+  with an empty task.
 - Observability: ``open_connections``, ``active_requests``, ``total_requests``,
   ``requests`` (body, behaviour and ``Outcome`` of each call) and ``wait_idle``. A client
   hanging up is noticed at once, even while the response is waiting (ttft, stall).
@@ -128,6 +129,13 @@ class Fault(enum.StrEnum):
     SERVER_ERROR = "server_error"  # HTTP 500
     UNAVAILABLE = "unavailable"  # HTTP 503
     OVERLOADED = "overloaded"  # HTTP 529 (the "overloaded" status some providers use)
+    # Client errors: the request itself is wrong, so a retry would get the same answer.
+    BAD_REQUEST = "bad_request"  # HTTP 400
+    UNAUTHORIZED = "unauthorized"  # HTTP 401
+    FORBIDDEN = "forbidden"  # HTTP 403
+    NOT_FOUND = "not_found"  # HTTP 404
+    TOO_LARGE = "too_large"  # HTTP 413
+    UNPROCESSABLE = "unprocessable"  # HTTP 422
     # Stream faults. A non-streamed call gets half its JSON body before the reset or stall,
     # and a truncated (but correctly framed) JSON body for MALFORMED_CHUNK.
     RESET = "reset"  # send `fault_after` deltas, then abort the TCP connection with RST
@@ -159,6 +167,19 @@ _HTTP_FAULTS: Final[dict[Fault, tuple[int, str, str, str | None, str]]] = {
         "The engine is currently overloaded, please try again later (fake provider).",
     ),
     Fault.OVERLOADED: (529, "Site Overloaded", "overloaded_error", "overloaded", "Overloaded (fake provider)."),
+    Fault.BAD_REQUEST: (400, "Bad Request", "invalid_request_error", None, "Invalid request (fake provider)."),
+    Fault.UNAUTHORIZED: (
+        401, "Unauthorized", "invalid_request_error", "invalid_api_key", "Incorrect API key provided (fake provider)."
+    ),
+    Fault.FORBIDDEN: (403, "Forbidden", "permission_error", None, "Not allowed to use this model (fake provider)."),
+    Fault.NOT_FOUND: (
+        404, "Not Found", "invalid_request_error", "model_not_found", "The model does not exist (fake provider)."
+    ),
+    Fault.TOO_LARGE: (
+        413, "Request Entity Too Large", "invalid_request_error", "request_too_large",
+        "Request too large (fake provider).",
+    ),
+    Fault.UNPROCESSABLE: (422, "Unprocessable Entity", "invalid_request_error", None, "Unprocessable (fake provider)."),
 }
 _STATUS_FAULTS: Final = {status: fault for fault, (status, *_rest) in _HTTP_FAULTS.items()}
 
@@ -224,7 +245,7 @@ class Behaviour:
 
     @classmethod
     def http_error(cls, status: int) -> Behaviour:
-        """HTTP 429, 500, 503 or 529 with an OpenAI-style JSON error body."""
+        """HTTP 400, 401, 403, 404, 413, 422, 429, 500, 503 or 529 with an OpenAI-style JSON error body."""
         try:
             return cls(fault=_STATUS_FAULTS[status])
         except KeyError:
@@ -301,6 +322,8 @@ class RecordedRequest:
     body: dict[str, Any]
     behaviour: Behaviour
     outcome: Outcome = Outcome.PENDING
+    # time.monotonic() when the request was read, so a test can measure the gap between calls.
+    received_at: float = 0.0
 
     @property
     def messages(self) -> list[dict[str, Any]]:
@@ -1064,7 +1087,7 @@ class FakeProvider:
         that a concurrent test never sees a request counted but not yet recorded."""
         with self._cond:
             behaviour = self._queue.popleft() if self._queue else self._default
-            record = RecordedRequest(body=body, behaviour=behaviour)
+            record = RecordedRequest(body=body, behaviour=behaviour, received_at=time.monotonic())
             self._requests.append(record)
             self._total_requests += 1
             self._active_requests += 1

@@ -139,7 +139,7 @@ async def test_unknown_team_is_404(api, alice):
 
 
 async def test_cancel_ends_a_running_run(api, alice, use_latency):
-    use_latency(0.5)
+    use_latency(30.0)  # the run is surely still running when it is looked up and cancelled
     from chat import runner
 
     started = asyncio.Event()
@@ -294,7 +294,7 @@ async def test_wrong_methods_are_405_with_allow(api, alice):
 
 async def test_a_users_fourth_concurrent_run_is_refused_while_others_start(api, alice, bob, use_latency, settings):
     settings.CIRKELLINE_MAX_RUNS_PER_USER = 3
-    use_latency(0.5)
+    use_latency(30.0)  # alice's three runs are surely still running meanwhile; cancelled below
     from chat import runner
 
     handles = [await runner.start_run(runner.RunRequest(user_id=alice.pk, message=f"question {i}"))
@@ -302,11 +302,12 @@ async def test_a_users_fourth_concurrent_run_is_refused_while_others_start(api, 
     fourth = await api.post(RUNS, data={"message": "one more", "stream": "false"}, headers=bearer(alice))
     assert fourth.status_code == 429
     assert int(fourth.headers["Retry-After"]) >= 1 and "3 runs in progress" in fourth.json()["detail"]
+    use_latency(0.0)  # runs started from now on answer at once; the three keep their slow models
     bobs = await api.post(RUNS, data={"message": "hi", "stream": "false"}, headers=bearer(bob))
     assert bobs.status_code == 200
 
     for handle in handles:
-        await handle.wait()
+        assert await runner.cancel_run(alice.pk, handle.run_id) == "cancelled"
     again = await api.post(RUNS, data={"message": "now?", "stream": "false"}, headers=bearer(alice))
     assert again.status_code == 200
     assert await adb(RunUsage.objects.filter(user=alice).count) == 4  # the refused run left no row
@@ -314,10 +315,10 @@ async def test_a_users_fourth_concurrent_run_is_refused_while_others_start(api, 
 
 async def test_the_process_wide_cap_refuses_with_429(api, alice, bob, use_latency, settings):
     settings.CIRKELLINE_MAX_CONCURRENT_RUNS = 1
-    use_latency(0.3)
+    use_latency(30.0)  # the run surely still holds the one slot when bob asks; cancelled below
     from chat import runner
 
     handle = await runner.start_run(runner.RunRequest(user_id=alice.pk, message="busy"))
     refused = await api.post(RUNS, data={"message": "hi", "stream": "false"}, headers=bearer(bob))
     assert refused.status_code == 429 and "capacity" in refused.json()["detail"]
-    await handle.wait()
+    assert await runner.cancel_run(alice.pk, handle.run_id) == "cancelled"

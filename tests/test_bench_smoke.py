@@ -60,7 +60,7 @@ def test_the_harness_runs_a_round_and_writes_a_result(tmp_path, django_user_mode
             with serve(ServerSpec("cirkelline", "daphne"), env, tmp_path, tokens_file=tokens_file,
                        db_counter=counter) as sut:
                 result = measure_round(sut, N, profile, options)
-            assert provider.wait_idle_sync(5.0)
+            assert provider.wait_idle_sync(30.0)
     finally:
         if counter is not None:
             counter.close()

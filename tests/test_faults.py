@@ -132,7 +132,7 @@ async def test_fault_matrix(api, alice, provider, name, stream):
     completed = [r for r in provider.requests if r.outcome == Outcome.COMPLETED and r.behaviour.fault == Fault.NONE]
     assert row.input_tokens == sum(prompt_tokens(r.messages) for r in completed)
     assert row.model_calls == len(completed)
-    assert provider.wait_idle_sync(1.0), (provider.open_connections, provider.active_requests)
+    assert await provider.wait_idle(10.0), (provider.open_connections, provider.active_requests)
 
 
 async def test_two_rate_limits_honour_retry_after_then_succeed(api, alice, provider):

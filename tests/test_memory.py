@@ -25,7 +25,7 @@ def test_trimming_is_safe_to_call():
     memory._trim()  # glibc malloc_trim, or nothing where it does not exist
 
 
-async def _until(condition, within: float = 2.0):
+async def _until(condition, within: float = 30.0):
     loop = asyncio.get_running_loop()
     deadline = loop.time() + within
     while not condition():

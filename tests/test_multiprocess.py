@@ -1,4 +1,8 @@
-"""Two server processes sharing PostgreSQL/SQLite and Redis: limits and cancels hold across them."""
+"""Two server processes sharing PostgreSQL/SQLite and Redis: limits and cancels hold across them.
+
+They use REDIS_URL when it is set, else a Redis answering on 127.0.0.1:6379 (so a plain
+`make test` on a machine with Redis runs them too); they skip only when no Redis answers.
+"""
 
 from __future__ import annotations
 
@@ -7,6 +11,7 @@ import json
 
 import httpx
 import pytest
+import redis
 from django.conf import settings
 
 from metrics.models import RunUsage
@@ -18,13 +23,30 @@ pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.live]
 
 RUNS = "/teams/cirkelline/runs"
 SLOW = {"CIRKELLINE_MODEL": "scripted", "CIRKELLINE_SCRIPTED_LATENCY": "1.0", "CIRKELLINE_MAX_RUNS_PER_USER": "2"}
+LOCAL_REDIS = "redis://127.0.0.1:6379/0"
+
+
+def _redis_url() -> str | None:
+    """REDIS_URL if set, else the local Redis if it answers a PING, else None."""
+    if settings.REDIS_URL:
+        return settings.REDIS_URL
+    client = redis.Redis.from_url(LOCAL_REDIS, socket_connect_timeout=2, socket_timeout=2)
+    try:
+        client.ping()
+    except (redis.RedisError, OSError):
+        return None
+    finally:
+        client.close()
+    return LOCAL_REDIS
 
 
 @pytest.fixture
 def two_servers():
-    if not settings.REDIS_URL:
-        pytest.skip("cross-process coordination needs REDIS_URL (the CI PostgreSQL + Redis job sets it)")
-    with live_server(SLOW) as first, live_server(SLOW) as second:
+    url = _redis_url()
+    if url is None:
+        pytest.skip(f"cross-process coordination needs Redis: REDIS_URL is unset and nothing answers at {LOCAL_REDIS}")
+    env = {**SLOW, "REDIS_URL": url}
+    with live_server(env) as first, live_server(env) as second:
         yield first, second
 
 

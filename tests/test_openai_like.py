@@ -51,7 +51,7 @@ async def test_a_delegated_run_streams_tokens_and_records_usage(api, alice, prov
     assert row.output_tokens > 0 and row.total_tokens == row.input_tokens + row.output_tokens
     assert (row.model_calls, row.delegations, row.member_runs, row.status) == (3, 1, 1, "completed")
     assert row.model == "openai-like:fake"
-    assert provider.wait_idle_sync(1.0)
+    assert await provider.wait_idle(10.0)
 
 
 async def test_a_non_streamed_run_returns_the_answer(api, alice, provider):
@@ -62,7 +62,7 @@ async def test_a_non_streamed_run_returns_the_answer(api, alice, provider):
     assert [m["agent_id"] for m in body["member_responses"]] == ["research-specialist"]
     completion = estimate_tokens(len(body["content"]))
     assert body["metrics"]["output_tokens"] >= completion
-    assert provider.wait_idle_sync(1.0)
+    assert await provider.wait_idle(10.0)
 
 
 @pytest.mark.parametrize(("answer", "stored_as", "streamed_as"), [

@@ -54,21 +54,27 @@ async def test_a_retry_after_partial_output_discards_it_and_never_duplicates_tex
 
 async def test_a_call_that_never_starts_answering_hits_the_first_token_deadline(api, alice, settings, use_latency):
     settings.CIRKELLINE_FIRST_TOKEN_TIMEOUT = 0.2
-    use_latency(5.0)
+    provider_latency = 30.0
+    use_latency(provider_latency)
     loop = asyncio.get_running_loop()
     started = loop.time()
     response = await api.post(RUNS, data={"message": "hi", "stream": "false"}, headers=bearer(alice))
-    assert loop.time() - started < 3
+    assert loop.time() - started < provider_latency / 2  # it did not wait for the provider's answer
     assert response.status_code == 504
     assert "did not start answering" in response.json()["detail"]
     row = await adb(RunUsage.objects.get, run_id=response.json()["run_id"])
     assert row.status == "timed_out" and row.error_type == "timeout"
 
 
+# The slow provider's answers stream for this long: a stream still open after half of it was
+# not closed by the run stopping (a lower bound of the ratio, robust on a slow machine).
+SLOW_ANSWER_SECONDS = 20.0
+
+
 @pytest.fixture
 def slow_provider(settings):
     """The fake provider streaming slowly (2 deltas a second), so a run can be caught mid-answer."""
-    with FakeProvider(answer_words=40, tokens_per_second=2, keep_alive=False) as fake:
+    with FakeProvider(answer_words=int(SLOW_ANSWER_SECONDS * 2), tokens_per_second=2, keep_alive=False) as fake:
         settings.CIRKELLINE_MODEL = "openai-like:fake"
         settings.CIRKELLINE_MODEL_BASE_URL = fake.base_url
         team_module.prototype.cache_clear()
@@ -77,17 +83,14 @@ def slow_provider(settings):
 
 async def test_cancel_closes_the_provider_stream_and_cancels_the_member_run(alice, slow_provider):
     handle = await runner.start_run(runner.RunRequest(user_id=alice.pk, message="Please research Copenhagen"))
-    loop = asyncio.get_running_loop()
     member_run_id = None
     async for event in handle.events():
         if event.event == "RunContent" and event.content:
             member_run_id = event.run_id  # the member is mid-answer, its stream open
             break
     assert slow_provider.active_requests == 1
-    cancel_at = loop.time()
     assert await runner.cancel_run(alice.pk, handle.run_id) == "cancelled"
-    assert await slow_provider.wait_idle(1.0), "the provider stream stayed open after cancel"
-    assert loop.time() - cancel_at < 1.0
+    assert await slow_provider.wait_idle(SLOW_ANSWER_SECONDS / 2), "the provider stream stayed open after cancel"
     rest = [event async for event in handle.events()]
     assert rest[-1].event == "TeamRunCancelled"
     row = await adb(RunUsage.objects.get, run_id=handle.run_id)
@@ -111,12 +114,10 @@ async def test_closing_the_connection_cancels_the_run_and_its_provider_stream(al
                         break
             # leaving the block closed the connection mid-stream
         loop = asyncio.get_running_loop()
-        closed_at = loop.time()
-        assert await slow_provider.wait_idle(1.0), "the provider stream stayed open after the disconnect"
-        assert loop.time() - closed_at < 1.0
+        assert await slow_provider.wait_idle(SLOW_ANSWER_SECONDS / 2), "the stream stayed open after the disconnect"
 
         row = None
-        deadline = loop.time() + 5
+        deadline = loop.time() + 30
         while row is None and loop.time() < deadline:  # the server writes the row as it stops the run
             row = await adb(lambda: RunUsage.objects.filter(run_id=run_id).first())
             if row is None:
@@ -161,7 +162,7 @@ def _repair_database(port, timeout) -> None:
 async def test_a_database_outage_mid_run_gives_a_clear_error_not_a_hang(api, alice, postgres_only, use_latency,
                                                                         settings):
     settings.CIRKELLINE_FLUSH_RETRY_INTERVAL = 0.2
-    use_latency(0.3)
+    use_latency(1.0)  # the run's final write comes two calls after RunStarted, well after the break
     port = django_settings.DATABASES["default"]["PORT"]
     pool_timeout = django_settings.DATABASES["default"]["OPTIONS"]["pool"]["timeout"]
     headers = bearer(alice)
@@ -175,7 +176,8 @@ async def test_a_database_outage_mid_run_gives_a_clear_error_not_a_hang(api, ali
             if event.event == "RunStarted":
                 await adb(_break_database)
                 broken_at = loop.time()
-        assert loop.time() - broken_at < 10
+        # the write failed on the refused connection; it did not wait out the flush timeout
+        assert loop.time() - broken_at < runner.FLUSH_TIMEOUT
         assert events[-1].event == "TeamRunError" and events[-1].error_type == "internal"
         assert "could not be saved" in events[-1].content
         refused = await api.post(RUNS, data={"message": "hi", "stream": "false"}, headers=headers)
@@ -189,7 +191,7 @@ async def test_a_database_outage_mid_run_gives_a_clear_error_not_a_hang(api, ali
     assert await adb(lambda: RunUsage.objects.get(run_id=handle.run_id).status) == "completed"
 
 
-async def _eventually(query, count: int, within: float = 15.0):
+async def _eventually(query, count: int, within: float = 60.0):
     """The result of `query` once it has `count` items (the background retry runs every 0.2 s)."""
     loop = asyncio.get_running_loop()
     deadline = loop.time() + within
