@@ -25,6 +25,7 @@ from rest_framework_simplejwt.settings import api_settings as jwt_settings
 from rest_framework_simplejwt.tokens import AccessToken
 
 from .db import run_db
+from .errors import AuthError
 
 SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 # The claim holding the token version a token was minted under. Tokens without it (minted before
@@ -38,13 +39,6 @@ class Caller:
     username: str
     is_staff: bool
     via: str  # "jwt" or "session"
-
-
-class AuthError(Exception):
-    def __init__(self, status: int, detail: str):
-        super().__init__(detail)
-        self.status = status
-        self.detail = detail
 
 
 class _CsrfCheck(CsrfViewMiddleware):

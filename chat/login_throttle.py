@@ -24,7 +24,6 @@ from __future__ import annotations
 import hashlib
 import ipaddress
 import logging
-import math
 import time
 from dataclasses import dataclass
 
@@ -32,15 +31,9 @@ from django.conf import settings
 from django.core.cache import cache as default_cache
 from redis.exceptions import RedisError
 
+from .errors import LoginThrottled
+
 logger = logging.getLogger(__name__)
-
-
-class LoginThrottled(Exception):
-    def __init__(self, scope: str, wait: float):
-        super().__init__(scope)
-        self.scope = scope
-        self.wait = max(1, math.ceil(wait))
-        self.detail = f"Too many failed logins for this {scope}; try again later."
 
 
 @dataclass(frozen=True)

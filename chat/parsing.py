@@ -6,7 +6,6 @@ status and a sentence saying what is wrong. Nothing is written before this passe
 
 from __future__ import annotations
 
-import json
 import mimetypes
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -19,7 +18,9 @@ from django.http import HttpRequest
 from django.http.multipartparser import MultiPartParserError
 
 from .auth import Caller
-from .models import SESSION_ID_RE, has_lone_surrogate
+from .errors import BadRequest
+from .models import validate_session_id
+from .payload import check_text, load_json, quoted_name
 from .runner import Attachment, RunRequest
 
 TRUE = frozenset({"true", "1", "yes", "on"})
@@ -47,14 +48,6 @@ IGNORED_FIELDS = frozenset({"monitor", "version", "retries", "knowledge_filters"
                             "factory_input", "stream"})
 
 
-class BadRequest(Exception):
-    def __init__(self, status: int, detail: str, **extra: Any):
-        super().__init__(detail)
-        self.status = status
-        self.detail = detail
-        self.extra = extra
-
-
 def _bool(name: str, value: Any, default: bool) -> bool:
     if value is None:
         return default
@@ -65,93 +58,6 @@ def _bool(name: str, value: Any, default: bool) -> bool:
     if isinstance(value, str) and value.strip().lower() in FALSE:
         return default if value.strip() == "" else False
     raise BadRequest(400, f"'{name}' must be true or false.")
-
-
-def _no_constant(name: str) -> Any:
-    raise ValueError(f"{name} is not JSON")
-
-
-class _RepeatedKey(Exception):
-    def __init__(self, key: str):
-        super().__init__(key)
-        self.key = key
-
-
-def _unique_keys(pairs: list[tuple[str, Any]]) -> dict:
-    """An object whose keys are all different: with a repeated key, json.loads keeps the last
-    value silently, so `{"user_id": 2, "user_id": 1}` would mean what a proxy checking the first
-    one did not see."""
-    value = dict(pairs)
-    if len(value) != len(pairs):
-        seen: set[str] = set()
-        for key, _ in pairs:
-            if key in seen:
-                raise _RepeatedKey(key)
-            seen.add(key)
-    return value
-
-
-def _name(key: str) -> str:
-    """A client-chosen field name, quoted and cut short, for an error message."""
-    return repr(key[:64])
-
-
-def _too_deep(what: str) -> BadRequest:
-    limit = settings.CIRKELLINE_MAX_JSON_DEPTH
-    return BadRequest(400, f"{what} is nested too deeply: the limit is {limit} levels of objects and arrays.")
-
-
-def load_json(raw: str | bytes, what: str, *, invalid: str | None = None, envelope: bool = False) -> Any:
-    """Strict JSON: the value, or a 400 saying what is wrong.
-
-    Refused: what is not JSON (`invalid`, if given, is that message), NaN/Infinity, a key repeated
-    in one object, text no database can store (see `check_text`), and nesting deeper than
-    CIRKELLINE_MAX_JSON_DEPTH (agno serialises and copies these values recursively, so a deep one
-    fails the run after it was billed). An `envelope` is a request body: the limit applies to each
-    of its fields, and the error names the field.
-    """
-    try:
-        value = json.loads(raw, parse_constant=_no_constant, object_pairs_hook=_unique_keys)
-    except RecursionError:
-        raise _too_deep(what) from None
-    except _RepeatedKey as exc:
-        raise BadRequest(400, f"{what} repeats the key {_name(exc.key)}: send each key once.") from None
-    except ValueError:
-        raise BadRequest(400, invalid or f"{what} is not valid JSON.") from None
-    limit = settings.CIRKELLINE_MAX_JSON_DEPTH
-    if envelope and isinstance(value, dict):
-        for key, item in value.items():
-            check_text(what, key)
-            check_text(_name(key), item, max_depth=limit)
-    else:
-        check_text(what, value, max_depth=limit + 1 if envelope else limit)
-    return value
-
-
-def check_text(what: str, value: Any, *, max_depth: int | None = None) -> None:
-    """400 if a string anywhere in `value` holds what cannot be stored or sent: a NUL character
-    (no database keeps it) or a lone UTF-16 surrogate (JSON's `"\\ud800"` decodes to one; it has
-    no UTF-8 form, so neither the database nor the event stream could encode it); or if objects
-    and arrays nest more than `max_depth` levels. Walked with a stack, not recursion, so no input
-    can exhaust the interpreter's recursion limit here."""
-    stack: list[tuple[Any, int]] = [(value, 0)]
-    while stack:
-        item, depth = stack.pop()
-        if isinstance(item, str):
-            if "\x00" in item:
-                raise BadRequest(400, f"{what} contains a NUL character.")
-            if has_lone_surrogate(item):
-                raise BadRequest(400, f"{what} contains an unpaired surrogate (not valid Unicode).")
-        elif isinstance(item, (dict, list)):
-            depth += 1
-            if max_depth is not None and depth > max_depth:
-                raise _too_deep(what)
-            if isinstance(item, dict):
-                for key, child in item.items():
-                    stack.append((key, depth))
-                    stack.append((child, depth))
-            else:
-                stack.extend((child, depth) for child in item)
 
 
 @contextmanager
@@ -192,7 +98,7 @@ def form_fields(request: HttpRequest) -> dict:
     fields = {}
     for key, values in post.lists():
         if len(values) > 1 and key not in REPEATABLE_FIELDS:
-            raise BadRequest(400, f"The field {_name(key)} was sent {len(values)} times: send it once.")
+            raise BadRequest(400, f"The field {quoted_name(key)} was sent {len(values)} times: send it once.")
         fields[key] = values[-1]
     check_text("The form", fields)
     return fields
@@ -207,12 +113,6 @@ def _json_object(name: str, value: Any) -> dict | None:
         return None
     if not isinstance(value, dict):
         raise BadRequest(400, f"'{name}' must be a JSON object.")
-    return value
-
-
-def validate_session_id(value: str) -> str:
-    if not isinstance(value, str) or not SESSION_ID_RE.match(value):
-        raise BadRequest(400, "Invalid session id: use 1-64 letters, digits, '-', '_', '.' or ':'.")
     return value
 
 

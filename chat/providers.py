@@ -38,7 +38,7 @@ from django.conf import settings
 from django.core.exceptions import ImproperlyConfigured
 
 from . import scripted
-from .runctx import ProviderFailure, RestartedRun, current_run
+from .context import Discard, ProviderFailure, RestartedRun, current_run
 from .scripted import ScriptedModel, demo_script
 
 logger = logging.getLogger(__name__)
@@ -249,11 +249,8 @@ class ResilientModel:
         ctx = current_run.get()
         if ctx is not None:
             run_id = getattr(run_response, "run_id", None)
-            ctx.discards.append({
-                "run_id": run_id,
-                "agent_id": getattr(run_response, "agent_id", None),
-                "characters": len(content),
-            })
+            ctx.discards.append(Discard(run_id=run_id, agent_id=getattr(run_response, "agent_id", None),
+                                        characters=len(content)))
             if run_id and run_id != ctx.run_id:  # a member run: see create_function_call_result
                 ctx.restarted_runs.setdefault(run_id, RestartedRun(run_response)).discarded += len(content)
         yield ModelResponse(event=ModelResponseEvent.fallback_model_activated.value)

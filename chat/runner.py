@@ -21,7 +21,6 @@ import asyncio
 import logging
 import time
 import uuid
-import weakref
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -34,16 +33,17 @@ from metrics.models import RunStatus
 
 from . import storage
 from .accounting import RunAccount
+from .context import RunContext, current_run
 from .coordination import coordinator
+from .db import run_db
+from .errors import AdmissionRefused, RunAlreadyEnded, RunNotFound
 from .events import ContentDiscarded
 from .memory import release_when_idle
-from .models import storable
+from .models import ChatRun
+from .payload import storable
 from .providers import RATE_LIMIT_STATUS, model_spec
-from .runctx import RunContext, current_run
 from .team import (
     CIRKELLINE_TEAM_ID,
-    UnknownTeam,
-    is_known_team,
     media_for_agno,
     prototype,
     run_deadline,
@@ -64,29 +64,6 @@ ERROR_MESSAGES = {
     "provider_error": "The AI provider failed to answer. Please try again.",
     "internal": "Something went wrong while running your request.",
 }
-
-
-class RunError(Exception):
-    """Base of the run service's refusals (mapped to HTTP/websocket errors by transports)."""
-
-
-class RunNotFound(RunError):
-    pass
-
-
-class RunAlreadyEnded(RunError):
-    def __init__(self, status: str):
-        super().__init__(status)
-        self.status = status
-
-
-class AdmissionRefused(RunError):
-    """Too many runs (the user's, or this process's): retry after `retry_after` seconds."""
-
-    def __init__(self, detail: str, retry_after: float):
-        super().__init__(detail)
-        self.detail = detail
-        self.retry_after = retry_after
 
 
 @dataclass
@@ -277,11 +254,10 @@ def _cancel_local(run_id: str) -> None:
 async def start_run(request: RunRequest) -> RunHandle:
     """Admit the run, claim its session for the user, and start the run.
 
-    Raises UnknownTeam, AdmissionRefused, or storage.SessionNotFound when the session is
-    someone else's (then nothing has run and the admission slot is given back).
+    `request.team_id` is a resolved team id (chat.team.resolve_team: the transport resolved it).
+    Raises AdmissionRefused, or SessionNotFound when the session is someone else's (then nothing
+    has run and the admission slot is given back).
     """
-    if not is_known_team(request.team_id):
-        raise UnknownTeam(request.team_id)
     loop = asyncio.get_running_loop()
     install_task_tracking(loop)
     coord = coordinator()
@@ -303,7 +279,6 @@ async def start_run(request: RunRequest) -> RunHandle:
         session_id = request.session_id or str(uuid.uuid4())
         account = RunAccount(run_id=request.run_id)
         ctx = RunContext(run_id=request.run_id, user_id=request.user_id)
-        ctx.tasks = weakref.WeakSet()
         # Claimed before any model call: from here on the id is this user's, so another user's
         # run with it is refused above, and this run's final write cannot fail on ownership.
         await storage.claim_session(ctx, session_id, request.user_id, is_new=is_new, team_id=request.team_id,
@@ -344,9 +319,9 @@ async def cancel_run(user_id: int, run_id: str) -> str:
         coord = coordinator()
         if await coord.owner_elsewhere(run_id) == user_id:
             await coord.cancel_elsewhere(run_id)
-            stored = await storage.run_for_user(user_id, run_id)
+            stored = await run_db(ChatRun.objects.for_user, user_id, run_id)
             return stored["status"].lower() if stored else RunStatus.CANCELLED
-    stored = await storage.run_for_user(user_id, run_id)
+    stored = await run_db(ChatRun.objects.for_user, user_id, run_id)
     if stored is None:
         raise RunNotFound(run_id)
     raise RunAlreadyEnded(stored["status"].lower())
@@ -417,11 +392,11 @@ async def _drive(handle: RunHandle) -> None:
 
 def _publish_discards(handle: RunHandle) -> None:
     for notice in handle.ctx.discards:
-        run_id = notice["run_id"] or handle.run_id
-        handle.account.discard(run_id, notice["characters"])
+        run_id = notice.run_id or handle.run_id
+        handle.account.discard(run_id, notice.characters)
         handle._publish(ContentDiscarded(
-            run_id=run_id, session_id=handle.session_id, discarded_characters=notice["characters"],
-            agent_id=notice["agent_id"], team_id=None if notice["agent_id"] else handle.team_id,
+            run_id=run_id, session_id=handle.session_id, discarded_characters=notice.characters,
+            agent_id=notice.agent_id, team_id=None if notice.agent_id else handle.team_id,
         ))
     handle.ctx.discards.clear()
 

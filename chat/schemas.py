@@ -6,7 +6,7 @@ import math
 from datetime import UTC, datetime
 from typing import Any
 
-from .storage import run_input_text
+from .records import run_input_text
 
 
 def _iso(epoch: Any) -> str | None:

@@ -33,7 +33,7 @@ from agno.models.base import Model
 from agno.models.message import Message
 from agno.models.response import ModelResponse
 
-from .runctx import current_run
+from .context import current_run
 
 DELEGATE_TOOL = "delegate_task_to_member"
 _MEMBER_RE = re.compile(r'<member id="([^"]+)" name="([^"]+)"')

@@ -17,7 +17,8 @@ from typing import Any, NamedTuple
 
 from django.db import connection
 
-from .models import ChatRun, ChatSession, storable
+from .models import ChatRun, ChatSession
+from .payload import storable
 
 
 class _Statements(NamedTuple):

@@ -23,11 +23,9 @@ from __future__ import annotations
 import abc
 import asyncio
 import logging
-from datetime import UTC, datetime
 from typing import Any
 
 from agno.db.base import AsyncBaseDb, SessionType
-from agno.db.utils import HISTORY_SKIP_STATUSES
 from agno.run.agent import RunOutput
 from agno.run.team import TeamRunOutput
 from agno.session import TeamSession
@@ -38,138 +36,13 @@ from django.utils import timezone
 from metrics.recording import record_run_usage
 
 from . import sqlwrite
+from .context import RunContext, WriteBuffer, current_run
 from .db import run_db
+from .errors import SessionNotFound
 from .models import ChatRun, ChatSession
-from .runctx import RunContext, current_run
+from .records import first_team_input, owner_pk, run_row, session_fields, session_record, title
 
 logger = logging.getLogger(__name__)
-
-
-class SessionNotFound(Exception):
-    """The session does not exist or belongs to someone else (callers never say which)."""
-
-
-# --- conversions -------------------------------------------------------------------------
-
-
-def _epoch(value: datetime | None) -> int | None:
-    return int(value.timestamp()) if value else None
-
-
-def _from_epoch(value: Any) -> datetime:
-    if isinstance(value, (int, float)) and value > 0:
-        return datetime.fromtimestamp(value, tz=UTC)
-    return timezone.now()
-
-
-def _owner_pk(user_id: Any) -> int | None:
-    try:
-        return int(user_id)
-    except (TypeError, ValueError):
-        return None
-
-
-def session_record(row: ChatSession | dict, runs: list[dict] | None = None) -> dict:
-    """An agno session dict (what `TeamSession.from_dict` reads) from a session row."""
-    get = row.get if isinstance(row, dict) else (lambda k: getattr(row, k))
-    data = dict(get("data") or {})
-    record = {
-        **data,
-        "session_id": get("session_id"),
-        "session_type": get("session_type"),
-        "team_id": get("team_id") or data.get("team_id"),
-        "user_id": str(get("user_id")),
-        "created_at": _epoch(get("created_at")),
-        "updated_at": _epoch(get("updated_at")),
-        "runs": runs or [],
-    }
-    if get("session_name"):
-        record.setdefault("session_data", {})
-        record["session_data"] = {**(record["session_data"] or {}), "session_name": get("session_name")}
-    return record
-
-
-def _session_fields(session_dict: dict) -> dict:
-    data = {k: v for k, v in session_dict.items() if k not in ("session_id", "user_id", "runs", "created_at",
-                                                              "updated_at", "session_type")}
-    session_data = data.get("session_data") or {}
-    return {
-        "team_id": session_dict.get("team_id") or "",
-        "session_type": session_dict.get("session_type") or "team",
-        "data": data,
-        "explicit_name": session_data.get("session_name"),
-    }
-
-
-def run_input_text(payload: dict) -> str:
-    """The user's message of a stored run payload (agno's `input.input_content`, else its user message)."""
-    data = payload.get("input")
-    if isinstance(data, dict) and data.get("input_content") is not None:
-        content = data["input_content"]
-        return content if isinstance(content, str) else str(content)
-    for message in reversed(payload.get("messages") or []):
-        if isinstance(message, dict) and message.get("role") == "user":
-            return str(message.get("content") or "")
-    return ""
-
-
-def _run_row(run: Any, run_index: int | None) -> dict:
-    payload = run if isinstance(run, dict) else run.to_dict()
-    is_team = not payload.get("agent_id") and bool(payload.get("team_id"))
-    status = payload.get("status") or "RUNNING"
-    status = getattr(status, "value", status)
-    return {
-        "run_id": payload["run_id"],
-        "parent_run_id": payload.get("parent_run_id"),
-        "run_type": "team" if is_team else "agent",
-        "component_id": (payload.get("team_id") if is_team else payload.get("agent_id")) or "",
-        "status": str(status).upper(),
-        "run_index": run_index,
-        "payload": payload,
-        "created_at": _from_epoch(payload.get("created_at")),
-    }
-
-
-# --- sync ORM work (run through chat.db.run_db) -------------------------------------------
-
-
-def _history_runs(session_pk: int, limit: int) -> list[dict]:
-    if limit <= 0:
-        return []
-    rows = (
-        ChatRun.objects.filter(session_id=session_pk, parent_run_id__isnull=True)
-        .exclude(status__in=HISTORY_SKIP_STATUSES)
-        .order_by("-id")
-        .values_list("payload", flat=True)[:limit]
-    )
-    return list(reversed(list(rows)))
-
-
-def _load_for_run(session_id: str, user_pk: int | None, history_runs: int) -> dict | None:
-    row = (
-        ChatSession.objects.filter(session_id=session_id)
-        .values("pk", "session_id", "user_id", "session_type", "team_id", "session_name", "data", "created_at",
-                "updated_at")
-        .first()
-    )
-    if row is None:
-        return None
-    if user_pk is not None and row["user_id"] != user_pk:
-        raise SessionNotFound(session_id)
-    return session_record(row, _history_runs(row["pk"], history_runs))
-
-
-def _title(text: str) -> str:
-    """A session name from the first user message: its first line, at most 100 characters."""
-    text = text.strip()
-    return text.splitlines()[0][:100] if text else ""
-
-
-def _first_team_input(rows: list[dict]) -> str:
-    for row in rows:
-        if row["run_type"] == "team" and row["parent_run_id"] is None:
-            return run_input_text(row["payload"])
-    return ""
 
 
 def _claim_for_run(session_id: str, user_pk: int, *, is_new: bool, team_id: str, name: str,
@@ -180,7 +53,7 @@ def _claim_for_run(session_id: str, user_pk: int, *, is_new: bool, team_id: str,
     one the user already had. Raises SessionNotFound when it belongs to another user.
     """
     if not is_new:
-        record = _load_for_run(session_id, user_pk, history_runs)
+        record = ChatSession.objects.for_run(session_id, user_pk, history_runs)
         if record is not None:
             return record
     with connection.cursor() as cursor:
@@ -189,7 +62,7 @@ def _claim_for_run(session_id: str, user_pk: int, *, is_new: bool, team_id: str,
             return None
     # Claimed by someone else between the read and the insert (or a run of the same user on
     # the same new id, which may go on in it): the owner decides.
-    record = _load_for_run(session_id, user_pk, history_runs)
+    record = ChatSession.objects.for_run(session_id, user_pk, history_runs)
     if record is None:  # claimed, then deleted at once: nobody's now, and this run did not get it
         raise SessionNotFound(session_id)
     return record
@@ -204,10 +77,10 @@ def _persist(session_dict: dict | None, session_id: str, user_pk: int, rows: lis
     now = timezone.now()
     with connection.cursor() as cursor:
         if session_dict is not None:
-            fields = _session_fields(session_dict)
+            fields = session_fields(session_dict)
             session_pk = sqlwrite.update_session(
                 cursor, session_id=session_id, user_pk=user_pk, team_id=fields["team_id"],
-                explicit_name=fields["explicit_name"], fallback_name=_title(_first_team_input(rows)),
+                explicit_name=fields["explicit_name"], fallback_name=title(first_team_input(rows)),
                 data=fields["data"], now=now,
             )
         else:  # runs without their session's state (agno stored them late): the state stays as it is
@@ -232,29 +105,11 @@ def _write_direct(session_dict, session_id, user_pk, rows, *, claim: bool) -> bo
             with connection.cursor() as cursor:
                 sqlwrite.claim_session(cursor, session_id=session_id, user_pk=user_pk,
                                        team_id=(session_dict or {}).get("team_id") or "",
-                                       name=_title(_first_team_input(rows)), now=timezone.now())
+                                       name=title(first_team_input(rows)), now=timezone.now())
         return _persist(session_dict, session_id, user_pk, rows)
 
 
 # --- the run's write buffer ----------------------------------------------------------------
-
-
-class WriteBuffer:
-    """agno's storage writes during one run, kept in memory until the run's flush."""
-
-    def __init__(self) -> None:
-        self.session: dict | None = None
-        self.runs: dict[str, dict] = {}
-        self.closed = False
-
-    def add_session(self, session_dict: dict) -> None:
-        self.session = session_dict
-
-    def add_run(self, row: dict) -> None:
-        existing = self.runs.get(row["run_id"])
-        if existing is not None and existing.get("run_index") is not None:
-            row["run_index"] = existing["run_index"]
-        self.runs[row["run_id"]] = row
 
 
 async def claim_session(ctx: RunContext, session_id: str, user_pk: int, *, is_new: bool, team_id: str,
@@ -267,7 +122,7 @@ async def claim_session(ctx: RunContext, session_id: str, user_pk: int, *, is_ne
     """
     ctx.write_buffer = WriteBuffer()
     record = await run_db(_claim_for_run, session_id, user_pk, is_new=is_new, team_id=team_id,
-                          name=_title(first_message), history_runs=settings.CIRKELLINE_HISTORY_RUNS)
+                          name=title(first_message), history_runs=settings.CIRKELLINE_HISTORY_RUNS)
     ctx.prefetched_session = (session_id, record)
 
 
@@ -356,7 +211,7 @@ class DjangoAgnoDb(AsyncBaseDb):
         else:
             limit = settings.CIRKELLINE_HISTORY_RUNS if runs_limit is None else runs_limit
             try:
-                record = await run_db(_load_for_run, session_id, _owner_pk(user_id), limit)
+                record = await run_db(ChatSession.objects.for_run, session_id, owner_pk(user_id), limit)
             except SessionNotFound:
                 return None
         if record is None:
@@ -368,7 +223,7 @@ class DjangoAgnoDb(AsyncBaseDb):
     async def upsert_session(self, session: Any, deserialize: bool | None = True) -> Any | None:
         session_dict = session.to_dict(include_runs=False)
         session_dict["session_type"] = "team" if isinstance(session, TeamSession) else "agent"
-        owner = _owner_pk(session_dict.get("user_id"))
+        owner = owner_pk(session_dict.get("user_id"))
         if owner is None:
             raise ValueError("Cirkelline sessions always belong to a user")
         ctx = current_run.get()
@@ -396,12 +251,12 @@ class DjangoAgnoDb(AsyncBaseDb):
         deserialize: bool | None = True,
         include_runs: bool = True,
     ):
-        owner = _owner_pk(user_id)
+        owner = owner_pk(user_id)
         if owner is None:
             raise NotImplementedError("Cirkelline lists sessions per user only: pass user_id")
-        rows, total = await list_sessions(
-            owner, limit=limit or 20, page=page or 1, sort_by=sort_by, sort_order=sort_order,
-            session_name=session_name, component_id=component_id,
+        rows, total = await run_db(
+            ChatSession.objects.page, owner, limit=limit or 20, page=page or 1, sort_by=sort_by,
+            sort_order=sort_order, session_name=session_name, component_id=component_id,
         )
         if deserialize:
             return [TeamSession.from_dict(session_record(r)) for r in rows]
@@ -415,19 +270,19 @@ class DjangoAgnoDb(AsyncBaseDb):
         user_id: str | None = None,
         deserialize: bool | None = True,
     ):
-        owner = _owner_pk(user_id)
+        owner = owner_pk(user_id)
         if owner is None:
             raise NotImplementedError("Cirkelline renames sessions for their owner only: pass user_id")
-        record = await rename_session(owner, session_id, session_name)
+        record = await run_db(ChatSession.objects.rename, owner, session_id, session_name)
         if record is None:
             return None
         return TeamSession.from_dict(record) if deserialize else record
 
     async def delete_session(self, session_id: str, user_id: str | None = None) -> bool:
-        owner = _owner_pk(user_id)
+        owner = owner_pk(user_id)
         if owner is None:
             raise NotImplementedError("Cirkelline deletes sessions for their owner only: pass user_id")
-        return await delete_session(owner, session_id)
+        return await run_db(ChatSession.objects.remove, owner, session_id)
 
     async def delete_sessions(self, session_ids: list[str], user_id: str | None = None) -> None:
         for session_id in session_ids:
@@ -442,11 +297,11 @@ class DjangoAgnoDb(AsyncBaseDb):
         user_id: str | None = None,
         run_index: int | None = None,
     ) -> None:
-        owner = _owner_pk(user_id)
+        owner = owner_pk(user_id)
         if owner is None:
             raise ValueError("Cirkelline runs always belong to a user")
         ctx = current_run.get()
-        row = _settle_status(ctx, _run_row(run, run_index))
+        row = _settle_status(ctx, run_row(run, run_index))
         buffer = ctx.write_buffer if ctx is not None else None
         if buffer is not None and not buffer.closed:
             buffer.add_run(row)
@@ -455,9 +310,7 @@ class DjangoAgnoDb(AsyncBaseDb):
             logger.info("run %s not stored: user %s has no session %s (deleted)", row["run_id"], owner, session_id)
 
     async def get_run(self, run_id: str, deserialize: bool | None = True):
-        payload = await run_db(
-            lambda: ChatRun.objects.filter(run_id=run_id).values_list("payload", flat=True).first()
-        )
+        payload = await run_db(ChatRun.objects.payload, run_id)
         if payload is None or not deserialize:
             return payload
         return TeamRunOutput.from_dict(payload) if payload.get("team_id") and not payload.get("agent_id") \
@@ -491,106 +344,14 @@ for _name in sorted(AsyncBaseDb.__abstractmethods__ - set(vars(DjangoAgnoDb))):
 abc.update_abstractmethods(DjangoAgnoDb)
 
 
-# --- session queries for the HTTP API (always scoped to the owner) --------------------------
-
-SESSION_SORT_FIELDS = {"created_at": "created_at", "updated_at": "updated_at", "session_name": "session_name"}
+# --- a session with its chat history, for the HTTP API -------------------------------------
 
 
-def _list_sessions_sync(user_pk, limit, page, sort_by, sort_order, session_name, component_id):
-    qs = ChatSession.objects.filter(user_id=user_pk)
-    if session_name:
-        qs = qs.filter(session_name__icontains=session_name)
-    if component_id:
-        qs = qs.filter(team_id=component_id)
-    field = SESSION_SORT_FIELDS.get(sort_by or "created_at", "created_at")
-    ascending = (sort_order or "desc").lower() == "asc"
-    order = (field, "id") if ascending else (f"-{field}", "-id")
-    total = qs.count()
-    offset = (page - 1) * limit
-    # Only session columns: run payloads are never loaded for a listing.
-    rows = list(
-        qs.order_by(*order).values(
-            "session_id", "user_id", "session_type", "team_id", "session_name", "data", "created_at", "updated_at"
-        )[offset : offset + limit]
-    )
-    return rows, total
-
-
-async def list_sessions(
-    user_pk: int,
-    *,
-    limit: int = 20,
-    page: int = 1,
-    sort_by: str | None = None,
-    sort_order: str | None = None,
-    session_name: str | None = None,
-    component_id: str | None = None,
-) -> tuple[list[dict], int]:
-    return await run_db(_list_sessions_sync, user_pk, limit, page, sort_by, sort_order, session_name, component_id)
-
-
-def _session_detail_sync(user_pk: int, session_id: str) -> dict | None:
-    row = ChatSession.objects.filter(session_id=session_id, user_id=user_pk).first()
-    if row is None:
+def session_with_history(user_pk: int, session_id: str) -> dict | None:
+    """The user's session with all its runs and agno's chat history of it, or None. Sync (ORM)."""
+    record = ChatSession.objects.detail(user_pk, session_id)
+    if record is None:
         return None
-    runs = list(row.runs.order_by("id").values_list("payload", flat=True))
-    record = session_record(row, runs)
-    session = TeamSession.from_dict(dict(record, runs=[dict(r) for r in runs]))
+    session = TeamSession.from_dict(dict(record, runs=[dict(r) for r in record["runs"]]))
     record["chat_history"] = [m.to_dict() for m in session.get_chat_history()] if session else []
     return record
-
-
-async def session_detail(user_pk: int, session_id: str) -> dict | None:
-    """The session with all its runs (team and member), or None if it is not the user's."""
-    return await run_db(_session_detail_sync, user_pk, session_id)
-
-
-def _session_runs_sync(user_pk: int, session_id: str) -> list[dict] | None:
-    session = ChatSession.objects.filter(session_id=session_id, user_id=user_pk).values("pk").first()
-    if session is None:
-        return None
-    return list(ChatRun.objects.filter(session_id=session["pk"]).order_by("id").values_list("payload", flat=True))
-
-
-async def session_runs(user_pk: int, session_id: str) -> list[dict] | None:
-    return await run_db(_session_runs_sync, user_pk, session_id)
-
-
-def _rename_sync(user_pk: int, session_id: str, name: str) -> dict | None:
-    with transaction.atomic():
-        row = ChatSession.objects.select_for_update().filter(session_id=session_id, user_id=user_pk).first()
-        if row is None:
-            return None
-        data = dict(row.data or {})
-        data["session_data"] = {**(data.get("session_data") or {}), "session_name": name}
-        row.data = data
-        row.session_name = name
-        row.updated_at = timezone.now()
-        row.save(update_fields=["data", "session_name", "updated_at"])
-        return session_record(row)
-
-
-async def rename_session(user_pk: int, session_id: str, name: str) -> dict | None:
-    return await run_db(_rename_sync, user_pk, session_id, name)
-
-
-def _delete_sync(user_pk: int, session_id: str) -> bool:
-    deleted, _ = ChatSession.objects.filter(session_id=session_id, user_id=user_pk).delete()
-    return deleted > 0
-
-
-async def delete_session(user_pk: int, session_id: str) -> bool:
-    return await run_db(_delete_sync, user_pk, session_id)
-
-
-def _run_for_user_sync(user_pk: int, run_id: str) -> dict | None:
-    return (
-        ChatRun.objects.filter(run_id=run_id, user_id=user_pk)
-        .values("run_id", "status", "payload", "session__session_id", "parent_run_id", "component_id")
-        .first()
-    )
-
-
-async def run_for_user(user_pk: int, run_id: str) -> dict | None:
-    """A stored run of the user's (team or member), or None."""
-    return await run_db(_run_for_user_sync, user_pk, run_id)

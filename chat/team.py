@@ -22,14 +22,11 @@ from agno.team.mode import TeamMode
 from agno.tools.reasoning import ReasoningTools
 from django.conf import settings
 
+from .errors import TeamNotFound
 from .providers import ModelSpec, build_model, model_spec
 from .storage import DjangoAgnoDb
 
 CIRKELLINE_TEAM_ID = "cirkelline"
-
-
-class UnknownTeam(LookupError):
-    pass
 
 
 @dataclass(frozen=True)
@@ -188,15 +185,18 @@ def prototype(team_id: str) -> Team:
     try:
         return _BUILDERS[team_id]()
     except KeyError:
-        raise UnknownTeam(team_id) from None
+        raise TeamNotFound(team_id) from None
 
 
 def team_ids() -> list[str]:
     return list(_BUILDERS)
 
 
-def is_known_team(team_id: str) -> bool:
-    return team_id in _BUILDERS
+def resolve_team(team_id: str) -> str:
+    """`team_id` if there is such a team, else TeamNotFound (404). Transports call it once per request."""
+    if team_id not in _BUILDERS:
+        raise TeamNotFound(team_id)
+    return team_id
 
 
 def team_for_run(team_id: str, *, deep_research: bool = False) -> Team:
@@ -204,7 +204,7 @@ def team_for_run(team_id: str, *, deep_research: bool = False) -> Team:
     try:
         build = _BUILDERS[team_id]
     except KeyError:
-        raise UnknownTeam(team_id) from None
+        raise TeamNotFound(team_id) from None
     return build(deep_research=deep_research)
 
 

@@ -32,7 +32,8 @@ from rest_framework_simplejwt.settings import api_settings as jwt_settings
 from rest_framework_simplejwt.tokens import RefreshToken
 from rest_framework_simplejwt.views import TokenBlacklistView, TokenObtainPairView, TokenRefreshView
 
-from .auth import TOKEN_VERSION_CLAIM, AuthError, Caller, caller_for_token_user, token_claims
+from .auth import TOKEN_VERSION_CLAIM, Caller, caller_for_token_user, token_claims
+from .errors import AuthError
 from .login_throttle import LoginThrottle, LoginThrottled, client_address
 from .models import TokenVersion
 

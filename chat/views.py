@@ -7,28 +7,27 @@ storage module (chat.storage) do the work. Every error is JSON `{"detail": ...}`
 from __future__ import annotations
 
 import asyncio
-import functools
 import logging
-import math
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator
 from datetime import UTC, datetime
-from typing import Any
 
 from django.conf import settings
-from django.core.exceptions import DisallowedHost
-from django.db import InterfaceError, OperationalError
 from django.http import HttpRequest, HttpResponse, JsonResponse, StreamingHttpResponse
-from django.views.decorators.csrf import csrf_exempt
 
 from metrics.models import RunStatus
 
 from . import runner, schemas, storage
-from .auth import AuthError, Caller, authenticate
+from .api.errors import api, error
+from .auth import Caller
+from .db import run_db
+from .errors import BadRequest, RunNotFound, SessionNotFound
 from .events import coalesce, error_frame, sse_frame
-from .parsing import BadRequest, check_text, form_fields, json_body, parse_run_request, validate_session_id
+from .models import SESSION_SORT_FIELDS, ChatRun, ChatSession
+from .parsing import check_text, form_fields, json_body, parse_run_request
 from .providers import model_spec
-from .team import UnknownTeam, describe_team, describe_team_detail, is_known_team, prototype, team_ids
+from .records import session_record
+from .team import describe_team, describe_team_detail, prototype, team_ids
 
 logger = logging.getLogger(__name__)
 
@@ -37,60 +36,6 @@ SSE_HEADERS = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
 ERROR_STATUS = {"provider_error": 502, "timeout": 504, "rate_limited": 429, "internal": 500}
 STREAM_FAILED = ("Something went wrong while sending this run's events, so the stream was ended and the run "
                  "stopped. Please try again.")
-
-
-def error(http_status: int, detail: str, **extra: Any) -> JsonResponse:
-    response = JsonResponse({"detail": detail, **extra}, status=http_status)
-    if http_status == 429 and "retry_after" in extra:
-        response["Retry-After"] = str(max(1, math.ceil(extra["retry_after"])))
-    return response
-
-
-def api(methods: tuple[str, ...], *, auth: bool = True):
-    """Decorator for API views: method check, authentication, and one place mapping errors."""
-
-    def decorate(view: Callable[..., Awaitable[HttpResponse]]):
-        @csrf_exempt  # CSRF applies to cookie-authenticated calls only; chat.auth enforces it.
-        @functools.wraps(view)
-        async def wrapper(request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
-            if request.method not in methods:
-                response = error(405, f"Method {request.method} is not allowed here.")
-                response["Allow"] = ", ".join(methods)
-                return response
-            try:
-                if auth:
-                    kwargs["caller"] = await authenticate(request)
-                return await view(request, *args, **kwargs)
-            except AuthError as exc:
-                response = error(exc.status, exc.detail)
-                if exc.status == 401:
-                    response["WWW-Authenticate"] = 'Bearer realm="cirkelline"'
-                return response
-            except BadRequest as exc:
-                return error(exc.status, exc.detail, **exc.extra)
-            except (UnknownTeam, storage.SessionNotFound, runner.RunNotFound) as exc:
-                return error(404, _not_found(exc))
-            except runner.RunAlreadyEnded as exc:
-                return error(409, f"The run has already ended ({exc.status}).", status=exc.status)
-            except runner.AdmissionRefused as exc:
-                return error(429, exc.detail, retry_after=exc.retry_after)
-            except (OperationalError, InterfaceError):
-                logger.exception("database unavailable during %s %s", request.method, request.path)
-                response = error(503, "The database is unavailable right now; please retry shortly.")
-                response["Retry-After"] = "5"
-                return response
-
-        return wrapper
-
-    return decorate
-
-
-def _not_found(exc: Exception) -> str:
-    if isinstance(exc, UnknownTeam):
-        return "Team not found."
-    if isinstance(exc, storage.SessionNotFound):
-        return "Session not found."
-    return "Run not found."
 
 
 # --- service ------------------------------------------------------------------------------
@@ -135,8 +80,6 @@ async def teams(request: HttpRequest, caller: Caller) -> HttpResponse:
 
 @api(("GET",))
 async def team_detail(request: HttpRequest, team_id: str, caller: Caller) -> HttpResponse:
-    if not is_known_team(team_id):
-        raise UnknownTeam(team_id)
     return JsonResponse(describe_team_detail(team_id))
 
 
@@ -169,8 +112,6 @@ async def _sse(handle: runner.RunHandle) -> AsyncIterator[bytes]:
 
 @api(("POST",))
 async def create_run(request: HttpRequest, team_id: str, caller: Caller) -> HttpResponse:
-    if not is_known_team(team_id):
-        raise UnknownTeam(team_id)
     run_request, stream = parse_run_request(request, caller, team_id)
     handle = await runner.start_run(run_request)
     if stream:
@@ -192,27 +133,14 @@ async def create_run(request: HttpRequest, team_id: str, caller: Caller) -> Http
     return JsonResponse(result.output_dict())
 
 
-def _check_run_id(run_id: str) -> None:
-    try:
-        validate_session_id(run_id)
-    except BadRequest:
-        raise BadRequest(400, "Invalid run id.") from None
-
-
 @api(("POST",))
 async def cancel_run(request: HttpRequest, team_id: str, run_id: str, caller: Caller) -> HttpResponse:
-    _check_run_id(run_id)
-    if not is_known_team(team_id):
-        raise UnknownTeam(team_id)
     status = await runner.cancel_run(caller.pk, run_id)
     return JsonResponse({"run_id": run_id, "status": status})
 
 
 @api(("GET",))
 async def run_detail(request: HttpRequest, team_id: str, run_id: str, caller: Caller) -> HttpResponse:
-    _check_run_id(run_id)
-    if not is_known_team(team_id):
-        raise UnknownTeam(team_id)
     handle = runner.live_run(run_id)
     if handle is not None and handle.user_id == caller.pk and handle.team_id == team_id:
         return JsonResponse(
@@ -226,12 +154,12 @@ async def run_detail(request: HttpRequest, team_id: str, run_id: str, caller: Ca
                 "created_at": handle.started_at.isoformat(),
             }
         )
-    stored = await storage.run_for_user(caller.pk, run_id)
+    stored = await run_db(ChatRun.objects.for_user, caller.pk, run_id)
     if stored is None:
-        raise runner.RunNotFound(run_id)
+        raise RunNotFound(run_id)
     payload = stored["payload"]
     if payload.get("team_id") not in (None, team_id) and not payload.get("agent_id"):
-        raise runner.RunNotFound(run_id)
+        raise RunNotFound(run_id)
     return JsonResponse(schemas.run(payload, str(caller.pk)))
 
 
@@ -264,52 +192,49 @@ async def sessions(request: HttpRequest, caller: Caller) -> HttpResponse:
         raise BadRequest(400, "'sort_order' must be asc or desc.")
     check_text("The query", dict(request.GET.items()))
     sort_by = request.GET.get("sort_by", "created_at")
-    if sort_by not in storage.SESSION_SORT_FIELDS:
-        raise BadRequest(400, f"'sort_by' must be one of {', '.join(storage.SESSION_SORT_FIELDS)}.")
+    if sort_by not in SESSION_SORT_FIELDS:
+        raise BadRequest(400, f"'sort_by' must be one of {', '.join(SESSION_SORT_FIELDS)}.")
     if session_type != "team":
         rows, total = [], 0
     else:
-        rows, total = await storage.list_sessions(
-            caller.pk, limit=limit, page=page, sort_by=sort_by, sort_order=sort_order,
+        rows, total = await run_db(
+            ChatSession.objects.page, caller.pk, limit=limit, page=page, sort_by=sort_by, sort_order=sort_order,
             session_name=request.GET.get("session_name") or None,
             component_id=request.GET.get("component_id") or None,
         )
-    data = [schemas.session_summary(storage.session_record(row)) for row in rows]
+    data = [schemas.session_summary(session_record(row)) for row in rows]
     meta = schemas.page_meta(page=page, limit=limit, total=total, elapsed_ms=(time.perf_counter() - started) * 1000)
     return JsonResponse({"data": data, "meta": meta})
 
 
 @api(("GET", "DELETE"))
 async def session_detail(request: HttpRequest, session_id: str, caller: Caller) -> HttpResponse:
-    validate_session_id(session_id)
     if request.method == "DELETE":
-        if not await storage.delete_session(caller.pk, session_id):
-            raise storage.SessionNotFound(session_id)
+        if not await run_db(ChatSession.objects.remove, caller.pk, session_id):
+            raise SessionNotFound(session_id)
         return HttpResponse(status=204)
-    record = await storage.session_detail(caller.pk, session_id)
+    record = await run_db(storage.session_with_history, caller.pk, session_id)
     if record is None:
-        raise storage.SessionNotFound(session_id)
+        raise SessionNotFound(session_id)
     return JsonResponse(schemas.session_detail(record))
 
 
 @api(("GET",))
 async def session_runs(request: HttpRequest, session_id: str, caller: Caller) -> HttpResponse:
-    validate_session_id(session_id)
-    payloads = await storage.session_runs(caller.pk, session_id)
+    payloads = await run_db(ChatSession.objects.run_payloads, caller.pk, session_id)
     if payloads is None:
-        raise storage.SessionNotFound(session_id)
+        raise SessionNotFound(session_id)
     return JsonResponse([schemas.run(p, str(caller.pk)) for p in payloads], safe=False)
 
 
 @api(("POST",))
 async def rename_session(request: HttpRequest, session_id: str, caller: Caller) -> HttpResponse:
-    validate_session_id(session_id)
     name = _json_body(request).get("session_name")
     if not isinstance(name, str) or not name.strip() or len(name) > 255:
         raise BadRequest(400, "'session_name' is required: a non-empty string of at most 255 characters.")
-    record = await storage.rename_session(caller.pk, session_id, name.strip())
+    record = await run_db(ChatSession.objects.rename, caller.pk, session_id, name.strip())
     if record is None:
-        raise storage.SessionNotFound(session_id)
+        raise SessionNotFound(session_id)
     return JsonResponse(schemas.session_detail(record))
 
 
@@ -317,26 +242,3 @@ def _json_body(request: HttpRequest) -> dict:
     if (request.content_type or "").lower() == "application/json":
         return json_body(request, empty=b"{}")
     return form_fields(request)
-
-
-# --- JSON for Django's own 400/403/404/500 pages ---------------------------------------------
-
-
-def bad_request(request: HttpRequest, exception: Exception | None = None) -> HttpResponse:
-    """Django's refusals outside the API's own checks: a Host header not in DJANGO_ALLOWED_HOSTS,
-    a body Django will not parse, other suspicious requests."""
-    if isinstance(exception, DisallowedHost):
-        return error(400, "The Host header names a host this server does not answer to.")
-    return error(400, "Bad request.")
-
-
-def forbidden(request: HttpRequest, exception: Exception | None = None) -> HttpResponse:
-    return error(403, "Forbidden.")
-
-
-def not_found(request: HttpRequest, exception: Exception | None = None) -> HttpResponse:
-    return error(404, "Not found.")
-
-
-def server_error(request: HttpRequest) -> HttpResponse:
-    return error(500, "Internal server error.")

@@ -89,7 +89,7 @@ async def test_text_no_database_can_store_and_non_json_numbers_are_400(api, alic
 
 
 def test_payloads_are_encoded_so_any_database_stores_them():
-    from chat.models import PayloadEncoder
+    from chat.payload import PayloadEncoder
 
     encoded = json.dumps({"text\x00": ["a\x00b", float("nan"), {"x": float("-inf")}], "ok": "\\u0000 stays"},
                          cls=PayloadEncoder)

@@ -6,7 +6,8 @@ import asyncio
 
 import pytest
 
-from chat import runner, storage
+from chat import runner
+from chat.errors import RunNotFound, SessionNotFound
 from chat.models import ChatRun, ChatSession
 from chat.scripted import provider_error
 from metrics.models import RunUsage
@@ -114,7 +115,7 @@ async def test_cancelling_a_run_stops_it_and_records_the_tokens_spent(alice, use
 async def test_a_user_cannot_cancel_someone_elses_run(alice, bob, use_latency):
     use_latency(0.2)
     handle = await runner.start_run(runner.RunRequest(user_id=alice.pk, message="hello"))
-    with pytest.raises(runner.RunNotFound):
+    with pytest.raises(RunNotFound):
         await runner.cancel_run(bob.pk, handle.run_id)
     assert (await handle.wait()).status == "completed"
 
@@ -149,7 +150,7 @@ async def test_session_state_persists_across_runs(alice):
 
 async def test_a_foreign_session_id_is_refused_before_anything_runs(alice, bob):
     first, _, _ = await run_to_end(alice, "hello")
-    with pytest.raises(storage.SessionNotFound):
+    with pytest.raises(SessionNotFound):
         await runner.start_run(runner.RunRequest(user_id=bob.pk, message="hi", session_id=first.session_id))
     assert await adb(lambda: RunUsage.objects.filter(user=bob).count()) == 0
     assert await adb(lambda: ChatRun.objects.filter(user=bob).count()) == 0

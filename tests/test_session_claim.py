@@ -11,7 +11,8 @@ import asyncio
 
 import pytest
 
-from chat import runner, storage
+from chat import runner
+from chat.errors import SessionNotFound
 from chat.models import ChatRun, ChatSession
 from metrics.models import RunUsage
 
@@ -99,7 +100,7 @@ async def test_two_users_claiming_one_new_id_at_once_leave_one_owner(alice, bob,
         return_exceptions=True,
     )
     handles = [o for o in outcomes if isinstance(o, runner.RunHandle)]
-    refused = [o for o in outcomes if isinstance(o, storage.SessionNotFound)]
+    refused = [o for o in outcomes if isinstance(o, SessionNotFound)]
     assert len(handles) == 3 and len(refused) == 3, outcomes
     owner = handles[0].user_id
     assert all(h.user_id == owner for h in handles)

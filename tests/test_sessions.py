@@ -6,7 +6,6 @@ import pytest
 from django.db import connection
 from django.test.utils import CaptureQueriesContext
 
-from chat import storage
 from chat.models import ChatRun, ChatSession
 
 from .conftest import adb, bearer
@@ -114,7 +113,7 @@ def test_listing_sessions_never_reads_run_payloads(alice):
     ChatRun.objects.create(run_id="r1", session=session, user=alice, run_type="team", status="COMPLETED",
                            payload={"huge": "x" * 10_000})
     with CaptureQueriesContext(connection) as queries:
-        rows, total = storage._list_sessions_sync(alice.pk, 20, 1, None, None, None, None)
+        rows, total = ChatSession.objects.page(alice.pk)
     assert total == 1 and rows[0]["session_id"] == "s1"
     sql = " ".join(q["sql"] for q in queries.captured_queries)
     assert "chat_chatrun" not in sql and "payload" not in sql

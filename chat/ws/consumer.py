@@ -31,12 +31,13 @@ from django.contrib.sessions.backends.base import SessionBase
 from django.utils.module_loading import import_string
 
 from chat import runner
-from chat.auth import AuthError, Caller, caller_from_token
+from chat.auth import Caller, caller_from_token
 from chat.db import run_db
-from chat.models import ChatSession
-from chat.parsing import BadRequest, load_json, run_request_from_fields, validate_session_id
-from chat.storage import SessionNotFound
-from chat.team import CIRKELLINE_TEAM_ID
+from chat.errors import AuthError, BadRequest, SessionNotFound
+from chat.models import ChatSession, validate_session_id
+from chat.parsing import run_request_from_fields
+from chat.payload import load_json
+from chat.team import CIRKELLINE_TEAM_ID, resolve_team
 from metrics.models import RunStatus
 
 from . import frames, uploads
@@ -67,10 +68,6 @@ def _session_user_pk(session_key: str) -> int | None:
         return None
     user = get_user(SimpleNamespace(session=store))  # checks the session's auth hash, like a request
     return user.pk if user.is_authenticated else None
-
-
-def _owns_session(user_pk: int, session_id: str) -> bool:
-    return ChatSession.objects.filter(session_id=session_id, user_id=user_pk).exists()
 
 
 class ChatConsumer(AsyncJsonWebsocketConsumer):
@@ -177,6 +174,7 @@ class ChatConsumer(AsyncJsonWebsocketConsumer):
             fields = {name: content[name] for name in RUN_FIELDS if name in content}
             team_id = content.get("team_id") or CIRKELLINE_TEAM_ID
             request, _ = run_request_from_fields(fields, self.caller, str(team_id), [])
+            resolve_team(request.team_id)
             request.attachments = await uploads.take(self.caller.pk, content.get("files"))
             handle = await runner.start_run(request)
         except Exception as exc:  # noqa: BLE001 - every refusal becomes an error frame (frames.error_for)
@@ -208,7 +206,7 @@ class ChatConsumer(AsyncJsonWebsocketConsumer):
                 live = any(h.session_id == session_id for h in runner.live_runs_of(self.caller.pk))
                 # A new session is stored when its first run ends; while that run is live it is
                 # the user's already.
-                if not live and not await run_db(_owns_session, self.caller.pk, session_id):
+                if not live and not await run_db(ChatSession.objects.is_owned, self.caller.pk, session_id):
                     raise SessionNotFound(session_id)
             await self.fanout.watch(self.caller.pk, session_id)
         except Exception as exc:  # noqa: BLE001

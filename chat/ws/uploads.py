@@ -20,10 +20,11 @@ from pathlib import Path
 from django.conf import settings
 from django.http import HttpRequest, HttpResponse, JsonResponse
 
+from chat.api.errors import api
 from chat.auth import Caller
-from chat.parsing import BadRequest, uploaded_files
+from chat.errors import BadRequest
+from chat.parsing import uploaded_files
 from chat.runner import Attachment
-from chat.views import api
 
 UPLOAD_TTL = 3600.0
 _ID_RE = re.compile(r"^[0-9a-f]{32}$")
