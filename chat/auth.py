@@ -24,8 +24,8 @@ from rest_framework_simplejwt.exceptions import TokenError
 from rest_framework_simplejwt.settings import api_settings as jwt_settings
 from rest_framework_simplejwt.tokens import AccessToken
 
-from .db import run_db
 from .errors import AuthError
+from .storage.executor import run_db
 
 SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 # The claim holding the token version a token was minted under. Tokens without it (minted before

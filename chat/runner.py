@@ -28,20 +28,23 @@ from typing import Any
 
 from agno.run.cancel import cancel_run as agno_cancel_run
 from agno.run.team import RunCancelledEvent, RunErrorEvent, TeamRunOutput
+from django.conf import settings
+from django.db import transaction
 
 from metrics.models import RunStatus
+from metrics.recording import record_run_usage
 
-from . import storage
 from .accounting import RunAccount
 from .context import RunContext, current_run
 from .coordination import coordinator
-from .db import run_db
 from .errors import AdmissionRefused, RunAlreadyEnded, RunNotFound
 from .events import ContentDiscarded
 from .memory import release_when_idle
 from .models import ChatRun
 from .payload import storable
 from .providers import RATE_LIMIT_STATUS, model_spec
+from .storage import buffer
+from .storage.executor import run_db
 from .team import (
     CIRKELLINE_TEAM_ID,
     media_for_agno,
@@ -281,7 +284,7 @@ async def start_run(request: RunRequest) -> RunHandle:
         ctx = RunContext(run_id=request.run_id, user_id=request.user_id)
         # Claimed before any model call: from here on the id is this user's, so another user's
         # run with it is refused above, and this run's final write cannot fail on ownership.
-        await storage.claim_session(ctx, session_id, request.user_id, is_new=is_new, team_id=request.team_id,
+        await buffer.claim_session(ctx, session_id, request.user_id, is_new=is_new, team_id=request.team_id,
                                     first_message=request.message)
         ctx.deadline = time.monotonic() + timeout
 
@@ -494,7 +497,7 @@ def _retry_later(handle: RunHandle, usage: dict) -> None:
     """Store a run whose final write failed once the database is back (never tied to a request)."""
     token = current_run.set(None)  # not one of the run's tasks: cancelling the run must not stop it
     try:
-        task = asyncio.get_running_loop().create_task(storage.flush_run_later(handle.ctx, handle.session_id, usage))
+        task = asyncio.get_running_loop().create_task(flush_run_later(handle.ctx, handle.session_id, usage))
     finally:
         current_run.reset(token)
     _background.add(task)
@@ -513,6 +516,50 @@ async def _to_completion(coro):
             asyncio.current_task().uncancel()
 
 
+def _final_write(session_dict: dict | None, session_id: str, user_pk: int, rows: list[dict],
+                 usage_fields: dict | None) -> bool:
+    """The run's one final transaction: its session and runs (chat.storage.buffer) and its usage
+    row (metrics.recording). False if the session was deleted while the run was live. Sync."""
+    with transaction.atomic():
+        saved = buffer.persist(session_dict, session_id, user_pk, rows) if (session_dict or rows) else True
+        if usage_fields is not None:
+            record_run_usage(usage_fields)
+    return saved
+
+
+async def flush_run(ctx: RunContext, session_id: str, usage_fields: dict) -> None:
+    """Write the run's buffered session/run rows and its usage row in one transaction."""
+    session_dict, rows = buffer.take_writes(ctx)
+    saved = await run_db(_final_write, session_dict, session_id, ctx.user_id, rows, usage_fields)
+    if not saved:
+        logger.info("run %s: session %s was deleted while the run was live; its runs were not stored, its "
+                    "usage was", ctx.run_id, session_id)
+
+
+async def flush_run_later(ctx: RunContext, session_id: str, usage_fields: dict) -> bool:
+    """Keep retrying a failed flush (the database was down) for CIRKELLINE_FLUSH_RETRY_WINDOW.
+
+    Every write in the flush is idempotent (upserts; the usage row is created once per run), so
+    retrying after a partial success is safe. True once stored.
+    """
+    loop = asyncio.get_running_loop()
+    give_up = loop.time() + settings.CIRKELLINE_FLUSH_RETRY_WINDOW
+    delay = settings.CIRKELLINE_FLUSH_RETRY_INTERVAL
+    while loop.time() < give_up:
+        await asyncio.sleep(delay)
+        try:
+            await flush_run(ctx, session_id, usage_fields)
+        except Exception as exc:  # still down
+            logger.warning("run %s: database still unavailable (%s); retrying its write", ctx.run_id, exc)
+            delay = min(delay * 2, 30.0)
+            continue
+        logger.info("run %s: stored after the database came back", ctx.run_id)
+        return True
+    logger.error("run %s: gave up storing the run and its usage after %.0f s; usage=%s", ctx.run_id,
+                 settings.CIRKELLINE_FLUSH_RETRY_WINDOW, usage_fields)
+    return False
+
+
 STORAGE_MESSAGES = {
     "unavailable": ("The answer was generated but could not be saved yet (the database is unavailable); it "
                     "will be added to the session history once the database is back."),
@@ -524,7 +571,7 @@ STORAGE_MESSAGES = {
 async def _flush(handle: RunHandle, usage: dict) -> Exception | None:
     """Write the run's buffered rows and its usage row in one transaction; the error if it failed."""
     try:
-        await _to_completion(asyncio.wait_for(storage.flush_run(handle.ctx, handle.session_id, usage),
+        await _to_completion(asyncio.wait_for(flush_run(handle.ctx, handle.session_id, usage),
                                               FLUSH_TIMEOUT))
     except Exception as exc:  # noqa: BLE001 - the database is down, timed out, or refused the data
         handle.ctx.storage_errors.append(f"{type(exc).__name__}: {exc}")
@@ -541,7 +588,7 @@ async def _store(handle: RunHandle, usage: dict) -> bool:
     """
     refused = False
     failure = await _flush(handle, usage)
-    if failure is not None and storage.is_refusal(failure):
+    if failure is not None and buffer.is_refusal(failure):
         logger.error("run %s: the database refused its session/run rows (%s: %s); storing its usage alone",
                      handle.run_id, type(failure).__name__, failure)
         handle.ctx.write_buffer = None  # what was refused; the usage row has only numbers and short strings

@@ -24,7 +24,7 @@ from django.conf import settings
 
 from .errors import TeamNotFound
 from .providers import ModelSpec, build_model, model_spec
-from .storage import DjangoAgnoDb
+from .storage.agno_db import DjangoAgnoDb
 
 CIRKELLINE_TEAM_ID = "cirkelline"
 
@@ -124,7 +124,7 @@ DEEP_RESEARCH_SPECIALIST = (
 )
 
 
-_DB = DjangoAgnoDb()  # stateless: every call reaches the database through chat.db
+_DB = DjangoAgnoDb()  # stateless: every call reaches the database through chat.storage.executor
 
 
 def _member(spec: Specialist, model: ModelSpec, *, deep_research: bool) -> Agent:

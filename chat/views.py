@@ -1,7 +1,7 @@
 """The HTTP API (async views), wire-compatible with agno AgentOS where AgentOS has the route.
 
 Views parse, authenticate and map outcomes to HTTP; the run service (chat.runner) and the
-storage module (chat.storage) do the work. Every error is JSON `{"detail": ...}`.
+session queries (chat.models, through chat.storage.executor) do the work. Every error is JSON `{"detail": ...}`.
 """
 
 from __future__ import annotations
@@ -17,16 +17,17 @@ from django.http import HttpRequest, HttpResponse, JsonResponse, StreamingHttpRe
 
 from metrics.models import RunStatus
 
-from . import runner, schemas, storage
+from . import runner, schemas
 from .api.errors import api, error
 from .auth import Caller
-from .db import run_db
 from .errors import BadRequest, RunNotFound, SessionNotFound
 from .events import coalesce, error_frame, sse_frame
 from .models import SESSION_SORT_FIELDS, ChatRun, ChatSession
 from .parsing import check_text, form_fields, json_body, parse_run_request
 from .providers import model_spec
 from .records import session_record
+from .storage.agno_db import session_with_history
+from .storage.executor import run_db
 from .team import describe_team, describe_team_detail, prototype, team_ids
 
 logger = logging.getLogger(__name__)
@@ -213,7 +214,7 @@ async def session_detail(request: HttpRequest, session_id: str, caller: Caller) 
         if not await run_db(ChatSession.objects.remove, caller.pk, session_id):
             raise SessionNotFound(session_id)
         return HttpResponse(status=204)
-    record = await run_db(storage.session_with_history, caller.pk, session_id)
+    record = await run_db(session_with_history, caller.pk, session_id)
     if record is None:
         raise SessionNotFound(session_id)
     return JsonResponse(schemas.session_detail(record))

@@ -329,7 +329,7 @@ CIRKELLINE_RETRY_DELAY = _positive_float("CIRKELLINE_RETRY_DELAY", 1.0)
 # first after CIRKELLINE_FLUSH_RETRY_INTERVAL seconds, then with doubling waits (max 30 s).
 CIRKELLINE_FLUSH_RETRY_WINDOW = _positive_float("CIRKELLINE_FLUSH_RETRY_WINDOW", 600.0)
 CIRKELLINE_FLUSH_RETRY_INTERVAL = _positive_float("CIRKELLINE_FLUSH_RETRY_INTERVAL", 5.0)
-# Threads that run ORM work for the run path (chat/db.py).
+# Threads that run ORM work for the run path (chat/storage/executor.py).
 CIRKELLINE_DB_THREADS = env.int("CIRKELLINE_DB_THREADS", default=8)
 CIRKELLINE_HISTORY_RUNS = _non_negative_int("CIRKELLINE_HISTORY_RUNS", 5)
 CIRKELLINE_MAX_MESSAGE_CHARS = _non_negative_int("CIRKELLINE_MAX_MESSAGE_CHARS", 32_000)

@@ -17,11 +17,11 @@ from rest_framework_simplejwt.tokens import AccessToken
 
 from chat import scripted
 from chat import team as team_module
-from chat.db import run_db
+from chat.storage.executor import run_db
 
 
 async def adb(fn, *args, **kwargs):
-    """Run ORM code from an async test the way the app does (chat.db: pooled, closed after)."""
+    """Run ORM code from an async test the way the app does (chat.storage.executor: pooled, closed after)."""
     return await run_db(fn, *args, **kwargs)
 
 

@@ -114,7 +114,7 @@ def test_telemetry_is_off_for_the_team_and_every_member():
 
 
 async def test_storage_methods_cirkelline_does_not_use_say_so():
-    from chat.storage import DjangoAgnoDb
+    from chat.storage.agno_db import DjangoAgnoDb
 
     db = DjangoAgnoDb()
     for name in ("get_user_memories", "upsert_trace", "get_knowledge_content", "create_eval_run"):

@@ -208,13 +208,13 @@ async def test_rows_the_database_refuses_still_leave_the_usage_row(api, alice, m
     usage row with it: the run is billed, and the client is told its answer was not saved."""
     from django.db import DataError
 
-    from chat import storage
     from chat.models import ChatRun
+    from chat.storage import buffer
 
     def refuse(*args, **kwargs):
         raise DataError("simulated: the database refuses this row")
 
-    monkeypatch.setattr(storage, "_persist", refuse)
+    monkeypatch.setattr(buffer, "persist", refuse)
     response = await api.post(RUNS, data={"message": "Please research Copenhagen", "stream": str(stream).lower()},
                               headers=bearer(alice))
     if stream:

@@ -32,11 +32,11 @@ from django.utils.module_loading import import_string
 
 from chat import runner
 from chat.auth import Caller, caller_from_token
-from chat.db import run_db
 from chat.errors import AuthError, BadRequest, SessionNotFound
 from chat.models import ChatSession, validate_session_id
 from chat.parsing import run_request_from_fields
 from chat.payload import load_json
+from chat.storage.executor import run_db
 from chat.team import CIRKELLINE_TEAM_ID, resolve_team
 from metrics.models import RunStatus
 

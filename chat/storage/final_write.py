@@ -17,8 +17,8 @@ from typing import Any, NamedTuple
 
 from django.db import connection
 
-from .models import ChatRun, ChatSession
-from .payload import storable
+from chat.models import ChatRun, ChatSession
+from chat.payload import storable
 
 
 class _Statements(NamedTuple):
