@@ -38,8 +38,9 @@ def _setup(latency: float):
     from agno.team import Team
     from agno.team.mode import TeamMode
 
-    from chat.scripted import ScriptedModel
-    from chat.team import LEADER_INSTRUCTIONS, SPECIALISTS
+    from chat.agents.demo import demo_script
+    from chat.agents.scripted import ScriptedModel
+    from chat.agents.specialists import LEADER_INSTRUCTIONS, SPECIALISTS
 
     @dataclass
     class SyncCapableScripted(ScriptedModel):
@@ -61,14 +62,14 @@ def _setup(latency: float):
             id="cirkelline",
             name="Cirkelline",
             mode=TeamMode.coordinate,
-            model=SyncCapableScripted(label="leader", latency=latency),
+            model=SyncCapableScripted(label="leader", latency=latency, script=demo_script),
             members=[
                 Agent(
                     id=s.id,
                     name=s.name,
                     role=s.role,
                     instructions=list(s.instructions),
-                    model=SyncCapableScripted(label=s.id, latency=latency),
+                    model=SyncCapableScripted(label=s.id, latency=latency, script=demo_script),
                     telemetry=False,
                 )
                 for s in SPECIALISTS

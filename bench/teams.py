@@ -62,7 +62,8 @@ def build_team(base_url: str, *, db: Any = None) -> Any:
     from agno.team import Team
     from agno.team.mode import TeamMode
 
-    from chat.team import CIRKELLINE_TEAM_ID, LEADER_INSTRUCTIONS, SPECIALISTS
+    from chat.agents.specialists import LEADER_INSTRUCTIONS, SPECIALISTS
+    from chat.agents.team import CIRKELLINE_TEAM_ID
 
     members = [
         Agent(

@@ -56,7 +56,7 @@ class LoopMonitor:
             self.window_started = time.time()
 
     def summary(self) -> dict[str, Any]:
-        from . import runner
+        from chat.runs import live_run_count
 
         ordered = sorted(self.samples)
         usage = resource.getrusage(resource.RUSAGE_SELF)
@@ -68,7 +68,7 @@ class LoopMonitor:
             "lag_p50_ms": round(_percentile(ordered, 0.50) * 1000, 3),
             "lag_p99_ms": round(_percentile(ordered, 0.99) * 1000, 3),
             "lag_max_ms": round((ordered[-1] if ordered else 0.0) * 1000, 3),
-            "live_runs": len(runner._live),
+            "live_runs": live_run_count(),
             "cpu_user_s": usage.ru_utime,
             "cpu_system_s": usage.ru_stime,
             "rss_bytes": _rss_bytes(),

@@ -21,7 +21,7 @@ from .auth import Caller
 from .errors import BadRequest
 from .models import validate_session_id
 from .payload import check_text, load_json, quoted_name
-from .runner import Attachment, RunRequest
+from .runs.request import Attachment, RunRequest
 
 TRUE = frozenset({"true", "1", "yes", "on"})
 FALSE = frozenset({"false", "0", "no", "off", ""})

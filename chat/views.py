@@ -1,6 +1,6 @@
 """The HTTP API (async views), wire-compatible with agno AgentOS where AgentOS has the route.
 
-Views parse, authenticate and map outcomes to HTTP; the run service (chat.runner) and the
+Views parse, authenticate and map outcomes to HTTP; the run service (chat.runs) and the
 session queries (chat.models, through chat.storage.executor) do the work. Every error is JSON `{"detail": ...}`.
 """
 
@@ -17,18 +17,20 @@ from django.http import HttpRequest, HttpResponse, JsonResponse, StreamingHttpRe
 
 from metrics.models import RunStatus
 
-from . import runner, schemas
+from . import runs, schemas
+from .agents.providers import model_spec
+from .agents.runtime import chat_history
+from .agents.team import team_ids
 from .api.errors import api, error
+from .api.sse import error_frame, sse_frame
 from .auth import Caller
 from .errors import BadRequest, RunNotFound, SessionNotFound
-from .events import coalesce, error_frame, sse_frame
 from .models import SESSION_SORT_FIELDS, ChatRun, ChatSession
 from .parsing import check_text, form_fields, json_body, parse_run_request
-from .providers import model_spec
 from .records import session_record
-from .storage.agno_db import session_with_history
+from .runs.events import coalesce
+from .runs.teams import describe_team, describe_team_detail, team_name
 from .storage.executor import run_db
-from .team import describe_team, describe_team_detail, prototype, team_ids
 
 logger = logging.getLogger(__name__)
 
@@ -84,7 +86,7 @@ async def team_detail(request: HttpRequest, team_id: str, caller: Caller) -> Htt
     return JsonResponse(describe_team_detail(team_id))
 
 
-async def _sse(handle: runner.RunHandle) -> AsyncIterator[bytes]:
+async def _sse(handle: runs.RunHandle) -> AsyncIterator[bytes]:
     """The run's events as SSE frames, ending with exactly one terminal frame whatever happens.
 
     If sending fails (encoding an event, merging deltas, reading the run's events), the run is
@@ -103,7 +105,7 @@ async def _sse(handle: runner.RunHandle) -> AsyncIterator[bytes]:
         except Exception:  # noqa: BLE001 - the client still gets its terminal frame
             logger.exception("run %s: stopping it after a stream failure failed", handle.run_id)
         yield error_frame(run_id=handle.run_id, session_id=handle.session_id, team_id=handle.team_id,
-                          team_name=prototype(handle.team_id).name, content=STREAM_FAILED)
+                          team_name=team_name(handle.team_id), content=STREAM_FAILED)
     except BaseException:
         # The client went away (Django cancels the response, or closes this generator): stop
         # the run. Its rows are still written by the run task.
@@ -114,7 +116,7 @@ async def _sse(handle: runner.RunHandle) -> AsyncIterator[bytes]:
 @api(("POST",))
 async def create_run(request: HttpRequest, team_id: str, caller: Caller) -> HttpResponse:
     run_request, stream = parse_run_request(request, caller, team_id)
-    handle = await runner.start_run(run_request)
+    handle = await runs.start_run(run_request)
     if stream:
         return StreamingHttpResponse(_sse(handle), content_type="text/event-stream", headers=SSE_HEADERS)
     try:
@@ -136,13 +138,13 @@ async def create_run(request: HttpRequest, team_id: str, caller: Caller) -> Http
 
 @api(("POST",))
 async def cancel_run(request: HttpRequest, team_id: str, run_id: str, caller: Caller) -> HttpResponse:
-    status = await runner.cancel_run(caller.pk, run_id)
+    status = await runs.cancel_run(caller.pk, run_id)
     return JsonResponse({"run_id": run_id, "status": status})
 
 
 @api(("GET",))
 async def run_detail(request: HttpRequest, team_id: str, run_id: str, caller: Caller) -> HttpResponse:
-    handle = runner.live_run(run_id)
+    handle = runs.live_run(run_id)
     if handle is not None and handle.user_id == caller.pk and handle.team_id == team_id:
         return JsonResponse(
             {
@@ -214,10 +216,18 @@ async def session_detail(request: HttpRequest, session_id: str, caller: Caller) 
         if not await run_db(ChatSession.objects.remove, caller.pk, session_id):
             raise SessionNotFound(session_id)
         return HttpResponse(status=204)
-    record = await run_db(session_with_history, caller.pk, session_id)
+    record = await run_db(_session_with_history, caller.pk, session_id)
     if record is None:
         raise SessionNotFound(session_id)
     return JsonResponse(schemas.session_detail(record))
+
+
+def _session_with_history(user_pk: int, session_id: str) -> dict | None:
+    """The user's session with its runs and agno's chat history of it (sync: in the executor)."""
+    record = ChatSession.objects.detail(user_pk, session_id)
+    if record is not None:
+        record["chat_history"] = chat_history(record)
+    return record
 
 
 @api(("GET",))

@@ -58,9 +58,12 @@ def _correct_daphne() -> None:
 
 _correct_daphne()
 
-from chat.memory import tune_gc  # noqa: E402
+from chat.memory import release_when_idle, tune_gc  # noqa: E402
+from chat.runs import live_run_count, when_idle  # noqa: E402
 
 tune_gc()  # after everything is imported: the start-up heap is frozen out of later collections
+# Once the last live run has ended, hand freed memory back to the system (when still idle).
+when_idle(lambda: release_when_idle(lambda: live_run_count() == 0))
 
 if settings.CIRKELLINE_STATS_DIR:  # benchmark instrumentation only (see chat/loopstats.py)
     from chat.loopstats import instrument

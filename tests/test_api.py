@@ -140,10 +140,10 @@ async def test_unknown_team_is_404(api, alice):
 
 async def test_cancel_ends_a_running_run(api, alice, use_latency):
     use_latency(30.0)  # the run is surely still running when it is looked up and cancelled
-    from chat import runner
+    from chat import runs
 
     started = asyncio.Event()
-    original = runner.start_run
+    original = runs.start_run
 
     async def spy(request):
         handle = await original(request)
@@ -151,7 +151,7 @@ async def test_cancel_ends_a_running_run(api, alice, use_latency):
         spy.handle = handle
         return handle
 
-    runner.start_run = spy
+    runs.start_run = spy  # the seam the API calls (chat.runs.start_run)
     try:
         stream = asyncio.create_task(api.post(RUNS, data={"message": "Please research Copenhagen"},
                                               headers=bearer(alice)))
@@ -162,7 +162,7 @@ async def test_cancel_ends_a_running_run(api, alice, use_latency):
         cancel = await api.post(f"{RUNS}/{run_id}/cancel", headers=bearer(alice))
         response = await stream
     finally:
-        runner.start_run = original
+        runs.start_run = original
 
     assert cancel.status_code == 200 and cancel.json() == {"run_id": run_id, "status": "cancelled"}
     frames = parse_sse(response.text)
@@ -199,7 +199,7 @@ async def test_bob_cannot_continue_alices_session(api, alice, bob):
 
 
 async def test_a_provider_failure_is_a_502_with_a_readable_message(api, alice, failures, settings):
-    from chat.scripted import provider_error
+    from chat.agents.scripted import provider_error
 
     settings.CIRKELLINE_MAX_RETRIES = 0
     failures.push(provider_error(500, "upstream exploded with secret details"))
@@ -212,7 +212,7 @@ async def test_a_provider_failure_is_a_502_with_a_readable_message(api, alice, f
 
 
 async def test_a_rate_limited_run_is_a_429_with_retry_after(api, alice, failures, settings):
-    from chat.scripted import provider_error
+    from chat.agents.scripted import provider_error
 
     settings.CIRKELLINE_MAX_RETRIES = 0
     failures.push(provider_error(429))
@@ -295,9 +295,9 @@ async def test_wrong_methods_are_405_with_allow(api, alice):
 async def test_a_users_fourth_concurrent_run_is_refused_while_others_start(api, alice, bob, use_latency, settings):
     settings.CIRKELLINE_MAX_RUNS_PER_USER = 3
     use_latency(30.0)  # alice's three runs are surely still running meanwhile; cancelled below
-    from chat import runner
+    from chat.runs import RunRequest, cancel_run, start_run
 
-    handles = [await runner.start_run(runner.RunRequest(user_id=alice.pk, message=f"question {i}"))
+    handles = [await start_run(RunRequest(user_id=alice.pk, message=f"question {i}"))
                for i in range(3)]
     fourth = await api.post(RUNS, data={"message": "one more", "stream": "false"}, headers=bearer(alice))
     assert fourth.status_code == 429
@@ -307,7 +307,7 @@ async def test_a_users_fourth_concurrent_run_is_refused_while_others_start(api, 
     assert bobs.status_code == 200
 
     for handle in handles:
-        assert await runner.cancel_run(alice.pk, handle.run_id) == "cancelled"
+        assert await cancel_run(alice.pk, handle.run_id) == "cancelled"
     again = await api.post(RUNS, data={"message": "now?", "stream": "false"}, headers=bearer(alice))
     assert again.status_code == 200
     assert await adb(RunUsage.objects.filter(user=alice).count) == 4  # the refused run left no row
@@ -316,9 +316,9 @@ async def test_a_users_fourth_concurrent_run_is_refused_while_others_start(api, 
 async def test_the_process_wide_cap_refuses_with_429(api, alice, bob, use_latency, settings):
     settings.CIRKELLINE_MAX_CONCURRENT_RUNS = 1
     use_latency(30.0)  # the run surely still holds the one slot when bob asks; cancelled below
-    from chat import runner
+    from chat.runs import RunRequest, cancel_run, start_run
 
-    handle = await runner.start_run(runner.RunRequest(user_id=alice.pk, message="busy"))
+    handle = await start_run(RunRequest(user_id=alice.pk, message="busy"))
     refused = await api.post(RUNS, data={"message": "hi", "stream": "false"}, headers=bearer(bob))
     assert refused.status_code == 429 and "capacity" in refused.json()["detail"]
-    assert await runner.cancel_run(alice.pk, handle.run_id) == "cancelled"
+    assert await cancel_run(alice.pk, handle.run_id) == "cancelled"

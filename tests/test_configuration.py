@@ -8,7 +8,8 @@ from pathlib import Path
 import pytest
 from django.core.exceptions import ImproperlyConfigured
 
-from chat import providers
+from chat.agents import providers
+from chat.agents.retry import ResilientModel
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -71,7 +72,7 @@ def test_real_provider_models_have_exactly_one_retry_layer(settings):
     settings.CIRKELLINE_MODEL = "openai-like:x"
     settings.CIRKELLINE_MODEL_BASE_URL = "http://127.0.0.1:9/v1"
     model = providers.build_model("leader")
-    assert isinstance(model, providers.ResilientModel)
+    assert isinstance(model, ResilientModel)
     assert model.retries == 0 and model.max_retries == 0  # agno's and the SDK's layers are off
 
 
@@ -106,7 +107,7 @@ def test_the_env_example_as_it_stands_starts_the_server(tmp_path):
 
 
 def test_telemetry_is_off_for_the_team_and_every_member():
-    from chat.team import team_for_run
+    from chat.runs.teams import team_for_run
 
     team = team_for_run("cirkelline")
     assert team.telemetry is False

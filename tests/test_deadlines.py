@@ -19,8 +19,8 @@ LATENCY = 0.4
 
 
 async def test_deep_research_runs_under_its_own_longer_deadline(api, alice, settings, use_latency):
-    """Guards against using the normal deadline for deep research (chat/team.py run_deadline, or
-    chat/runner.start_run not passing deep_research to it): the deep run would time out too.
+    """Guards against using the normal deadline for deep research (chat/runs/service.py run_deadline, or
+    chat/start_run not passing deep_research to it): the deep run would time out too.
 
     The same request without deep research is the control: it must time out, which proves the
     normal deadline is really shorter than the run.

@@ -4,14 +4,16 @@ from __future__ import annotations
 
 import pytest
 
-from chat import runner
-from chat.events import coalesce, event_json, sse_frame
+from chat.agents.agno_overrides import event_json
+from chat.api.sse import sse_frame
+from chat.runs import RunRequest, start_run
+from chat.runs.events import coalesce
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
 
 async def _events(user, message="Please research the history of Copenhagen"):
-    handle = await runner.start_run(runner.RunRequest(user_id=user.pk, message=message))
+    handle = await start_run(RunRequest(user_id=user.pk, message=message))
     return [event async for event in handle.events()]
 
 

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 import pytest
 
 from bench.fake_provider import Behaviour, FakeProvider, Fault, Outcome, prompt_tokens
-from chat import team as team_module
+from chat.runs import teams
 from metrics.models import RunUsage
 
 from .conftest import adb, bearer, parse_sse
@@ -32,7 +32,7 @@ def provider(settings):
         settings.CIRKELLINE_RETRY_DELAY = 0.05
         settings.CIRKELLINE_FIRST_TOKEN_TIMEOUT = 1.0
         settings.CIRKELLINE_STREAM_IDLE_TIMEOUT = 0.5
-        team_module.prototype.cache_clear()
+        teams.prototype.cache_clear()
         yield fake
 
 

@@ -12,8 +12,8 @@ from __future__ import annotations
 import pytest
 
 from bench.fake_provider import Behaviour, FakeProvider, compose_answer
-from chat import team as team_module
 from chat.models import ChatRun
+from chat.runs import teams
 from metrics.models import RunUsage
 
 from .conftest import adb, bearer, parse_sse
@@ -35,7 +35,7 @@ def provider(settings):
         settings.CIRKELLINE_RETRY_DELAY = 0.01
         settings.CIRKELLINE_FIRST_TOKEN_TIMEOUT = 2.0
         settings.CIRKELLINE_STREAM_IDLE_TIMEOUT = 0.3
-        team_module.prototype.cache_clear()
+        teams.prototype.cache_clear()
         yield fake
 
 

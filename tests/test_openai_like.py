@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from bench.fake_provider import FakeProvider, estimate_tokens, prompt_tokens
-from chat import team as team_module
+from chat.runs import teams
 from metrics.models import RunUsage
 
 from .conftest import adb, bearer, parse_sse
@@ -21,7 +21,7 @@ def provider(settings):
     with FakeProvider(answer_words=12, tokens_per_second=200, keep_alive=False) as fake:
         settings.CIRKELLINE_MODEL = "openai-like:fake"
         settings.CIRKELLINE_MODEL_BASE_URL = fake.base_url
-        team_module.prototype.cache_clear()
+        teams.prototype.cache_clear()
         yield fake
 
 

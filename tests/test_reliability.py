@@ -11,9 +11,9 @@ from django.conf import settings as django_settings
 from django.db import connections
 
 from bench.fake_provider import FakeProvider
-from chat import runner
-from chat import team as team_module
-from chat.scripted import provider_error
+from chat.agents.scripted import provider_error
+from chat.runs import RunRequest, cancel_run, start_run, teams
+from chat.runs.finalize import FLUSH_TIMEOUT, retrying_writes
 from metrics.models import RunUsage
 
 from .conftest import adb, bearer, parse_sse
@@ -77,19 +77,19 @@ def slow_provider(settings):
     with FakeProvider(answer_words=int(SLOW_ANSWER_SECONDS * 2), tokens_per_second=2, keep_alive=False) as fake:
         settings.CIRKELLINE_MODEL = "openai-like:fake"
         settings.CIRKELLINE_MODEL_BASE_URL = fake.base_url
-        team_module.prototype.cache_clear()
+        teams.prototype.cache_clear()
         yield fake
 
 
 async def test_cancel_closes_the_provider_stream_and_cancels_the_member_run(alice, slow_provider):
-    handle = await runner.start_run(runner.RunRequest(user_id=alice.pk, message="Please research Copenhagen"))
+    handle = await start_run(RunRequest(user_id=alice.pk, message="Please research Copenhagen"))
     member_run_id = None
     async for event in handle.events():
         if event.event == "RunContent" and event.content:
             member_run_id = event.run_id  # the member is mid-answer, its stream open
             break
     assert slow_provider.active_requests == 1
-    assert await runner.cancel_run(alice.pk, handle.run_id) == "cancelled"
+    assert await cancel_run(alice.pk, handle.run_id) == "cancelled"
     assert await slow_provider.wait_idle(SLOW_ANSWER_SECONDS / 2), "the provider stream stayed open after cancel"
     rest = [event async for event in handle.events()]
     assert rest[-1].event == "TeamRunCancelled"
@@ -128,10 +128,10 @@ async def test_closing_the_connection_cancels_the_run_and_its_provider_stream(al
 
 async def test_the_partial_answer_of_a_cancelled_run_stays_in_the_session(api, alice, use_latency):
     use_latency(0.2)
-    handle = await runner.start_run(runner.RunRequest(user_id=alice.pk, message="Please research Copenhagen"))
+    handle = await start_run(RunRequest(user_id=alice.pk, message="Please research Copenhagen"))
     async for event in handle.events():
         if event.event == "RunCompleted":  # the member finished; the leader is about to answer
-            await runner.cancel_run(alice.pk, handle.run_id)
+            await cancel_run(alice.pk, handle.run_id)
     detail = await api.get(f"/sessions/{handle.session_id}/runs", headers=bearer(alice))
     runs = {r["run_id"]: r for r in detail.json()}
     assert runs[handle.run_id]["status"] == "CANCELLED"
@@ -167,7 +167,7 @@ async def test_a_database_outage_mid_run_gives_a_clear_error_not_a_hang(api, ali
     pool_timeout = django_settings.DATABASES["default"]["OPTIONS"]["pool"]["timeout"]
     headers = bearer(alice)
     await api.get("/sessions", headers=headers)  # alice is known to the auth cache
-    handle = await runner.start_run(runner.RunRequest(user_id=alice.pk, message="Please research Copenhagen"))
+    handle = await start_run(RunRequest(user_id=alice.pk, message="Please research Copenhagen"))
     loop = asyncio.get_running_loop()
     try:
         events = []
@@ -177,7 +177,7 @@ async def test_a_database_outage_mid_run_gives_a_clear_error_not_a_hang(api, ali
                 await adb(_break_database)
                 broken_at = loop.time()
         # the write failed on the refused connection; it did not wait out the flush timeout
-        assert loop.time() - broken_at < runner.FLUSH_TIMEOUT
+        assert loop.time() - broken_at < FLUSH_TIMEOUT
         assert events[-1].event == "TeamRunError" and events[-1].error_type == "internal"
         assert "could not be saved" in events[-1].content
         refused = await api.post(RUNS, data={"message": "hi", "stream": "false"}, headers=headers)
@@ -230,4 +230,4 @@ async def test_rows_the_database_refuses_still_leave_the_usage_row(api, alice, m
     row = await adb(RunUsage.objects.get, run_id=run_id)
     assert (row.status, row.model_calls, row.delegations) == ("completed", 3, 1) and row.total_tokens > 0
     assert await adb(ChatRun.objects.count) == 0
-    assert not runner._background  # nothing left retrying a write that cannot succeed
+    assert retrying_writes() == 0  # nothing left retrying a write that cannot succeed

@@ -8,7 +8,7 @@ import asyncio
 import pytest
 
 from bench.fake_provider import Behaviour, FakeProvider, Outcome
-from chat import team as team_module
+from chat.runs import teams
 from metrics.models import RunUsage
 
 from .conftest import adb, bearer
@@ -27,7 +27,7 @@ def provider(settings):
         settings.CIRKELLINE_MAX_RETRIES = 2
         # Tiny, so that a wait of a second can only come from the provider's Retry-After.
         settings.CIRKELLINE_RETRY_DELAY = 0.01
-        team_module.prototype.cache_clear()
+        teams.prototype.cache_clear()
         yield fake
 
 
@@ -41,7 +41,7 @@ async def _run(api, user) -> tuple[object, float]:
 
 async def test_a_retry_waits_at_least_what_retry_after_asks(api, alice, provider):
     """Guards against not really sleeping for Retry-After (e.g. `asyncio.sleep(0)` in
-    chat/providers.ResilientModel._should_retry, or the exponential back-off used instead):
+    chat/agents/retry.py ResilientModel._should_retry, or the exponential back-off used instead):
     the recorded back-off would still say 1 s, but the provider would see the retry at once.
     """
     retry_after = 1.0
@@ -62,7 +62,7 @@ async def test_a_retry_waits_at_least_what_retry_after_asks(api, alice, provider
 @pytest.mark.parametrize("status", [400, 401, 403, 404, 413, 422])
 async def test_a_client_error_from_the_provider_is_not_retried(api, alice, provider, status):
     """Guards against retrying 400/401/403/404/413/422 (e.g. adding them to
-    chat/providers.RETRYABLE_STATUS): the same request gets the same answer, so a retry only adds
+    chat/agents/retry.py RETRYABLE_STATUS): the same request gets the same answer, so a retry only adds
     cost and delay. Here a retry would even succeed (the next call is answered normally), so the
     run would complete: the run must end at the first call instead.
     """

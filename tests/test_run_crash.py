@@ -7,8 +7,8 @@ import asyncio
 
 import pytest
 
-from chat import runner
-from chat.accounting import RunAccount
+from chat.runs import live_run
+from chat.runs.accounting import RunAccount
 from metrics.models import RunUsage
 
 from .conftest import adb, bearer, parse_sse
@@ -30,8 +30,8 @@ class Boom(RuntimeError):
 def crash_mid_member(monkeypatch):
     """Make the run task itself raise while the member is streaming its answer.
 
-    The seam is the run service's bookkeeping (`RunAccount.observe`, called by chat.runner._drive
-    for every agno event): the exception comes from inside _drive's event loop, as a bug in our
+    The seam is the run service's bookkeeping (`RunAccount.observe`, called by chat.runs.drive
+    for every agno event): the exception comes from inside the run task's event loop, as a bug in our
     own code would, after the event has been counted.
     """
     original = RunAccount.observe
@@ -48,9 +48,9 @@ def crash_mid_member(monkeypatch):
 async def test_a_crashing_run_still_ends_with_one_terminal_error_and_one_usage_row(
     api, alice, recorder, crash_mid_member, stream
 ):
-    """Guards against skipping the usage row when the run task crashes (chat/runner._finalize must
-    store the usage of a run whose _drive raised, like any other), and against a crash escaping
-    _drive before _finalize (the client would wait for a terminal event forever).
+    """Guards against skipping the usage row when the run task crashes (chat.runs.finalize must
+    store the usage of a run whose run task raised, like any other), and against a crash escaping
+    the run task (chat.runs.drive) before finalize (the client would wait for a terminal event forever).
     """
     async with asyncio.timeout(HANG):
         response = await api.post(RUNS, data={"message": "Please research the history of Copenhagen",
@@ -77,4 +77,4 @@ async def test_a_crashing_run_still_ends_with_one_terminal_error_and_one_usage_r
     assert row.model_calls == 1 and row.total_tokens > 0 and row.delegations == 1
     # the crash stopped the run: the member's call was its last, the leader never answered
     assert [c.model_label for c in recorder.for_run(run_id)] == ["leader", "research-specialist"]
-    assert runner.live_run(run_id) is None  # its admission slot is free again
+    assert live_run(run_id) is None  # its admission slot is free again

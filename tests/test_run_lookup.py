@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from chat import runner
+from chat.runs import RunRequest, live_run, start_run
 from metrics.models import RunUsage
 
 from .conftest import adb, bearer
@@ -25,7 +25,7 @@ async def test_bob_gets_404_for_alices_live_run_and_cannot_cancel_it(api, alice,
     (the in-process registry), so it needs its own test.
     """
     use_latency(PROVIDER_LATENCY)
-    handle = await runner.start_run(runner.RunRequest(user_id=alice.pk, message="my secret plans"))
+    handle = await start_run(RunRequest(user_id=alice.pk, message="my secret plans"))
     run_url = f"{RUNS}/{handle.run_id}"
     try:
         mine = await api.get(run_url, headers=bearer(alice))
@@ -39,7 +39,7 @@ async def test_bob_gets_404_for_alices_live_run_and_cannot_cancel_it(api, alice,
 
         cancel = await api.post(f"{run_url}/cancel", headers=bearer(bob))
         assert cancel.status_code == 404 and cancel.json() == {"detail": "Run not found."}
-        assert not handle.is_finished and runner.live_run(handle.run_id) is handle
+        assert not handle.is_finished and live_run(handle.run_id) is handle
     finally:
         stopped = await api.post(f"{run_url}/cancel", headers=bearer(alice))
     assert stopped.status_code == 200 and stopped.json()["status"] == "cancelled"

@@ -9,9 +9,9 @@ from __future__ import annotations
 
 import pytest
 
-from chat import runner
+from chat.agents.scripted import provider_error
 from chat.models import ChatRun
-from chat.scripted import provider_error
+from chat.runs import RunRequest, cancel_run, start_run
 from metrics.models import RunUsage
 
 from .conftest import adb, bearer
@@ -63,9 +63,9 @@ async def test_every_stored_run_agrees_with_its_usage_row(alice, settings, failu
         use_latency(2.0)
     elif setup == "cancel":
         use_latency(0.3)
-    handle = await runner.start_run(runner.RunRequest(user_id=alice.pk, message="Please research Copenhagen"))
+    handle = await start_run(RunRequest(user_id=alice.pk, message="Please research Copenhagen"))
     async for event in handle.events():
         if setup == "cancel" and event.event == "RunStarted":  # the member is working
-            await runner.cancel_run(alice.pk, handle.run_id)
+            await cancel_run(alice.pk, handle.run_id)
     assert (await handle.wait()).status == usage
     assert await adb(_statuses, handle.run_id) == (usage, stored, stored)

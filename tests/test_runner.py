@@ -6,10 +6,10 @@ import asyncio
 
 import pytest
 
-from chat import runner
-from chat.errors import RunNotFound, SessionNotFound
+from chat.agents.scripted import provider_error
+from chat.errors import RunAlreadyEnded, RunNotFound, SessionNotFound
 from chat.models import ChatRun, ChatSession
-from chat.scripted import provider_error
+from chat.runs import RunRequest, cancel_run, start_run
 from metrics.models import RunUsage
 
 from .conftest import adb
@@ -20,7 +20,7 @@ TERMINAL = {"TeamRunCompleted", "TeamRunError", "TeamRunCancelled"}
 
 
 async def run_to_end(user, message, **kwargs):
-    handle = await runner.start_run(runner.RunRequest(user_id=user.pk, message=message, **kwargs))
+    handle = await start_run(RunRequest(user_id=user.pk, message=message, **kwargs))
     events = [event async for event in handle.events()]
     return handle, events, await handle.wait()
 
@@ -92,12 +92,12 @@ async def test_every_run_leaves_one_usage_row_with_a_terminal_status(
 async def test_cancelling_a_run_stops_it_and_records_the_tokens_spent(alice, use_latency):
     latency = 1.5  # per provider call; the run makes three unless it is stopped
     use_latency(latency)
-    handle = await runner.start_run(runner.RunRequest(user_id=alice.pk, message="Please research Copenhagen"))
+    handle = await start_run(RunRequest(user_id=alice.pk, message="Please research Copenhagen"))
     events = []
     async for event in handle.events():
         events.append(event)
         if event.event == "RunStarted":  # the member is working: cancel now
-            assert await runner.cancel_run(alice.pk, handle.run_id) == "cancelled"
+            assert await cancel_run(alice.pk, handle.run_id) == "cancelled"
     result = await handle.wait()
 
     assert result.status == "cancelled"
@@ -108,15 +108,15 @@ async def test_cancelling_a_run_stops_it_and_records_the_tokens_spent(alice, use
     assert row.model_calls == 1 and row.total_tokens > 0
     # it waited for the leader's call, not for the member's call it cancelled (another `latency`)
     assert latency * 1000 <= row.duration_ms < 2 * latency * 1000
-    with pytest.raises(runner.RunAlreadyEnded):
-        await runner.cancel_run(alice.pk, handle.run_id)
+    with pytest.raises(RunAlreadyEnded):
+        await cancel_run(alice.pk, handle.run_id)
 
 
 async def test_a_user_cannot_cancel_someone_elses_run(alice, bob, use_latency):
     use_latency(0.2)
-    handle = await runner.start_run(runner.RunRequest(user_id=alice.pk, message="hello"))
+    handle = await start_run(RunRequest(user_id=alice.pk, message="hello"))
     with pytest.raises(RunNotFound):
-        await runner.cancel_run(bob.pk, handle.run_id)
+        await cancel_run(bob.pk, handle.run_id)
     assert (await handle.wait()).status == "completed"
 
 
@@ -151,7 +151,7 @@ async def test_session_state_persists_across_runs(alice):
 async def test_a_foreign_session_id_is_refused_before_anything_runs(alice, bob):
     first, _, _ = await run_to_end(alice, "hello")
     with pytest.raises(SessionNotFound):
-        await runner.start_run(runner.RunRequest(user_id=bob.pk, message="hi", session_id=first.session_id))
+        await start_run(RunRequest(user_id=bob.pk, message="hi", session_id=first.session_id))
     assert await adb(lambda: RunUsage.objects.filter(user=bob).count()) == 0
     assert await adb(lambda: ChatRun.objects.filter(user=bob).count()) == 0
 
@@ -168,9 +168,9 @@ async def test_retries_are_recorded_and_the_run_succeeds(alice, settings, failur
 
 async def test_deep_research_configuration_stays_with_its_own_run(alice, recorder, use_latency):
     use_latency(0.2)
-    deep = runner.RunRequest(user_id=alice.pk, message="Research the history of Copenhagen", deep_research=True)
-    plain = runner.RunRequest(user_id=alice.pk, message="Research the history of Aarhus")
-    handles = [await runner.start_run(deep), await runner.start_run(plain)]
+    deep = RunRequest(user_id=alice.pk, message="Research the history of Copenhagen", deep_research=True)
+    plain = RunRequest(user_id=alice.pk, message="Research the history of Aarhus")
+    handles = [await start_run(deep), await start_run(plain)]
     results = await asyncio.gather(*(h.wait() for h in handles))
     assert [r.status for r in results] == ["completed", "completed"]
 

@@ -2,7 +2,9 @@
 
 import pytest
 
-from chat.scripted import DELEGATE_TOOL, DEMO_NOTICE, ScriptedCall, arithmetic, demo_script, route
+from chat.agents.demo import DEMO_NOTICE, arithmetic, demo_script, route
+from chat.agents.runtime import DELEGATE_TOOL
+from chat.agents.scripted import ScriptedCall
 
 
 @pytest.mark.parametrize(

@@ -11,9 +11,10 @@ import asyncio
 
 import pytest
 
-from chat import runner
 from chat.errors import SessionNotFound
 from chat.models import ChatRun, ChatSession
+from chat.runs import RunHandle, RunRequest, live_runs_of, start_run
+from chat.runs.service import starting_run_count
 from metrics.models import RunUsage
 
 from .conftest import adb, bearer, parse_sse
@@ -29,7 +30,7 @@ def _owner_and_runs(session_id: str) -> tuple[str, list[str]]:
     return session.user.username, runs
 
 
-async def _in_first_model_call(handle: runner.RunHandle, recorder) -> None:
+async def _in_first_model_call(handle: RunHandle, recorder) -> None:
     """Wait (on events, not time) until the run's first provider call is under way."""
     async for event in handle.events():
         if event.event == "TeamRunStarted":
@@ -45,7 +46,7 @@ async def test_bob_cannot_take_over_a_session_during_its_first_run(api, alice, b
     the id unclaimed meanwhile, so bob's run with it was accepted and became the owner, and
     alice's run was billed but never stored."""
     use_latency(0.5)  # alice's provider calls are slow: her run is live while bob posts
-    handle = await runner.start_run(runner.RunRequest(user_id=alice.pk, message="Please research Copenhagen",
+    handle = await start_run(RunRequest(user_id=alice.pk, message="Please research Copenhagen",
                                                       session_id=client_id))
     session_id = handle.session_id
     await _in_first_model_call(handle, recorder)
@@ -55,8 +56,8 @@ async def test_bob_cannot_take_over_a_session_during_its_first_run(api, alice, b
     assert not handle.is_finished, "bob was answered while alice's run was still live"
     assert refused.status_code == 404 and refused.json() == {"detail": "Session not found."}
     assert all(call.team_run_id == handle.run_id for call in recorder.calls)  # nothing ran for bob
-    assert not runner.live_runs_of(bob.pk)  # his admission slot was given back
-    assert not runner._starting
+    assert not live_runs_of(bob.pk)  # his admission slot was given back
+    assert starting_run_count() == 0
 
     result = await handle.wait()
     assert result.status == "completed" and not result.storage_failed
@@ -95,11 +96,11 @@ async def test_two_users_claiming_one_new_id_at_once_leave_one_owner(alice, bob,
     """Guards against a claim that is not atomic (read, then insert): both runs would start."""
     use_latency(0.2)
     outcomes = await asyncio.gather(
-        *(runner.start_run(runner.RunRequest(user_id=user.pk, message="hello", session_id="contested"))
+        *(start_run(RunRequest(user_id=user.pk, message="hello", session_id="contested"))
           for user in (alice, bob) for _ in range(3)),
         return_exceptions=True,
     )
-    handles = [o for o in outcomes if isinstance(o, runner.RunHandle)]
+    handles = [o for o in outcomes if isinstance(o, RunHandle)]
     refused = [o for o in outcomes if isinstance(o, SessionNotFound)]
     assert len(handles) == 3 and len(refused) == 3, outcomes
     owner = handles[0].user_id
@@ -115,7 +116,7 @@ async def test_the_session_exists_named_after_its_first_message_while_its_first_
     api, alice, recorder, use_latency
 ):
     use_latency(0.3)
-    handle = await runner.start_run(runner.RunRequest(user_id=alice.pk, message="Trip to Aarhus\nin May please"))
+    handle = await start_run(RunRequest(user_id=alice.pk, message="Trip to Aarhus\nin May please"))
     await _in_first_model_call(handle, recorder)
     listed = (await api.get("/sessions", headers=bearer(alice))).json()["data"]
     assert [(s["session_id"], s["session_name"]) for s in listed] == [(handle.session_id, "Trip to Aarhus")]
@@ -129,7 +130,7 @@ async def test_the_session_exists_named_after_its_first_message_while_its_first_
 async def test_a_session_deleted_while_its_run_is_live_is_not_brought_back(api, alice, recorder, use_latency):
     """Guards against the final write resurrecting a session its owner deleted mid-run."""
     use_latency(0.3)
-    handle = await runner.start_run(runner.RunRequest(user_id=alice.pk, message="Please research Copenhagen"))
+    handle = await start_run(RunRequest(user_id=alice.pk, message="Please research Copenhagen"))
     await _in_first_model_call(handle, recorder)
     deleted = await api.delete(f"/sessions/{handle.session_id}", headers=bearer(alice))
     assert deleted.status_code == 204

@@ -15,7 +15,8 @@ import json
 
 import pytest
 
-from chat import events, views
+from chat import views
+from chat.api import sse
 from chat.models import ChatRun, ChatSession
 from metrics.models import RunUsage
 
@@ -115,15 +116,15 @@ async def test_an_exception_mid_stream_still_ends_it_with_one_terminal_frame(api
     """Guards against a stream that stops without a terminal frame and never closes when anything
     in the stream path raises (the RecursionError of a deeply nested field was one such thing),
     and against a run left going, or left without its usage row, when that happens."""
-    from chat import runner
+    from chat.runs import RunHandle, live_run
 
     use_latency(0.2)  # the run is still talking to the provider when the stream path breaks
     if where == "encoder":
-        monkeypatch.setattr(events, "event_json", _raise_on_call(3, events.event_json))
+        monkeypatch.setattr(sse, "event_json", _raise_on_call(3, sse.event_json))
     elif where == "coalesce":
         monkeypatch.setattr(views, "coalesce", _raise_on_call(3, views.coalesce))
     else:
-        monkeypatch.setattr(runner.RunHandle, "event_batches", _broken_batches(runner.RunHandle.event_batches))
+        monkeypatch.setattr(RunHandle, "event_batches", _broken_batches(RunHandle.event_batches))
 
     response = await api.post(RUNS, data={"message": "Please research the history of Copenhagen"},
                               headers=bearer(alice))
@@ -139,21 +140,21 @@ async def test_an_exception_mid_stream_still_ends_it_with_one_terminal_frame(api
     assert terminal.data["run_id"] == run_id and terminal.data["session_id"] == frames[0].data["session_id"]
     row = await adb(RunUsage.objects.get, run_id=run_id)  # written before the response ended
     assert (row.status, row.error_type) == ("error", "internal")
-    assert runner.live_run(run_id) is None
+    assert live_run(run_id) is None
 
 
 async def test_a_failure_encoding_the_last_batch_still_sends_one_terminal_frame(api, alice, monkeypatch):
     """Guards against a second terminal frame (or none) when the batch that fails holds the run's own
     terminal event: the run has already ended and is billed as completed, the client is told the
     stream broke."""
-    real = events.event_json
+    real = sse.event_json
 
     def broken(event):
         if getattr(event, "event", "") == "TeamRunCompleted":
             raise RuntimeError("simulated bug encoding the terminal event")
         return real(event)
 
-    monkeypatch.setattr(events, "event_json", broken)
+    monkeypatch.setattr(sse, "event_json", broken)
     response = await api.post(RUNS, data={"message": "What is 2+2?"}, headers=bearer(alice))
     frames = parse_sse(response.text)
     assert [f.event for f in frames if f.event in TERMINAL] == ["TeamRunError"]

@@ -20,10 +20,10 @@ from django.db import InterfaceError, OperationalError
 from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.views.decorators.csrf import csrf_exempt
 
+from chat.agents.team import resolve_team
 from chat.auth import authenticate
 from chat.errors import BadRequest, CirkellineError
 from chat.models import validate_session_id
-from chat.team import resolve_team
 
 logger = logging.getLogger(__name__)
 

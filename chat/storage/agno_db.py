@@ -195,16 +195,3 @@ def _unused(name: str):
 for _name in sorted(AsyncBaseDb.__abstractmethods__ - set(vars(DjangoAgnoDb))):
     setattr(DjangoAgnoDb, _name, _unused(_name))
 abc.update_abstractmethods(DjangoAgnoDb)
-
-
-# --- a session with its chat history, for the HTTP API -------------------------------------
-
-
-def session_with_history(user_pk: int, session_id: str) -> dict | None:
-    """The user's session with all its runs and agno's chat history of it, or None. Sync (ORM)."""
-    record = ChatSession.objects.detail(user_pk, session_id)
-    if record is None:
-        return None
-    session = TeamSession.from_dict(dict(record, runs=[dict(r) for r in record["runs"]]))
-    record["chat_history"] = [m.to_dict() for m in session.get_chat_history()] if session else []
-    return record

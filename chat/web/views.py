@@ -15,10 +15,11 @@ from django.core.exceptions import ValidationError
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
 
+from chat.agents.team import CIRKELLINE_TEAM_ID
 from chat.login_throttle import LoginThrottle, LoginThrottled, client_address
 from chat.models import SESSION_ID_RE
 from chat.parsing import MEDIA_TYPES
-from chat.team import CIRKELLINE_TEAM_ID, describe_team_detail
+from chat.runs.teams import describe_team_detail
 
 
 class ThrottledLoginForm(AuthenticationForm):

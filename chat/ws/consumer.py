@@ -1,8 +1,8 @@
 """The chat websocket consumer: who is on the socket, its client frames, its runs' events.
 
 A transport like the HTTP views: it authenticates, parses with the run API's own checks
-(`parsing.run_request_from_fields`), and calls the run service (`runner.start_run`,
-`runner.cancel_run`, `RunHandle.abort`); it never runs agno or writes rows itself.
+(`parsing.run_request_from_fields`), and calls the run service (`runs.start_run`,
+`runs.cancel_run`, `RunHandle.abort`); it never runs agno or writes rows itself.
 
 - Who: the Django session cookie (the pages; Channels' AuthMiddlewareStack), or a JWT in the
   `Sec-WebSocket-Protocol` header (`bearer, <token>`; the server answers `bearer`) or in a first
@@ -30,14 +30,14 @@ from django.contrib.auth import SESSION_KEY, get_user
 from django.contrib.sessions.backends.base import SessionBase
 from django.utils.module_loading import import_string
 
-from chat import runner
+from chat import runs
+from chat.agents.team import CIRKELLINE_TEAM_ID, resolve_team
 from chat.auth import Caller, caller_from_token
 from chat.errors import AuthError, BadRequest, SessionNotFound
 from chat.models import ChatSession, validate_session_id
 from chat.parsing import run_request_from_fields
 from chat.payload import load_json
 from chat.storage.executor import run_db
-from chat.team import CIRKELLINE_TEAM_ID, resolve_team
 from metrics.models import RunStatus
 
 from . import frames, uploads
@@ -176,7 +176,7 @@ class ChatConsumer(AsyncJsonWebsocketConsumer):
             request, _ = run_request_from_fields(fields, self.caller, str(team_id), [])
             resolve_team(request.team_id)
             request.attachments = await uploads.take(self.caller.pk, content.get("files"))
-            handle = await runner.start_run(request)
+            handle = await runs.start_run(request)
         except Exception as exc:  # noqa: BLE001 - every refusal becomes an error frame (frames.error_for)
             await self.send_json(frames.error_for(exc, ref=ref))
             return
@@ -193,7 +193,7 @@ class ChatConsumer(AsyncJsonWebsocketConsumer):
             except BadRequest:
                 raise BadRequest(400, "Invalid run id.") from None
             # Any run of the user's (another tab's too, or one in another process), never anyone else's.
-            status = await runner.cancel_run(self.caller.pk, run_id)
+            status = await runs.cancel_run(self.caller.pk, run_id)
         except Exception as exc:  # noqa: BLE001
             await self._send_text(frames.dumps(frames.error_for(exc, ref=ref, run_id=run_id)))
             return
@@ -203,7 +203,7 @@ class ChatConsumer(AsyncJsonWebsocketConsumer):
         try:
             if session_id is not None:
                 validate_session_id(session_id)
-                live = any(h.session_id == session_id for h in runner.live_runs_of(self.caller.pk))
+                live = any(h.session_id == session_id for h in runs.live_runs_of(self.caller.pk))
                 # A new session is stored when its first run ends; while that run is live it is
                 # the user's already.
                 if not live and not await run_db(ChatSession.objects.is_owned, self.caller.pk, session_id):

@@ -1,6 +1,6 @@
 """Server frames of the chat websocket: their JSON, and the one map from failures to error frames.
 
-Run events go out exactly as the SSE stream carries them (`chat.events.event_json`, after the
+Run events go out exactly as the SSE stream carries them (`chat.agents.agno_overrides.event_json`, after the
 same `coalesce` of waiting text deltas), each with its per-run `seq` spliced in, several to a
 frame: one websocket message per batch of waiting events, as SSE writes one chunk per batch.
 The frame text is built once and sent as is to the socket that started the run and to the
@@ -15,10 +15,11 @@ from typing import Any
 
 from django.db import InterfaceError, OperationalError
 
-from chat import runner
+from chat.agents.agno_overrides import event_json
 from chat.errors import CirkellineError
-from chat.events import coalesce, event_json
 from chat.payload import has_lone_surrogate
+from chat.runs import RunHandle, RunResult
+from chat.runs.events import coalesce
 
 logger = logging.getLogger(__name__)
 
@@ -62,7 +63,7 @@ def error_for(exc: BaseException, *, ref: Any = None, **extra: Any) -> dict:
 class RunFrames:
     """The frames of one run, numbering its events (`seq` starts at 1 and never skips)."""
 
-    def __init__(self, handle: runner.RunHandle, ref: Any = None):
+    def __init__(self, handle: RunHandle, ref: Any = None):
         self.handle = handle
         self.ref = ref
         self.seq = 0
@@ -105,7 +106,7 @@ class RunFrames:
             frame["ref"] = self.ref
         return dumps(frame)
 
-    def finished(self, result: runner.RunResult) -> str:
+    def finished(self, result: RunResult) -> str:
         """`run_finished`: the outcome, and the tokens of the leader and every member."""
         handle = self.handle
         frame = {

@@ -24,7 +24,7 @@ from chat.api.errors import api
 from chat.auth import Caller
 from chat.errors import BadRequest
 from chat.parsing import uploaded_files
-from chat.runner import Attachment
+from chat.runs.request import Attachment
 
 UPLOAD_TTL = 3600.0
 _ID_RE = re.compile(r"^[0-9a-f]{32}$")

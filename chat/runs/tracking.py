@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 import weakref
 
-from .context import current_run
+from chat.context import current_run
 
 _tracked_loops: "weakref.WeakSet[asyncio.AbstractEventLoop]" = weakref.WeakSet()
 

@@ -6,19 +6,16 @@ with `asyncio.sleep` to simulate provider latency, and can be told to fail. What
 decided by a *script*: a function from the call it receives to a `Turn`.
 
 It serves three purposes:
-- the offline `demo` model (`CIRKELLINE_MODEL=demo`, the default without keys), whose script
-  says plainly that it is an offline demo, delegates to the specialist a message is about and
-  answers arithmetic exactly;
+- the offline `demo` model (`CIRKELLINE_MODEL=demo`, the default without keys), with the
+  script of chat.agents.demo;
 - tests, which swap scripts, inject failures and read what each call saw (`CallRecorder`);
 - benchmarks, where `latency` stands in for a provider's response time.
 """
 
 from __future__ import annotations
 
-import ast
 import asyncio
 import json
-import operator
 import re
 import threading
 from collections import deque
@@ -33,9 +30,10 @@ from agno.models.base import Model
 from agno.models.message import Message
 from agno.models.response import ModelResponse
 
-from .context import current_run
+from chat.context import current_run
 
-DELEGATE_TOOL = "delegate_task_to_member"
+from .runtime import DELEGATE_TOOL
+
 _MEMBER_RE = re.compile(r'<member id="([^"]+)" name="([^"]+)"')
 
 
@@ -150,7 +148,7 @@ class FailurePlan(_Shared):
         return len(self._queue)
 
 
-# The recorder and failure plan every scripted model built by chat.providers shares, so a test
+# The recorder and failure plan every scripted model built by chat.agents.providers shares, so a test
 # sees the calls of the leader and all members in one place.
 RECORDER = CallRecorder()
 FAILURES = FailurePlan()
@@ -267,7 +265,9 @@ class ScriptedModel(Model):
         call = self._describe(messages, tools, run_response, stream)
         self.recorder.add(call)
         failure = self.failures.take(self.label)
-        turn = (self.script or demo_script)(call)
+        if self.script is None:
+            raise ValueError("a ScriptedModel needs a script (the offline demo's is chat.agents.demo.demo_script)")
+        turn = self.script(call)
         return call, turn, failure
 
     async def ainvoke(
@@ -326,122 +326,3 @@ class ScriptedModel(Model):
         yield ModelResponse(response_usage=self._usage(messages, turn))
         if assistant_message.metrics is not None:
             assistant_message.metrics.stop_timer()
-
-
-# --- scripts -----------------------------------------------------------------------------
-
-# Specialist ids (chat/team.py) and the words that send a message to each, most specific first.
-ROUTES: list[tuple[str, tuple[str, ...]]] = [
-    ("audio-specialist", ("audio", "sound", "music", "song", "podcast", "voice", "transcri", "speech", "mp3", "wav")),
-    ("video-specialist", ("video", "film", "movie", "clip", "footage", "youtube", "mp4")),
-    ("image-specialist", ("image", "picture", "photo", "drawing", "illustrat", "logo", "diagram", "png", "jpg")),
-    ("document-specialist", ("document", "pdf", "docx", "contract", "spreadsheet", "report", "invoice", "memo")),
-    ("research-specialist", ("research", "find out", "search", "investigate", "compare", "sources", "latest",
-                             "explain", "history of", "why ", "who ")),
-]
-_MEDIA_ROUTES = {"images": "image-specialist", "audio": "audio-specialist", "videos": "video-specialist",
-                 "files": "document-specialist"}
-
-
-def route(text: str, media: dict[str, int] | None = None) -> str | None:
-    """The specialist a message is about, or None when the leader should answer itself."""
-    for kind, member in _MEDIA_ROUTES.items():
-        if media and media.get(kind):
-            return member
-    lowered = f" {text.lower()} "
-    for member, words in ROUTES:
-        if any(word in lowered for word in words):
-            return member
-    return None
-
-
-_BINOPS = {ast.Add: operator.add, ast.Sub: operator.sub, ast.Mult: operator.mul, ast.Div: operator.truediv,
-           ast.FloorDiv: operator.floordiv, ast.Mod: operator.mod, ast.Pow: operator.pow}
-_UNARY = {ast.UAdd: operator.pos, ast.USub: operator.neg}
-_EXPR_RE = re.compile(r"[-+(]*\d[\d\s.+\-*/%()^×÷x]*")
-
-
-def _eval(node: ast.AST) -> float:
-    if isinstance(node, ast.Expression):
-        return _eval(node.body)
-    if isinstance(node, ast.Constant) and isinstance(node.value, (int, float)) and not isinstance(node.value, bool):
-        return node.value
-    if isinstance(node, ast.BinOp) and type(node.op) in _BINOPS:
-        left, right = _eval(node.left), _eval(node.right)
-        if isinstance(node.op, ast.Pow) and (abs(right) > 64 or abs(left) > 10**6):
-            raise ValueError("exponent too large")
-        return _BINOPS[type(node.op)](left, right)
-    if isinstance(node, ast.UnaryOp) and type(node.op) in _UNARY:
-        return _UNARY[type(node.op)](_eval(node.operand))
-    raise ValueError("not arithmetic")
-
-
-_MATH_CUE_RE = re.compile(r"\b(what is|what's|calculate|compute|how much is|solve|evaluate)\b|=\s*\??\s*$", re.I)
-
-
-_DATE_RE = re.compile(r"^\d{4}-\d{1,2}-\d{1,2}$")
-
-
-def arithmetic(text: str) -> str | None:
-    """The exact value of the arithmetic question in `text` ("What is 2+2?" -> "4"), else None.
-
-    Only when the message asks for it ("what is", "calculate", a trailing "=") or is little
-    more than the expression, so a date such as 2024-11-27 in a sentence is not taken for a
-    subtraction.
-    """
-    cue = bool(_MATH_CUE_RE.search(text))
-    for match in sorted(_EXPR_RE.findall(text), key=len, reverse=True):
-        expr = match.strip()
-        rest = text.replace(match, " ", 1)
-        if _DATE_RE.match(expr) or not (cue or len(re.findall(r"[A-Za-z]+", rest)) <= 2):
-            continue
-        expr = expr.replace("^", "**").replace("×", "*").replace("÷", "/").replace("x", "*")
-        if not any(op in expr for op in "+-*/%") or expr.lstrip("+-").replace(".", "").isdigit():
-            continue
-        try:
-            value = _eval(ast.parse(expr, mode="eval"))
-        except (SyntaxError, ValueError, ZeroDivisionError, OverflowError, TypeError):
-            continue
-        if isinstance(value, float):
-            if value != value or value in (float("inf"), float("-inf")):
-                continue
-            if value.is_integer():
-                return str(int(value))
-            return f"{value:.10g}"
-        return str(value)
-    return None
-
-
-DEMO_NOTICE = "(Offline demo: no AI provider is configured, so these answers are scripted.)"
-
-
-def demo_script(call: ScriptedCall) -> Turn:
-    """The offline demo: honest about itself, delegates visibly, exact arithmetic."""
-    if call.is_leader:
-        if call.tool_results:
-            findings = " ".join(r.strip() for r in call.tool_results if r.strip()) or "(no answer)"
-            return Turn(text=f"{DEMO_NOTICE} Here is what my specialist found: {findings}")
-        answer = arithmetic(call.user_text)
-        if answer is not None:
-            return Turn(text=answer)
-        member = route(call.user_text, call.media)
-        member_ids = {m for m, _ in call.members}
-        if member and (not member_ids or member in member_ids):
-            return Turn(tool_calls=[ToolCall(DELEGATE_TOOL, {"member_id": member, "task": call.user_text})])
-        return Turn(
-            text=(
-                f"{DEMO_NOTICE} I am Cirkelline. I received: \"{call.user_text[:200]}\". Ask me about "
-                "research, audio, video, images or documents to see a specialist at work, or try "
-                "an arithmetic question such as 2+2."
-            )
-        )
-    answer = arithmetic(call.user_text)
-    if answer is not None:
-        return Turn(text=answer)
-    name = call.model_label.replace("-", " ").title()
-    return Turn(
-        text=(
-            f"[{name}] In offline demo mode I cannot analyse \"{call.user_text[:200]}\" for real; "
-            "with a model configured I would handle this task."
-        )
-    )
