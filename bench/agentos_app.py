@@ -7,7 +7,7 @@ Needs ``agno[os]`` (bench/requirements.txt). The team is ``bench.teams.build_tea
 leader, specialists and flags as Cirkelline, on stock agno ``OpenAILike`` models against the
 same fake provider. Storage is agno's own: ``SqliteDb`` for ``sqlite:///<file>``,
 ``PostgresDb`` for ``postgresql+psycopg://...``. No authentication (AgentOS's default), no
-telemetry. With ``CIRKELLINE_STATS_DIR`` set, the app is wrapped by ``chat.loopstats`` so its
+telemetry. With ``CIRKELLINE_STATS_DIR`` set, the app is wrapped by ``bench.loopstats`` so its
 event-loop lag is measured exactly like Cirkelline's.
 """
 
@@ -46,7 +46,7 @@ def build_app() -> Any:
     app = agent_os.get_app()
     stats_dir = os.environ.get("CIRKELLINE_STATS_DIR")
     if stats_dir:
-        from chat.loopstats import instrument
+        from .loopstats import instrument
 
         app = instrument(app, stats_dir)
     return app

@@ -200,7 +200,7 @@ class TokenVersionQuerySet(models.QuerySet):
 
 class TokenVersion(models.Model):
     """The generation of a user's JWTs. Every token carries the version it was minted under
-    (chat.auth.TOKEN_VERSION_CLAIM) and is refused once this row holds another one. No row means
+    (chat.identity.TOKEN_VERSION_CLAIM) and is refused once this row holds another one. No row means
     version 0, so users need no row until their first password change or deactivation."""
 
     user = models.OneToOneField(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, primary_key=True,

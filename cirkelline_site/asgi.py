@@ -4,7 +4,6 @@ import os
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "cirkelline_site.settings")
 
-from django.conf import settings  # noqa: E402
 from django.core.asgi import get_asgi_application  # noqa: E402
 
 # Build the Django app before importing anything that touches models: the app registry
@@ -58,14 +57,7 @@ def _correct_daphne() -> None:
 
 _correct_daphne()
 
-from chat.memory import release_when_idle, tune_gc  # noqa: E402
-from chat.runs import live_run_count, when_idle  # noqa: E402
+from cirkelline_site import process_tuning  # noqa: E402
 
-tune_gc()  # after everything is imported: the start-up heap is frozen out of later collections
-# Once the last live run has ended, hand freed memory back to the system (when still idle).
-when_idle(lambda: release_when_idle(lambda: live_run_count() == 0))
-
-if settings.CIRKELLINE_STATS_DIR:  # benchmark instrumentation only (see chat/loopstats.py)
-    from chat.loopstats import instrument
-
-    application = instrument(application, settings.CIRKELLINE_STATS_DIR)
+# After everything is imported: the start-up heap is frozen out of later collections.
+process_tuning.install()

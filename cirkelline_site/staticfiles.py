@@ -7,7 +7,7 @@ which answers 404.
 
 This subclass changes only *how*. WhiteNoise 6.12's Django middleware is synchronous: Django
 would run it in a worker thread and hop back to the loop for the rest of the chain on every
-request, API runs included (chat/middleware.py says why those hops matter here), and its file
+request, API runs included (chat/api/django_overrides.py says why those hops matter here), and its file
 response is a synchronous iterator that Django's ASGI handler reads whole, in a thread, warning
 each time. Here the index lookup is a dictionary read on the loop, and a file is opened and read
 in blocks in worker threads.

@@ -3,8 +3,8 @@ from django.urls import include, path
 
 urlpatterns = [
     path("admin/", admin.site.urls),
-    path("", include("chat.web.urls")),  # the pages: /, /c/<session>, /login/, /logout/, /uploads
-    path("", include("chat.urls")),
+    path("", include("chat.web.urls")),  # the pages: /, /c/<session>, /login/, /logout/
+    path("", include("chat.api.urls")),
 ]
 
 # API clients get JSON, not HTML error pages.

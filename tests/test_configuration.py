@@ -25,7 +25,9 @@ def test_every_environment_variable_is_documented_in_env_example():
 
 def test_no_other_module_reads_the_environment():
     offenders = []
-    for path in list((ROOT / "chat").rglob("*.py")) + list((ROOT / "metrics").rglob("*.py")):
+    # asgi.py only names the settings module for the server (Django's own pattern); it reads nothing.
+    site = [path for path in (ROOT / "cirkelline_site").rglob("*.py") if path.name not in ("settings.py", "asgi.py")]
+    for path in list((ROOT / "chat").rglob("*.py")) + list((ROOT / "metrics").rglob("*.py")) + site:
         if re.search(r"os\.environ|os\.getenv|getenv\(", path.read_text()):
             offenders.append(str(path.relative_to(ROOT)))
     assert offenders == []

@@ -119,7 +119,7 @@ async def test_a_cache_outage_lets_logins_through_and_is_logged(alice, settings,
     settings.CACHES = {"default": {"BACKEND": "django.core.cache.backends.redis.RedisCache",
                                    "LOCATION": "redis://127.0.0.1:1/0",
                                    "OPTIONS": {"socket_connect_timeout": 1, "socket_timeout": 1}}}
-    with caplog.at_level(logging.WARNING, logger="chat.login_throttle"):
+    with caplog.at_level(logging.WARNING, logger="chat.identity.login_throttle"):
         async with client_at("10.0.0.1") as client:
             for _ in range(4):
                 assert (await client.post(LOGIN, json=WRONG)).status_code == 401

@@ -4,7 +4,7 @@ import asyncio
 import json
 import time
 
-from chat.loopstats import LoopMonitor
+from bench.loopstats import LoopMonitor
 
 BLOCK = 0.5  # seconds the test blocks the loop for
 

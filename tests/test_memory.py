@@ -2,27 +2,27 @@
 
 import asyncio
 
-from chat import memory
+from cirkelline_site import process_tuning
 
 
 async def test_memory_is_released_only_once_the_process_is_idle(monkeypatch):
     calls = []
-    monkeypatch.setattr(memory, "IDLE_DELAY", 0.01)
-    monkeypatch.setattr(memory, "_trim", lambda: calls.append("trim"))
+    monkeypatch.setattr(process_tuning, "IDLE_DELAY", 0.01)
+    monkeypatch.setattr(process_tuning, "trim_memory", lambda: calls.append("trim"))
     busy = {"runs": 1}
-    memory.release_when_idle(lambda: busy["runs"] == 0)
-    await _until(lambda: memory._timer is None)
+    process_tuning.release_when_idle(lambda: busy["runs"] == 0)
+    await _until(lambda: not process_tuning.release_pending())
     assert calls == []  # a run was still live: nothing done
 
     busy["runs"] = 0
-    memory.release_when_idle(lambda: busy["runs"] == 0)
-    memory.release_when_idle(lambda: busy["runs"] == 0)  # debounced: one release
-    await _until(lambda: memory._timer is None)
+    process_tuning.release_when_idle(lambda: busy["runs"] == 0)
+    process_tuning.release_when_idle(lambda: busy["runs"] == 0)  # debounced: one release
+    await _until(lambda: not process_tuning.release_pending())
     assert calls == ["trim"]
 
 
 def test_trimming_is_safe_to_call():
-    memory._trim()  # glibc malloc_trim, or nothing where it does not exist
+    process_tuning.trim_memory()  # glibc malloc_trim, or nothing where it does not exist
 
 
 async def _until(condition, within: float = 30.0):

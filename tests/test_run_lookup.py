@@ -18,7 +18,7 @@ PROVIDER_LATENCY = 30.0
 
 
 async def test_bob_gets_404_for_alices_live_run_and_cannot_cancel_it(api, alice, bob, use_latency):
-    """Guards against removing the owner check on the live-run lookup in chat/views.py run_detail
+    """Guards against removing the owner check on the live-run lookup in chat/api/views.py run_detail
     (bob would get alice's partial answer with a 200) and on the live cancel (bob would stop it).
 
     Only finished runs were looked up by a second user before; a live run takes another path

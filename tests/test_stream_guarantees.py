@@ -15,7 +15,6 @@ import json
 
 import pytest
 
-from chat import views
 from chat.api import sse
 from chat.models import ChatRun, ChatSession
 from metrics.models import RunUsage
@@ -122,7 +121,7 @@ async def test_an_exception_mid_stream_still_ends_it_with_one_terminal_frame(api
     if where == "encoder":
         monkeypatch.setattr(sse, "event_json", _raise_on_call(3, sse.event_json))
     elif where == "coalesce":
-        monkeypatch.setattr(views, "coalesce", _raise_on_call(3, views.coalesce))
+        monkeypatch.setattr(sse, "coalesce", _raise_on_call(3, sse.coalesce))
     else:
         monkeypatch.setattr(RunHandle, "event_batches", _broken_batches(RunHandle.event_batches))
 

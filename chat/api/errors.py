@@ -21,9 +21,10 @@ from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.views.decorators.csrf import csrf_exempt
 
 from chat.agents.team import resolve_team
-from chat.auth import authenticate
 from chat.errors import BadRequest, CirkellineError
 from chat.models import validate_session_id
+
+from .auth import authenticate
 
 logger = logging.getLogger(__name__)
 

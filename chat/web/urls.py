@@ -1,8 +1,6 @@
 from django.contrib.auth import views as auth_views
 from django.urls import path
 
-from chat.ws.uploads import upload
-
 from . import views
 
 urlpatterns = [
@@ -10,5 +8,4 @@ urlpatterns = [
     path("c/<str:session_id>", views.chat, name="chat-session"),
     path("login/", views.login, name="login"),
     path("logout/", auth_views.LogoutView.as_view(), name="logout"),
-    path("uploads", upload, name="uploads"),
 ]

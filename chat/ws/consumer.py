@@ -1,7 +1,7 @@
 """The chat websocket consumer: who is on the socket, its client frames, its runs' events.
 
 A transport like the HTTP views: it authenticates, parses with the run API's own checks
-(`parsing.run_request_from_fields`), and calls the run service (`runs.start_run`,
+(`chat.runs.request.run_request_from_fields`), and calls the run service (`runs.start_run`,
 `runs.cancel_run`, `RunHandle.abort`); it never runs agno or writes rows itself.
 
 - Who: the Django session cookie (the pages; Channels' AuthMiddlewareStack), or a JWT in the
@@ -32,15 +32,16 @@ from django.utils.module_loading import import_string
 
 from chat import runs
 from chat.agents.team import CIRKELLINE_TEAM_ID, resolve_team
-from chat.auth import Caller, caller_from_token
 from chat.errors import AuthError, BadRequest, SessionNotFound
+from chat.identity import Caller, caller_from_token
 from chat.models import ChatSession, validate_session_id
-from chat.parsing import run_request_from_fields
 from chat.payload import load_json
+from chat.runs import uploads
+from chat.runs.request import run_request_from_fields
 from chat.storage.executor import run_db
 from metrics.models import RunStatus
 
-from . import frames, uploads
+from . import frames
 from .fanout import Fanout
 
 logger = logging.getLogger(__name__)
@@ -173,7 +174,8 @@ class ChatConsumer(AsyncJsonWebsocketConsumer):
             await self._check_credentials()
             fields = {name: content[name] for name in RUN_FIELDS if name in content}
             team_id = content.get("team_id") or CIRKELLINE_TEAM_ID
-            request, _ = run_request_from_fields(fields, self.caller, str(team_id), [])
+            request, _ = run_request_from_fields(fields, user_pk=self.caller.pk, username=self.caller.username,
+                                                 team_id=str(team_id), attachments=[])
             resolve_team(request.team_id)
             request.attachments = await uploads.take(self.caller.pk, content.get("files"))
             handle = await runs.start_run(request)

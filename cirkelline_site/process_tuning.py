@@ -1,12 +1,12 @@
-"""Garbage collection and returning memory to the system.
+"""Tuning the server process for allocation-heavy runs: garbage collection thresholds, and memory
+handed back to the system once the process is idle. `install()` is called once by the ASGI app.
 
-- `tune_gc()` (called once by the ASGI app): a run allocates tens of thousands of short-lived
+- `tune_gc()`: a run allocates tens of thousands of short-lived
   container objects (agno events, messages, SDK models), so CPython's default gen-0 threshold
   of 700 triggers a collection every few events. A larger threshold
   (`CIRKELLINE_GC_THRESHOLD`, default 10000,20,100) collects far less often, and `gc.freeze()`
-  keeps the start-up heap (Django, agno, the SDKs) out of every later full collection. Measured
-  at N=200 (docs/PERFORMANCE.md): 54 -> 47 ms CPU per run with RSS per concurrent run unchanged
-  (~145 KB); 50000 bought no more CPU and cost 215 KB per run.
+  keeps the start-up heap (Django, agno, the SDKs) out of every later full collection
+  (docs/PERFORMANCE.md has what each threshold measured).
 - `release_when_idle()`: after a burst, freed memory stays in the allocator's arenas, so the
   process keeps its peak RSS. When no run has been live for a few seconds the process runs a
   full collection and asks glibc to hand free pages back (`malloc_trim`), while idle, so no run
@@ -23,9 +23,22 @@ from collections.abc import Callable
 
 from django.conf import settings
 
+from chat.runs import live_run_count, when_idle
+
 IDLE_DELAY = 5.0
 _timer: asyncio.TimerHandle | None = None
 _libc = None
+
+
+def install() -> None:
+    """Tune the collector now, and release memory each time the last live run has ended."""
+    tune_gc()
+    when_idle(lambda: release_when_idle(lambda: live_run_count() == 0))
+
+
+def release_pending() -> bool:
+    """Whether a release is scheduled (the process has been idle for less than IDLE_DELAY)."""
+    return _timer is not None
 
 
 def tune_gc() -> None:
@@ -36,7 +49,8 @@ def tune_gc() -> None:
         gc.set_threshold(*threshold)
 
 
-def _trim() -> None:
+def trim_memory() -> None:
+    """Ask glibc to hand free pages back to the system (nothing where there is no malloc_trim)."""
     global _libc
     if _libc is None:
         name = ctypes.util.find_library("c")
@@ -56,6 +70,6 @@ def release_when_idle(is_idle: Callable[[], bool]) -> None:
         _timer = None
         if is_idle():
             gc.collect()
-            _trim()
+            trim_memory()
 
     _timer = asyncio.get_running_loop().call_later(IDLE_DELAY, release)

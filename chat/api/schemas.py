@@ -6,7 +6,7 @@ import math
 from datetime import UTC, datetime
 from typing import Any
 
-from .records import run_input_text
+from chat.records import run_input_text
 
 
 def _iso(epoch: Any) -> str | None:

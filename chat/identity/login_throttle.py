@@ -31,7 +31,7 @@ from django.conf import settings
 from django.core.cache import cache as default_cache
 from redis.exceptions import RedisError
 
-from .errors import LoginThrottled
+from chat.errors import LoginThrottled
 
 logger = logging.getLogger(__name__)
 

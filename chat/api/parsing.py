@@ -1,7 +1,9 @@
-"""Turning an HTTP run request (form-urlencoded, multipart or JSON) into a RunRequest.
+"""Reading an HTTP request's body (form-urlencoded, multipart or JSON) into fields and files.
 
-Everything a client sends is checked here; a bad request becomes a `BadRequest` with the
-status and a sentence saying what is wrong. Nothing is written before this passes.
+Everything a client sends is checked here or in the run request's own checks
+(chat.runs.request.run_request_from_fields, shared with the websocket); a bad request becomes a
+`BadRequest` with the status and a sentence saying what is wrong. Nothing is written before this
+passes.
 """
 
 from __future__ import annotations
@@ -9,7 +11,6 @@ from __future__ import annotations
 import mimetypes
 from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import Any
 
 from django.conf import settings
 from django.core.exceptions import BadRequest as DjangoBadRequest
@@ -17,47 +18,17 @@ from django.core.exceptions import RequestDataTooBig, TooManyFieldsSent
 from django.http import HttpRequest
 from django.http.multipartparser import MultiPartParserError
 
-from .auth import Caller
-from .errors import BadRequest
-from .models import validate_session_id
-from .payload import check_text, load_json, quoted_name
-from .runs.request import Attachment, RunRequest
+from chat.errors import BadRequest
+from chat.identity import Caller
+from chat.payload import check_text, load_json, quoted_name
+from chat.runs.request import MEDIA_TYPES, Attachment, RunRequest, run_request_from_fields
 
-TRUE = frozenset({"true", "1", "yes", "on"})
-FALSE = frozenset({"false", "0", "no", "off", ""})
-
-MEDIA_TYPES: dict[str, frozenset[str]] = {
-    "image": frozenset({"image/png", "image/jpeg", "image/jpg", "image/gif", "image/webp", "image/bmp",
-                        "image/tiff", "image/heic", "image/heif", "image/avif"}),
-    "audio": frozenset({"audio/wav", "audio/wave", "audio/x-wav", "audio/mpeg", "audio/mp3", "audio/ogg",
-                        "audio/mp4", "audio/m4a", "audio/x-m4a", "audio/aac", "audio/flac", "audio/webm"}),
-    "video": frozenset({"video/mp4", "video/webm", "video/quicktime", "video/mpeg", "video/x-flv", "video/3gpp",
-                        "video/wmv"}),
-    "document": frozenset({"application/pdf", "application/json", "text/plain", "text/markdown", "text/csv",
-                           "text/html", "text/xml", "application/xml", "text/rtf",
-                           "application/vnd.openxmlformats-officedocument.wordprocessingml.document",
-                           "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet",
-                           "application/vnd.openxmlformats-officedocument.presentationml.presentation",
-                           "application/msword", "application/vnd.ms-excel"}),
-}
 _GENERIC_TYPES = frozenset({"", "application/octet-stream", "binary/octet-stream"})
 # Fields AgentOS accepts that Cirkelline deliberately ignores (they would let a client change
 # how the server runs the team).
 IGNORED_FIELDS = frozenset({"monitor", "version", "retries", "knowledge_filters", "add_history_to_context",
                             "add_dependencies_to_context", "add_session_state_to_context", "files_metadata",
                             "factory_input", "stream"})
-
-
-def _bool(name: str, value: Any, default: bool) -> bool:
-    if value is None:
-        return default
-    if isinstance(value, bool):
-        return value
-    if isinstance(value, str) and value.strip().lower() in TRUE:
-        return True
-    if isinstance(value, str) and value.strip().lower() in FALSE:
-        return default if value.strip() == "" else False
-    raise BadRequest(400, f"'{name}' must be true or false.")
 
 
 @contextmanager
@@ -102,18 +73,6 @@ def form_fields(request: HttpRequest) -> dict:
         fields[key] = values[-1]
     check_text("The form", fields)
     return fields
-
-
-def _json_object(name: str, value: Any) -> dict | None:
-    if value is None or value == "":
-        return None
-    if isinstance(value, str):
-        value = load_json(value, f"'{name}'", invalid=f"'{name}' must be a JSON object; it is not valid JSON.")
-    if value is None:
-        return None
-    if not isinstance(value, dict):
-        raise BadRequest(400, f"'{name}' must be a JSON object.")
-    return value
 
 
 def _media_kind(upload) -> tuple[str, str]:
@@ -167,46 +126,5 @@ def uploaded_files(request: HttpRequest) -> list[Attachment]:
 def parse_run_request(request: HttpRequest, caller: Caller, team_id: str) -> tuple[RunRequest, bool]:
     """The validated run request and whether the client wants a stream."""
     data, attachments = _fields(request)
-    return run_request_from_fields(data, caller, team_id, attachments)
-
-
-def run_request_from_fields(data: dict, caller: Caller, team_id: str,
-                            attachments: list[Attachment]) -> tuple[RunRequest, bool]:
-    """The same checks for fields already decoded by any transport (HTTP body, websocket frame)."""
-    message = data.get("message")
-    if not isinstance(message, str) or not message.strip():
-        raise BadRequest(400, "'message' is required and must be a non-empty string.")
-    if len(message) > settings.CIRKELLINE_MAX_MESSAGE_CHARS:
-        limit = settings.CIRKELLINE_MAX_MESSAGE_CHARS
-        raise BadRequest(413, f"'message' is too long: the limit is {limit} characters.")
-
-    user_id = data.get("user_id")
-    if user_id not in (None, "") and str(user_id) not in (str(caller.pk), caller.username):
-        raise BadRequest(403, "'user_id' must be your own: the run always belongs to the authenticated user.")
-
-    session_id = data.get("session_id")
-    if session_id in (None, ""):
-        session_id = None
-    elif not isinstance(session_id, str):
-        raise BadRequest(400, "'session_id' must be a string.")
-    else:
-        validate_session_id(session_id)
-
-    if _bool("background", data.get("background"), False):
-        raise BadRequest(400, "Background runs are not supported: stream the run or wait for its result.")
-
-    stream = _bool("stream", data.get("stream"), True)
-    run = RunRequest(
-        user_id=caller.pk,
-        team_id=team_id,
-        message=message,
-        session_id=session_id,
-        deep_research=_bool("deep_research", data.get("deep_research"), False),
-        session_state=_json_object("session_state", data.get("session_state")),
-        dependencies=_json_object("dependencies", data.get("dependencies")),
-        metadata=_json_object("metadata", data.get("metadata")),
-        attachments=attachments,
-        stream_events=_bool("stream_events", data.get("stream_events"), True),
-        streamed=stream,
-    )
-    return run, stream
+    return run_request_from_fields(data, user_pk=caller.pk, username=caller.username, team_id=team_id,
+                                   attachments=attachments)

@@ -1,8 +1,8 @@
 """The token routes: log in (throttled), refresh (rotating), log out; and their error responses.
 
 - `POST /api/token/`: username + password -> an access and a refresh token, both carrying the
-  user's token version (chat.auth.TOKEN_VERSION_CLAIM). Failed logins are throttled
-  (chat.login_throttle).
+  user's token version (chat.identity.TOKEN_VERSION_CLAIM). Failed logins are throttled
+  (chat.identity.login_throttle).
 - `POST /api/token/refresh/`: a refresh token -> a new access token and a new refresh token; the
   one used is blacklisted (simplejwt's token_blacklist app), so it works once.
 - `POST /api/token/logout/`: blacklists the given refresh token, or with `"everywhere": true`
@@ -32,10 +32,16 @@ from rest_framework_simplejwt.settings import api_settings as jwt_settings
 from rest_framework_simplejwt.tokens import RefreshToken
 from rest_framework_simplejwt.views import TokenBlacklistView, TokenObtainPairView, TokenRefreshView
 
-from .auth import TOKEN_VERSION_CLAIM, Caller, caller_for_token_user, token_claims
-from .errors import AuthError
-from .login_throttle import LoginThrottle, LoginThrottled, client_address
-from .models import TokenVersion
+from chat.errors import AuthError, LoginThrottled
+from chat.identity import (
+    TOKEN_VERSION_CLAIM,
+    Caller,
+    LoginThrottle,
+    caller_for_token_user,
+    client_address,
+    token_claims,
+)
+from chat.models import TokenVersion
 
 logger = logging.getLogger(__name__)
 

@@ -1,16 +1,11 @@
-"""Who is calling: a verified JWT (simplejwt access token) or a Django session cookie.
+"""Who a token belongs to: `Caller`, and `caller_from_token`, the one check of an access token for
+every transport (the HTTP API's Bearer header, the websocket's subprotocol or auth frame).
 
-- `Authorization: Bearer <access token>`: signature, expiry and token type are verified by
-  simplejwt (HS256 only, so `alg: none` and foreign keys fail). A present but bad header is a
-  401; it never falls back to the cookie. `caller_from_token` is the one check of a token for
-  every transport (HTTP here, the websocket consumer too).
-- A session cookie: unsafe methods must pass Django's CSRF check (403 otherwise).
-
-A token is revocable: it carries its user's token version (chat.models.TokenVersion), and every
-check reads the user's row (active flag and current version, one primary-key query) so that a
-password change, a deactivation or a "log out everywhere" in any process refuses it at once.
-Nothing about a user is cached between requests. The identity comes only from these; a request
-body never chooses the user.
+Signature, expiry and token type are verified by simplejwt (HS256 only, so `alg: none` and
+foreign keys fail). A token is revocable: it carries its user's token version
+(chat.models.TokenVersion), and every check reads the user's row (active flag and current
+version, one primary-key query) so that a password change, a deactivation or a "log out
+everywhere" in any process refuses it at once. Nothing about a user is cached between requests.
 """
 
 from __future__ import annotations
@@ -19,15 +14,13 @@ from dataclasses import dataclass
 from typing import Any
 
 from django.contrib.auth import get_user_model
-from django.middleware.csrf import CsrfViewMiddleware
 from rest_framework_simplejwt.exceptions import TokenError
 from rest_framework_simplejwt.settings import api_settings as jwt_settings
 from rest_framework_simplejwt.tokens import AccessToken
 
-from .errors import AuthError
-from .storage.executor import run_db
+from chat.errors import AuthError
+from chat.storage.executor import run_db
 
-SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 # The claim holding the token version a token was minted under. Tokens without it (minted before
 # versions existed, or by AccessToken.for_user in scripts) count as version 0.
 TOKEN_VERSION_CLAIM = "token_version"
@@ -39,14 +32,6 @@ class Caller:
     username: str
     is_staff: bool
     via: str  # "jwt" or "session"
-
-
-class _CsrfCheck(CsrfViewMiddleware):
-    def _reject(self, request, reason):
-        return reason
-
-
-_csrf = _CsrfCheck(lambda request: None)
 
 
 def token_claims(token: Any) -> tuple[int, int]:
@@ -88,22 +73,3 @@ async def caller_from_token(token: str) -> Caller:
         raise AuthError(401, "The access token is invalid or has expired.") from None
     pk, version = token_claims(validated)
     return await run_db(caller_for_token_user, pk, version)
-
-
-async def authenticate(request) -> Caller:
-    header = request.headers.get("Authorization")
-    if header is not None:
-        scheme, _, token = header.strip().partition(" ")
-        if scheme.lower() != "bearer" or not token.strip():
-            raise AuthError(401, "The Authorization header must be 'Bearer <access token>'.")
-        return await caller_from_token(token)
-
-    user = await request.auser()
-    if user is not None and user.is_authenticated:
-        if request.method not in SAFE_METHODS:
-            _csrf.process_request(request)
-            reason = _csrf.process_view(request, None, (), {})
-            if reason:
-                raise AuthError(403, f"CSRF check failed: {reason}.")
-        return Caller(pk=user.pk, username=user.get_username(), is_staff=user.is_staff, via="session")
-    raise AuthError(401, "Authentication credentials were not provided.")

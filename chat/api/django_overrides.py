@@ -1,6 +1,9 @@
-"""Django's standard middleware, without a thread hop per hook.
+"""Cirkelline's overrides of Django internals: the standard middleware without a thread hop per hook,
+and the CSRF check the API makes for cookie-authenticated writes. tests/api/test_django_drift.py
+pins Django's version and the source of each upstream function these rely on.
 
-Under ASGI, Django runs every `MiddlewareMixin` hook (`process_request`, `process_response`,
+The middleware (a saving: "Django's middleware hooks run inline" in docs/PERFORMANCE.md). Under
+ASGI, Django runs every `MiddlewareMixin` hook (`process_request`, `process_response`,
 `process_view`) through `sync_to_async(thread_sensitive=True)`: with the seven middleware of
 this project that is a dozen hand-offs to a worker thread and back for every request, all
 queueing on one thread during a burst. These hooks only inspect and decorate the request and
@@ -10,7 +13,12 @@ session, still goes to a thread.
 
 Each class subclasses the Django original, so system checks and `isinstance` tests still
 recognise it; in synchronous use (the test client, management commands) they behave exactly
-like the originals.
+like the originals. They replace `MiddlewareMixin.__acall__` (and depend on how it calls the
+hooks); settings.MIDDLEWARE names them.
+
+`CsrfCheck` (a bug fix): Django's CSRF check answers a failure with its HTML 403 page (through
+`CsrfViewMiddleware._reject`); the API must answer JSON `{"detail": ...}`, so `_reject` returns
+the reason instead and chat.api.auth raises the API's 403 with it.
 """
 
 from __future__ import annotations
@@ -75,3 +83,10 @@ class XFrameOptionsMiddleware(_Inline, clickjacking.XFrameOptionsMiddleware):
 
 class CSPMiddleware(_Inline, csp_middleware.CSPMiddleware):
     """django-csp's Content-Security-Policy header (a MiddlewareMixin: same thread-hop reason)."""
+
+
+class CsrfCheck(csrf.CsrfViewMiddleware):
+    """Django's CSRF check, giving the reason of a failure instead of Django's 403 page."""
+
+    def _reject(self, request, reason):
+        return reason

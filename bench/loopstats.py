@@ -1,6 +1,8 @@
-"""Event-loop lag and process figures for the benchmark harness (off unless configured).
+"""BENCH ONLY: event-loop lag and process figures for the benchmark harness.
 
-With `CIRKELLINE_STATS_DIR` set, every server process runs a heartbeat on its event loop: it
+The harness serves Cirkelline as `bench.asgi:application` (the product's ASGI app wrapped by
+`instrument`) and AgentOS wrapped the same way (bench/agentos_app.py). With
+`CIRKELLINE_STATS_DIR` set, every server process runs a heartbeat on its event loop: it
 sleeps 10 ms at a time and records how late it wakes up (the loop lag: how long other work kept
 the loop busy). Once a second it writes a summary to `<dir>/stats-<pid>.json` (written to a
 temporary file and renamed, so readers never see half a file). Touching `<dir>/reset` starts a
@@ -56,7 +58,7 @@ class LoopMonitor:
             self.window_started = time.time()
 
     def summary(self) -> dict[str, Any]:
-        from chat.runs import live_run_count
+        from chat.runs import live_run_count  # Django is set up by now: the app is serving
 
         ordered = sorted(self.samples)
         usage = resource.getrusage(resource.RUSAGE_SELF)

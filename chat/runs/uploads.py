@@ -1,8 +1,9 @@
-"""Files for websocket runs: uploaded over HTTP first (`POST /uploads`), then named in a `run` frame.
+"""Files waiting for a websocket run: uploaded over HTTP first (`POST /uploads`, chat.api.views),
+then named in a `run` frame (chat.ws.consumer), which takes them from here.
 
 Why a store of our own: megabytes of media do not belong in a websocket frame, so the chat page
 uploads a message's files with an ordinary multipart POST, checked exactly like the run API's
-(`parsing.uploaded_files`: types, sizes, count), and the `run` frame carries their ids. A file
+(chat.api.parsing.uploaded_files: types, sizes, count), and the `run` frame carries their ids. A file
 lives under `<var>/uploads/<user id>/`, where every server process on the host finds it; it
 belongs to its uploader (another user's id is simply not found), is used by one run, and is
 removed after `UPLOAD_TTL` seconds if no run used it. Disk work runs in a thread, off the loop.
@@ -18,13 +19,10 @@ import uuid
 from pathlib import Path
 
 from django.conf import settings
-from django.http import HttpRequest, HttpResponse, JsonResponse
 
-from chat.api.errors import api
-from chat.auth import Caller
 from chat.errors import BadRequest
-from chat.parsing import uploaded_files
-from chat.runs.request import Attachment
+
+from .request import Attachment
 
 UPLOAD_TTL = 3600.0
 _ID_RE = re.compile(r"^[0-9a-f]{32}$")
@@ -103,11 +101,6 @@ async def take(user_pk: int, upload_ids: object) -> list[Attachment]:
     return await asyncio.to_thread(_take, user_pk, upload_ids)
 
 
-@api(("POST",))
-async def upload(request: HttpRequest, caller: Caller) -> HttpResponse:
-    """`POST /uploads` (multipart `files`): ids to name in a websocket `run` frame."""
-    attachments = uploaded_files(request)
-    if not attachments:
-        raise BadRequest(400, "Send one or more files as multipart form field 'files'.")
-    saved = await asyncio.to_thread(_save, caller.pk, attachments)
-    return JsonResponse({"files": saved, "expires_in": int(UPLOAD_TTL)}, status=201)
+async def save(user_pk: int, attachments: list[Attachment]) -> list[dict]:
+    """Keep a user's uploaded files for a later run: their ids, names, kinds and sizes."""
+    return await asyncio.to_thread(_save, user_pk, attachments)

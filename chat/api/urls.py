@@ -1,3 +1,5 @@
+"""The API's routes: AgentOS-compatible runs, sessions and teams; the token routes; uploads."""
+
 from django.urls import path
 
 from . import tokens, views
@@ -17,4 +19,5 @@ urlpatterns = [
     path("sessions/<str:session_id>", views.session_detail, name="session"),
     path("sessions/<str:session_id>/runs", views.session_runs, name="session-runs"),
     path("sessions/<str:session_id>/rename", views.rename_session, name="session-rename"),
+    path("uploads", views.upload, name="uploads"),
 ]

@@ -1,7 +1,8 @@
 """The HTTP API (async views), wire-compatible with agno AgentOS where AgentOS has the route.
 
-Views parse, authenticate and map outcomes to HTTP; the run service (chat.runs) and the
-session queries (chat.models, through chat.storage.executor) do the work. Every error is JSON `{"detail": ...}`.
+Views parse, authenticate and map outcomes to HTTP; the run service (chat.runs) and the session
+queries (chat.models, through chat.storage.executor) do the work. Every error is JSON
+`{"detail": ...}` (chat.api.errors).
 """
 
 from __future__ import annotations
@@ -9,36 +10,33 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 
 from django.conf import settings
 from django.http import HttpRequest, HttpResponse, JsonResponse, StreamingHttpResponse
 
+from chat import runs
+from chat.agents.providers import model_spec
+from chat.agents.runtime import chat_history
+from chat.agents.team import team_ids
+from chat.errors import BadRequest, RunNotFound, SessionNotFound
+from chat.identity import Caller
+from chat.models import SESSION_SORT_FIELDS, ChatRun, ChatSession
+from chat.payload import check_text
+from chat.records import session_record
+from chat.runs import uploads
+from chat.runs.teams import describe_team, describe_team_detail
+from chat.storage.executor import run_db
 from metrics.models import RunStatus
 
-from . import runs, schemas
-from .agents.providers import model_spec
-from .agents.runtime import chat_history
-from .agents.team import team_ids
-from .api.errors import api, error
-from .api.sse import error_frame, sse_frame
-from .auth import Caller
-from .errors import BadRequest, RunNotFound, SessionNotFound
-from .models import SESSION_SORT_FIELDS, ChatRun, ChatSession
-from .parsing import check_text, form_fields, json_body, parse_run_request
-from .records import session_record
-from .runs.events import coalesce
-from .runs.teams import describe_team, describe_team_detail, team_name
-from .storage.executor import run_db
+from . import schemas, sse
+from .errors import api, error
+from .parsing import form_fields, json_body, parse_run_request, uploaded_files
 
 logger = logging.getLogger(__name__)
 
 INSTANTIATED_AT = datetime.now(UTC).isoformat()
-SSE_HEADERS = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
 ERROR_STATUS = {"provider_error": 502, "timeout": 504, "rate_limited": 429, "internal": 500}
-STREAM_FAILED = ("Something went wrong while sending this run's events, so the stream was ended and the run "
-                 "stopped. Please try again.")
 
 
 # --- service ------------------------------------------------------------------------------
@@ -86,39 +84,12 @@ async def team_detail(request: HttpRequest, team_id: str, caller: Caller) -> Htt
     return JsonResponse(describe_team_detail(team_id))
 
 
-async def _sse(handle: runs.RunHandle) -> AsyncIterator[bytes]:
-    """The run's events as SSE frames, ending with exactly one terminal frame whatever happens.
-
-    If sending fails (encoding an event, merging deltas, reading the run's events), the run is
-    stopped and, once its rows are written, one `TeamRunError` of our own ends the stream: the
-    failed batch was not sent, so no terminal frame of the run's own went out before it. Without
-    this the response would stop mid-stream with no terminal frame and the connection stay open.
-    """
-    try:
-        async for batch in handle.event_batches():
-            yield b"".join(sse_frame(event) for event in coalesce(batch))
-    except Exception:
-        logger.exception("run %s: sending its events failed; ending the stream", handle.run_id)
-        try:
-            handle.abort(RunStatus.ERROR)
-            await handle.wait()
-        except Exception:  # noqa: BLE001 - the client still gets its terminal frame
-            logger.exception("run %s: stopping it after a stream failure failed", handle.run_id)
-        yield error_frame(run_id=handle.run_id, session_id=handle.session_id, team_id=handle.team_id,
-                          team_name=team_name(handle.team_id), content=STREAM_FAILED)
-    except BaseException:
-        # The client went away (Django cancels the response, or closes this generator): stop
-        # the run. Its rows are still written by the run task.
-        handle.abort(RunStatus.CANCELLED)
-        raise
-
-
 @api(("POST",))
 async def create_run(request: HttpRequest, team_id: str, caller: Caller) -> HttpResponse:
     run_request, stream = parse_run_request(request, caller, team_id)
     handle = await runs.start_run(run_request)
     if stream:
-        return StreamingHttpResponse(_sse(handle), content_type="text/event-stream", headers=SSE_HEADERS)
+        return StreamingHttpResponse(sse.stream(handle), content_type="text/event-stream", headers=sse.HEADERS)
     try:
         result = await handle.wait()
     except asyncio.CancelledError:
@@ -253,3 +224,16 @@ def _json_body(request: HttpRequest) -> dict:
     if (request.content_type or "").lower() == "application/json":
         return json_body(request, empty=b"{}")
     return form_fields(request)
+
+
+# --- files for websocket runs --------------------------------------------------------------
+
+
+@api(("POST",))
+async def upload(request: HttpRequest, caller: Caller) -> HttpResponse:
+    """`POST /uploads` (multipart `files`): ids to name in a websocket `run` frame (chat.runs.uploads)."""
+    attachments = uploaded_files(request)
+    if not attachments:
+        raise BadRequest(400, "Send one or more files as multipart form field 'files'.")
+    saved = await uploads.save(caller.pk, attachments)
+    return JsonResponse({"files": saved, "expires_in": int(uploads.UPLOAD_TTL)}, status=201)
