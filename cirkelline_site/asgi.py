@@ -25,7 +25,8 @@ application = ProtocolTypeRouter({
 
 
 def _correct_daphne() -> None:
-    """Two corrections to Daphne's HTTP layer (Twisted), made before it serves a request.
+    """Two corrections to Daphne's HTTP layer (Twisted), made before it serves a request. Both fix
+    bugs and both touch library internals: tests/site/test_library_drift.py pins what they rely on.
 
     - Twisted's table of reason phrases (twisted.web.http.RESPONSES, as of Twisted 26.10) has no
       429, so Daphne sent "HTTP/1.1 429 Unknown Status" with every rate-limit refusal: add the

@@ -14,16 +14,26 @@ upstream function's source, and names the override to re-check when one changes.
   its answer, and so would the stored tool result and the final answer's token bill).
 - `event_json`: a run event's JSON, byte-identical to agno's `to_json` by a direct attribute walk
   (a saving: agno's shallow-copies and `asdict`-walks every event; docs/PERFORMANCE.md).
+- Shared SDK clients: agno's OpenAI models build an SDK client (and connection pool) in
+  `get_async_client` and Gemini in `get_client`, per Model object; every run builds its own
+  Models, so these overrides hand out one client per event loop, configuration and shard instead
+  (a saving: "provider calls spread over 8 SDK clients" in docs/PERFORMANCE.md; without it each
+  run would also leak a pool).
 """
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
+import functools
 import json
+import random
+import weakref
 from collections.abc import AsyncIterator
 from typing import Any
 
 from agno.models.response import ModelResponse, ModelResponseEvent
+from django.conf import settings
 
 from chat.context import Discard, RestartedRun, current_run
 
@@ -135,6 +145,78 @@ def _member_answer_once(output: str) -> str:
             del ctx.restarted_runs[run_id]
             return answer
     return output
+
+
+# --- shared SDK clients ------------------------------------------------------------------
+
+# Every run builds its own Model objects; without sharing, each would build (and leak) its own
+# SDK client and connection pool. Clients are shared per event loop and configuration (spread
+# over CIRKELLINE_PROVIDER_CLIENTS shards); SDK clients are safe for concurrent requests.
+_clients: "weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, dict]" = weakref.WeakKeyDictionary()
+
+
+def _loop_clients() -> dict:
+    loop = asyncio.get_running_loop()
+    bucket = _clients.get(loop)
+    if bucket is None:
+        bucket = _clients[loop] = {}
+    return bucket
+
+
+def _shard() -> int:
+    """Which of the loop's clients a call uses: spread by run, stable within a run.
+
+    httpcore scans every connection of a pool each time a request starts or a response
+    closes, so one pool holding a connection per concurrent stream (hundreds under load) makes
+    each request cost O(streams). Several smaller pools keep that scan short, and each pool's
+    own connection limit is never what a run ends up waiting for.
+    """
+    shards = settings.CIRKELLINE_PROVIDER_CLIENTS
+    if shards <= 1:
+        return 0
+    ctx = current_run.get()
+    return hash(ctx.run_id) % shards if ctx is not None else random.randrange(shards)
+
+
+def _shared_client(key: tuple, factory: Any) -> Any:
+    try:
+        bucket = _loop_clients()
+    except RuntimeError:  # no running loop (sync use): no sharing
+        return factory()
+    key = (*key, _shard())
+    client = bucket.get(key)
+    if client is None or (hasattr(client, "is_closed") and client.is_closed()):
+        client = bucket[key] = factory()
+    return client
+
+
+@functools.cache
+def shared_openai_client() -> type:
+    """Mixin for agno's OpenAI models: `get_async_client` hands out the shared client (built on
+    first use, so the openai SDK is imported only when an OpenAI model is configured)."""
+    from openai import AsyncOpenAI
+
+    class SharedOpenAIClient:
+        def get_async_client(self):  # noqa: D401 - agno API
+            params = self._get_client_params()
+            key = ("openai", tuple(sorted((k, repr(v)) for k, v in params.items())))
+            client = _shared_client(key, lambda: AsyncOpenAI(**params))
+            self.async_client = client
+            return client
+
+    return SharedOpenAIClient
+
+
+class SharedGeminiClient:
+    """Mixin for agno's Gemini: `get_client` hands out the shared client for its configuration."""
+
+    def get_client(self):
+        if self.client:
+            return self.client
+        key = ("gemini", self.id, self.api_key, self.vertexai, self.project_id, self.location, self.timeout)
+        build = super().get_client
+        self.client = _shared_client(key, build)
+        return self.client
 
 
 # --- run events as JSON ------------------------------------------------------------------

@@ -14,16 +14,15 @@
 | `demo`                      | the offline demo (chat.agents.demo.demo_script)              |
 | `scripted`                  | the scripted model, CIRKELLINE_SCRIPTED_LATENCY s per call    |
 
-Every model gets exactly one retry layer: Cirkelline's (`ResilientModel`). agno's own
-`Model.retries` stays 0 and SDK clients are built with `max_retries=0`.
+Every model gets exactly one retry layer: Cirkelline's (`ResilientModel`, chat.agents.retry).
+agno's own `Model.retries` stays 0 and SDK clients are built with `max_retries=0`. Every run
+builds its own Model objects, which share SDK clients (connection pools) per event loop
+(chat.agents.agno_overrides says how, and why that is an override of agno).
 """
 
 from __future__ import annotations
 
-import asyncio
 import functools
-import random
-import weakref
 from dataclasses import dataclass
 from typing import Any
 
@@ -31,9 +30,8 @@ from agno.models.base import Model
 from django.conf import settings
 from django.core.exceptions import ImproperlyConfigured
 
-from chat.context import current_run
-
 from . import scripted
+from .agno_overrides import SharedGeminiClient, shared_openai_client
 from .demo import demo_script
 from .retry import ResilientModel
 from .scripted import ScriptedModel
@@ -68,61 +66,14 @@ def model_spec() -> ModelSpec:
     return ModelSpec(provider, model_id.strip())
 
 
-# --- shared SDK clients ------------------------------------------------------------------
-
-# Every run builds its own Model objects; without sharing, each would build (and leak) its own
-# SDK client and connection pool. Clients are shared per event loop and configuration (spread
-# over CIRKELLINE_PROVIDER_CLIENTS shards); SDK clients are safe for concurrent requests.
-_clients: "weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, dict]" = weakref.WeakKeyDictionary()
-
-
-def _loop_clients() -> dict:
-    loop = asyncio.get_running_loop()
-    bucket = _clients.get(loop)
-    if bucket is None:
-        bucket = _clients[loop] = {}
-    return bucket
-
-
-def _shard() -> int:
-    """Which of the loop's clients a call uses: spread by run, stable within a run.
-
-    httpcore scans every connection of a pool each time a request starts or a response
-    closes, so one pool holding a connection per concurrent stream (hundreds under load) makes
-    each request cost O(streams). Several smaller pools keep that scan short, and each pool's
-    own connection limit is never what a run ends up waiting for.
-    """
-    shards = settings.CIRKELLINE_PROVIDER_CLIENTS
-    if shards <= 1:
-        return 0
-    ctx = current_run.get()
-    return hash(ctx.run_id) % shards if ctx is not None else random.randrange(shards)
-
-
-def _shared_client(key: tuple, factory: Any) -> Any:
-    try:
-        bucket = _loop_clients()
-    except RuntimeError:  # no running loop (sync use): no sharing
-        return factory()
-    key = (*key, _shard())
-    client = bucket.get(key)
-    if client is None or (hasattr(client, "is_closed") and client.is_closed()):
-        client = bucket[key] = factory()
-    return client
+# The model classes are built on first use: each needs its provider's SDK, imported only then.
 
 
 @functools.cache
 def _openai_classes():
     from agno.models.openai import OpenAIChat, OpenAILike, OpenAIResponses
-    from openai import AsyncOpenAI
 
-    class _SharedAsyncClient:
-        def get_async_client(self):  # noqa: D401 - agno API
-            params = self._get_client_params()
-            key = ("openai", tuple(sorted((k, repr(v)) for k, v in params.items())))
-            client = _shared_client(key, lambda: AsyncOpenAI(**params))
-            self.async_client = client
-            return client
+    _SharedAsyncClient = shared_openai_client()
 
     class CirkellineOpenAIChat(ResilientModel, _SharedAsyncClient, OpenAIChat):
         pass
@@ -140,14 +91,8 @@ def _openai_classes():
 def _gemini_class():
     from agno.models.google import Gemini
 
-    class CirkellineGemini(ResilientModel, Gemini):
-        def get_client(self):
-            if self.client:
-                return self.client
-            key = ("gemini", self.id, self.api_key, self.vertexai, self.project_id, self.location, self.timeout)
-            build = super().get_client
-            self.client = _shared_client(key, build)
-            return self.client
+    class CirkellineGemini(ResilientModel, SharedGeminiClient, Gemini):
+        pass
 
     return CirkellineGemini
 

@@ -3,6 +3,11 @@
 agno spawns tasks of its own inside a run (member runs, parallel tool calls, provider
 streams). A task factory installed on the loop adds each new task to the `RunContext.tasks`
 of the run whose context created it; the run service cancels those on abort.
+
+The factory is an override of how asyncio creates tasks (a bug fix: without it, cancel and the
+run deadline stopped the run task but left its member runs and provider streams going, billed and
+holding connections). It relies on how `BaseEventLoop.create_task` calls a factory;
+tests/runs/test_asyncio_drift.py pins Python's version and that code.
 """
 
 from __future__ import annotations
