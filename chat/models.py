@@ -7,7 +7,7 @@ their own, one per team run and one per member run, so listing sessions never to
 payloads and loading history reads only the last few top-level runs.
 
 Queries about many rows are QuerySet methods (`ChatSession.objects.page(...)`,
-`ChatRun.objects.for_user(...)`), always scoped to an owner; they are sync (the ORM), and async
+`ChatRun.objects.find(...)`), always scoped to an owner; they are sync (the ORM), and async
 code calls them through chat.storage.executor.run_db. The JSON fields' encoder is chat.payload's.
 """
 
@@ -132,7 +132,7 @@ class ChatRunQuerySet(models.QuerySet):
         )
         return list(reversed(list(rows)))
 
-    def for_user(self, user_pk: int, run_id: str) -> dict | None:
+    def find(self, user_pk: int, run_id: str) -> dict | None:
         """A stored run of the user's (team or member): its id, status, payload and session id, or None."""
         return (
             self.filter(run_id=run_id, user_id=user_pk)

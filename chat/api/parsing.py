@@ -24,11 +24,6 @@ from chat.payload import check_text, load_json, quoted_name
 from chat.runs.request import MEDIA_TYPES, Attachment, RunRequest, run_request_from_fields
 
 _GENERIC_TYPES = frozenset({"", "application/octet-stream", "binary/octet-stream"})
-# Fields AgentOS accepts that Cirkelline deliberately ignores (they would let a client change
-# how the server runs the team).
-IGNORED_FIELDS = frozenset({"monitor", "version", "retries", "knowledge_filters", "add_history_to_context",
-                            "add_dependencies_to_context", "add_session_state_to_context", "files_metadata",
-                            "factory_input", "stream"})
 
 
 @contextmanager

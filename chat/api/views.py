@@ -128,7 +128,7 @@ async def run_detail(request: HttpRequest, team_id: str, run_id: str, caller: Ca
                 "created_at": handle.started_at.isoformat(),
             }
         )
-    stored = await run_db(ChatRun.objects.for_user, caller.pk, run_id)
+    stored = await run_db(ChatRun.objects.find, caller.pk, run_id)
     if stored is None:
         raise RunNotFound(run_id)
     payload = stored["payload"]

@@ -12,12 +12,15 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
+from chat.agents.runtime import CONTENT_EVENTS, DELEGATION_TOOLS, MODEL_REQUEST_COMPLETED, RunEvent, TeamRunEvent
+
 TOKEN_FIELDS = ("input_tokens", "output_tokens", "total_tokens", "reasoning_tokens", "cache_read_tokens",
                 "cache_write_tokens")
-MODEL_REQUEST_COMPLETED = frozenset({"ModelRequestCompleted", "TeamModelRequestCompleted"})
-CONTENT_EVENTS = frozenset({"RunContent", "TeamRunContent"})
-DELEGATION_TOOLS = frozenset({"delegate_task_to_member", "delegate_task_to_members"})
-TEAM_TERMINAL = frozenset({"TeamRunCompleted", "TeamRunError", "TeamRunCancelled"})
+TEAM_TERMINAL = frozenset({TeamRunEvent.run_completed.value, TeamRunEvent.run_error.value,
+                           TeamRunEvent.run_cancelled.value})
+_LEADER_CONTENT = TeamRunEvent.run_content.value
+_LEADER_TOOL_CALL = TeamRunEvent.tool_call_started.value
+_MEMBER_STARTED = RunEvent.run_started.value
 
 
 @dataclass
@@ -44,7 +47,6 @@ class RunAccount:
     # The leader's streamed answer so far (kept for runs that end without agno's output).
     leader_content: list[str] = field(default_factory=list)
     terminal: Any = None
-    member_errors: list[str] = field(default_factory=list)
 
     def observe(self, event: Any) -> None:
         name = getattr(event, "event", "")
@@ -55,17 +57,15 @@ class RunAccount:
             if content and isinstance(content, str):
                 if self.ttft is None:
                     self.ttft = time.monotonic() - self.started
-                if name == "TeamRunContent" and getattr(event, "run_id", None) == self.run_id:
+                if name == _LEADER_CONTENT and getattr(event, "run_id", None) == self.run_id:
                     self.leader_content.append(content)
-        elif name == "TeamToolCallStarted":
+        elif name == _LEADER_TOOL_CALL:
             tool = getattr(event, "tool", None)
             if tool is not None and getattr(tool, "tool_name", None) in DELEGATION_TOOLS:
                 self.delegations += 1
-        elif name == "RunStarted":
+        elif name == _MEMBER_STARTED:
             if getattr(event, "parent_run_id", None) == self.run_id:
                 self.member_runs.add(event.run_id)
-        elif name == "RunError":
-            self.member_errors.append(str(getattr(event, "content", "") or "")[:500])
 
     def discard(self, run_id: str, characters: int) -> None:
         """Forget the last `characters` of the leader's streamed text (a retried provider call)."""

@@ -126,9 +126,9 @@ async def cancel_run(user_id: int, run_id: str) -> str:
         coord = coordinator()
         if await coord.owner_elsewhere(run_id) == user_id:
             await coord.cancel_elsewhere(run_id)
-            stored = await run_db(ChatRun.objects.for_user, user_id, run_id)
+            stored = await run_db(ChatRun.objects.find, user_id, run_id)
             return stored["status"].lower() if stored else RunStatus.CANCELLED
-    stored = await run_db(ChatRun.objects.for_user, user_id, run_id)
+    stored = await run_db(ChatRun.objects.find, user_id, run_id)
     if stored is None:
         raise RunNotFound(run_id)
     raise RunAlreadyEnded(stored["status"].lower())

@@ -2,9 +2,9 @@
 
 A run claims its session id when it is admitted (one INSERT that does nothing if the id is
 taken) and ends with an update of that session and an upsert of its team and member runs.
-Through the ORM the final write costs ~3.5 ms of CPU a run, most of it Django compiling the
-same SQL over and over; here the statements are built once per database vendor and only the
-values are prepared per run (with the model fields' own `get_db_prep_save`, so JSON and
+Through the ORM most of the final write's CPU is Django compiling the same SQL over and over
+(docs/PERFORMANCE.md has the figures); here the statements are built once per database vendor
+and only the values are prepared per run (with the model fields' own `get_db_prep_save`, so JSON and
 datetimes are stored exactly as the ORM would store them). The owner guard is part of the SQL:
 a write never touches a session or run that belongs to another user, and the final write never
 creates a session (one deleted while its run was live stays deleted).

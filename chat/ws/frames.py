@@ -26,7 +26,6 @@ logger = logging.getLogger(__name__)
 # Close codes (4000-4999 are the application's own; the reason is also sent as an error frame
 # first, since not every server passes a close reason on).
 CLOSE_UNAUTHENTICATED = 4401
-CLOSE_FORBIDDEN = 4403
 
 
 def dumps(frame: dict) -> str:
