@@ -39,7 +39,7 @@ def build_app() -> Any:
 
     db = _db(os.environ["BENCH_AGENTOS_DB"])
     team = build_team(os.environ["BENCH_PROVIDER_URL"], db=db)
-    # Django's logging config (loaded for chat.team's definitions) would log every provider
+    # Django's logging config (loaded to build the product's team) would log every provider
     # request at INFO; a stock AgentOS process does not.
     logging.getLogger().setLevel(logging.WARNING)
     agent_os = AgentOS(id="bench-agentos", name="bench", teams=[team], db=db, telemetry=False)

@@ -39,6 +39,8 @@ def _pg_counter() -> PgConnectionCounter | None:
 
 
 def test_the_harness_runs_a_round_and_writes_a_result(tmp_path, django_user_model):
+    """Guards against a harness that no longer measures a round end to end, or writes a result whose
+    summary (what the tables are regenerated from, the raw per-run file being git-ignored) is missing."""
     users = [django_user_model.objects.create_user(f"bench-smoke-{i}") for i in range(N)]
     tokens_file = tmp_path / "tokens.txt"
     tokens_file.write_text("\n".join(str(AccessToken.for_user(user)) for user in users) + "\n")
@@ -76,6 +78,9 @@ def test_the_harness_runs_a_round_and_writes_a_result(tmp_path, django_user_mode
     saved = json.loads(path.read_text())
     assert path.name == "2000-01-01-cirkelline-daphne-1w-test-0.1s.json"
     assert len(saved["rounds"][0]["records"]) == N and saved["rounds"][0]["efficiency"] is not None
+    summary = json.loads((path.parent / "2000-01-01-cirkelline-daphne-1w-test-0.1s.summary.json").read_text())
+    assert "records" not in summary["rounds"][0] and summary["rounds"][0]["runs"] == N
 
+    path.unlink()  # the raw result is not kept (git ignores it): the table comes from the summary
     table = write_report(options.results_dir, "2000-01-01").read_text()
     assert "| cirkelline-daphne-1w-test-0.1s | 5 |" in table
