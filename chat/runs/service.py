@@ -1,4 +1,5 @@
-"""The run service: one async core that every transport (SSE, JSON, websocket) uses.
+"""Starting and cancelling runs: the run service's entry points, the same for every transport (SSE,
+JSON, websocket).
 
     handle = await start_run(RunRequest(...))    # admits it, claims the session, starts the run task
     async for event in handle.events(): ...       # agno events, then exactly one terminal event
