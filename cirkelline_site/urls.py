@@ -1,3 +1,5 @@
+"""The site's routes: the admin, the pages (chat.web), the API (chat.api); JSON for Django's error pages."""
+
 from django.contrib import admin
 from django.urls import include, path
 

@@ -1,3 +1,5 @@
+"""The pages' routes: the chat (/ and /c/<session id>), login and logout."""
+
 from django.contrib.auth import views as auth_views
 from django.urls import path
 
