@@ -472,12 +472,17 @@ async def test_stopping_the_provider_cuts_a_stalled_stream_at_once():
 
 async def test_requests_are_not_logged(provider, client, caplog):
     """Guards against the server logging every request at INFO (uvicorn's access log),
-    which buries a test's own log lines and costs the benchmark a log call per request."""
+    which buries a test's own log lines and costs the benchmark a log call per request, and
+    against a reset that uvicorn logs as an ASGI error (a response ended without completing)."""
     caplog.set_level(logging.DEBUG)
+    provider.enqueue(Behaviour(), Behaviour.reset(after=1))
 
     await client.chat.completions.create(model="fake", messages=USER_ONLY)
+    with pytest.raises(openai.APIConnectionError):
+        await collect(await client.chat.completions.create(model="fake", messages=USER_ONLY, stream=True))
+    assert await provider.wait_idle(10.0)
 
-    assert [r for r in caplog.records if r.name.startswith("uvicorn")] == []
+    assert [r.getMessage() for r in caplog.records if r.name.startswith("uvicorn")] == []
 
 
 async def test_on_uvicorns_h11_protocol_too_streams_resets_and_hang_ups_behave_the_same():

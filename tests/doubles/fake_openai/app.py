@@ -146,10 +146,6 @@ class ChatCompletionsApp:
             await asyncio.wait((response, gone), return_when=asyncio.FIRST_COMPLETED)
             if response.done():
                 outcome = response.result()
-                if outcome is Outcome.RESET:
-                    # Let the server see the abort before this returns, or it would log a
-                    # response that ended without completing.
-                    await asyncio.wait((gone,), timeout=1.0)
             else:
                 outcome = Outcome.SERVER_STOPPED if self.provider.stopping else Outcome.CLIENT_CLOSED
         except asyncio.CancelledError:
@@ -160,7 +156,9 @@ class ChatCompletionsApp:
                 task.cancel()
             try:
                 # asyncio.wait never raises for its tasks, so a cancellation of this task is not
-                # swallowed here; the request is counted as ended whatever happens.
+                # swallowed here; the request is counted as ended whatever happens. The loop turn
+                # it takes also delivers a reset's connection_lost (scheduled by the abort) before
+                # this returns, so uvicorn sees a disconnect, not a response left unfinished.
                 await asyncio.wait((response, gone))
             finally:
                 ledger.finish(record, outcome)
