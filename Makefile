@@ -35,8 +35,10 @@ run: migrate
 test: install-dev
 	$(PY) -m pytest $(PYTEST_ARGS)
 
+# ruff, and the import direction between chat's packages (.importlinter, docs/ARCHITECTURE.md).
 lint: install-dev
 	$(PY) -m ruff check .
+	$(VENV)/bin/lint-imports --no-cache
 
 clean:
 	rm -rf $(VENV) var/*.sqlite3* var/test-db-*

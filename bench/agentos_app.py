@@ -7,7 +7,7 @@ Needs ``agno[os]`` (bench/requirements.txt). The team is ``bench.teams.build_tea
 leader, specialists and flags as Cirkelline, on stock agno ``OpenAILike`` models against the
 same fake provider. Storage is agno's own: ``SqliteDb`` for ``sqlite:///<file>``,
 ``PostgresDb`` for ``postgresql+psycopg://...``. No authentication (AgentOS's default), no
-telemetry. With ``CIRKELLINE_STATS_DIR`` set, the app is wrapped by ``chat.loopstats`` so its
+telemetry. With ``CIRKELLINE_STATS_DIR`` set, the app is wrapped by ``bench.loopstats`` so its
 event-loop lag is measured exactly like Cirkelline's.
 """
 
@@ -39,14 +39,14 @@ def build_app() -> Any:
 
     db = _db(os.environ["BENCH_AGENTOS_DB"])
     team = build_team(os.environ["BENCH_PROVIDER_URL"], db=db)
-    # Django's logging config (loaded for chat.team's definitions) would log every provider
+    # Django's logging config (loaded to build the product's team) would log every provider
     # request at INFO; a stock AgentOS process does not.
     logging.getLogger().setLevel(logging.WARNING)
     agent_os = AgentOS(id="bench-agentos", name="bench", teams=[team], db=db, telemetry=False)
     app = agent_os.get_app()
     stats_dir = os.environ.get("CIRKELLINE_STATS_DIR")
     if stats_dir:
-        from chat.loopstats import instrument
+        from .loopstats import instrument
 
         app = instrument(app, stats_dir)
     return app

@@ -37,7 +37,7 @@ def _cpu() -> float:
 
 
 class Heartbeat:
-    """Event-loop lag as chat.loopstats measures it: how late a 10 ms sleep wakes up."""
+    """Event-loop lag as bench.loopstats measures it: how late a 10 ms sleep wakes up."""
 
     def __init__(self) -> None:
         self.samples: list[float] = []

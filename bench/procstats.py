@@ -3,7 +3,7 @@
 Why from outside: the numbers must include everything the server processes do (worker
 children of ``uvicorn --workers 2`` too) and must not be produced by the code under test.
 The one figure only the server can give, its event-loop lag, comes from the files that
-``chat.loopstats`` writes when the server runs with ``CIRKELLINE_STATS_DIR``.
+``bench.loopstats`` writes when the server runs with ``CIRKELLINE_STATS_DIR``.
 """
 
 from __future__ import annotations
@@ -142,7 +142,7 @@ def listen_overflows() -> int | None:
     return None
 
 
-# --- loop lag (chat.loopstats files) -----------------------------------------------------------
+# --- loop lag (bench.loopstats files) -----------------------------------------------------------
 
 
 def read_loop_stats(directory: Path) -> dict[int, dict[str, Any]]:

@@ -563,10 +563,26 @@ def run_scenario(scenario: Scenario, ns: Sequence[int], options: Options) -> Pat
                         profile_round=profile_round, spy_path=spy_path, code=code)
 
 
+def summary_of(result: dict[str, Any]) -> dict[str, Any]:
+    """A result without its per-run records: what the tables are made from (bench.report)."""
+    summary = dict(result)
+    summary["rounds"] = [{k: v for k, v in r.items() if k != "records"} for r in result["rounds"]]
+    if summary.get("profile_round"):
+        summary["profile_round"] = {k: v for k, v in summary["profile_round"].items() if k != "records"}
+    return summary
+
+
+def summary_path(result_path: Path) -> Path:
+    """``<date>-<scenario>.summary.json`` beside ``<date>-<scenario>.json``."""
+    return result_path.with_name(result_path.name.removesuffix(".json") + ".summary.json")
+
+
 def write_result(scenario: Scenario, rounds: list[dict[str, Any]], options: Options, *, started: float,
                  idle_cpu: float | None = None, profile_round: dict[str, Any] | None = None,
                  spy_path: Path | None = None, code: dict[str, Any] | None = None) -> Path:
-    """Write ``<results>/<date>-<scenario>.json``: configuration, machine, every round."""
+    """Write ``<results>/<date>-<scenario>.json`` (configuration, machine, every round with its per-run
+    records; ignored by git) and its summary ``<date>-<scenario>.summary.json`` (the same without the
+    records; kept in git, and what bench.report makes the tables from)."""
     single, basis = _with_efficiency(rounds, scenario.profile)
     payload = {
         "scenario": scenario.name,
@@ -600,7 +616,8 @@ def write_result(scenario: Scenario, rounds: list[dict[str, Any]], options: Opti
     options.results_dir.mkdir(parents=True, exist_ok=True)
     out = options.results_dir / f"{options.date}-{scenario.name}.json"
     out.write_text(json.dumps(payload, indent=1))
-    print(f"[bench] {scenario.name}: wrote {out} ({payload['duration_s']:.0f} s)", flush=True)
+    summary_path(out).write_text(json.dumps(summary_of(payload), indent=1))
+    print(f"[bench] {scenario.name}: wrote {out} and its summary ({payload['duration_s']:.0f} s)", flush=True)
     return out
 
 

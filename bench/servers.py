@@ -178,7 +178,7 @@ class ServerSpec:
     daphne_backlog: int | None = 2048  # as `make run` starts it; None: `-b/-p` (Twisted's default 50)
 
     def command(self, port: int) -> list[str]:
-        app = "bench.agentos_app:app" if self.kind == "agentos" else "cirkelline_site.asgi:application"
+        app = "bench.agentos_app:app" if self.kind == "agentos" else "bench.asgi:application"
         if self.server == "daphne":
             if self.workers != 1:
                 raise ValueError("Daphne runs one process; use uvicorn for several workers")

@@ -1,6 +1,6 @@
 """BENCH ONLY settings: the project's settings, routed to the sync "before" view (bench.sync_app).
 
-    DJANGO_SETTINGS_MODULE=bench.settings_sync python -m daphne ... cirkelline_site.asgi:application
+    DJANGO_SETTINGS_MODULE=bench.settings_sync python -m daphne ... bench.asgi:application
 
 Nothing in the project imports this module; production settings cannot reach the sync view.
 """

@@ -10,7 +10,7 @@ other (≈ N × the single-run time).
 The team is ``bench.teams.build_team`` (the Cirkelline team on stock agno ``OpenAILike``
 models against the fake provider) without storage: agno's sync run path cannot use
 Cirkelline's async Django storage, and leaving storage out only makes this baseline faster.
-Authentication is Cirkelline's own (``chat.auth``), so the request path matches.
+Authentication is Cirkelline's own (``chat.api.auth``), so the request path matches.
 """
 
 from __future__ import annotations
@@ -24,7 +24,8 @@ from django.http import HttpRequest, HttpResponse, JsonResponse, StreamingHttpRe
 from django.urls import path
 from django.views.decorators.csrf import csrf_exempt
 
-from chat.auth import AuthError, authenticate
+from chat.api.auth import authenticate
+from chat.errors import AuthError
 
 from .teams import build_team
 

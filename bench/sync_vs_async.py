@@ -33,13 +33,12 @@ def _setup(latency: float):
     import django
 
     django.setup()
-    from agno.agent import Agent
     from agno.models.response import ModelResponse
-    from agno.team import Team
-    from agno.team.mode import TeamMode
 
-    from chat.scripted import ScriptedModel
-    from chat.team import LEADER_INSTRUCTIONS, SPECIALISTS
+    from chat.agents.demo import demo_script
+    from chat.agents.providers import ModelSpec
+    from chat.agents.scripted import ScriptedModel
+    from chat.agents.team import build_cirkelline_team
 
     @dataclass
     class SyncCapableScripted(ScriptedModel):
@@ -56,25 +55,11 @@ def _setup(latency: float):
         def invoke_stream(self, messages, assistant_message, *args: Any, tools=None, run_response=None, **kwargs):
             yield self.invoke(messages, assistant_message, tools=tools, run_response=run_response)
 
-    def build() -> Team:
-        return Team(
-            id="cirkelline",
-            name="Cirkelline",
-            mode=TeamMode.coordinate,
-            model=SyncCapableScripted(label="leader", latency=latency),
-            members=[
-                Agent(
-                    id=s.id,
-                    name=s.name,
-                    role=s.role,
-                    instructions=list(s.instructions),
-                    model=SyncCapableScripted(label=s.id, latency=latency),
-                    telemetry=False,
-                )
-                for s in SPECIALISTS
-            ],
-            instructions=list(LEADER_INSTRUCTIONS),
-            telemetry=False,
+    def build() -> Any:
+        # The product's own team (chat.agents.team), on the sync-capable scripted model, no storage.
+        return build_cirkelline_team(
+            ModelSpec("scripted", "scripted"), db=None,
+            model_factory=lambda label, spec: SyncCapableScripted(label=label, latency=latency, script=demo_script),
         )
 
     return build

@@ -1,17 +1,18 @@
-"""The Cirkelline team as plain agno builds it, for the comparison scenarios.
+"""The Cirkelline team on agno's stock models, for the comparison scenarios, built by the product.
 
-Why: bare agno, AgentOS and the sync "before" harness must run *the same team* as
-Cirkelline (same leader instructions, same five specialists, same team flags) so that any
-difference in CPU or latency comes from the serving stack, not from the prompt. The
-specialist definitions are imported from ``chat.team`` rather than copied, so the
-comparison follows the product when its prompts change.
+Why: bare agno, AgentOS and the sync "before" harness must run *the same team* as Cirkelline
+(same leader instructions, same five specialists, same team flags) so that any difference in
+CPU or latency comes from the serving stack, not from the team. So the team is built by the
+product's own builder (`chat.agents.team.build_cirkelline_team`): one source of truth, nothing
+here to drift from it.
 
-What differs on purpose: models are agno's stock ``OpenAILike`` (no Cirkelline retry layer,
-no shared-client cache) pointed at the fake provider, and storage is whatever the scenario
-passes (none for bare agno, agno's ``SqliteDb`` / ``PostgresDb`` for AgentOS).
+What differs on purpose, through the builder's parameters: models are agno's stock `OpenAILike`
+(`model_factory`: no Cirkelline retry layer, no shared-client cache) pointed at the fake
+provider, and storage is whatever the scenario passes (`db`: none for bare agno, agno's
+`SqliteDb` / `PostgresDb` for AgentOS).
 
-``chat.team`` imports Django models (its storage adapter), so Django is set up first with the
-project settings; nothing here touches the database.
+The builder reads Cirkelline's settings (e.g. the history length), so Django is set up first
+with the project settings; nothing here touches the database.
 """
 
 from __future__ import annotations
@@ -25,7 +26,7 @@ FAKE_MODEL_ID = "fake"
 
 
 def _django_ready() -> None:
-    """Configure Django just enough to import ``chat.team`` (settings + app registry).
+    """Configure Django just enough to build the team (settings + app registry).
 
     Without a configured ``CIRKELLINE_VAR_DIR`` / ``DJANGO_SECRET_KEY`` the settings module would
     write a secret key into the project's ``var/``; a throwaway key and a fixed directory under
@@ -53,44 +54,11 @@ def openai_like(base_url: str, *, timeout: float = 60.0) -> Any:
 
 
 def build_team(base_url: str, *, db: Any = None) -> Any:
-    """The Cirkelline team (leader + five specialists) on stock agno ``OpenAILike`` models.
-
-    Mirrors ``chat.team.build_cirkelline_team`` flag for flag, except the models and ``db``.
-    """
+    """The Cirkelline team (leader + five specialists), as the product builds it, on stock agno
+    ``OpenAILike`` models against `base_url`, storing through `db` (an agno database, or None)."""
     _django_ready()
-    from agno.agent import Agent
-    from agno.team import Team
-    from agno.team.mode import TeamMode
+    from chat.agents.providers import ModelSpec
+    from chat.agents.team import build_cirkelline_team
 
-    from chat.team import CIRKELLINE_TEAM_ID, LEADER_INSTRUCTIONS, SPECIALISTS
-
-    members = [
-        Agent(
-            id=spec.id,
-            name=spec.name,
-            role=spec.role,
-            instructions=list(spec.instructions),
-            model=openai_like(base_url),
-            markdown=True,
-            telemetry=False,
-        )
-        for spec in SPECIALISTS
-    ]
-    return Team(
-        id=CIRKELLINE_TEAM_ID,
-        name="Cirkelline",
-        description="Cirkelline answers directly or delegates to research, audio, video, image and document "
-        "specialists.",
-        mode=TeamMode.coordinate,
-        model=openai_like(base_url),
-        members=members,
-        instructions=list(LEADER_INSTRUCTIONS),
-        db=db,
-        add_history_to_context=True,
-        num_history_runs=5,
-        stream_member_events=True,
-        store_member_responses=True,
-        markdown=True,
-        telemetry=False,
-        retries=0,
-    )
+    return build_cirkelline_team(ModelSpec("openai-like", FAKE_MODEL_ID), db=db,
+                                 model_factory=lambda label, spec: openai_like(base_url))

@@ -1,6 +1,6 @@
 """The chat websocket against SSE on one server: server CPU per run, in alternating rounds.
 
-    python -m bench.ws_vs_sse --n 50 --rounds 3            # writes bench/results/<date>-ws-vs-sse-n50.json
+    python -m bench.ws_vs_sse --n 50 --rounds 3            # writes bench/results/<date>-ws-vs-sse-n50.summary.json
 
 Why a paired comparison and not two scenarios: on the 2-core machine of docs/PERFORMANCE.md the
 server shares the cores with the fake provider, the load generator and whatever else runs, and
@@ -84,7 +84,7 @@ def main(argv: list[str] | None = None) -> None:
     summary = compare(args.n, args.rounds, args.call, options)
     summary["duration_s"] = round(time.time() - started, 1)
     args.results_dir.mkdir(parents=True, exist_ok=True)
-    out = args.results_dir / f"{options.date}-ws-vs-sse-n{args.n}.json"
+    out = args.results_dir / f"{options.date}-ws-vs-sse-n{args.n}.summary.json"
     out.write_text(json.dumps(summary, indent=1))
     cpu = summary["median_server_cpu_ms_per_run"]
     print(f"[bench] median server CPU per run: SSE {cpu['sse']} ms, websocket {cpu['ws']} ms "

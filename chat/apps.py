@@ -1,3 +1,5 @@
+"""The chat app: sessions, runs and everything that serves them (docs/ARCHITECTURE.md has the map)."""
+
 from django.apps import AppConfig
 
 

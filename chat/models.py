@@ -5,106 +5,143 @@ A session belongs to one user. Its `data` holds what agno keeps on the session (
 state, session metrics, team data, metadata, summary) but never its runs: runs are rows of
 their own, one per team run and one per member run, so listing sessions never touches run
 payloads and loading history reads only the last few top-level runs.
+
+Queries about many rows are QuerySet methods (`ChatSession.objects.page(...)`,
+`ChatRun.objects.find(...)`), always scoped to an owner; they are sync (the ORM), and async
+code calls them through chat.storage.executor.run_db. The JSON fields' encoder is chat.payload's.
 """
 
 from __future__ import annotations
 
-import base64
-import dataclasses
-import enum
-import json
-import math
 import re
 
 from django.conf import settings
 from django.contrib.auth.hashers import get_hasher, identify_hasher
-from django.core.serializers.json import DjangoJSONEncoder
 from django.db import IntegrityError, models, transaction
 from django.db.models import F
 from django.db.models.signals import post_save, pre_save
 from django.dispatch import receiver
 from django.utils import timezone
 
+from .errors import BadRequest, SessionNotFound
+from .payload import PayloadEncoder
+from .records import session_record
+
 SESSION_ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.:-]{0,63}$")
+# Orders GET /sessions accepts (`sort_by`), by column.
+SESSION_SORT_FIELDS = {"created_at": "created_at", "updated_at": "updated_at", "session_name": "session_name"}
+# Stored run statuses agno leaves out of a session's history (agno.db.utils.HISTORY_SKIP_STATUSES,
+# whose values tests/agents/test_agno_drift.py compares with these: nothing here imports agno).
+HISTORY_SKIP_STATUSES = ("PAUSED", "CANCELLED", "ERROR", "REGENERATED")
+_SESSION_COLUMNS = ("session_id", "user_id", "session_type", "team_id", "session_name", "data", "created_at",
+                    "updated_at")
 
 
-# UTF-16 surrogate escapes in JSON text: a pair (one astral character, e.g. an emoji) or a lone half.
-_SURROGATE_ESCAPE = re.compile(r"\\ud[89ab][0-9a-f]{2}\\ud[c-f][0-9a-f]{2}|\\ud[89a-f][0-9a-f]{2}", re.IGNORECASE)
-
-
-def _has_lone_surrogate_escape(json_text: str) -> bool:
-    return any(len(match.group()) == 6 for match in _SURROGATE_ESCAPE.finditer(json_text))
-
-
-def has_lone_surrogate(text: str) -> bool:
-    """Whether `text` holds a lone UTF-16 surrogate (then it has no UTF-8 form)."""
-    if text.isascii():
-        return False
-    try:
-        text.encode("utf-8")
-    except UnicodeEncodeError:
-        return True
-    return False
-
-
-def _storable_text(value: str) -> str:
-    value = value.replace("\x00", "\ufffd")
-    if has_lone_surrogate(value):
-        value = "".join("\ufffd" if "\ud800" <= ch <= "\udfff" else ch for ch in value)
+def validate_session_id(value: object) -> str:
+    """A session (or run) id as clients may send one: 1-64 letters, digits, '-', '_', '.' or ':'."""
+    if not isinstance(value, str) or not SESSION_ID_RE.match(value):
+        raise BadRequest(400, "Invalid session id: use 1-64 letters, digits, '-', '_', '.' or ':'.")
     return value
 
 
-def storable(value):
-    """`value` with what a database cannot hold replaced: NUL characters (PostgreSQL text and
-    jsonb reject them) and lone surrogates (no UTF-8 form) become U+FFFD, NaN/Infinity (not
-    JSON) become None."""
-    if isinstance(value, str):
-        return _storable_text(value)
-    if isinstance(value, float):
-        return value if math.isfinite(value) else None
-    if isinstance(value, dict):
-        return {storable(k) if isinstance(k, str) else k: storable(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [storable(v) for v in value]
-    return value
+class ChatSessionQuerySet(models.QuerySet):
+    """The session queries of the API and of a run's claim, always scoped to an owner.
 
-
-class PayloadEncoder(DjangoJSONEncoder):
-    """JSON for agno payloads: enums by value, bytes as base64, dataclasses and models as dicts.
-
-    The output is always storable on PostgreSQL too: a model answer with a NUL character or a
-    tool result with NaN would otherwise make the run's final write fail. Checking costs a
-    substring search or two; only a payload that needs it is cleaned and encoded again.
+    Sync (the ORM); from async code call them through chat.storage.executor.run_db.
     """
 
-    def __init__(self, *args, **kwargs):
-        kwargs["allow_nan"] = False  # NaN/Infinity are not JSON; PostgreSQL refuses them
-        super().__init__(*args, **kwargs)
+    def owned_by(self, user_pk: int) -> ChatSessionQuerySet:
+        return self.filter(user_id=user_pk)
 
-    def encode(self, o):
-        try:
-            text = super().encode(o)
-        except ValueError:  # NaN or Infinity somewhere
-            text = None
-        if text is None or "\\u0000" in text or ("\\ud" in text and _has_lone_surrogate_escape(text)):
-            text = super().encode(storable(json.loads(json.dumps(o, default=self.default))))
-        return text
+    def is_owned(self, user_pk: int, session_id: str) -> bool:
+        return self.owned_by(user_pk).filter(session_id=session_id).exists()
 
-    def default(self, o):
-        if isinstance(o, enum.Enum):
-            return o.value
-        if isinstance(o, (bytes, bytearray)):
-            return base64.b64encode(bytes(o)).decode("ascii")
-        if isinstance(o, (set, frozenset)):
-            return list(o)
-        if dataclasses.is_dataclass(o) and not isinstance(o, type):
-            return dataclasses.asdict(o)
-        if hasattr(o, "model_dump"):
-            return o.model_dump(mode="json")
-        try:
-            return super().default(o)
-        except TypeError:
-            return str(o)
+    def page(self, user_pk: int, *, limit: int = 20, page: int = 1, sort_by: str | None = None,
+             sort_order: str | None = None, session_name: str | None = None,
+             component_id: str | None = None) -> tuple[list[dict], int]:
+        """One page of the user's sessions (session columns only: no run payload is loaded) and the total."""
+        qs = self.owned_by(user_pk)
+        if session_name:
+            qs = qs.filter(session_name__icontains=session_name)
+        if component_id:
+            qs = qs.filter(team_id=component_id)
+        field = SESSION_SORT_FIELDS.get(sort_by or "created_at", "created_at")
+        ascending = (sort_order or "desc").lower() == "asc"
+        order = (field, "id") if ascending else (f"-{field}", "-id")
+        total = qs.count()
+        offset = (page - 1) * limit
+        return list(qs.order_by(*order).values(*_SESSION_COLUMNS)[offset : offset + limit]), total
+
+    def detail(self, user_pk: int, session_id: str) -> dict | None:
+        """The user's session as an agno session record with all its runs (team and member), or None."""
+        row = self.owned_by(user_pk).filter(session_id=session_id).first()
+        if row is None:
+            return None
+        return session_record(row, list(row.runs.order_by("id").values_list("payload", flat=True)))
+
+    def run_payloads(self, user_pk: int, session_id: str) -> list[dict] | None:
+        """The payloads of all the runs of the user's session, oldest first; None if it is not theirs."""
+        session = self.owned_by(user_pk).filter(session_id=session_id).values("pk").first()
+        if session is None:
+            return None
+        return list(ChatRun.objects.filter(session_id=session["pk"]).order_by("id").values_list("payload", flat=True))
+
+    def rename(self, user_pk: int, session_id: str, name: str) -> dict | None:
+        """Rename the user's session; its agno session record, or None if it is not theirs."""
+        with transaction.atomic():
+            row = self.select_for_update().filter(session_id=session_id, user_id=user_pk).first()
+            if row is None:
+                return None
+            data = dict(row.data or {})
+            data["session_data"] = {**(data.get("session_data") or {}), "session_name": name}
+            row.data = data
+            row.session_name = name
+            row.updated_at = timezone.now()
+            row.save(update_fields=["data", "session_name", "updated_at"])
+            return session_record(row)
+
+    def remove(self, user_pk: int, session_id: str) -> bool:
+        """Delete the user's session and its runs; False if they have no such session."""
+        deleted, _ = self.owned_by(user_pk).filter(session_id=session_id).delete()
+        return deleted > 0
+
+    def for_run(self, session_id: str, user_pk: int | None, history_runs: int) -> dict | None:
+        """The agno session record a run continues, with its last `history_runs` top-level runs.
+
+        None if there is no such session; SessionNotFound if it is another user's (`user_pk`
+        None: anyone's, for tooling outside a run).
+        """
+        row = self.filter(session_id=session_id).values("pk", *_SESSION_COLUMNS).first()
+        if row is None:
+            return None
+        if user_pk is not None and row["user_id"] != user_pk:
+            raise SessionNotFound(session_id)
+        return session_record(row, ChatRun.objects.history(row["pk"], history_runs))
+
+
+class ChatRunQuerySet(models.QuerySet):
+    def history(self, session_pk: int, limit: int) -> list[dict]:
+        """The payloads of a session's last `limit` top-level runs agno keeps in history, oldest first."""
+        if limit <= 0:
+            return []
+        rows = (
+            self.filter(session_id=session_pk, parent_run_id__isnull=True)
+            .exclude(status__in=HISTORY_SKIP_STATUSES)
+            .order_by("-id")
+            .values_list("payload", flat=True)[:limit]
+        )
+        return list(reversed(list(rows)))
+
+    def find(self, user_pk: int, run_id: str) -> dict | None:
+        """A stored run of the user's (team or member): its id, status, payload and session id, or None."""
+        return (
+            self.filter(run_id=run_id, user_id=user_pk)
+            .values("run_id", "status", "payload", "session__session_id", "parent_run_id", "component_id")
+            .first()
+        )
+
+    def payload(self, run_id: str) -> dict | None:
+        return self.filter(run_id=run_id).values_list("payload", flat=True).first()
 
 
 class ChatSession(models.Model):
@@ -116,6 +153,8 @@ class ChatSession(models.Model):
     data = models.JSONField(default=dict, encoder=PayloadEncoder)
     created_at = models.DateTimeField(default=timezone.now)
     updated_at = models.DateTimeField(default=timezone.now)
+
+    objects = ChatSessionQuerySet.as_manager()
 
     class Meta:
         indexes = [models.Index(fields=["user", "-updated_at"], name="chat_session_user_recent")]
@@ -138,6 +177,8 @@ class ChatRun(models.Model):
     created_at = models.DateTimeField(default=timezone.now, db_index=True)
     updated_at = models.DateTimeField(default=timezone.now)
 
+    objects = ChatRunQuerySet.as_manager()
+
     class Meta:
         indexes = [models.Index(fields=["session", "parent_run_id", "id"], name="chat_run_history")]
 
@@ -159,7 +200,7 @@ class TokenVersionQuerySet(models.QuerySet):
 
 class TokenVersion(models.Model):
     """The generation of a user's JWTs. Every token carries the version it was minted under
-    (chat.auth.TOKEN_VERSION_CLAIM) and is refused once this row holds another one. No row means
+    (chat.identity.TOKEN_VERSION_CLAIM) and is refused once this row holds another one. No row means
     version 0, so users need no row until their first password change or deactivation."""
 
     user = models.OneToOneField(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, primary_key=True,

@@ -4,7 +4,6 @@ import os
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "cirkelline_site.settings")
 
-from django.conf import settings  # noqa: E402
 from django.core.asgi import get_asgi_application  # noqa: E402
 
 # Build the Django app before importing anything that touches models: the app registry
@@ -26,7 +25,8 @@ application = ProtocolTypeRouter({
 
 
 def _correct_daphne() -> None:
-    """Two corrections to Daphne's HTTP layer (Twisted), made before it serves a request.
+    """Two corrections to Daphne's HTTP layer (Twisted), made before it serves a request. Both fix
+    bugs and both touch library internals: tests/site/test_library_drift.py pins what they rely on.
 
     - Twisted's table of reason phrases (twisted.web.http.RESPONSES, as of Twisted 26.10) has no
       429, so Daphne sent "HTTP/1.1 429 Unknown Status" with every rate-limit refusal: add the
@@ -58,11 +58,7 @@ def _correct_daphne() -> None:
 
 _correct_daphne()
 
-from chat.memory import tune_gc  # noqa: E402
+from cirkelline_site import process_tuning  # noqa: E402
 
-tune_gc()  # after everything is imported: the start-up heap is frozen out of later collections
-
-if settings.CIRKELLINE_STATS_DIR:  # benchmark instrumentation only (see chat/loopstats.py)
-    from chat.loopstats import instrument
-
-    application = instrument(application, settings.CIRKELLINE_STATS_DIR)
+# After everything is imported: the start-up heap is frozen out of later collections.
+process_tuning.install()

@@ -99,18 +99,18 @@ INSTALLED_APPS = [
 ]
 
 # Django's standard middleware, with their hooks run inline on the event loop instead of each
-# being handed to a worker thread and back (see chat/middleware.py).
+# being handed to a worker thread and back (see chat/api/django_overrides.py).
 MIDDLEWARE = [
     # First: it answers CORS preflights itself, and is async-native (no thread hop).
     "corsheaders.middleware.CorsMiddleware",
-    "chat.middleware.SecurityMiddleware",
-    "chat.middleware.SessionMiddleware",
-    "chat.middleware.CommonMiddleware",
-    "chat.middleware.CsrfViewMiddleware",
-    "chat.middleware.AuthenticationMiddleware",
-    "chat.middleware.MessageMiddleware",
-    "chat.middleware.XFrameOptionsMiddleware",
-    "chat.middleware.CSPMiddleware",
+    "chat.api.django_overrides.SecurityMiddleware",
+    "chat.api.django_overrides.SessionMiddleware",
+    "chat.api.django_overrides.CommonMiddleware",
+    "chat.api.django_overrides.CsrfViewMiddleware",
+    "chat.api.django_overrides.AuthenticationMiddleware",
+    "chat.api.django_overrides.MessageMiddleware",
+    "chat.api.django_overrides.XFrameOptionsMiddleware",
+    "chat.api.django_overrides.CSPMiddleware",
 ]
 
 ROOT_URLCONF = "cirkelline_site.urls"
@@ -185,7 +185,7 @@ if REDIS_URL:
 else:
     CHANNEL_LAYERS = {"default": {"BACKEND": "channels.layers.InMemoryChannelLayer"}}
 
-# Django's cache holds the failed-login counters (chat/login_throttle.py): in Redis when
+# Django's cache holds the failed-login counters (chat/identity/login_throttle.py): in Redis when
 # REDIS_URL is set, so every process counts together; in process memory otherwise.
 if REDIS_URL:
     CACHES = {
@@ -238,13 +238,11 @@ CONTENT_SECURITY_POLICY = {
 
 REST_FRAMEWORK = {
     "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
-    "DEFAULT_PARSER_CLASSES": ["rest_framework.parsers.JSONParser", "rest_framework.parsers.FormParser",
-                               "rest_framework.parsers.MultiPartParser"],
     "DEFAULT_AUTHENTICATION_CLASSES": [],
     "DEFAULT_PERMISSION_CLASSES": [],
     "UNAUTHENTICATED_USER": None,
     # The token routes' errors: a database outage is a 503 with Retry-After, every error has "detail".
-    "EXCEPTION_HANDLER": "chat.tokens.exception_handler",
+    "EXCEPTION_HANDLER": "chat.api.tokens.exception_handler",
 }
 SIMPLE_JWT = {
     "ACCESS_TOKEN_LIFETIME": timedelta(minutes=env.int("CIRKELLINE_JWT_ACCESS_MINUTES", default=60)),
@@ -253,7 +251,7 @@ SIMPLE_JWT = {
     "SIGNING_KEY": env.str("CIRKELLINE_JWT_SIGNING_KEY", default="") or SECRET_KEY,
     "AUTH_HEADER_TYPES": ("Bearer",),
     "UPDATE_LAST_LOGIN": False,
-    # A refresh returns a new refresh token and blacklists the one it used (chat/tokens.py).
+    # A refresh returns a new refresh token and blacklists the one it used (chat/api/tokens.py).
     "ROTATE_REFRESH_TOKENS": True,
     "BLACKLIST_AFTER_ROTATION": True,
 }
@@ -329,7 +327,7 @@ CIRKELLINE_RETRY_DELAY = _positive_float("CIRKELLINE_RETRY_DELAY", 1.0)
 # first after CIRKELLINE_FLUSH_RETRY_INTERVAL seconds, then with doubling waits (max 30 s).
 CIRKELLINE_FLUSH_RETRY_WINDOW = _positive_float("CIRKELLINE_FLUSH_RETRY_WINDOW", 600.0)
 CIRKELLINE_FLUSH_RETRY_INTERVAL = _positive_float("CIRKELLINE_FLUSH_RETRY_INTERVAL", 5.0)
-# Threads that run ORM work for the run path (chat/db.py).
+# Threads that run ORM work for the run path (chat/storage/executor.py).
 CIRKELLINE_DB_THREADS = env.int("CIRKELLINE_DB_THREADS", default=8)
 CIRKELLINE_HISTORY_RUNS = _non_negative_int("CIRKELLINE_HISTORY_RUNS", 5)
 CIRKELLINE_MAX_MESSAGE_CHARS = _non_negative_int("CIRKELLINE_MAX_MESSAGE_CHARS", 32_000)
@@ -350,13 +348,13 @@ DATA_UPLOAD_MAX_MEMORY_SIZE = env.int("CIRKELLINE_MAX_BODY_BYTES", default=25 * 
 FILE_UPLOAD_MAX_MEMORY_SIZE = DATA_UPLOAD_MAX_MEMORY_SIZE
 
 # Garbage collector thresholds (gen0,gen1,gen2) for server processes; empty: CPython's defaults.
-# See chat/memory.py for why the default is raised.
+# See cirkelline_site/process_tuning.py for why the default is raised.
 CIRKELLINE_GC_THRESHOLD = tuple(int(x) for x in env.list("CIRKELLINE_GC_THRESHOLD", default=["10000", "20", "100"]))
 if CIRKELLINE_GC_THRESHOLD and len(CIRKELLINE_GC_THRESHOLD) != 3:
     raise ImproperlyConfigured("CIRKELLINE_GC_THRESHOLD must be three integers: gen0,gen1,gen2 (or empty)")
 
 # Benchmarks only: a directory where every server process writes its event-loop lag and
-# process figures once a second (chat/loopstats.py). Empty: off.
+# process figures once a second (bench/loopstats.py, around the app as bench/asgi.py serves it). Empty: off.
 CIRKELLINE_STATS_DIR = env.str("CIRKELLINE_STATS_DIR", default="")
 
 # The scripted model (CIRKELLINE_MODEL=scripted): seconds per provider call. Tests and bench.

@@ -5,12 +5,14 @@ static folders and STATIC_ROOT (settings.py). A path not in that index, such as
 `/static/../../cirkelline_site/settings.py`, is never looked up on disk; it goes on to Django,
 which answers 404.
 
-This subclass changes only *how*. WhiteNoise 6.12's Django middleware is synchronous: Django
-would run it in a worker thread and hop back to the loop for the rest of the chain on every
-request, API runs included (chat/middleware.py says why those hops matter here), and its file
-response is a synchronous iterator that Django's ASGI handler reads whole, in a thread, warning
-each time. Here the index lookup is a dictionary read on the loop, and a file is opened and read
-in blocks in worker threads.
+This subclass changes only *how*, and overrides WhiteNoise internals to do it (its `__call__`
+and `add_files`; tests/site/test_library_drift.py pins them). WhiteNoise 6.12's Django
+middleware is synchronous: Django would run it in a worker thread and hop back to the loop for
+the rest of the chain on every request, API runs included (a saving: "WhiteNoise as async
+middleware" in docs/PERFORMANCE.md; chat/api/django_overrides.py says why those hops matter),
+and its file response is a synchronous iterator that Django's ASGI handler reads whole, in a
+thread, warning each time. Here the index lookup is a dictionary read on the loop, and a file
+is opened and read in blocks in worker threads.
 """
 
 from __future__ import annotations

@@ -48,9 +48,6 @@ def _exact_sum(values) -> Decimal | None:
 
 
 class RunUsageQuerySet(models.QuerySet):
-    def for_user(self, user) -> RunUsageQuerySet:
-        return self.filter(user=user)
-
     def for_period(self, start: date, end: date) -> RunUsageQuerySet:
         since, until = day_bounds(start, end)
         return self.filter(started_at__gte=since, started_at__lt=until)

@@ -15,13 +15,13 @@ import httpx
 import pytest
 from rest_framework_simplejwt.tokens import AccessToken
 
-from chat import scripted
-from chat import team as team_module
-from chat.db import run_db
+from chat.agents import scripted
+from chat.runs import teams
+from chat.storage.executor import run_db
 
 
 async def adb(fn, *args, **kwargs):
-    """Run ORM code from an async test the way the app does (chat.db: pooled, closed after)."""
+    """Run ORM code from an async test the way the app does (chat.storage.executor: pooled, closed after)."""
     return await run_db(fn, *args, **kwargs)
 
 
@@ -32,11 +32,11 @@ def offline_team(settings, worker_redis_prefix):
     settings.OPENAI_API_KEY = ""
     settings.CIRKELLINE_MODEL = "scripted"
     settings.CIRKELLINE_SCRIPTED_LATENCY = 0.0
-    team_module.prototype.cache_clear()
+    teams.prototype.cache_clear()
     scripted.RECORDER.clear()
     scripted.FAILURES.clear()
     yield
-    team_module.prototype.cache_clear()
+    teams.prototype.cache_clear()
     scripted.FAILURES.clear()
 
 
@@ -62,7 +62,7 @@ def use_latency(settings):
 
     def apply(seconds: float) -> None:
         settings.CIRKELLINE_SCRIPTED_LATENCY = seconds
-        team_module.prototype.cache_clear()
+        teams.prototype.cache_clear()
 
     return apply
 

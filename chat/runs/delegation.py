@@ -1,8 +1,8 @@
 """Delegation failures in a team run's events: pure functions and a clock-fed watcher (no I/O).
 
 Events are read duck-typed: agno event objects or their dicts (`event.to_dict()`), by the
-`event` name (verified against agno 3.1.10, see tests/runs/test_delegation_agno.py) and a few
-attributes. No agno import, so this runs anywhere and on stored events.
+`event` name (agno's own enums, from chat.agents.runtime; verified against agno's streams in
+tests/runs/test_delegation_agno.py) and a few attributes, so this runs on stored events too.
 
 Kinds (metrics.models.FailureKind):
 - announced_not_executed: the leader's text announces handing work to a member (see
@@ -24,15 +24,19 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from chat.agents.runtime import DELEGATION_TOOLS, RunEvent, TeamRunEvent
+
 from .announcements import find_announcement, member_patterns
 
-DELEGATION_TOOLS = frozenset({"delegate_task_to_member", "delegate_task_to_members"})
-TOOL_STARTED, TOOL_COMPLETED, TOOL_ERROR = "TeamToolCallStarted", "TeamToolCallCompleted", "TeamToolCallError"
-LEADER_CONTENT, LEADER_COMPLETED = "TeamRunContent", "TeamRunCompleted"
-MEMBER_STARTED = frozenset({"RunStarted", "TeamRunStarted"})
-MEMBER_COMPLETED = frozenset({"RunCompleted", "TeamRunCompleted"})
-MEMBER_ERROR = frozenset({"RunError", "TeamRunError"})
-MEMBER_TERMINAL = MEMBER_COMPLETED | MEMBER_ERROR | {"RunCancelled", "TeamRunCancelled"}
+TOOL_STARTED = TeamRunEvent.tool_call_started.value
+TOOL_COMPLETED = TeamRunEvent.tool_call_completed.value
+TOOL_ERROR = TeamRunEvent.tool_call_error.value
+LEADER_CONTENT, LEADER_COMPLETED = TeamRunEvent.run_content.value, TeamRunEvent.run_completed.value
+# A member is an agent (RunEvent) or, nested, a team (TeamRunEvent).
+MEMBER_STARTED = frozenset({RunEvent.run_started.value, TeamRunEvent.run_started.value})
+MEMBER_COMPLETED = frozenset({RunEvent.run_completed.value, TeamRunEvent.run_completed.value})
+MEMBER_ERROR = frozenset({RunEvent.run_error.value, TeamRunEvent.run_error.value})
+MEMBER_TERMINAL = MEMBER_COMPLETED | MEMBER_ERROR | {RunEvent.run_cancelled.value, TeamRunEvent.run_cancelled.value}
 NOT_FOUND = "member with id "
 EXCERPT = 300
 

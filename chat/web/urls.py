@@ -1,7 +1,7 @@
+"""The pages' routes: the chat (/ and /c/<session id>), login and logout."""
+
 from django.contrib.auth import views as auth_views
 from django.urls import path
-
-from chat.ws.uploads import upload
 
 from . import views
 
@@ -10,5 +10,4 @@ urlpatterns = [
     path("c/<str:session_id>", views.chat, name="chat-session"),
     path("login/", views.login, name="login"),
     path("logout/", auth_views.LogoutView.as_view(), name="logout"),
-    path("uploads", upload, name="uploads"),
 ]

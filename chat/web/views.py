@@ -15,14 +15,16 @@ from django.core.exceptions import ValidationError
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
 
-from chat.login_throttle import LoginThrottle, LoginThrottled, client_address
+from chat.agents.team import CIRKELLINE_TEAM_ID
+from chat.errors import LoginThrottled
+from chat.identity import LoginThrottle, client_address
 from chat.models import SESSION_ID_RE
-from chat.parsing import MEDIA_TYPES
-from chat.team import CIRKELLINE_TEAM_ID, describe_team_detail
+from chat.runs.request import MEDIA_TYPES
+from chat.runs.teams import describe_team_detail
 
 
 class ThrottledLoginForm(AuthenticationForm):
-    """Django's login form with the token route's failed-login throttle (chat.login_throttle), so
+    """Django's login form with the token route's failed-login throttle (chat.identity.login_throttle), so
     the page is no unthrottled way around `POST /api/token/`'s limits."""
 
     def clean(self) -> dict:

@@ -1,8 +1,8 @@
 """The chat websocket consumer: who is on the socket, its client frames, its runs' events.
 
 A transport like the HTTP views: it authenticates, parses with the run API's own checks
-(`parsing.run_request_from_fields`), and calls the run service (`runner.start_run`,
-`runner.cancel_run`, `RunHandle.abort`); it never runs agno or writes rows itself.
+(`chat.runs.request.run_request_from_fields`), and calls the run service (`runs.start_run`,
+`runs.cancel_run`, `RunHandle.abort`); it never runs agno or writes rows itself.
 
 - Who: the Django session cookie (the pages; Channels' AuthMiddlewareStack), or a JWT in the
   `Sec-WebSocket-Protocol` header (`bearer, <token>`; the server answers `bearer`) or in a first
@@ -30,16 +30,18 @@ from django.contrib.auth import SESSION_KEY, get_user
 from django.contrib.sessions.backends.base import SessionBase
 from django.utils.module_loading import import_string
 
-from chat import runner
-from chat.auth import AuthError, Caller, caller_from_token
-from chat.db import run_db
-from chat.models import ChatSession
-from chat.parsing import BadRequest, load_json, run_request_from_fields, validate_session_id
-from chat.storage import SessionNotFound
-from chat.team import CIRKELLINE_TEAM_ID
+from chat import runs
+from chat.agents.team import CIRKELLINE_TEAM_ID, resolve_team
+from chat.errors import AuthError, BadRequest, SessionNotFound
+from chat.identity import Caller, caller_from_token
+from chat.models import ChatSession, validate_session_id
+from chat.payload import load_json
+from chat.runs import uploads
+from chat.runs.request import run_request_from_fields
+from chat.storage.executor import run_db
 from metrics.models import RunStatus
 
-from . import frames, uploads
+from . import frames
 from .fanout import Fanout
 
 logger = logging.getLogger(__name__)
@@ -67,10 +69,6 @@ def _session_user_pk(session_key: str) -> int | None:
         return None
     user = get_user(SimpleNamespace(session=store))  # checks the session's auth hash, like a request
     return user.pk if user.is_authenticated else None
-
-
-def _owns_session(user_pk: int, session_id: str) -> bool:
-    return ChatSession.objects.filter(session_id=session_id, user_id=user_pk).exists()
 
 
 class ChatConsumer(AsyncJsonWebsocketConsumer):
@@ -176,9 +174,11 @@ class ChatConsumer(AsyncJsonWebsocketConsumer):
             await self._check_credentials()
             fields = {name: content[name] for name in RUN_FIELDS if name in content}
             team_id = content.get("team_id") or CIRKELLINE_TEAM_ID
-            request, _ = run_request_from_fields(fields, self.caller, str(team_id), [])
+            request, _ = run_request_from_fields(fields, user_pk=self.caller.pk, username=self.caller.username,
+                                                 team_id=str(team_id), attachments=[])
+            resolve_team(request.team_id)
             request.attachments = await uploads.take(self.caller.pk, content.get("files"))
-            handle = await runner.start_run(request)
+            handle = await runs.start_run(request)
         except Exception as exc:  # noqa: BLE001 - every refusal becomes an error frame (frames.error_for)
             await self.send_json(frames.error_for(exc, ref=ref))
             return
@@ -195,7 +195,7 @@ class ChatConsumer(AsyncJsonWebsocketConsumer):
             except BadRequest:
                 raise BadRequest(400, "Invalid run id.") from None
             # Any run of the user's (another tab's too, or one in another process), never anyone else's.
-            status = await runner.cancel_run(self.caller.pk, run_id)
+            status = await runs.cancel_run(self.caller.pk, run_id)
         except Exception as exc:  # noqa: BLE001
             await self._send_text(frames.dumps(frames.error_for(exc, ref=ref, run_id=run_id)))
             return
@@ -205,10 +205,10 @@ class ChatConsumer(AsyncJsonWebsocketConsumer):
         try:
             if session_id is not None:
                 validate_session_id(session_id)
-                live = any(h.session_id == session_id for h in runner.live_runs_of(self.caller.pk))
+                live = any(h.session_id == session_id for h in runs.live_runs_of(self.caller.pk))
                 # A new session is stored when its first run ends; while that run is live it is
                 # the user's already.
-                if not live and not await run_db(_owns_session, self.caller.pk, session_id):
+                if not live and not await run_db(ChatSession.objects.is_owned, self.caller.pk, session_id):
                     raise SessionNotFound(session_id)
             await self.fanout.watch(self.caller.pk, session_id)
         except Exception as exc:  # noqa: BLE001

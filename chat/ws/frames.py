@@ -1,6 +1,6 @@
 """Server frames of the chat websocket: their JSON, and the one map from failures to error frames.
 
-Run events go out exactly as the SSE stream carries them (`chat.events.event_json`, after the
+Run events go out exactly as the SSE stream carries them (`chat.agents.agno_overrides.event_json`, after the
 same `coalesce` of waiting text deltas), each with its per-run `seq` spliced in, several to a
 frame: one websocket message per batch of waiting events, as SSE writes one chunk per batch.
 The frame text is built once and sent as is to the socket that started the run and to the
@@ -15,19 +15,17 @@ from typing import Any
 
 from django.db import InterfaceError, OperationalError
 
-from chat import runner, storage
-from chat.auth import AuthError
-from chat.events import coalesce, event_json
-from chat.models import has_lone_surrogate
-from chat.parsing import BadRequest
-from chat.team import UnknownTeam
+from chat.agents.agno_overrides import event_json
+from chat.errors import CirkellineError
+from chat.payload import has_lone_surrogate
+from chat.runs import RunHandle, RunResult
+from chat.runs.events import coalesce
 
 logger = logging.getLogger(__name__)
 
 # Close codes (4000-4999 are the application's own; the reason is also sent as an error frame
 # first, since not every server passes a close reason on).
 CLOSE_UNAUTHENTICATED = 4401
-CLOSE_FORBIDDEN = 4403
 
 
 def dumps(frame: dict) -> str:
@@ -46,22 +44,13 @@ def error(status: int, detail: str, *, ref: Any = None, code: str | None = None,
 
 
 def error_for(exc: BaseException, *, ref: Any = None, **extra: Any) -> dict:
-    """The error frame for a refusal of the run service, parser or auth: the same statuses and
-    sentences as the HTTP API (chat.views.api). Anything else is a bug: logged, answered 500."""
-    if isinstance(exc, BadRequest):
-        return error(exc.status, exc.detail, ref=ref, **exc.extra, **extra)
-    if isinstance(exc, AuthError):
-        return error(exc.status, exc.detail, ref=ref, code="unauthenticated" if exc.status == 401 else None, **extra)
-    if isinstance(exc, UnknownTeam):
-        return error(404, "Team not found.", ref=ref, **extra)
-    if isinstance(exc, storage.SessionNotFound):
-        return error(404, "Session not found.", ref=ref, **extra)
-    if isinstance(exc, runner.RunNotFound):
-        return error(404, "Run not found.", ref=ref, **extra)
-    if isinstance(exc, runner.RunAlreadyEnded):
-        return error(409, f"The run has already ended ({exc.status}).", ref=ref, run_status=exc.status, **extra)
-    if isinstance(exc, runner.AdmissionRefused):
-        return error(429, exc.detail, ref=ref, retry_after=exc.retry_after, **extra)
+    """The error frame for one of the app's refusals (chat.errors): the status, sentence and extra
+    fields the HTTP API answers with (chat.api.errors), except that an extra `status` (the run's)
+    is `run_status` here, where `status` is the HTTP one. Anything else is a bug: logged, a 500."""
+    if isinstance(exc, CirkellineError):
+        fields = {("run_status" if name == "status" else name): value for name, value in exc.extra.items()}
+        code = "unauthenticated" if exc.status == 401 else None
+        return error(exc.status, exc.detail, ref=ref, code=code, **fields, **extra)
     if isinstance(exc, (OperationalError, InterfaceError)):
         logger.exception("database unavailable during a websocket frame")
         return error(503, "The database is unavailable right now; please retry shortly.", ref=ref, retry_after=5,
@@ -73,7 +62,7 @@ def error_for(exc: BaseException, *, ref: Any = None, **extra: Any) -> dict:
 class RunFrames:
     """The frames of one run, numbering its events (`seq` starts at 1 and never skips)."""
 
-    def __init__(self, handle: runner.RunHandle, ref: Any = None):
+    def __init__(self, handle: RunHandle, ref: Any = None):
         self.handle = handle
         self.ref = ref
         self.seq = 0
@@ -116,7 +105,7 @@ class RunFrames:
             frame["ref"] = self.ref
         return dumps(frame)
 
-    def finished(self, result: runner.RunResult) -> str:
+    def finished(self, result: RunResult) -> str:
         """`run_finished`: the outcome, and the tokens of the leader and every member."""
         handle = self.handle
         frame = {

@@ -12,9 +12,10 @@ from agno.run.team import TeamRunEvent
 from agno.team import Team
 from agno.team.mode import TeamMode
 
+from chat.agents.runtime import DELEGATE_TOOL
+from chat.agents.scripted import ScriptedModel, ToolCall, Turn
 from chat.runs import delegation
 from chat.runs.delegation import Member, detect
-from chat.scripted import DELEGATE_TOOL, ScriptedModel, ToolCall, Turn
 
 MEMBERS = [Member("research-specialist", "Research Specialist")]
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from ..conftest import bearer
+from tests.conftest import bearer
 
 pytestmark = pytest.mark.django_db(transaction=True)
 

@@ -1,6 +1,6 @@
 """Smoke test of the websocket bench scenario: one round of N=5 runs over /ws/chat/, end to end.
 
-As tests/test_bench_smoke.py for SSE: a real Daphne on the test database, the loopback fake
+As tests/bench/test_bench_smoke.py for SSE: a real Daphne on the test database, the loopback fake
 provider, the harness's load generator (`--client ws`) as a subprocess. It checks that every
 run streamed to its terminal event with no error; it asserts no timings.
 """

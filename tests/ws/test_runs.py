@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from chat import runner
 from chat.models import ChatRun, ChatSession
+from chat.runs import live_run
 from metrics.models import RunUsage
 
 from ..conftest import adb, bearer, parse_sse
@@ -105,7 +105,7 @@ async def test_closing_the_socket_cancels_its_runs_and_records_them(connect, ali
     use_latency(1.0)
     socket = await connect(alice)
     run_id, _ = await socket.run(RESEARCH)
-    handle = runner.live_run(run_id)
+    handle = live_run(run_id)
     assert handle is not None
     await socket.comm.disconnect()
     result = await handle.wait()

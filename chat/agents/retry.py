@@ -1,0 +1,176 @@
+"""Cirkelline's one retry layer for every model, and its provider deadlines (`ResilientModel`).
+
+Every model gets exactly this retry layer: agno's own `Model.retries` stays 0 and SDK clients are
+built with `max_retries=0` (chat.agents.providers). It retries 408/409/425/429/5xx/529 and
+connection errors, honours `Retry-After` / `retry-after-ms`, otherwise waits
+`CIRKELLINE_RETRY_DELAY x 2^attempt` with jitter, never past the run's deadline, and records
+attempts, back-off and the last failure on the run's `RunContext`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import email.utils
+import logging
+import random
+import time
+from collections.abc import AsyncIterator
+from typing import Any
+
+from agno.exceptions import ModelProviderError
+from django.conf import settings
+
+from chat.context import ProviderFailure, current_run
+
+from .agno_overrides import AgnoModelOverrides, StreamRestart
+
+logger = logging.getLogger(__name__)
+
+# Statuses worth another attempt: rate limits, overload and transient server errors.
+RETRYABLE_STATUS = frozenset({408, 409, 425, 429, 500, 502, 503, 504, 529})
+RATE_LIMIT_STATUS = frozenset({429, 529})
+# Never sleep longer than this for one Retry-After, whatever the provider asks.
+MAX_RETRY_AFTER = 60.0
+
+
+def _retry_after(error: BaseException) -> float | None:
+    """Seconds from a Retry-After / retry-after-ms header on the SDK error behind `error`."""
+    seen = 0
+    exc: BaseException | None = error
+    while exc is not None and seen < 5:
+        response = getattr(exc, "response", None)
+        headers = getattr(response, "headers", None)
+        if headers is not None:
+            try:
+                ms = headers.get("retry-after-ms")
+                if ms is not None:
+                    return max(0.0, float(ms) / 1000.0)
+                value = headers.get("retry-after")
+                if value is not None:
+                    try:
+                        return max(0.0, float(value))
+                    except ValueError:
+                        parsed = email.utils.parsedate_to_datetime(value)
+                        return max(0.0, parsed.timestamp() - time.time())
+            except (TypeError, ValueError, AttributeError):
+                return None
+        exc = exc.__cause__ or exc.__context__
+        seen += 1
+    return None
+
+
+def classify_failure(error: ModelProviderError, *, mid_stream: bool = False) -> ProviderFailure:
+    status = getattr(error, "status_code", None)
+    return ProviderFailure(
+        status_code=status,
+        message=str(getattr(error, "message", "") or error)[:500],
+        retry_after=_retry_after(error),
+        mid_stream=mid_stream,
+    )
+
+
+def _is_retryable(failure: ProviderFailure) -> bool:
+    # agno maps connection errors to ModelProviderError with its default status 502.
+    return failure.status_code is None or failure.status_code in RETRYABLE_STATUS
+
+
+def _backoff(attempt: int, failure: ProviderFailure) -> float:
+    if failure.retry_after is not None:
+        return min(failure.retry_after, MAX_RETRY_AFTER)
+    base = settings.CIRKELLINE_RETRY_DELAY * (2**attempt)
+    return base * random.uniform(0.75, 1.25)  # jitter: clients that failed together spread out
+
+
+class ResilientModel(AgnoModelOverrides):
+    """Mixin for an agno Model: Cirkelline's one retry layer and its provider deadlines.
+
+    - Retries 408/409/425/429/5xx/529 and connection errors, honouring Retry-After, with
+      jittered exponential back-off, never past the run's deadline.
+    - A retry is silent while nothing of that call has been streamed. If output had already
+      gone out, agno's accumulated text for the call is reset (so the stored answer is not
+      doubled) and the run service tells the client to discard that partial output.
+    - A call that sends nothing within CIRKELLINE_FIRST_TOKEN_TIMEOUT ends the run as timed out;
+      a stream that goes quiet for CIRKELLINE_STREAM_IDLE_TIMEOUT counts as a failed call.
+    """
+
+    max_attempts_override: int | None = None
+
+    def _attempts(self) -> int:
+        if self.max_attempts_override is not None:
+            return self.max_attempts_override
+        return settings.CIRKELLINE_MAX_RETRIES + 1
+
+    async def _should_retry(self, error: ModelProviderError, attempt: int, *, mid_stream: bool) -> bool:
+        ctx = current_run.get()
+        if ctx is not None and ctx.stopping:
+            return False  # the run is being stopped (cancel, deadline): no more provider calls
+        failure = classify_failure(error, mid_stream=mid_stream)
+        if ctx is not None:
+            ctx.last_provider_failure = failure
+        if not _is_retryable(failure) or attempt + 1 >= self._attempts():
+            return False
+        delay = _backoff(attempt, failure)
+        if ctx is not None:
+            if delay >= ctx.seconds_left():
+                return False
+            ctx.retries += 1
+            ctx.backoff_seconds += delay
+        logger.info("provider call failed (status %s), retry %d in %.2fs", failure.status_code, attempt + 1, delay)
+        await asyncio.sleep(delay)
+        return True
+
+    def _first_token_missed(self) -> ModelProviderError:
+        ctx = current_run.get()
+        if ctx is not None and ctx.abort is not None:
+            ctx.timeout_cause = "first_token"
+            ctx.abort("timed_out")
+        return ModelProviderError(message="The provider sent nothing before the first-token deadline", status_code=504)
+
+    async def ainvoke(self, *args: Any, **kwargs: Any) -> Any:
+        attempt = 0
+        while True:
+            try:
+                async with asyncio.timeout(settings.CIRKELLINE_FIRST_TOKEN_TIMEOUT):
+                    return await super().ainvoke(*args, **kwargs)  # type: ignore[misc]
+            except TimeoutError:
+                raise self._first_token_missed() from None
+            except ModelProviderError as error:
+                if not await self._should_retry(error, attempt, mid_stream=False):
+                    raise
+                attempt += 1
+
+    async def ainvoke_stream(self, *args: Any, **kwargs: Any) -> AsyncIterator[Any]:
+        attempt = 0
+        while True:
+            streamed = 0  # characters of text this attempt has streamed
+            produced = False
+            stream = super().ainvoke_stream(*args, **kwargs)  # type: ignore[misc]
+            try:
+                while True:
+                    if produced:
+                        wait = settings.CIRKELLINE_STREAM_IDLE_TIMEOUT
+                    else:
+                        wait = settings.CIRKELLINE_FIRST_TOKEN_TIMEOUT
+                    try:
+                        async with asyncio.timeout(wait):
+                            delta = await anext(stream)
+                    except StopAsyncIteration:
+                        return
+                    except TimeoutError:
+                        if not produced:
+                            raise self._first_token_missed() from None
+                        raise ModelProviderError(message="The provider stopped sending mid-answer") from None
+                    content = getattr(delta, "content", None)
+                    if content or getattr(delta, "tool_calls", None):
+                        produced = True
+                        if isinstance(content, str):
+                            streamed += len(content)
+                    yield delta
+            except ModelProviderError as error:
+                if not await self._should_retry(error, attempt, mid_stream=produced):
+                    raise
+                if produced:
+                    yield StreamRestart(extra={"discarded_characters": streamed})
+                attempt += 1
+            finally:
+                await stream.aclose()

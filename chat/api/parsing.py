@@ -1,0 +1,125 @@
+"""Reading an HTTP request's body (form-urlencoded, multipart or JSON) into fields and files.
+
+Everything a client sends is checked here or in the run request's own checks
+(chat.runs.request.run_request_from_fields, shared with the websocket); a bad request becomes a
+`BadRequest` with the status and a sentence saying what is wrong. Nothing is written before this
+passes.
+"""
+
+from __future__ import annotations
+
+import mimetypes
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+from django.conf import settings
+from django.core.exceptions import BadRequest as DjangoBadRequest
+from django.core.exceptions import RequestDataTooBig, TooManyFieldsSent
+from django.http import HttpRequest
+from django.http.multipartparser import MultiPartParserError
+
+from chat.errors import BadRequest
+from chat.identity import Caller
+from chat.payload import check_text, load_json, quoted_name
+from chat.runs.request import MEDIA_TYPES, Attachment, RunRequest, run_request_from_fields
+
+_GENERIC_TYPES = frozenset({"", "application/octet-stream", "binary/octet-stream"})
+
+
+@contextmanager
+def _reading_body() -> Iterator[None]:
+    """Django's own refusals while reading a body, as the API's 400/413."""
+    try:
+        yield
+    except RequestDataTooBig:
+        raise BadRequest(413, f"The request body is too large: the limit is {settings.DATA_UPLOAD_MAX_MEMORY_SIZE} "
+                              "bytes.") from None
+    except TooManyFieldsSent:
+        raise BadRequest(400, "The request has too many fields.") from None
+    except MultiPartParserError:
+        raise BadRequest(400, "The multipart body is malformed (is its boundary missing?).") from None
+    except DjangoBadRequest as exc:  # e.g. a form declaring a charset other than UTF-8
+        raise BadRequest(400, str(exc) or "The request body is malformed.") from None
+
+
+def json_body(request: HttpRequest, empty: bytes = b"null") -> dict:
+    """A JSON request body that must be an object (an empty body reads as `empty`)."""
+    with _reading_body():
+        raw = request.body or empty
+    data = load_json(raw, "The request body", envelope=True)
+    if not isinstance(data, dict):
+        raise BadRequest(400, "The JSON body must be an object.")
+    return data
+
+
+# Form fields that may be sent several times; any other field sent twice is refused, since Django
+# would silently keep the last value (`user_id=2&user_id=1`).
+REPEATABLE_FIELDS = frozenset({"files"})
+
+
+def form_fields(request: HttpRequest) -> dict:
+    """A form-urlencoded or multipart body's fields, each sent once."""
+    with _reading_body():
+        post = request.POST
+    fields = {}
+    for key, values in post.lists():
+        if len(values) > 1 and key not in REPEATABLE_FIELDS:
+            raise BadRequest(400, f"The field {quoted_name(key)} was sent {len(values)} times: send it once.")
+        fields[key] = values[-1]
+    check_text("The form", fields)
+    return fields
+
+
+def _media_kind(upload) -> tuple[str, str]:
+    content_type = (upload.content_type or "").split(";")[0].strip().lower()
+    if content_type in _GENERIC_TYPES:
+        guessed, _ = mimetypes.guess_type(upload.name or "")
+        content_type = (guessed or "").lower()
+    for kind, types in MEDIA_TYPES.items():
+        if content_type in types:
+            return kind, content_type
+    raise BadRequest(
+        415,
+        f"Unsupported file type {content_type or 'unknown'!r} for {upload.name!r}: send images, audio, video "
+        "or documents (PDF, text, Office).",
+    )
+
+
+def _attachments(request: HttpRequest) -> list[Attachment]:
+    uploads = request.FILES.getlist("files") if request.FILES else []
+    if len(uploads) > settings.CIRKELLINE_MAX_FILES:
+        raise BadRequest(413, f"Too many files: at most {settings.CIRKELLINE_MAX_FILES} per message.")
+    attachments = []
+    for upload in uploads:
+        if not upload.size:  # agno refuses empty content, after the run has started
+            raise BadRequest(400, f"File {upload.name!r} is empty: attach a file with content.")
+        if upload.size > settings.CIRKELLINE_MAX_FILE_BYTES:
+            raise BadRequest(
+                413, f"File {upload.name!r} is too large: the limit is {settings.CIRKELLINE_MAX_FILE_BYTES} bytes."
+            )
+        kind, mime = _media_kind(upload)
+        attachments.append(Attachment(kind=kind, name=upload.name or "upload", mime_type=mime, content=upload.read()))
+    return attachments
+
+
+def _fields(request: HttpRequest) -> tuple[dict, list[Attachment]]:
+    content_type = (request.content_type or "").lower()
+    if content_type == "application/json":
+        return json_body(request), []
+    if content_type in ("application/x-www-form-urlencoded", "multipart/form-data", ""):
+        fields = form_fields(request)
+        with _reading_body():
+            return fields, _attachments(request) if content_type == "multipart/form-data" else []
+    raise BadRequest(415, f"Unsupported content type {content_type!r}: send JSON, form-urlencoded or multipart.")
+
+
+def uploaded_files(request: HttpRequest) -> list[Attachment]:
+    """A multipart request's `files`, checked like a run's (the chat page uploads them before its run)."""
+    return _fields(request)[1]
+
+
+def parse_run_request(request: HttpRequest, caller: Caller, team_id: str) -> tuple[RunRequest, bool]:
+    """The validated run request and whether the client wants a stream."""
+    data, attachments = _fields(request)
+    return run_request_from_fields(data, user_pk=caller.pk, username=caller.username, team_id=team_id,
+                                   attachments=attachments)

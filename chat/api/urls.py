@@ -1,0 +1,23 @@
+"""The API's routes: AgentOS-compatible runs, sessions and teams; the token routes; uploads."""
+
+from django.urls import path
+
+from . import tokens, views
+
+urlpatterns = [
+    path("api/token/", tokens.LoginView.as_view(), name="token_obtain_pair"),
+    path("api/token/refresh/", tokens.RefreshView.as_view(), name="token_refresh"),
+    path("api/token/logout/", tokens.LogoutView.as_view(), name="token_logout"),
+    path("health", views.health, name="health"),
+    path("config", views.config, name="config"),
+    path("teams", views.teams, name="teams"),
+    path("teams/<str:team_id>", views.team_detail, name="team-detail"),
+    path("teams/<str:team_id>/runs", views.create_run, name="team-runs"),
+    path("teams/<str:team_id>/runs/<str:run_id>", views.run_detail, name="team-run"),
+    path("teams/<str:team_id>/runs/<str:run_id>/cancel", views.cancel_run, name="team-run-cancel"),
+    path("sessions", views.sessions, name="sessions"),
+    path("sessions/<str:session_id>", views.session_detail, name="session"),
+    path("sessions/<str:session_id>/runs", views.session_runs, name="session-runs"),
+    path("sessions/<str:session_id>/rename", views.rename_session, name="session-rename"),
+    path("uploads", views.upload, name="uploads"),
+]

@@ -1,0 +1,112 @@
+"""Per-run state that code deep inside agno (model wrappers, the storage adapter) reports to.
+
+The run service (chat.runs) sets `current_run` in the task that drives a run; asyncio copies the
+context into every task agno spawns for that run (member runs, tool calls), so a model wrapper in
+a member's task reports to the same `RunContext` as the leader. It sits on the ground floor,
+below the run service, the agno seam (chat.agents) and storage (chat.storage), because all three
+read or write it and none of them may import the others' packages upwards.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextvars
+import time
+import weakref
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+
+@dataclass
+class ProviderFailure:
+    status_code: int | None
+    message: str
+    retry_after: float | None = None
+    # True when the failure came after output of that call had been streamed.
+    mid_stream: bool = False
+
+
+@dataclass
+class RestartedRun:
+    """A member run whose provider call was retried after streaming part of its answer."""
+
+    # The member's agno RunOutput (typed Any: nothing below chat.agents imports agno). By the
+    # time the leader gets the tool result its content is the member's final answer (agno's
+    # accumulated content is reset at each retry).
+    output: Any
+    # Characters of text the member had streamed before its retries (discarded by clients).
+    discarded: int = 0
+
+
+@dataclass
+class Discard:
+    """Text a run streamed from a provider call that is being retried: clients must drop it."""
+
+    run_id: str | None  # None: the team run itself
+    agent_id: str | None  # set for a member run
+    characters: int
+
+
+class WriteBuffer:
+    """agno's storage writes during one run, kept in memory until the run's final write.
+
+    Filled by the storage adapter (chat.storage.agno_db), emptied by the run service's final
+    write (chat.storage.buffer.take_writes); `closed` once taken, so a write that arrives later
+    (agno persisting a cancelled run from a background task) goes straight to the database.
+    """
+
+    def __init__(self) -> None:
+        self.session: dict | None = None
+        self.runs: dict[str, dict] = {}
+        self.closed = False
+
+    def add_session(self, session_dict: dict) -> None:
+        self.session = session_dict
+
+    def add_run(self, row: dict) -> None:
+        existing = self.runs.get(row["run_id"])
+        if existing is not None and existing.get("run_index") is not None:
+            row["run_index"] = existing["run_index"]
+        self.runs[row["run_id"]] = row
+
+
+@dataclass
+class RunContext:
+    run_id: str
+    user_id: int
+    # time.monotonic() by which the run must end; retries never sleep past it.
+    deadline: float = float("inf")
+    retries: int = 0
+    backoff_seconds: float = 0.0
+    last_provider_failure: ProviderFailure | None = None
+    # Storage writes agno made during the run that could not be saved (chat.storage).
+    storage_errors: list[str] = field(default_factory=list)
+    # Buffered storage writes, written with the usage row in one transaction; None once the
+    # database refused them (then the usage row is written alone).
+    write_buffer: WriteBuffer | None = None
+    # The run's session as its claim loaded it, for agno's first get_session: (session id, the
+    # agno session record, or None for a session this run created).
+    prefetched_session: tuple[str, dict | None] | None = None
+    # Every task spawned inside the run (filled by chat.runs.tracking's task factory).
+    tasks: weakref.WeakSet[asyncio.Task] = field(default_factory=weakref.WeakSet)
+    # Stops the run (RunHandle.abort), for code deep inside agno (the first-token deadline).
+    abort: Callable[[str], bool] | None = None
+    # Set once the run is being stopped; nothing should start new provider calls after that.
+    stopping: bool = False
+    # Why a timed-out run timed out: "deadline" (the whole run) or "first_token".
+    timeout_cause: str = "deadline"
+    # Partial output streamed by a provider call that was then retried: the client must drop it.
+    discards: list[Discard] = field(default_factory=list)
+    # Member runs retried after partial output, by run id: agno's delegation tool result holds
+    # everything such a member streamed, and chat.agents hands the leader its answer instead.
+    restarted_runs: dict[str, RestartedRun] = field(default_factory=dict)
+    # The status the run's own stored row must carry when it differs from agno's (a timed-out
+    # run, which agno stopped as cancelled, is stored as ERROR); set by the run service.
+    final_status: str | None = None
+
+    def seconds_left(self) -> float:
+        return self.deadline - time.monotonic()
+
+
+current_run: contextvars.ContextVar[RunContext | None] = contextvars.ContextVar("cirkelline_run", default=None)

@@ -1,0 +1,92 @@
+"""Cirkelline's own run event, and merging waiting text deltas: what every transport shares.
+
+- `ContentDiscarded` (`RunContentDiscarded` / `TeamRunContentDiscarded`): drop text a retried
+  provider call had already streamed (chat.agents.retry says when).
+- `coalesce` merges consecutive text deltas of the same run that are already waiting to be sent,
+  so a client that reads slower than tokens arrive gets fewer, larger frames instead of a
+  backlog; it never holds an event back to wait for more (no added latency). The SSE stream
+  (chat.api.sse) and the websocket (chat.ws.frames) send what it returns.
+"""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+import json
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+from chat.agents.runtime import CONTENT_EVENTS
+
+# Fields a text delta may carry besides its text without blocking a merge.
+_MERGE_NEUTRAL = frozenset({"content", "created_at", "content_type", "reasoning_content", "nested_depth",
+                            "workflow_agent"})
+_FIELDS: dict[type, tuple[str, ...]] = {}
+
+
+def _field_names(cls: type) -> tuple[str, ...]:
+    names = _FIELDS.get(cls)
+    if names is None:
+        names = _FIELDS[cls] = tuple(f.name for f in dataclasses.fields(cls)) if dataclasses.is_dataclass(cls) else ()
+    return names
+
+
+def _mergeable(a: Any, b: Any) -> bool:
+    if type(a) is not type(b) or a.event not in CONTENT_EVENTS or a.run_id != b.run_id:
+        return False
+    if not (isinstance(a.content, str) and isinstance(b.content, str)):
+        return False
+    for name in _field_names(type(a)):
+        if name in _MERGE_NEUTRAL:
+            continue
+        if getattr(a, name) != getattr(b, name):
+            return False
+    return not a.reasoning_content and not b.reasoning_content
+
+
+def coalesce(events: list[Any]) -> list[Any]:
+    """Merge runs of consecutive text deltas of one run into single deltas (order kept)."""
+    if len(events) < 2:
+        return events
+    out: list[Any] = []
+    copies: set[int] = set()  # positions in `out` holding our own copy (safe to extend)
+    for event in events:
+        last = len(out) - 1
+        if last >= 0 and _mergeable(out[last], event):
+            if last not in copies:
+                out[last] = copy.copy(out[last])  # never modify an event someone else holds
+                copies.add(last)
+            out[last].content += event.content
+            continue
+        out.append(event)
+    return out
+
+
+@dataclass
+class ContentDiscarded:
+    """Cirkelline's own event: drop the last `discarded_characters` streamed by `run_id`.
+
+    Sent when a provider call failed after part of its answer had been streamed and is being
+    retried: the retry's text follows, so keeping the partial text would duplicate it.
+    """
+
+    run_id: str
+    session_id: str
+    discarded_characters: int
+    team_id: str | None = None
+    agent_id: str | None = None
+    content: str = ("The answer was interrupted by a provider error and is being regenerated; "
+                    "discard the text streamed since the last model request started.")
+    created_at: int = field(default_factory=lambda: int(time.time()))
+
+    @property
+    def event(self) -> str:
+        return "RunContentDiscarded" if self.agent_id else "TeamRunContentDiscarded"
+
+    def to_dict(self) -> dict:
+        data = {"event": self.event, **{k: v for k, v in self.__dict__.items() if v is not None}}
+        return data
+
+    def to_json(self, separators=(",", ":"), indent=None) -> str:
+        return json.dumps(self.to_dict(), separators=separators, indent=indent, ensure_ascii=False)

@@ -1,0 +1,193 @@
+"""Finishing a run: its one final transaction (session, runs and usage row), retried later when the
+database is down, and the end of its event stream.
+
+The run service composes the final transaction itself: agno's buffered session and run rows
+(chat.storage.buffer) and the usage row (metrics.recording) in one database transaction, so a run
+is stored and billed together or, if the database refuses its rows, billed alone. Only after that
+is its terminal event published, so a client that sees `TeamRunCompleted` can read the run back.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from datetime import UTC, datetime
+from typing import Any
+
+from django.conf import settings
+from django.db import transaction
+
+from chat.context import RunContext, current_run
+from chat.storage import buffer
+from chat.storage.executor import run_db
+from metrics.models import RunStatus
+from metrics.recording import record_run_usage
+
+from .admission import coordinator
+from .handle import _END, RunHandle, unregister
+from .outcome import AGNO_STATUS, ERROR_MESSAGES, outcome, terminal_event, usage_fields
+
+logger = logging.getLogger(__name__)
+
+# How long finalisation may wait for agno's own cleanup tasks and for the database.
+CLEANUP_GRACE = 2.0
+FLUSH_TIMEOUT = 15.0
+
+# Final writes being retried in the background (the database was down), kept referenced.
+_background: set[asyncio.Task] = set()
+
+
+def retrying_writes() -> int:
+    """Runs whose final write is being retried in the background, in this process."""
+    return len(_background)
+
+
+def _retry_later(handle: RunHandle, usage: dict) -> None:
+    """Store a run whose final write failed once the database is back (never tied to a request)."""
+    token = current_run.set(None)  # not one of the run's tasks: cancelling the run must not stop it
+    try:
+        task = asyncio.get_running_loop().create_task(flush_run_later(handle.ctx, handle.session_id, usage))
+    finally:
+        current_run.reset(token)
+    _background.add(task)
+    task.add_done_callback(_background.discard)
+
+
+async def _to_completion(coro):
+    """Await `coro` to its end even if this task is cancelled meanwhile (finalisation must finish)."""
+    task = asyncio.ensure_future(coro)
+    while True:
+        try:
+            return await asyncio.shield(task)
+        except asyncio.CancelledError:
+            if task.done():
+                return task.result()
+            asyncio.current_task().uncancel()
+
+
+def _final_write(session_dict: dict | None, session_id: str, user_pk: int, rows: list[dict],
+                 usage_fields: dict | None) -> bool:
+    """The run's one final transaction: its session and runs (chat.storage.buffer) and its usage
+    row (metrics.recording). False if the session was deleted while the run was live. Sync."""
+    with transaction.atomic():
+        saved = buffer.persist(session_dict, session_id, user_pk, rows) if (session_dict or rows) else True
+        if usage_fields is not None:
+            record_run_usage(usage_fields)
+    return saved
+
+
+async def flush_run(ctx: RunContext, session_id: str, usage_fields: dict) -> None:
+    """Write the run's buffered session/run rows and its usage row in one transaction."""
+    session_dict, rows = buffer.take_writes(ctx)
+    saved = await run_db(_final_write, session_dict, session_id, ctx.user_id, rows, usage_fields)
+    if not saved:
+        logger.info("run %s: session %s was deleted while the run was live; its runs were not stored, its "
+                    "usage was", ctx.run_id, session_id)
+
+
+async def flush_run_later(ctx: RunContext, session_id: str, usage_fields: dict) -> bool:
+    """Keep retrying a failed flush (the database was down) for CIRKELLINE_FLUSH_RETRY_WINDOW.
+
+    Every write in the flush is idempotent (upserts; the usage row is created once per run), so
+    retrying after a partial success is safe. True once stored.
+    """
+    loop = asyncio.get_running_loop()
+    give_up = loop.time() + settings.CIRKELLINE_FLUSH_RETRY_WINDOW
+    delay = settings.CIRKELLINE_FLUSH_RETRY_INTERVAL
+    while loop.time() < give_up:
+        await asyncio.sleep(delay)
+        try:
+            await flush_run(ctx, session_id, usage_fields)
+        except Exception as exc:  # still down
+            logger.warning("run %s: database still unavailable (%s); retrying its write", ctx.run_id, exc)
+            delay = min(delay * 2, 30.0)
+            continue
+        logger.info("run %s: stored after the database came back", ctx.run_id)
+        return True
+    logger.error("run %s: gave up storing the run and its usage after %.0f s; usage=%s", ctx.run_id,
+                 settings.CIRKELLINE_FLUSH_RETRY_WINDOW, usage_fields)
+    return False
+
+
+STORAGE_MESSAGES = {
+    "unavailable": ("The answer was generated but could not be saved yet (the database is unavailable); it "
+                    "will be added to the session history once the database is back."),
+    "refused": ("The answer was generated but the database refused to store it, so it is not in the session "
+                "history; its usage was recorded."),
+}
+
+
+async def _flush(handle: RunHandle, usage: dict) -> Exception | None:
+    """Write the run's buffered rows and its usage row in one transaction; the error if it failed."""
+    try:
+        await _to_completion(asyncio.wait_for(flush_run(handle.ctx, handle.session_id, usage),
+                                              FLUSH_TIMEOUT))
+    except Exception as exc:  # noqa: BLE001 - the database is down, timed out, or refused the data
+        handle.ctx.storage_errors.append(f"{type(exc).__name__}: {exc}")
+        return exc
+    return None
+
+
+async def _store(handle: RunHandle, usage: dict) -> bool:
+    """Store the run. True if the database refused its rows (and only its usage row was written).
+
+    The database down or slow: everything is retried in the background until it is back. The
+    database refusing the data (it should not, see chat.payload.storable): retrying cannot help,
+    so the usage row is written alone and the run is billed all the same.
+    """
+    refused = False
+    failure = await _flush(handle, usage)
+    if failure is not None and buffer.is_refusal(failure):
+        logger.error("run %s: the database refused its session/run rows (%s: %s); storing its usage alone",
+                     handle.run_id, type(failure).__name__, failure)
+        handle.ctx.write_buffer = None  # what was refused; the usage row has only numbers and short strings
+        refused, failure = True, await _flush(handle, usage)
+    if failure is not None:
+        logger.error("run %s: could not store %s (%s: %s); retrying in the background", handle.run_id,
+                     "its usage" if refused else "the run and its usage", type(failure).__name__, failure)
+        _retry_later(handle, usage)
+    return refused
+
+
+async def finalize(handle: RunHandle, output: Any, failure: BaseException | None, stream: Any) -> None:
+    """End the run: decide its outcome, write its rows and usage, free its slot, publish its terminal event."""
+    result = outcome(handle, output, failure)
+    try:
+        if stream is not None and failure is not None:
+            # A crash left agno's generator suspended: close it so its cleanup runs.
+            try:
+                await asyncio.wait_for(stream.aclose(), CLEANUP_GRACE)
+            except BaseException:  # noqa: BLE001 - best effort on an already failed run
+                pass
+        # agno persists an aborted run from a background task; let it land in this run's write.
+        pending = [t for t in (handle.ctx.tasks or ()) if not t.done() and t is not asyncio.current_task()]
+        if pending:
+            await _to_completion(asyncio.wait(pending, timeout=CLEANUP_GRACE))
+        usage = usage_fields(handle, result, datetime.now(UTC))
+        # The stored run says what the usage row says (agno stops a timed-out run as cancelled).
+        handle.ctx.final_status = AGNO_STATUS[result.status]
+        refused = await _store(handle, usage)
+        if handle.ctx.storage_errors:
+            result.storage_failed, result.storage_refused = True, refused
+            if result.status == RunStatus.COMPLETED:
+                result.error_type = "internal"
+                result.message = STORAGE_MESSAGES["refused" if refused else "unavailable"]
+        result.terminal = terminal_event(handle, result)
+    except BaseException as exc:  # noqa: BLE001 - never leave a client without a terminal event
+        logger.exception("run %s: finalisation failed", handle.run_id)
+        result.status, result.error_type, result.message = RunStatus.ERROR, "internal", ERROR_MESSAGES["internal"]
+        result.terminal = terminal_event(handle, result)
+        if not isinstance(exc, Exception):
+            raise
+    finally:
+        handle.result = result
+        # Free the run's admission slot before the client hears the run ended, so its next
+        # message is never refused for a run that is already over.
+        unregister(handle)
+        try:
+            await _to_completion(coordinator().release(user_id=handle.user_id, run_id=handle.run_id))
+        finally:
+            if result.terminal is not None:
+                handle._publish(result.terminal)
+            handle._publish(_END)
+            handle._done.set()

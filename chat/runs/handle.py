@@ -1,0 +1,154 @@
+"""A live run (`RunHandle`: its events, its outcome, the way to stop it) and this process's registry of them."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Callable
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Any
+
+from chat.agents.runtime import cancel_run as agno_cancel_run
+from chat.context import RunContext
+from metrics.models import RunStatus
+
+from .accounting import RunAccount
+from .request import RunRequest
+
+if TYPE_CHECKING:
+    from .outcome import RunResult
+
+_END = object()  # the end of a run's event queue
+
+
+class RunHandle:
+    """A live run: its events, its outcome, and the way to stop it."""
+
+    def __init__(self, request: RunRequest, session_id: str, ctx: RunContext, account: RunAccount):
+        self.request = request
+        self.run_id = request.run_id
+        self.user_id = request.user_id
+        self.team_id = request.team_id
+        self.session_id = session_id
+        self.ctx = ctx
+        self.account = account
+        self.started_at = datetime.now(UTC)
+        self.abort_reason: str | None = None
+        self.result: RunResult | None = None
+        self._queue: asyncio.Queue = asyncio.Queue()
+        self._done = asyncio.Event()
+        self._task: asyncio.Task | None = None
+        self._deadline_timer: asyncio.TimerHandle | None = None
+        self._finalizing = False
+
+    @property
+    def is_finished(self) -> bool:
+        return self._done.is_set()
+
+    @property
+    def status(self) -> str:
+        return self.result.status if self.result else "running"
+
+    async def events(self) -> AsyncIterator[Any]:
+        """The run's events as they happen; the last one is its terminal event.
+
+        Consume them from one place only (each event is delivered once).
+        """
+        while True:
+            item = await self._queue.get()
+            if item is _END:
+                return
+            yield item
+
+    async def event_batches(self, limit: int = 256) -> AsyncIterator[list[Any]]:
+        """Like `events()`, but each step yields every event already waiting (at least one).
+
+        A transport writes a batch in one go: under load that is one socket write for many
+        events instead of one each.
+        """
+        queue = self._queue
+        while True:
+            item = await queue.get()
+            if item is _END:
+                return
+            batch = [item]
+            while len(batch) < limit and not queue.empty():
+                item = queue.get_nowait()
+                if item is _END:
+                    yield batch
+                    return
+                batch.append(item)
+            yield batch
+
+    async def wait(self) -> RunResult:
+        await self._done.wait()
+        assert self.result is not None
+        return self.result
+
+    def abort(self, reason: str = RunStatus.CANCELLED) -> bool:
+        """Stop the run (cancel, disconnect, deadline). False if it was already ending."""
+        if self.abort_reason is not None or self._finalizing or self._task is None or self._task.done():
+            return False
+        self.abort_reason = reason
+        self.ctx.stopping = True
+        if self._deadline_timer is not None:
+            self._deadline_timer.cancel()
+        agno_cancel_run(self.run_id)  # cooperative: member runs check it between chunks
+        current = asyncio.current_task()
+        for task in list(self.ctx.tasks or ()):
+            if task is not current and not task.done() and task is not self._task:
+                task.cancel()
+        # Called from inside the run task itself (a provider deadline in the leader's call), the
+        # error being raised there ends the run; cancelling the running task would instead fire
+        # at its next await, wherever that is.
+        if current is not self._task:
+            self._task.cancel()
+        return True
+
+    def _publish(self, event: Any) -> None:
+        self._queue.put_nowait(event)
+
+
+# --- the registry of live runs (per process) ------------------------------------------------
+# Per process on purpose: a run's task, queue and cancel live here. Whatever must hold across
+# processes (per-user limits, which process runs a run) is in Redis (chat.runs.admission).
+
+_live: dict[str, RunHandle] = {}
+
+
+def live_run(run_id: str) -> RunHandle | None:
+    return _live.get(run_id)
+
+
+def live_runs_of(user_id: int) -> list[RunHandle]:
+    return [h for h in _live.values() if h.user_id == user_id]
+
+
+def live_run_count() -> int:
+    """Runs live in this process (the benchmark's loop statistics report it)."""
+    return len(_live)
+
+
+_on_idle: Callable[[], None] | None = None
+
+
+def when_idle(callback: Callable[[], None] | None) -> None:
+    """Call `callback` each time the last live run of the process has ended (None: stop).
+
+    The process's memory housekeeping (cirkelline_site/process_tuning.py) registers here: the run
+    service does not import the project package above it.
+    """
+    global _on_idle
+    _on_idle = callback
+
+
+def register(handle: RunHandle) -> None:
+    _live[handle.run_id] = handle
+
+
+def unregister(handle: RunHandle) -> None:
+    """Forget an ended run; tell the idle callback when it was the last one."""
+    _live.pop(handle.run_id, None)
+    if not _live and _on_idle is not None:
+        _on_idle()
+
+

@@ -1,0 +1,156 @@
+"""How a run ended, in the run service's terms: its `RunResult`, the one terminal event clients
+receive, and its usage row's fields. Pure functions of the finished run's handle (no I/O)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from typing import TYPE_CHECKING, Any
+
+from chat.agents.providers import model_spec
+from chat.agents.retry import RATE_LIMIT_STATUS
+from chat.agents.runtime import TeamRunEvent, cancelled_event, error_event
+from chat.agents.team import CIRKELLINE_TEAM_ID
+from chat.payload import storable
+from metrics.models import RunStatus
+
+from .teams import team_name
+
+if TYPE_CHECKING:
+    from .handle import RunHandle
+
+_COMPLETED = TeamRunEvent.run_completed.value
+_CANCELLED = TeamRunEvent.run_cancelled.value
+_ERROR = TeamRunEvent.run_error.value
+
+ERROR_MESSAGES = {
+    "timeout": "The run took longer than its deadline and was stopped.",
+    "first_token": "The AI provider did not start answering in time, so the run was stopped.",
+    "rate_limited": "The AI provider is rate limiting requests right now. Please try again shortly.",
+    "provider_error": "The AI provider failed to answer. Please try again.",
+    "internal": "Something went wrong while running your request.",
+}
+
+
+@dataclass
+class RunResult:
+    run_id: str
+    session_id: str
+    status: str  # metrics.models.RunStatus value
+    error_type: str = ""
+    message: str = ""
+    retry_after: float | None = None
+    output: Any = None  # agno's TeamRunOutput, when agno produced one
+    terminal: Any = None
+    content: str = ""
+    # The run ended but its rows could not be written (the database is unavailable) ...
+    storage_failed: bool = False
+    # ... or were refused by the database (not retried; only the usage row was written).
+    storage_refused: bool = False
+
+    def output_dict(self) -> dict:
+        """The run as AgentOS returns it for stream=false (TeamRunOutput.to_dict())."""
+        if self.output is not None:
+            data = self.output.to_dict()
+        else:
+            data = {"run_id": self.run_id, "session_id": self.session_id, "team_id": CIRKELLINE_TEAM_ID,
+                    "content": self.content}
+        data["status"] = AGNO_STATUS[self.status]
+        if self.error_type:
+            data["error_type"] = self.error_type
+            data["content"] = self.message
+        return data
+
+
+# The run's status as AgentOS names it (stored run rows, stream=false responses).
+AGNO_STATUS = {
+    RunStatus.COMPLETED: "COMPLETED",
+    RunStatus.CANCELLED: "CANCELLED",
+    RunStatus.ERROR: "ERROR",
+    RunStatus.RATE_LIMITED: "ERROR",
+    RunStatus.TIMED_OUT: "ERROR",
+}
+
+def outcome(handle: RunHandle, output: Any, failure: BaseException | None) -> RunResult:
+    """How the run ended (completed, error, rate_limited, timed_out, cancelled, with an error type)."""
+    account, ctx = handle.account, handle.ctx
+    result = RunResult(run_id=handle.run_id, session_id=handle.session_id, status=RunStatus.COMPLETED,
+                       output=output, content=account.partial_content)
+    terminal = account.terminal
+    name = getattr(terminal, "event", None)
+    if handle.abort_reason == RunStatus.TIMED_OUT:
+        result.status, result.error_type = RunStatus.TIMED_OUT, "timeout"
+        if ctx.timeout_cause == "first_token":
+            result.message = ERROR_MESSAGES["first_token"]
+    elif handle.abort_reason == RunStatus.ERROR:  # its transport failed sending its events (chat.api.sse)
+        result.status, result.error_type = RunStatus.ERROR, "internal"
+    elif handle.abort_reason is not None or name == _CANCELLED:
+        result.status = RunStatus.CANCELLED
+    elif failure is not None:
+        result.status, result.error_type = RunStatus.ERROR, "internal"
+        result.message = ERROR_MESSAGES["internal"]
+    elif name == _ERROR:
+        provider = ctx.last_provider_failure
+        agno_type = getattr(terminal, "error_type", "") or ""
+        if agno_type == "model_provider_error" or provider is not None:
+            if provider is not None and provider.status_code in RATE_LIMIT_STATUS:
+                result.status, result.error_type = RunStatus.RATE_LIMITED, "rate_limited"
+                result.retry_after = provider.retry_after
+            else:
+                result.status, result.error_type = RunStatus.ERROR, "provider_error"
+        else:
+            result.status, result.error_type = RunStatus.ERROR, "internal"
+    elif name != _COMPLETED:
+        # agno ended without saying how (e.g. a paused run): treat as a failure, visibly.
+        result.status, result.error_type = RunStatus.ERROR, "internal"
+    if result.error_type and not result.message:
+        result.message = ERROR_MESSAGES[result.error_type]
+    return result
+
+
+def terminal_event(handle: RunHandle, result: RunResult) -> Any:
+    """The one terminal event clients receive: agno's own when it says what happened, else ours."""
+    terminal = handle.account.terminal
+    name = getattr(terminal, "event", None)
+    common = {"run_id": handle.run_id, "session_id": handle.session_id, "team_id": handle.team_id,
+              "team_name": team_name(handle.team_id)}
+    if result.status == RunStatus.CANCELLED:
+        if name == _CANCELLED:
+            return terminal
+        return cancelled_event(**common, content=result.content or None)
+    if not result.error_type and name == _COMPLETED:
+        return terminal
+    return error_event(**common, content=result.message or ERROR_MESSAGES["internal"],
+                       error_type=result.error_type or "internal", retry_after=result.retry_after)
+
+
+def usage_fields(handle: RunHandle, result: RunResult, finished: datetime) -> dict:
+    """The run's RunUsage row (metrics.models): who, what, how it ended, tokens, timing."""
+    account, ctx = handle.account, handle.ctx
+    raw_error = ""
+    terminal = account.terminal
+    if result.error_type:
+        detail = ctx.last_provider_failure.message if ctx.last_provider_failure else getattr(terminal, "content", "")
+        raw_error = storable(f"{result.message} [{detail or result.error_type}]"[:2000])
+    return {
+        "run_id": handle.run_id,
+        "user_id": handle.user_id,
+        "session_id": handle.session_id,
+        "team_id": handle.team_id,
+        "model": str(model_spec()),
+        "status": result.status,
+        "error_type": result.error_type,
+        "error_message": raw_error,
+        **account.tokens,
+        "model_calls": account.model_calls,
+        "member_runs": len(account.member_runs),
+        "delegations": account.delegations,
+        "retries": ctx.retries,
+        "backoff_seconds": round(ctx.backoff_seconds, 3),
+        "deep_research": handle.request.deep_research,
+        "streamed": handle.request.streamed,
+        "started_at": handle.started_at,
+        "finished_at": finished,
+        "duration_ms": int(account.elapsed() * 1000),
+        "ttft_ms": int(account.ttft * 1000) if account.ttft is not None else None,
+    }

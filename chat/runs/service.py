@@ -1,0 +1,135 @@
+"""Starting and cancelling runs: the run service's entry points, the same for every transport (SSE,
+JSON, websocket).
+
+    handle = await start_run(RunRequest(...))    # admits it, claims the session, starts the run task
+    async for event in handle.events(): ...       # agno events, then exactly one terminal event
+    result = await handle.wait()                  # the outcome, for non-streaming callers
+    handle.abort("cancelled")                     # cancel endpoint / client disconnect
+
+Each run executes in a task of its own, apart from the request that started it, so:
+- a client that disconnects cannot interrupt the run's bookkeeping: the transport calls
+  `abort`, the run task stops agno, and still writes its rows;
+- cancel and the run deadline stop *everything* the run started: agno's cooperative cancel
+  flag is set, and every task spawned inside the run (member runs, tool calls, provider
+  streams) is cancelled, which closes provider connections;
+- every run ends with exactly one terminal event and exactly one `RunUsage` row, written in
+  the same transaction as agno's session and run rows (chat.runs.finalize).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+import uuid
+
+from django.conf import settings
+
+from chat.context import RunContext, current_run
+from chat.errors import AdmissionRefused, RunAlreadyEnded, RunNotFound
+from chat.models import ChatRun
+from chat.storage import buffer
+from chat.storage.executor import run_db
+from metrics.models import RunStatus
+
+from .accounting import RunAccount
+from .admission import coordinator
+from .drive import drive
+from .handle import RunHandle, live_run, live_run_count, live_runs_of, register
+from .request import RunRequest
+from .tracking import install_task_tracking
+
+# Runs admitted but not yet registered (between admission and the end of start_run), per user.
+_starting: dict[int, int] = {}
+
+
+def starting_run_count() -> int:
+    """Runs admitted but not yet live (their session is being claimed)."""
+    return sum(_starting.values())
+
+
+def run_deadline(deep_research: bool) -> float:
+    """Seconds a run may take (CIRKELLINE_RUN_TIMEOUT, or CIRKELLINE_DEEP_RESEARCH_TIMEOUT)."""
+    return settings.CIRKELLINE_DEEP_RESEARCH_TIMEOUT if deep_research else settings.CIRKELLINE_RUN_TIMEOUT
+
+
+def _cancel_local(run_id: str) -> None:
+    """A cancel published by another process (chat.runs.admission)."""
+    handle = live_run(run_id)
+    if handle is not None:
+        handle.abort(RunStatus.CANCELLED)
+
+
+async def start_run(request: RunRequest) -> RunHandle:
+    """Admit the run, claim its session for the user, and start the run.
+
+    `request.team_id` is a resolved team id (chat.agents.team.resolve_team: the transport resolved it).
+    Raises AdmissionRefused, or SessionNotFound when the session is someone else's (then nothing
+    has run and the admission slot is given back).
+    """
+    loop = asyncio.get_running_loop()
+    install_task_tracking(loop)
+    coord = coordinator()
+    coord.ensure_listener(_cancel_local)
+    timeout = run_deadline(request.deep_research)
+
+    # Count this run as starting before the first await, so concurrent starts see each other.
+    starting = sum(_starting.values())
+    user_runs = len(live_runs_of(request.user_id)) + _starting.get(request.user_id, 0)
+    _starting[request.user_id] = _starting.get(request.user_id, 0) + 1
+    registered = admitted = False
+    try:
+        refusal = await coord.admit(user_id=request.user_id, run_id=request.run_id, local_user_runs=user_runs,
+                                    local_runs=live_run_count() + starting, lease=timeout)
+        if refusal is not None:
+            raise AdmissionRefused(refusal.detail, refusal.retry_after)
+        admitted = True
+        is_new = request.session_id is None
+        session_id = request.session_id or str(uuid.uuid4())
+        account = RunAccount(run_id=request.run_id)
+        ctx = RunContext(run_id=request.run_id, user_id=request.user_id)
+        # Claimed before any model call: from here on the id is this user's, so another user's
+        # run with it is refused above, and this run's final write cannot fail on ownership.
+        await buffer.claim_session(ctx, session_id, request.user_id, is_new=is_new, team_id=request.team_id,
+                                    first_message=request.message)
+        ctx.deadline = time.monotonic() + timeout
+
+        handle = RunHandle(request, session_id, ctx, account)
+        ctx.abort = handle.abort
+        register(handle)
+        registered = True
+    finally:
+        _starting[request.user_id] -= 1
+        if not _starting[request.user_id]:
+            del _starting[request.user_id]
+        if admitted and not registered:
+            await coord.release(user_id=request.user_id, run_id=request.run_id)
+    # The run task must not be tracked as a task of the request's run (there is none).
+    token = current_run.set(None)
+    try:
+        handle._task = loop.create_task(drive(handle), name=f"cirkelline-run-{handle.run_id}")
+    finally:
+        current_run.reset(token)
+    handle._deadline_timer = loop.call_later(timeout, handle.abort, RunStatus.TIMED_OUT)
+    return handle
+
+
+async def cancel_run(user_id: int, run_id: str) -> str:
+    """Cancel the user's live run (in this process or another); its final status.
+
+    Raises RunNotFound (not yours, or unknown) or RunAlreadyEnded.
+    """
+    handle = live_run(run_id)
+    if handle is not None and handle.user_id == user_id:
+        if handle.abort(RunStatus.CANCELLED):
+            return (await handle.wait()).status
+        raise RunAlreadyEnded((await handle.wait()).status)
+    if handle is None:
+        coord = coordinator()
+        if await coord.owner_elsewhere(run_id) == user_id:
+            await coord.cancel_elsewhere(run_id)
+            stored = await run_db(ChatRun.objects.find, user_id, run_id)
+            return stored["status"].lower() if stored else RunStatus.CANCELLED
+    stored = await run_db(ChatRun.objects.find, user_id, run_id)
+    if stored is None:
+        raise RunNotFound(run_id)
+    raise RunAlreadyEnded(stored["status"].lower())

@@ -1,0 +1,110 @@
+"""A run's session claim and its final write as prepared SQL statements (SQLite 3.35+, PostgreSQL).
+
+A run claims its session id when it is admitted (one INSERT that does nothing if the id is
+taken) and ends with an update of that session and an upsert of its team and member runs.
+Through the ORM most of the final write's CPU is Django compiling the same SQL over and over
+(docs/PERFORMANCE.md has the figures); here the statements are built once per database vendor
+and only the values are prepared per run (with the model fields' own `get_db_prep_save`, so JSON and
+datetimes are stored exactly as the ORM would store them). The owner guard is part of the SQL:
+a write never touches a session or run that belongs to another user, and the final write never
+creates a session (one deleted while its run was live stays deleted).
+"""
+
+from __future__ import annotations
+
+import functools
+from typing import Any, NamedTuple
+
+from django.db import connection
+
+from chat.models import ChatRun, ChatSession
+from chat.payload import storable
+
+
+class _Statements(NamedTuple):
+    claim_session: str
+    update_session: str
+    owned_session: str
+    upsert_runs: str
+
+
+def _column(model, name: str) -> str:
+    return connection.ops.quote_name(model._meta.get_field(name).column)
+
+
+@functools.cache
+def _statements(vendor: str) -> _Statements:
+    qn = connection.ops.quote_name
+    s, r = qn(ChatSession._meta.db_table), qn(ChatRun._meta.db_table)
+    sc = functools.partial(_column, ChatSession)
+    rc = functools.partial(_column, ChatRun)
+    session_cols = [sc(n) for n in ("session_id", "user", "session_type", "team_id", "session_name", "data",
+                                    "created_at", "updated_at")]
+    claim_session = (
+        f"INSERT INTO {s} ({', '.join(session_cols)}) VALUES ({', '.join(['%s'] * len(session_cols))}) "
+        f"ON CONFLICT ({sc('session_id')}) DO NOTHING"
+    )
+    update_session = (
+        f"UPDATE {s} SET "
+        f"{sc('team_id')} = CASE WHEN %s <> '' THEN %s ELSE {sc('team_id')} END, "
+        f"{sc('data')} = %s, {sc('updated_at')} = %s, "
+        f"{sc('session_name')} = COALESCE(%s, NULLIF({sc('session_name')}, ''), %s) "
+        f"WHERE {sc('session_id')} = %s AND {sc('user')} = %s RETURNING {sc('id')}"
+    )
+    owned_session = f"SELECT {sc('id')} FROM {s} WHERE {sc('session_id')} = %s AND {sc('user')} = %s"
+    run_cols = [rc(n) for n in ("run_id", "session", "user", "parent_run_id", "run_type", "component_id", "status",
+                                "run_index", "payload", "created_at", "updated_at")]
+    upsert_runs = (
+        f"INSERT INTO {r} ({', '.join(run_cols)}) VALUES ({', '.join(['%s'] * len(run_cols))}) "
+        f"ON CONFLICT ({rc('run_id')}) DO UPDATE SET {rc('status')} = excluded.{rc('status')}, "
+        f"{rc('payload')} = excluded.{rc('payload')}, {rc('updated_at')} = excluded.{rc('updated_at')} "
+        f"WHERE {r}.{rc('user')} = excluded.{rc('user')}"
+    )
+    return _Statements(claim_session, update_session, owned_session, upsert_runs)
+
+
+def _prep(model, name: str, value: Any) -> Any:
+    return model._meta.get_field(name).get_db_prep_save(value, connection)
+
+
+def claim_session(cursor, *, session_id: str, user_pk: int, team_id: str, name: str, now) -> bool:
+    """Create the session for `user_pk` unless the id is taken; True if this call created it.
+
+    One statement, atomic on both databases: of two runs claiming one new id at once, exactly
+    one inserts (the unique index decides), the other's insert does nothing.
+    """
+    when = _prep(ChatSession, "updated_at", now)
+    cursor.execute(_statements(connection.vendor).claim_session,
+                   [session_id, user_pk, "team", team_id, storable(name), _prep(ChatSession, "data", {}), when, when])
+    return cursor.rowcount == 1
+
+
+def update_session(cursor, *, session_id: str, user_pk: int, team_id: str, explicit_name: str | None,
+                   fallback_name: str, data: dict, now) -> int | None:
+    """Store agno's session state on `user_pk`'s session; its pk, or None if there is no such session."""
+    when = _prep(ChatSession, "updated_at", now)
+    cursor.execute(_statements(connection.vendor).update_session,
+                   [team_id, team_id, _prep(ChatSession, "data", data), when, storable(explicit_name),
+                    storable(fallback_name), session_id, user_pk])
+    row = cursor.fetchone()
+    return row[0] if row else None
+
+
+def owned_session(cursor, session_id: str, user_pk: int) -> int | None:
+    """The pk of `user_pk`'s session `session_id`, or None."""
+    cursor.execute(_statements(connection.vendor).owned_session, [session_id, user_pk])
+    row = cursor.fetchone()
+    return row[0] if row else None
+
+
+def upsert_runs(cursor, *, session_pk: int, user_pk: int, rows: list[dict], now) -> None:
+    """Insert or update runs of a session (a run of another user is never touched)."""
+    if not rows:
+        return
+    when = _prep(ChatRun, "updated_at", now)
+    cursor.executemany(_statements(connection.vendor).upsert_runs, [
+        [row["run_id"], session_pk, user_pk, row["parent_run_id"], row["run_type"], row["component_id"],
+         row["status"], row["run_index"], _prep(ChatRun, "payload", row["payload"]),
+         _prep(ChatRun, "created_at", row["created_at"]), when]
+        for row in rows
+    ])

@@ -1,0 +1,88 @@
+"""agno's own clients (AgentOSClient, RemoteTeam) work unchanged against a live Cirkelline."""
+
+from __future__ import annotations
+
+import pytest
+from rest_framework_simplejwt.tokens import AccessToken
+
+from tests.live import live_server
+
+pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.live]
+
+
+@pytest.fixture
+def server():
+    with live_server({"CIRKELLINE_MODEL": "demo"}) as base_url:
+        yield base_url
+
+
+@pytest.fixture(autouse=True)
+def fresh_agno_http_client():
+    """agno keeps one process-wide httpx client; each test has its own event loop."""
+    import agno.utils.http as agno_http
+
+    agno_http._global_async_client = None
+    yield
+    agno_http._global_async_client = None
+
+
+async def test_agentos_client_streams_and_continues_a_session(server, alice):
+    from agno.client import AgentOSClient
+    from agno.run.agent import RunContentEvent, RunStartedEvent
+    from agno.run.team import RunCompletedEvent, ToolCallStartedEvent
+    from agno.run.team import RunStartedEvent as TeamRunStartedEvent
+
+    client = AgentOSClient(base_url=server, timeout=30)
+    headers = {"Authorization": f"Bearer {AccessToken.for_user(alice)}"}
+
+    events = [e async for e in client.run_team_stream(
+        team_id="cirkelline", message="Please research the history of Copenhagen", headers=headers)]
+    assert isinstance(events[0], TeamRunStartedEvent)
+    assert isinstance(events[-1], RunCompletedEvent)
+    assert any(isinstance(e, ToolCallStartedEvent) and e.tool.tool_name == "delegate_task_to_member" for e in events)
+    member_started = [e for e in events if isinstance(e, RunStartedEvent)]
+    assert member_started and member_started[0].agent_id == "research-specialist"
+    assert member_started[0].parent_run_id == events[0].run_id
+    assert any(isinstance(e, RunContentEvent) and e.content for e in events)
+    assert "offline demo" in events[-1].content.lower()
+    session_id = events[-1].session_id
+
+    follow_up = await client.run_team(team_id="cirkelline", message="What is 2+2?", session_id=session_id,
+                                      headers=headers)
+    assert follow_up.status == "COMPLETED" and follow_up.content == "4"
+    assert follow_up.session_id == session_id
+    user_messages = [m.content for m in follow_up.messages if m.role == "user"]
+    assert user_messages == ["Please research the history of Copenhagen", "What is 2+2?"]
+
+    sessions = await client.get_sessions(headers=headers)
+    assert [s.session_id for s in sessions.data] == [session_id]
+    detail = await client.get_session(session_id, headers=headers)
+    assert detail.session_name == "Please research the history of Copenhagen"
+    runs = await client.get_session_runs(session_id, headers=headers)
+    assert {r.run_id for r in runs} >= {events[0].run_id, follow_up.run_id}
+    assert [t.id for t in await client.list_teams(headers=headers)] == ["cirkelline"]
+    config = await client.aget_config()
+    assert config.teams[0].id == "cirkelline"
+
+
+async def test_remote_team_runs_streaming_and_not(server, alice, bob):
+    from agno.team import RemoteTeam
+
+    remote = RemoteTeam(base_url=server, team_id="cirkelline", timeout=30)
+    token = str(AccessToken.for_user(alice))
+
+    names = [e.event async for e in remote.arun("Describe this photo of a cat", stream=True, stream_events=True,
+                                                auth_token=token)]
+    assert names[0] == "TeamRunStarted" and names[-1] == "TeamRunCompleted"
+    assert "RunStarted" in names and "RunContent" in names
+
+    first = await remote.arun("My favourite number is 7", stream=False, auth_token=token)
+    second = await remote.arun("What is 7*6?", stream=False, auth_token=token, session_id=first.session_id)
+    assert second.content == "42"
+    assert [m.content for m in second.messages if m.role == "user"] == ["My favourite number is 7", "What is 7*6?"]
+
+    # bob cannot continue alice's session through the same client
+    with pytest.raises(Exception) as refused:
+        await remote.arun("and mine?", stream=False, auth_token=str(AccessToken.for_user(bob)),
+                          session_id=first.session_id)
+    assert "404" in str(refused.value)
