@@ -77,7 +77,7 @@ class CallProfile:
         return self.call_end(TOOL_CALL_DELTAS) + self.call_end(MEMBER_DELTAS) + self.call_end(LEADER_DELTAS)
 
     def provider_args(self) -> list[str]:
-        """CLI flags of ``python -m bench.fake_provider`` for this profile."""
+        """CLI flags of ``python -m tests.doubles.fake_openai`` for this profile."""
         return [
             "--ttft", str(self.ttft),
             "--tokens-per-second", str(self.tokens_per_second),

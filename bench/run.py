@@ -10,7 +10,7 @@
 A scenario name says what runs: ``<system>-<server>-<workers>w-<db>-<call>``:
 
 - ``cirkelline-{daphne|uvicorn}-{1|2}w-{sqlite|postgres}-{1s|3.3s}``: the product, as a subprocess
-  (``manage.py migrate`` first) against the fake provider (``bench.fake_provider`` process);
+  (``manage.py migrate`` first) against the fake provider (``tests.doubles.fake_openai`` process);
 - ``cirkelline-ws-...``: the same, each run over the chat websocket (``/ws/chat/``) instead of SSE;
 - ``agentos-uvicorn-1w-{sqlite|postgres}-{1s|3.3s}``: agno AgentOS serving the same team
   (needs ``pip install -r bench/requirements.txt``);

@@ -89,10 +89,10 @@ class ManagedProcess:
 
 
 class FakeProviderProcess(ManagedProcess):
-    """``python -m bench.fake_provider`` on a free port with a timing profile."""
+    """``python -m tests.doubles.fake_openai`` on a free port with a timing profile."""
 
     def __init__(self, profile: CallProfile, workdir: Path, env: dict[str, str] | None = None) -> None:
-        cmd = [PYTHON, "-m", "bench.fake_provider", "--port", "0", *profile.provider_args()]
+        cmd = [PYTHON, "-m", "tests.doubles.fake_openai", "--port", "0", *profile.provider_args()]
         super().__init__(cmd, env or dict(os.environ), workdir / "fake-provider.log", name="fake provider")
         self.base_url = ""
 
@@ -188,8 +188,10 @@ class ServerSpec:
                 bind = ["-e", f"tcp:port={port}:interface=127.0.0.1:backlog={self.daphne_backlog}"]
             return [PYTHON, "-m", "daphne", *bind, app]
         if self.server == "uvicorn":
+            # h11: the protocol every recorded uvicorn/AgentOS figure was measured on (with httptools
+            # installed, a test dependency of the fake provider, uvicorn would pick it instead).
             cmd = [PYTHON, "-m", "uvicorn", "--host", "127.0.0.1", "--port", str(port), "--no-access-log",
-                   "--log-level", "warning", "--timeout-graceful-shutdown", "5"]
+                   "--log-level", "warning", "--timeout-graceful-shutdown", "5", "--http", "h11"]
             if self.workers > 1:
                 cmd += ["--workers", str(self.workers)]
             return [*cmd, app]

@@ -11,10 +11,10 @@ from dataclasses import dataclass
 
 import pytest
 
-from bench.fake_provider import Behaviour, FakeProvider, Fault, Outcome, prompt_tokens
 from chat.runs import teams
 from metrics.models import RunUsage
 from tests.conftest import adb, bearer, parse_sse
+from tests.doubles.fake_openai import Behaviour, FakeProvider, Fault, Outcome, prompt_tokens
 
 pytestmark = pytest.mark.django_db(transaction=True)
 

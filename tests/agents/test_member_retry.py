@@ -11,11 +11,11 @@ from __future__ import annotations
 
 import pytest
 
-from bench.fake_provider import Behaviour, FakeProvider, compose_answer
 from chat.models import ChatRun
 from chat.runs import teams
 from metrics.models import RunUsage
 from tests.conftest import adb, bearer, parse_sse
+from tests.doubles.fake_openai import Behaviour, FakeProvider, compose_answer
 
 pytestmark = pytest.mark.django_db(transaction=True)
 

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import pytest
 
-from bench.fake_provider import FakeProvider, estimate_tokens, prompt_tokens
 from chat.runs import teams
 from metrics.models import RunUsage
 from tests.conftest import adb, bearer, parse_sse
+from tests.doubles.fake_openai import FakeProvider, estimate_tokens, prompt_tokens
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -72,8 +72,8 @@ async def test_an_answer_no_database_could_hold_is_still_stored(api, alice, prov
                                                                  streamed_as):
     """PostgreSQL text and jsonb hold neither NUL nor a lone surrogate: the stored copy gets
     U+FFFD, the run and its usage row are not lost, and the stream does not break."""
-    from bench.fake_provider import Behaviour
     from chat.models import ChatRun
+    from tests.doubles.fake_openai import Behaviour
 
     provider.set_default(Behaviour.say(answer))
     response = await api.post(RUNS, data={"message": "Hello there", "stream": "false"}, headers=bearer(alice))

@@ -7,10 +7,10 @@ import asyncio
 
 import pytest
 
-from bench.fake_provider import Behaviour, FakeProvider, Outcome
 from chat.runs import teams
 from metrics.models import RunUsage
 from tests.conftest import adb, bearer
+from tests.doubles.fake_openai import Behaviour, FakeProvider, Outcome
 
 pytestmark = pytest.mark.django_db(transaction=True)
 

@@ -18,12 +18,12 @@ from django.db import connection
 from rest_framework_simplejwt.tokens import AccessToken
 
 from bench.common import profile_named
-from bench.fake_provider import FakeProvider
 from bench.procstats import PgConnectionCounter
 from bench.report import write_report
 from bench.run import Options, Scenario, measure_round, serve, server_env, write_result
 from bench.servers import ServerSpec
 from tests import live
+from tests.doubles.fake_openai import FakeProvider
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.live]
 

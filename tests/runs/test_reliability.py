@@ -10,12 +10,12 @@ import pytest
 from django.conf import settings as django_settings
 from django.db import connections
 
-from bench.fake_provider import FakeProvider
 from chat.agents.scripted import provider_error
 from chat.runs import RunRequest, cancel_run, start_run, teams
 from chat.runs.finalize import FLUSH_TIMEOUT, retrying_writes
 from metrics.models import RunUsage
 from tests.conftest import adb, bearer, parse_sse
+from tests.doubles.fake_openai import FakeProvider
 from tests.live import live_server
 from tests.outage import break_database, repair_database
 

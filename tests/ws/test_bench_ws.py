@@ -12,9 +12,9 @@ from django.conf import settings
 from rest_framework_simplejwt.tokens import AccessToken
 
 from bench.common import profile_named
-from bench.fake_provider import FakeProvider
 from bench.run import Options, measure_round, parse_scenario, serve, server_env
 from bench.servers import ServerSpec
+from tests.doubles.fake_openai import FakeProvider
 
 from .. import live
 
