@@ -58,6 +58,11 @@ def _correct_daphne() -> None:
 
 _correct_daphne()
 
+from chat.observability.loop_watch import watched  # noqa: E402
+
+# The event loop watched in production: lag histogram, stalls logged with their stack.
+application = watched(application, settings.CIRKELLINE_LOOP_STALL_WARN_MS / 1000)
+
 from chat.memory import tune_gc  # noqa: E402
 
 tune_gc()  # after everything is imported: the start-up heap is frozen out of later collections
