@@ -5,7 +5,6 @@ from __future__ import annotations
 import uuid
 
 import pytest
-from asgiref.sync import sync_to_async
 from django.db import connections
 from django.test import Client
 
@@ -24,13 +23,19 @@ def _session_cookie(user) -> dict[str, str]:
 
 
 @pytest.fixture
-def staff(django_user_model):
-    return django_user_model.objects.create_user("staff", password="staff-password-1", is_staff=True)
+def alices_session(alice) -> dict[str, str]:
+    return _session_cookie(alice)
 
 
-async def test_metrics_are_refused_without_the_token_or_a_staff_session(api, alice, metrics_token, settings):
+@pytest.fixture
+def staff_session(django_user_model) -> dict[str, str]:
+    staff = django_user_model.objects.create_user("staff", password="staff-password-1", is_staff=True)
+    return _session_cookie(staff)
+
+
+async def test_metrics_are_refused_without_the_token_or_a_staff_session(api, alice, alices_session, metrics_token,
+                                                                      settings):
     """Guards against an open /metrics, a token compared loosely, and an empty token setting accepting anyone."""
-    alices_session = await sync_to_async(_session_cookie)(alice)
     for headers in ({}, {"Authorization": "Bearer wrong-token"}, {"Authorization": f"Bearer {metrics_token}x"},
                     {"Authorization": f"Basic {metrics_token}"}, bearer(alice), alices_session):
         response = await api.get("/metrics", headers=headers)
@@ -42,11 +47,11 @@ async def test_metrics_are_refused_without_the_token_or_a_staff_session(api, ali
     assert (await api.get("/metrics", headers={"Authorization": "Bearer"})).status_code == 403
 
 
-async def test_metrics_answer_the_bearer_token_and_a_staff_session(api, staff, metrics_token):
+async def test_metrics_answer_the_bearer_token_and_a_staff_session(api, staff_session, metrics_token):
     """Guards against the token or a staff login not being accepted (Prometheus and staff locked out)."""
     by_token = await api.get("/metrics", headers={"Authorization": f"Bearer {metrics_token}"})
     assert by_token.status_code == 200 and by_token.headers["Content-Type"].startswith("text/plain")
-    by_session = await api.get("/metrics", headers=await sync_to_async(_session_cookie)(staff))
+    by_session = await api.get("/metrics", headers=staff_session)
     assert by_session.status_code == 200
     for response in (by_token, by_session):
         names = {name for name, _ in parse_metrics(response.text)}
