@@ -4,6 +4,7 @@ import os
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "cirkelline_site.settings")
 
+from django.conf import settings  # noqa: E402
 from django.core.asgi import get_asgi_application  # noqa: E402
 
 # Build the Django app before importing anything that touches models: the app registry
@@ -57,6 +58,11 @@ def _correct_daphne() -> None:
 
 
 _correct_daphne()
+
+from chat.observability.loop_watch import watched  # noqa: E402
+
+# The event loop watched in production: lag histogram, stalls logged with their stack.
+application = watched(application, settings.CIRKELLINE_LOOP_STALL_WARN_MS / 1000)
 
 from cirkelline_site import process_tuning  # noqa: E402
 

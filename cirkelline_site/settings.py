@@ -15,6 +15,8 @@ from pathlib import Path
 import environ
 from django.core.exceptions import ImproperlyConfigured
 
+from chat.observability.logs import build_logging
+
 BASE_DIR = Path(__file__).resolve().parent.parent
 VAR_DIR = Path(os.environ.get("CIRKELLINE_VAR_DIR") or BASE_DIR / "var")
 VAR_DIR.mkdir(parents=True, exist_ok=True)
@@ -101,7 +103,9 @@ INSTALLED_APPS = [
 # Django's standard middleware, with their hooks run inline on the event loop instead of each
 # being handed to a worker thread and back (see chat/api/django_overrides.py).
 MIDDLEWARE = [
-    # First: it answers CORS preflights itself, and is async-native (no thread hop).
+    # First: every response, even a refused preflight, carries the request id (chat/observability).
+    "chat.observability.middleware.RequestIdMiddleware",
+    # It answers CORS preflights itself, and is async-native (no thread hop).
     "corsheaders.middleware.CorsMiddleware",
     "chat.api.django_overrides.SecurityMiddleware",
     "chat.api.django_overrides.SessionMiddleware",
@@ -289,7 +293,7 @@ if CIRKELLINE_SERVE_STATIC:
 CIRKELLINE_TLS = env.bool("CIRKELLINE_TLS", default=False)
 SESSION_COOKIE_SECURE = CSRF_COOKIE_SECURE = CIRKELLINE_TLS
 SECURE_SSL_REDIRECT = CIRKELLINE_TLS and env.bool("CIRKELLINE_SSL_REDIRECT", default=True)
-SECURE_REDIRECT_EXEMPT = [r"^health$"]
+SECURE_REDIRECT_EXEMPT = [r"^health$", r"^ready$"]
 SECURE_HSTS_SECONDS = _non_negative_int("CIRKELLINE_HSTS_SECONDS", 31_536_000) if CIRKELLINE_TLS else 0
 SECURE_HSTS_INCLUDE_SUBDOMAINS = env.bool("CIRKELLINE_HSTS_INCLUDE_SUBDOMAINS", default=False)
 SECURE_HSTS_PRELOAD = env.bool("CIRKELLINE_HSTS_PRELOAD", default=False)
@@ -360,20 +364,25 @@ CIRKELLINE_STATS_DIR = env.str("CIRKELLINE_STATS_DIR", default="")
 # The scripted model (CIRKELLINE_MODEL=scripted): seconds per provider call. Tests and bench.
 CIRKELLINE_SCRIPTED_LATENCY = env.float("CIRKELLINE_SCRIPTED_LATENCY", default=0.0)
 
-LOGGING = {
-    "version": 1,
-    "disable_existing_loggers": False,
-    "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s: %(message)s"}},
-    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
-    "root": {"handlers": ["console"], "level": env.str("CIRKELLINE_LOG_LEVEL", default="INFO")},
-    "loggers": {
-        "django.server": {"level": "WARNING"},
-        # agno logs provider errors at ERROR with the full provider message; the run service
-        # reports them itself, once, without request payloads.
-        "agno": {"level": env.str("CIRKELLINE_AGNO_LOG_LEVEL", default="WARNING")},
-        # One INFO line per provider HTTP request is noise (and CPU) at any real load.
-        "httpx": {"level": "WARNING"},
-        "httpx2": {"level": "WARNING"},
-        "httpcore": {"level": "WARNING"},
-    },
-}
+# --- Operations (docs/OPERATIONS.md) --------------------------------------------------------
+# Log lines as text or JSON lines; message text and provider error text in them only when true.
+CIRKELLINE_LOG_FORMAT = env.str("CIRKELLINE_LOG_FORMAT", default="text")
+if CIRKELLINE_LOG_FORMAT not in ("text", "json"):
+    raise ImproperlyConfigured(f"CIRKELLINE_LOG_FORMAT must be text or json, got {CIRKELLINE_LOG_FORMAT!r}")
+CIRKELLINE_LOG_CONTENT = env.bool("CIRKELLINE_LOG_CONTENT", default=False)
+# Bearer token Prometheus sends to /metrics (empty: only staff sessions may read it).
+CIRKELLINE_METRICS_TOKEN = env.str("CIRKELLINE_METRICS_TOKEN", default="")
+# Where every worker process writes its metrics (prometheus-client's multiprocess mode); the
+# workers of one deployment share it. It must be set before prometheus-client is imported.
+CIRKELLINE_METRICS_DIR = env.str("CIRKELLINE_METRICS_DIR", default="") or str(VAR_DIR / "metrics")
+Path(CIRKELLINE_METRICS_DIR).mkdir(parents=True, exist_ok=True)
+os.environ["PROMETHEUS_MULTIPROC_DIR"] = CIRKELLINE_METRICS_DIR
+# An event-loop stall longer than this logs a warning with the blocking stack (0: no warnings).
+CIRKELLINE_LOOP_STALL_WARN_MS = _non_negative_int("CIRKELLINE_LOOP_STALL_WARN_MS", 500)
+
+LOGGING = build_logging(
+    log_format=CIRKELLINE_LOG_FORMAT,
+    level=env.str("CIRKELLINE_LOG_LEVEL", default="INFO"),
+    agno_level=env.str("CIRKELLINE_AGNO_LOG_LEVEL", default="WARNING"),
+    content=CIRKELLINE_LOG_CONTENT,
+)

@@ -3,8 +3,12 @@
 from django.contrib import admin
 from django.urls import include, path
 
+from chat.observability import views as observability
+
 urlpatterns = [
     path("admin/", admin.site.urls),
+    path("metrics", observability.metrics, name="metrics"),  # Prometheus (staff session or bearer token)
+    path("ready", observability.ready, name="ready"),  # readiness: database and Redis
     path("", include("chat.web.urls")),  # the pages: /, /c/<session>, /login/, /logout/
     path("", include("chat.api.urls")),
 ]

@@ -91,6 +91,13 @@ async def api():
         yield client
 
 
+def error_body(response) -> dict:
+    """An error's JSON body without its request id, which must be the response's X-Request-ID."""
+    body = json.loads(response.content)
+    assert body.pop("request_id") == response.headers["X-Request-ID"]
+    return body
+
+
 @dataclass
 class Frame:
     event: str

@@ -3,13 +3,12 @@
 from __future__ import annotations
 
 import asyncio
-import json
 
 import pytest
 
 from chat.models import ChatRun, ChatSession
 from metrics.models import RunUsage
-from tests.conftest import adb, bearer, parse_sse
+from tests.conftest import adb, bearer, error_body, parse_sse
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -133,7 +132,7 @@ async def test_the_body_user_id_cannot_choose_another_user(api, alice, bob):
 
 async def test_unknown_team_is_404(api, alice):
     response = await api.post("/teams/nope/runs", data={"message": "hi"}, headers=bearer(alice))
-    assert response.status_code == 404 and response.json() == {"detail": "Team not found."}
+    assert response.status_code == 404 and error_body(response) == {"detail": "Team not found."}
     assert (await api.get("/teams/nope", headers=bearer(alice))).status_code == 404
 
 
@@ -190,7 +189,7 @@ async def test_bob_cannot_continue_alices_session(api, alice, bob):
     for stream in ("true", "false"):
         response = await api.post(RUNS, data={"message": "tell me", "session_id": first["session_id"],
                                               "stream": stream}, headers=bearer(bob))
-        assert response.status_code == 404 and response.json() == {"detail": "Session not found."}
+        assert response.status_code == 404 and error_body(response) == {"detail": "Session not found."}
     assert await adb(RunUsage.objects.filter(user=bob).count) == 0
     session = await adb(ChatSession.objects.get, session_id=first["session_id"])
     assert session.user_id == alice.pk
@@ -255,7 +254,7 @@ async def test_concurrent_streamed_runs_take_about_as_long_as_one(api, django_us
 
 def test_json_errors_never_leak_html(client):
     response = client.get("/no/such/page")
-    assert response.status_code == 404 and json.loads(response.content) == {"detail": "Not found."}
+    assert response.status_code == 404 and error_body(response) == {"detail": "Not found."}
 
 
 @pytest.mark.parametrize(

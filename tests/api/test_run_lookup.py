@@ -6,7 +6,7 @@ import pytest
 
 from chat.runs import RunRequest, live_run, start_run
 from metrics.models import RunUsage
-from tests.conftest import adb, bearer
+from tests.conftest import adb, bearer, error_body
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -33,11 +33,11 @@ async def test_bob_gets_404_for_alices_live_run_and_cannot_cancel_it(api, alice,
 
         theirs = await api.get(run_url, headers=bearer(bob))
         unknown = await api.get(f"{RUNS}/no-such-run", headers=bearer(bob))
-        assert theirs.status_code == 404 and theirs.json() == {"detail": "Run not found."}
-        assert unknown.json() == theirs.json()  # nothing tells bob the run exists
+        assert theirs.status_code == 404 and error_body(theirs) == {"detail": "Run not found."}
+        assert error_body(unknown) == error_body(theirs)  # nothing tells bob the run exists
 
         cancel = await api.post(f"{run_url}/cancel", headers=bearer(bob))
-        assert cancel.status_code == 404 and cancel.json() == {"detail": "Run not found."}
+        assert cancel.status_code == 404 and error_body(cancel) == {"detail": "Run not found."}
         assert not handle.is_finished and live_run(handle.run_id) is handle
     finally:
         stopped = await api.post(f"{run_url}/cancel", headers=bearer(alice))

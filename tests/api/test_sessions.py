@@ -7,7 +7,7 @@ from django.db import connection
 from django.test.utils import CaptureQueriesContext
 
 from chat.models import ChatRun, ChatSession
-from tests.conftest import adb, bearer
+from tests.conftest import adb, bearer, error_body
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -87,7 +87,7 @@ async def test_another_user_gets_404_on_every_session_route(api, alice, bob):
         await api.delete(url, headers=bearer(bob)),
     ]
     assert [r.status_code for r in responses] == [404, 404, 404, 404]
-    assert all(r.json() == {"detail": "Session not found."} for r in responses)
+    assert all(error_body(r) == {"detail": "Session not found."} for r in responses)
     assert (await api.get("/sessions", headers=bearer(bob))).json()["data"] == []
     session = await adb(ChatSession.objects.get, session_id=body["session_id"])
     assert session.session_name == "private"  # untouched

@@ -11,6 +11,7 @@ from urllib.parse import urlsplit
 
 import pytest
 
+from tests.conftest import error_body
 from tests.live import live_server
 
 ADMIN_CSS = "/static/admin/css/base.css"
@@ -40,7 +41,7 @@ async def test_paths_outside_the_static_files_are_a_json_404(api, path):
     join were not checked."""
     response = await api.get(path)
     assert response.status_code == 404, (path, response.status_code)
-    assert response.json() == {"detail": "Not found."}
+    assert error_body(response) == {"detail": "Not found."}
     assert _no_file_content(response.content)
 
 
@@ -67,7 +68,7 @@ async def test_an_admin_css_file_is_served_with_the_security_headers(api):
 
 async def test_a_missing_static_file_is_a_json_404(api):
     response = await api.get("/static/admin/css/no-such-file.css")
-    assert response.status_code == 404 and response.json() == {"detail": "Not found."}
+    assert response.status_code == 404 and error_body(response) == {"detail": "Not found."}
 
 
 def _get(base_url: str, path: str) -> tuple[int, dict[str, str], bytes]:

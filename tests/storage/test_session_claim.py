@@ -16,7 +16,7 @@ from chat.models import ChatRun, ChatSession
 from chat.runs import RunHandle, RunRequest, live_runs_of, start_run
 from chat.runs.service import starting_run_count
 from metrics.models import RunUsage
-from tests.conftest import adb, bearer, parse_sse
+from tests.conftest import adb, bearer, error_body, parse_sse
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -53,7 +53,7 @@ async def test_bob_cannot_take_over_a_session_during_its_first_run(api, alice, b
     refused = await api.post(RUNS, data={"message": "mine now", "session_id": session_id, "stream": stream},
                              headers=bearer(bob))
     assert not handle.is_finished, "bob was answered while alice's run was still live"
-    assert refused.status_code == 404 and refused.json() == {"detail": "Session not found."}
+    assert refused.status_code == 404 and error_body(refused) == {"detail": "Session not found."}
     assert all(call.team_run_id == handle.run_id for call in recorder.calls)  # nothing ran for bob
     assert not live_runs_of(bob.pk)  # his admission slot was given back
     assert starting_run_count() == 0
@@ -78,7 +78,7 @@ async def test_a_client_chosen_id_used_by_alice_is_refused_to_bob(api, alice, bo
     for stream in ("true", "false"):
         refused = await api.post(RUNS, data={"message": "hi", "session_id": "team-notes", "stream": stream},
                                  headers=bearer(bob))
-        assert refused.status_code == 404 and refused.json() == {"detail": "Session not found."}
+        assert refused.status_code == 404 and error_body(refused) == {"detail": "Session not found."}
     assert len(recorder.calls) == calls
     assert await adb(RunUsage.objects.filter(user=bob).count) == 0
     assert await adb(_owner_and_runs, "team-notes") == ("alice", [first.json()["run_id"]])
