@@ -9,8 +9,7 @@ import time
 import pytest
 
 from chat.observability.loop_watch import LoopWatch, ensure_watched
-
-from .conftest import total
+from tests.observability.conftest import total
 
 pytestmark = pytest.mark.django_db(transaction=True)
 

@@ -9,9 +9,8 @@ from django.db import connections
 from django.test import Client
 
 from chat.observability import hooks, prom
-
-from ..conftest import adb, bearer
-from .conftest import METRICS_TOKEN, parse_metrics, total, value
+from tests.conftest import adb, bearer
+from tests.observability.conftest import METRICS_TOKEN, parse_metrics, total, value
 
 pytestmark = pytest.mark.django_db(transaction=True)
 

@@ -9,8 +9,7 @@ from django.conf import settings as django_settings
 from django.db import OperationalError, connections
 
 from chat.observability import views
-
-from ..conftest import adb
+from tests.conftest import adb
 
 pytestmark = pytest.mark.django_db(transaction=True)
 

@@ -7,10 +7,10 @@ import json
 import re
 
 import pytest
-from chat.scripted import provider_error
 
-from ..conftest import bearer, parse_sse
-from .conftest import AsgiStream, form
+from chat.agents.scripted import provider_error
+from tests.conftest import bearer, parse_sse
+from tests.observability.conftest import AsgiStream, form
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -106,8 +106,8 @@ async def test_log_lines_of_a_request_carry_its_id(api, log_lines):
 
 
 def _retry_lines(caplog) -> list:
-    # chat.providers logs retries today; the run service's hooks.provider_retry will (cirkelline.provider)
-    return [r for r in caplog.records if r.name in ("chat.providers", "cirkelline.provider")]
+    # chat.agents.retry logs retries today; the run service's hooks.provider_retry will (cirkelline.provider)
+    return [r for r in caplog.records if r.name in ("chat.agents.retry", "cirkelline.provider")]
 
 
 @pytest.mark.urls("tests.observability.urls")

@@ -10,12 +10,11 @@ from __future__ import annotations
 import json
 
 import pytest
-from chat.scripted import provider_error
 
+from chat.agents.scripted import provider_error
 from metrics.models import RunUsage
-
-from ..conftest import adb, bearer
-from .conftest import AsgiStream, form, total
+from tests.conftest import adb, bearer
+from tests.observability.conftest import AsgiStream, form, total
 
 pytestmark = [
     pytest.mark.django_db(transaction=True),

@@ -5,8 +5,8 @@ from __future__ import annotations
 import httpx
 import pytest
 
-from ..live import live_server
-from .conftest import METRICS_TOKEN, parse_metrics, value
+from tests.live import live_server
+from tests.observability.conftest import METRICS_TOKEN, parse_metrics, value
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.live]
 

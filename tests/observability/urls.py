@@ -27,7 +27,7 @@ urlpatterns = [
     *site_urlpatterns,
 ]
 
-handler400 = "chat.views.bad_request"
-handler403 = "chat.views.forbidden"
-handler404 = "chat.views.not_found"
-handler500 = "chat.views.server_error"
+handler400 = "chat.api.errors.bad_request"
+handler403 = "chat.api.errors.forbidden"
+handler404 = "chat.api.errors.not_found"
+handler500 = "chat.api.errors.server_error"
