@@ -10,6 +10,7 @@ from django.db import OperationalError, connections
 
 from chat.observability import views
 from tests.conftest import adb
+from tests.outage import break_database, repair_database
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -69,20 +70,6 @@ async def test_redis_up_is_ready(api, settings):
     assert response.status_code == 200 and response.json()["checks"] == {"database": "ok", "redis": "ok"}
 
 
-def _break_database() -> None:
-    db = connections["default"]
-    db.settings_dict["PORT"] = "1"  # nothing listens there: connection refused
-    db.settings_dict["OPTIONS"]["pool"]["timeout"] = 1.0
-    db.close_pool()
-
-
-def _repair_database(port, timeout) -> None:
-    db = connections["default"]
-    db.settings_dict["PORT"] = port
-    db.settings_dict["OPTIONS"]["pool"]["timeout"] = timeout
-    db.close_pool()
-
-
 async def test_postgresql_refusing_connections_is_not_ready_and_ready_once_back(api, settings):
     """Guards against the real outage (connection refused, the pool empty) passing as ready."""
     if connections["default"].vendor != "postgresql":
@@ -90,10 +77,10 @@ async def test_postgresql_refusing_connections_is_not_ready_and_ready_once_back(
     settings.REDIS_URL = ""
     port = django_settings.DATABASES["default"]["PORT"]
     pool_timeout = django_settings.DATABASES["default"]["OPTIONS"]["pool"]["timeout"]
-    await adb(_break_database)
+    await adb(break_database)
     try:
         down = await api.get("/ready")
     finally:
-        await adb(_repair_database, port, pool_timeout)
+        await adb(repair_database, port, pool_timeout)
     assert down.status_code == 503 and down.json()["checks"]["database"] != "ok"
     assert (await api.get("/ready")).status_code == 200
