@@ -101,6 +101,9 @@ class RunContext:
     # Member runs retried after partial output, by run id: agno's delegation tool result holds
     # everything such a member streamed, and chat.agents hands the leader its answer instead.
     restarted_runs: dict[str, RestartedRun] = field(default_factory=dict)
+    # Costs providers reported for their calls (USD, Decimal), by (agent or team id, model id,
+    # provider): the ledger's key (chat.runs.accounting), stored beside our own price.
+    provider_costs: dict[tuple[str, str, str], Any] = field(default_factory=dict)
     # The status the run's own stored row must carry when it differs from agno's (a timed-out
     # run, which agno stopped as cancelled, is stored as ERROR); set by the run service.
     final_status: str | None = None

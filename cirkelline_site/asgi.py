@@ -62,7 +62,8 @@ _correct_daphne()
 from chat.observability.loop_watch import watched  # noqa: E402
 
 # The event loop watched in production: lag histogram, stalls logged with their stack.
-application = watched(application, settings.CIRKELLINE_LOOP_STALL_WARN_MS / 1000)
+if settings.CIRKELLINE_TELEMETRY:
+    application = watched(application, settings.CIRKELLINE_LOOP_STALL_WARN_MS / 1000)
 
 from cirkelline_site import process_tuning  # noqa: E402
 

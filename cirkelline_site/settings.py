@@ -379,6 +379,9 @@ Path(CIRKELLINE_METRICS_DIR).mkdir(parents=True, exist_ok=True)
 os.environ["PROMETHEUS_MULTIPROC_DIR"] = CIRKELLINE_METRICS_DIR
 # An event-loop stall longer than this logs a warning with the blocking stack (0: no warnings).
 CIRKELLINE_LOOP_STALL_WARN_MS = _non_negative_int("CIRKELLINE_LOOP_STALL_WARN_MS", 500)
+# false: no Prometheus observations, no run / retry / admission lines and no loop watch (request
+# ids stay). For measuring what they cost (docs/PERFORMANCE.md); production keeps them on.
+CIRKELLINE_TELEMETRY = env.bool("CIRKELLINE_TELEMETRY", default=True)
 
 LOGGING = build_logging(
     log_format=CIRKELLINE_LOG_FORMAT,

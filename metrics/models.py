@@ -53,6 +53,9 @@ class RunUsage(models.Model):
         settings.AUTH_USER_MODEL, null=True, on_delete=models.SET_NULL, related_name="run_usage"
     )
     session_id = models.CharField(max_length=64, db_index=True)
+    # The X-Request-ID of the request that started the run (chat.observability.request_id), as on
+    # its log lines, so a user quoting it from an error body finds the run.
+    request_id = models.CharField(max_length=64, blank=True, default="", db_index=True)
     team_id = models.CharField(max_length=64)
     model = models.CharField(max_length=128, blank=True, default="")
     status = models.CharField(max_length=16, choices=RunStatus.choices, db_index=True)

@@ -104,14 +104,15 @@ def record_delegation_failures(usage_fields: dict[str, Any], failures: Iterable[
 
 
 def record_run(usage_fields: dict[str, Any], calls: list[dict[str, Any]],
-               failures: Iterable[dict[str, Any]] = ()) -> None:
+               failures: Iterable[dict[str, Any]] = ()) -> Decimal | None:
     """Write a run's usage row, its per agent x model ledger and its delegation failures.
 
     `usage_fields`: the RunUsage fields (run_id, user_id, started_at, tokens, ...; not cost,
     pricing or unpriced_tokens, which are computed here). `calls`: one dict per agent x model,
     as chat's RunAccount.by_model holds them: agent, model, provider, calls, tokens (a dict with
     agno's token names) and, when the provider reported one, provider_cost. Each is priced with
-    the rule in force at the run's started_at.
+    the rule in force at the run's started_at. Returns the run's cost (None when unpriced, or
+    when the run was already recorded).
     """
     _check_fields(usage_fields, USAGE_FIELDS - DERIVED_FIELDS)
     run_id = usage_fields["run_id"]
@@ -120,8 +121,9 @@ def record_run(usage_fields: dict[str, Any], calls: list[dict[str, Any]],
     cost, pricing, gap = run_cost(rows)
     with transaction.atomic():
         if RunUsage.objects.filter(run_id=run_id).exists():
-            return  # already recorded: the first write is the run's record, a retry adds nothing
+            return None  # already recorded: the first write is the run's record, a retry adds nothing
         RunUsage.objects.bulk_create(
             [RunUsage(**usage_fields, cost=cost, pricing=pricing, unpriced_tokens=gap)], ignore_conflicts=True)
         ModelCall.objects.bulk_create(rows, ignore_conflicts=True)
         record_delegation_failures(usage_fields, failures)
+    return cost

@@ -68,6 +68,18 @@ def use_latency(settings):
 
 
 @pytest.fixture
+def use_script(monkeypatch):
+    """Give every scripted model of the run service's team `script` instead of the demo's (rebuilds the team)."""
+    from chat.agents import providers
+
+    def apply(script) -> None:
+        monkeypatch.setattr(providers, "demo_script", script)
+        teams.prototype.cache_clear()
+
+    return apply
+
+
+@pytest.fixture
 def alice(django_user_model):
     return django_user_model.objects.create_user("alice", password="alice-password-1")
 

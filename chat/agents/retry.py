@@ -15,12 +15,14 @@ import logging
 import random
 import time
 from collections.abc import AsyncIterator
+from decimal import Decimal
 from typing import Any
 
 from agno.exceptions import ModelProviderError
 from django.conf import settings
 
 from chat.context import ProviderFailure, current_run
+from chat.observability import hooks
 
 from .agno_overrides import AgnoModelOverrides, StreamRestart
 
@@ -115,7 +117,8 @@ class ResilientModel(AgnoModelOverrides):
                 return False
             ctx.retries += 1
             ctx.backoff_seconds += delay
-        logger.info("provider call failed (status %s), retry %d in %.2fs", failure.status_code, attempt + 1, delay)
+        hooks.provider_retry(status_code=failure.status_code, attempt=attempt + 1, delay_s=delay,
+                             mid_stream=mid_stream, detail=failure.message)
         await asyncio.sleep(delay)
         return True
 
@@ -124,20 +127,42 @@ class ResilientModel(AgnoModelOverrides):
         if ctx is not None and ctx.abort is not None:
             ctx.timeout_cause = "first_token"
             ctx.abort("timed_out")
-        return ModelProviderError(message="The provider sent nothing before the first-token deadline", status_code=504)
+        error = ModelProviderError(message="The provider sent nothing before the first-token deadline", status_code=504)
+        error.first_token_deadline = True  # counted as a timed-out call where it was raised
+        return error
+
+    def _note_provider_cost(self, response: Any, run_response: Any) -> None:
+        """Keep a cost the provider reported for a call (OpenRouter-style `usage.cost`) on the run.
+
+        Keyed like the run's ledger (chat.runs.accounting: agent or team id, model id, provider),
+        so it lands beside our own cost on that agent x model's ModelCall row.
+        """
+        cost = getattr(getattr(response, "response_usage", None), "cost", None)
+        ctx = current_run.get()
+        if cost is None or ctx is None:
+            return
+        agent = getattr(run_response, "agent_id", None) or getattr(run_response, "team_id", None) or ""
+        key = (agent, str(self.id or ""), str(self.provider or ""))
+        ctx.provider_costs[key] = ctx.provider_costs.get(key, Decimal(0)) + Decimal(str(cost))
 
     async def ainvoke(self, *args: Any, **kwargs: Any) -> Any:
         attempt = 0
         while True:
             try:
                 async with asyncio.timeout(settings.CIRKELLINE_FIRST_TOKEN_TIMEOUT):
-                    return await super().ainvoke(*args, **kwargs)  # type: ignore[misc]
+                    response = await super().ainvoke(*args, **kwargs)  # type: ignore[misc]
             except TimeoutError:
+                hooks.provider_call_ended(timed_out=True)
                 raise self._first_token_missed() from None
             except ModelProviderError as error:
+                hooks.provider_call_ended(error.status_code)
                 if not await self._should_retry(error, attempt, mid_stream=False):
                     raise
                 attempt += 1
+                continue
+            hooks.provider_call_ended(ok=True)
+            self._note_provider_cost(response, kwargs.get("run_response"))
+            return response
 
     async def ainvoke_stream(self, *args: Any, **kwargs: Any) -> AsyncIterator[Any]:
         attempt = 0
@@ -155,11 +180,15 @@ class ResilientModel(AgnoModelOverrides):
                         async with asyncio.timeout(wait):
                             delta = await anext(stream)
                     except StopAsyncIteration:
+                        hooks.provider_call_ended(ok=True)
                         return
                     except TimeoutError:
                         if not produced:
+                            hooks.provider_call_ended(timed_out=True)
                             raise self._first_token_missed() from None
                         raise ModelProviderError(message="The provider stopped sending mid-answer") from None
+                    if getattr(delta, "response_usage", None) is not None:
+                        self._note_provider_cost(delta, kwargs.get("run_response"))
                     content = getattr(delta, "content", None)
                     if content or getattr(delta, "tool_calls", None):
                         produced = True
@@ -167,6 +196,8 @@ class ResilientModel(AgnoModelOverrides):
                             streamed += len(content)
                     yield delta
             except ModelProviderError as error:
+                if not getattr(error, "first_token_deadline", False):  # that one was counted as timed out
+                    hooks.provider_call_ended(error.status_code)
                 if not await self._should_retry(error, attempt, mid_stream=produced):
                     raise
                 if produced:

@@ -52,6 +52,8 @@ class Turn:
 
     text: str = ""
     tool_calls: list[ToolCall] = field(default_factory=list)
+    # A cost (USD) the "provider" reports with its usage, as OpenRouter-style APIs do; None: none.
+    cost: float | None = None
 
 
 @dataclass
@@ -71,6 +73,9 @@ class ScriptedCall:
     members: list[tuple[str, str]]
     media: dict[str, int]
     stream: bool
+    # The usage this call reported (None: it failed before reporting any), so tests know the
+    # tokens of every attempt.
+    usage: MessageMetrics | None = None
 
     @property
     def is_leader(self) -> bool:
@@ -249,7 +254,8 @@ class ScriptedModel(Model):
         completion = estimate_tokens(turn.text) + sum(
             estimate_tokens(json.dumps(tc.arguments)) + 8 for tc in turn.tool_calls
         )
-        return MessageMetrics(input_tokens=prompt, output_tokens=completion, total_tokens=prompt + completion)
+        return MessageMetrics(input_tokens=prompt, output_tokens=completion, total_tokens=prompt + completion,
+                              cost=turn.cost)
 
     def _tool_call_dicts(self, turn: Turn) -> list[dict[str, Any]]:
         return [
@@ -280,7 +286,7 @@ class ScriptedModel(Model):
         run_response: Any = None,
         compress_tool_results: bool = False,
     ) -> ModelResponse:
-        _, turn, failure = self._begin(messages, tools, run_response, stream=False)
+        call, turn, failure = self._begin(messages, tools, run_response, stream=False)
         if assistant_message.metrics is not None:
             assistant_message.metrics.start_timer()
         if self.latency:
@@ -289,7 +295,7 @@ class ScriptedModel(Model):
             raise failure[0]
         response = ModelResponse(role="assistant", content=turn.text or None)
         response.tool_calls = self._tool_call_dicts(turn)
-        response.response_usage = self._usage(messages, turn)
+        response.response_usage = call.usage = self._usage(messages, turn)
         if assistant_message.metrics is not None:
             assistant_message.metrics.stop_timer()
         return response
@@ -304,7 +310,7 @@ class ScriptedModel(Model):
         run_response: Any = None,
         compress_tool_results: bool = False,
     ) -> AsyncIterator[ModelResponse]:
-        _, turn, failure = self._begin(messages, tools, run_response, stream=True)
+        call, turn, failure = self._begin(messages, tools, run_response, stream=True)
         if assistant_message.metrics is not None:
             assistant_message.metrics.start_timer()
         if self.latency:
@@ -323,6 +329,7 @@ class ScriptedModel(Model):
             raise failure[0]
         if turn.tool_calls:
             yield ModelResponse(role="assistant", tool_calls=self._tool_call_dicts(turn))
-        yield ModelResponse(response_usage=self._usage(messages, turn))
+        call.usage = self._usage(messages, turn)
+        yield ModelResponse(response_usage=call.usage)
         if assistant_message.metrics is not None:
             assistant_message.metrics.stop_timer()

@@ -63,23 +63,28 @@ class RequestIdMiddleware:
 
     def __init__(self, get_response: Callable[[HttpRequest], Awaitable[HttpResponseBase]]) -> None:
         self.get_response = get_response
+        self.telemetry = settings.CIRKELLINE_TELEMETRY
         markcoroutinefunction(self)
 
     async def __call__(self, request: HttpRequest) -> HttpResponseBase:
         request_id = sanitize(request.META.get(_HEADER_KEY))
         token = request_id_var.set(request_id)
         request.request_id = request_id
-        started = time.perf_counter()
-        prom.HTTP_IN_PROGRESS.inc()
-        try:
+        if self.telemetry:
+            started = time.perf_counter()
+            prom.HTTP_IN_PROGRESS.inc()
+            try:
+                response = await self.get_response(request)
+            finally:
+                prom.HTTP_IN_PROGRESS.dec()
+        else:
             response = await self.get_response(request)
-        finally:
-            prom.HTTP_IN_PROGRESS.dec()
         response[REQUEST_ID_HEADER] = request_id
         if response.status_code >= 400:
             _with_request_id(response, request_id)
-        seconds = None if response.streaming else time.perf_counter() - started
-        prom.observe_http(route_of(request), request.method or "", response.status_code, seconds)
+        if self.telemetry:
+            seconds = None if response.streaming else time.perf_counter() - started
+            prom.observe_http(route_of(request), request.method or "", response.status_code, seconds)
         if not response.streaming:
             request_id_var.reset(token)  # a run it started copied the context already
         return response

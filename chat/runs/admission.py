@@ -46,6 +46,9 @@ return 1
 class Refusal:
     detail: str
     retry_after: float
+    # Whose limit: "user" (CIRKELLINE_MAX_RUNS_PER_USER) or "process" (CIRKELLINE_MAX_CONCURRENT_RUNS).
+    scope: str = "user"
+    limit: int | None = None
 
 
 def _user_key(user_id: int) -> str:
@@ -113,10 +116,12 @@ class Coordinator:
                     lease: float) -> Refusal | None:
         """None if the run may start (and it is now counted), else why not."""
         if local_runs >= settings.CIRKELLINE_MAX_CONCURRENT_RUNS:
-            return Refusal("The server is at capacity right now; please retry shortly.", retry_after=2)
+            return Refusal("The server is at capacity right now; please retry shortly.", retry_after=2,
+                           scope="process", limit=settings.CIRKELLINE_MAX_CONCURRENT_RUNS)
         cap = settings.CIRKELLINE_MAX_RUNS_PER_USER
         refusal = Refusal(
-            f"You already have {cap} runs in progress; wait for one to finish or cancel it.", retry_after=5
+            f"You already have {cap} runs in progress; wait for one to finish or cancel it.", retry_after=5,
+            scope="user", limit=cap,
         )
         if not self.redis_url:
             return refusal if local_user_runs >= cap else None

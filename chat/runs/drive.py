@@ -14,6 +14,7 @@ from typing import Any
 
 from chat.agents.runtime import TeamRunEvent, is_run_output, stream_team_run
 from chat.context import current_run
+from chat.observability.request_id import bind_run
 
 from .events import ContentDiscarded
 from .finalize import finalize
@@ -38,6 +39,7 @@ async def drive(handle: RunHandle) -> None:
     """The run task: agno's event stream into the handle's queue, then finalisation, whatever happens."""
     request, ctx, account = handle.request, handle.ctx, handle.account
     current_run.set(ctx)
+    bind_run(handle.run_id)
     output: Any = None  # agno's TeamRunOutput
     failure: BaseException | None = None
     stream = None

@@ -18,10 +18,12 @@ from django.conf import settings
 from django.db import transaction
 
 from chat.context import RunContext, current_run
+from chat.observability import hooks
+from chat.observability.request_id import current_request_id
 from chat.storage import buffer
 from chat.storage.executor import run_db
 from metrics.models import RunStatus
-from metrics.recording import record_run_usage
+from metrics.recording import record_run
 
 from .admission import coordinator
 from .handle import _END, RunHandle, unregister
@@ -42,7 +44,7 @@ def retrying_writes() -> int:
     return len(_background)
 
 
-def _retry_later(handle: RunHandle, usage: dict) -> None:
+def _retry_later(handle: RunHandle, usage: tuple[dict, list[dict], list[dict]]) -> None:
     """Store a run whose final write failed once the database is back (never tied to a request)."""
     token = current_run.set(None)  # not one of the run's tasks: cancelling the run must not stop it
     try:
@@ -65,27 +67,42 @@ async def _to_completion(coro):
             asyncio.current_task().uncancel()
 
 
+def ledger(handle: RunHandle) -> list[dict[str, Any]]:
+    """The run's calls per agent x model (leader, each member, nested teams), as
+    metrics.recording.record_run prices them, with the cost a provider reported beside ours."""
+    reported = handle.ctx.provider_costs
+    return [
+        {"agent": entry.agent, "model": entry.model, "provider": entry.provider, "calls": entry.calls,
+         "tokens": entry.tokens, "provider_cost": reported.get(key)}
+        for key, entry in handle.account.by_model.items()
+    ]
+
+
 def _final_write(session_dict: dict | None, session_id: str, user_pk: int, rows: list[dict],
-                 usage_fields: dict | None) -> bool:
-    """The run's one final transaction: its session and runs (chat.storage.buffer) and its usage
-    row (metrics.recording). False if the session was deleted while the run was live. Sync."""
+                 usage: tuple[dict, list[dict], list[dict]]) -> tuple[bool, Any]:
+    """The run's one final transaction: its session and runs (chat.storage.buffer), its usage row
+    with its priced ledger and its delegation failures (metrics.recording.record_run).
+
+    `usage`: (usage fields, ledger, failures). Returns (False if the session was deleted while the
+    run was live, the run's cost or None when unpriced). Sync.
+    """
     with transaction.atomic():
         saved = buffer.persist(session_dict, session_id, user_pk, rows) if (session_dict or rows) else True
-        if usage_fields is not None:
-            record_run_usage(usage_fields)
-    return saved
+        cost = record_run(*usage)
+    return saved, cost
 
 
-async def flush_run(ctx: RunContext, session_id: str, usage_fields: dict) -> None:
-    """Write the run's buffered session/run rows and its usage row in one transaction."""
+async def flush_run(ctx: RunContext, session_id: str, usage: tuple[dict, list[dict], list[dict]]) -> Any:
+    """Write the run's buffered session/run rows and its usage in one transaction; the run's cost."""
     session_dict, rows = buffer.take_writes(ctx)
-    saved = await run_db(_final_write, session_dict, session_id, ctx.user_id, rows, usage_fields)
+    saved, cost = await run_db(_final_write, session_dict, session_id, ctx.user_id, rows, usage)
     if not saved:
         logger.info("run %s: session %s was deleted while the run was live; its runs were not stored, its "
                     "usage was", ctx.run_id, session_id)
+    return cost
 
 
-async def flush_run_later(ctx: RunContext, session_id: str, usage_fields: dict) -> bool:
+async def flush_run_later(ctx: RunContext, session_id: str, usage: tuple[dict, list[dict], list[dict]]) -> bool:
     """Keep retrying a failed flush (the database was down) for CIRKELLINE_FLUSH_RETRY_WINDOW.
 
     Every write in the flush is idempotent (upserts; the usage row is created once per run), so
@@ -97,7 +114,7 @@ async def flush_run_later(ctx: RunContext, session_id: str, usage_fields: dict) 
     while loop.time() < give_up:
         await asyncio.sleep(delay)
         try:
-            await flush_run(ctx, session_id, usage_fields)
+            await flush_run(ctx, session_id, usage)
         except Exception as exc:  # still down
             logger.warning("run %s: database still unavailable (%s); retrying its write", ctx.run_id, exc)
             delay = min(delay * 2, 30.0)
@@ -105,7 +122,7 @@ async def flush_run_later(ctx: RunContext, session_id: str, usage_fields: dict) 
         logger.info("run %s: stored after the database came back", ctx.run_id)
         return True
     logger.error("run %s: gave up storing the run and its usage after %.0f s; usage=%s", ctx.run_id,
-                 settings.CIRKELLINE_FLUSH_RETRY_WINDOW, usage_fields)
+                 settings.CIRKELLINE_FLUSH_RETRY_WINDOW, usage[0])
     return False
 
 
@@ -117,18 +134,19 @@ STORAGE_MESSAGES = {
 }
 
 
-async def _flush(handle: RunHandle, usage: dict) -> Exception | None:
-    """Write the run's buffered rows and its usage row in one transaction; the error if it failed."""
+async def _flush(handle: RunHandle, usage: tuple[dict, list[dict], list[dict]]) -> Exception | None:
+    """Write the run's buffered rows and its usage in one transaction (its cost on the handle); the
+    error if it failed."""
     try:
-        await _to_completion(asyncio.wait_for(flush_run(handle.ctx, handle.session_id, usage),
-                                              FLUSH_TIMEOUT))
+        handle.cost = await _to_completion(asyncio.wait_for(flush_run(handle.ctx, handle.session_id, usage),
+                                                            FLUSH_TIMEOUT))
     except Exception as exc:  # noqa: BLE001 - the database is down, timed out, or refused the data
         handle.ctx.storage_errors.append(f"{type(exc).__name__}: {exc}")
         return exc
     return None
 
 
-async def _store(handle: RunHandle, usage: dict) -> bool:
+async def _store(handle: RunHandle, usage: tuple[dict, list[dict], list[dict]]) -> bool:
     """Store the run. True if the database refused its rows (and only its usage row was written).
 
     The database down or slow: everything is retried in the background until it is back. The
@@ -149,6 +167,11 @@ async def _store(handle: RunHandle, usage: dict) -> bool:
     return refused
 
 
+def failures(handle: RunHandle) -> list[dict[str, str]]:
+    """The run's delegation failures (chat.runs.delegation), recorded with its usage."""
+    return []
+
+
 async def finalize(handle: RunHandle, output: Any, failure: BaseException | None, stream: Any) -> None:
     """End the run: decide its outcome, write its rows and usage, free its slot, publish its terminal event."""
     result = outcome(handle, output, failure)
@@ -164,9 +187,11 @@ async def finalize(handle: RunHandle, output: Any, failure: BaseException | None
         if pending:
             await _to_completion(asyncio.wait(pending, timeout=CLEANUP_GRACE))
         usage = usage_fields(handle, result, datetime.now(UTC))
+        usage["request_id"] = current_request_id() or ""
         # The stored run says what the usage row says (agno stops a timed-out run as cancelled).
         handle.ctx.final_status = AGNO_STATUS[result.status]
-        refused = await _store(handle, usage)
+        refused = await _store(handle, (usage, ledger(handle), failures(handle)))
+        hooks.run_finished(usage, cost=handle.cost, message=handle.request.message)
         if handle.ctx.storage_errors:
             result.storage_failed, result.storage_refused = True, refused
             if result.status == RunStatus.COMPLETED:

@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING, Any
 
 from chat.agents.runtime import cancel_run as agno_cancel_run
 from chat.context import RunContext
+from chat.observability import prom
 from metrics.models import RunStatus
 
 from .accounting import RunAccount
@@ -34,6 +35,8 @@ class RunHandle:
         self.started_at = datetime.now(UTC)
         self.abort_reason: str | None = None
         self.result: RunResult | None = None
+        # USD (Decimal) once the final write priced the run; None while unknown or unpriced.
+        self.cost: Any = None
         self._queue: asyncio.Queue = asyncio.Queue()
         self._done = asyncio.Event()
         self._task: asyncio.Task | None = None
@@ -124,8 +127,11 @@ def live_runs_of(user_id: int) -> list[RunHandle]:
 
 
 def live_run_count() -> int:
-    """Runs live in this process (the benchmark's loop statistics report it)."""
+    """Runs live in this process (the benchmark's loop statistics and the active-runs gauge report it)."""
     return len(_live)
+
+
+prom.register_active_runs(live_run_count)  # sampled at scrape time (docs/OPERATIONS.md), nothing per run
 
 
 _on_idle: Callable[[], None] | None = None

@@ -27,6 +27,7 @@ from django.conf import settings
 from chat.context import RunContext, current_run
 from chat.errors import AdmissionRefused, RunAlreadyEnded, RunNotFound
 from chat.models import ChatRun
+from chat.observability import hooks
 from chat.storage import buffer
 from chat.storage.executor import run_db
 from metrics.models import RunStatus
@@ -81,6 +82,8 @@ async def start_run(request: RunRequest) -> RunHandle:
         refusal = await coord.admit(user_id=request.user_id, run_id=request.run_id, local_user_runs=user_runs,
                                     local_runs=live_run_count() + starting, lease=timeout)
         if refusal is not None:
+            hooks.admission_refused(scope=refusal.scope, user_id=request.user_id, retry_after=refusal.retry_after,
+                                    limit=refusal.limit)
             raise AdmissionRefused(refusal.detail, refusal.retry_after)
         admitted = True
         is_new = request.session_id is None

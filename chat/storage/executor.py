@@ -20,6 +20,8 @@ from asgiref.sync import sync_to_async
 from django.conf import settings
 from django.db import close_old_connections
 
+from chat.observability import prom
+
 T = TypeVar("T")
 
 _call_in_pool: Callable[..., Any] | None = None
@@ -37,6 +39,7 @@ def _pooled() -> Callable[..., Any]:
     global _call_in_pool
     if _call_in_pool is None:
         pool = ThreadPoolExecutor(max_workers=settings.CIRKELLINE_DB_THREADS, thread_name_prefix="cirkelline-db")
+        prom.register_db_queue_depth(pool._work_queue.qsize)  # sampled at scrape time, nothing per call
         _call_in_pool = sync_to_async(_call, thread_sensitive=False, executor=pool)
     return _call_in_pool
 

@@ -35,6 +35,7 @@ from chat.agents.team import CIRKELLINE_TEAM_ID, resolve_team
 from chat.errors import AuthError, BadRequest, SessionNotFound
 from chat.identity import Caller, caller_from_token
 from chat.models import ChatSession, validate_session_id
+from chat.observability import prom, request_id
 from chat.payload import load_json
 from chat.runs import uploads
 from chat.runs.request import run_request_from_fields
@@ -76,7 +77,15 @@ class ChatConsumer(AsyncJsonWebsocketConsumer):
     token: str | None = None
     session_key: str | None = None
 
+    counted = False  # in the open-connections gauge
+
     async def connect(self) -> None:
+        # One request id per connection (the client's X-Request-ID when sane): every run the socket
+        # starts, its log lines and usage rows carry it, as for an HTTP request.
+        headers = dict(self.scope.get("headers") or ())
+        request_id.adopt(headers.get(b"x-request-id", b"").decode("latin-1") or None)
+        prom.websocket_opened()
+        self.counted = True
         self.runs: dict[str, frames.RunFrames] = {}
         self.closed = False
         self.fanout = Fanout(self.channel_layer, self.channel_name)
@@ -281,6 +290,9 @@ class ChatConsumer(AsyncJsonWebsocketConsumer):
 
     async def disconnect(self, code: int) -> None:
         self.closed = True
+        if self.counted:
+            self.counted = False
+            prom.websocket_closed()
         if self._auth_timer is not None:
             self._auth_timer.cancel()
         for run in list(self.runs.values()):

@@ -18,7 +18,6 @@ from tests.observability.conftest import AsgiStream, form, total
 
 pytestmark = [
     pytest.mark.django_db(transaction=True),
-    pytest.mark.xfail(strict=True, reason="the run service calls the observability hooks after the layout (issue 8)"),
 ]
 
 RUNS = "/teams/cirkelline/runs"
@@ -79,3 +78,17 @@ async def test_the_usage_row_carries_the_request_id(api, alice):
     """Guards against a usage row that cannot be tied to the request (and its log lines) that started it."""
     assert await _run(api, alice, "abc-123") == 200
     assert await adb(lambda: list(RunUsage.objects.values_list("request_id", flat=True))) == ["abc-123"]
+
+
+async def test_with_telemetry_off_a_run_is_neither_counted_nor_logged(api, alice, scrape, settings, log_lines):
+    """Guards against the benchmark's "off" side (CIRKELLINE_TELEMETRY=false) still counting or
+    logging runs, which would make the measured overhead of metrics and logs meaningless."""
+    before = await scrape()
+    settings.CIRKELLINE_TELEMETRY = False
+    assert await _run(api, alice, "quiet-1") == 200
+    settings.CIRKELLINE_TELEMETRY = True
+    after = await scrape()
+    assert total(after, "cirkelline_runs_total") == total(before, "cirkelline_runs_total")
+    assert total(after, "cirkelline_provider_calls_total") == total(before, "cirkelline_provider_calls_total")
+    assert [r for r in log_lines.records if r.name == "cirkelline.run"] == []
+    assert await adb(lambda: list(RunUsage.objects.values_list("request_id", flat=True))) == ["quiet-1"]

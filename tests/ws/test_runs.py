@@ -9,7 +9,7 @@ from chat.runs import live_run
 from metrics.models import RunUsage
 
 from ..conftest import adb, bearer, parse_sse
-from .conftest import TERMINAL
+from .conftest import ORIGIN, TERMINAL
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -248,3 +248,29 @@ async def test_uploads_need_a_login(api):
     """Guards against anonymous uploads filling the disk."""
     response = await api.post("/uploads", files={"files": ("cat.png", PNG, "image/png")})
     assert response.status_code == 401
+
+
+async def test_a_socket_is_counted_while_open_and_its_runs_carry_its_request_id(connect, alice):
+    """Guards against websocket runs that cannot be tied to their connection's log lines, and an
+    open-connections gauge that does not move (or never comes back down)."""
+    from chat.observability import prom
+    from tests.observability.conftest import parse_metrics, total
+
+    def gauge() -> float:
+        return total(parse_metrics(prom.render()[0].decode()), "cirkelline_websocket_connections")
+
+    before = gauge()
+    socket = await connect(alice, headers=[ORIGIN, (b"x-request-id", b"ws-conn-7")])
+    assert gauge() == before + 1
+    run_id, _ = await socket.run(RESEARCH)
+    await socket.finish(run_id)
+    row = await adb(RunUsage.objects.get, run_id=run_id)
+    assert row.request_id == "ws-conn-7"
+    await socket.comm.disconnect()
+    assert gauge() == before
+
+    bad = await connect(alice, headers=[ORIGIN, (b"x-request-id", b"x" * 10_000)])
+    run_id, _ = await bad.run(RESEARCH)
+    await bad.finish(run_id)
+    row = await adb(RunUsage.objects.get, run_id=run_id)
+    assert row.request_id and len(row.request_id) <= 64 and "x" * 65 not in row.request_id
