@@ -106,12 +106,14 @@ class RunFrames:
         return dumps(frame)
 
     def finished(self, result: RunResult) -> str:
-        """`run_finished`: the outcome, and the tokens of the leader and every member."""
+        """`run_finished`: the outcome, the tokens of the leader and every member, and the cost (USD as
+        an exact decimal string; null when the run's models have no price or it is not known yet)."""
         handle = self.handle
         frame = {
             "type": "run_finished", "run_id": handle.run_id, "session_id": handle.session_id,
             "status": result.status, "error_type": result.error_type or None, "detail": result.message or None,
             "retry_after": result.retry_after, "saved": not result.storage_failed, "seq": self.seq,
             "tokens": dict(handle.account.tokens), "duration_ms": int(handle.account.elapsed() * 1000),
+            "cost": None if handle.cost is None else str(handle.cost),
         }
         return dumps(frame)

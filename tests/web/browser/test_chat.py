@@ -4,13 +4,16 @@ rename and delete chats, lose the connection, use a phone-sized screen."""
 from __future__ import annotations
 
 import re
+from datetime import timedelta
+from decimal import Decimal
 
 import httpx
 import pytest
+from django.utils import timezone
 from playwright.async_api import expect
 
 from chat.models import ChatRun, ChatSession
-from metrics.models import RunUsage
+from metrics.models import PriceRule, RunUsage
 from tests.conftest import adb, bearer
 
 from .conftest import last_turn, log_in, save_screenshot, send
@@ -44,7 +47,10 @@ def session_id_of(page) -> str:
 
 async def test_an_answer_streams_in_with_its_delegation_tokens_and_duration(demo_server, new_page, alice):
     """Guards against answers appearing only at the end (no streaming), invisible delegation,
-    and a footer whose tokens disagree with the usage row."""
+    and a footer whose tokens or cost disagree with the usage row."""
+    await adb(PriceRule.objects.create, provider="cirkelline demo", model_pattern="cirkelline-demo",
+              input_per_million=Decimal("1.25"), output_per_million=Decimal("10"),
+              effective_from=timezone.now() - timedelta(days=1))
     page = await new_page()
     await log_in(page, demo_server)
     await page.evaluate(RECORD_STATES)
@@ -69,6 +75,8 @@ async def test_an_answer_streams_in_with_its_delegation_tokens_and_duration(demo
     meta = await turn.locator(".meta").text_content()
     tokens = int(re.search(r"([\d,]+) tokens", meta).group(1).replace(",", ""))
     assert row.status == "completed" and tokens == row.total_tokens > 0
+    cost = re.search(r"\$([\d.]+)", meta).group(1)
+    assert row.cost > 0 and Decimal(cost) == row.cost and not cost.endswith("0")
     assert re.search(r"\d+\.\d s$", meta)
     assert await adb(lambda: ChatSession.objects.get(session_id=session_id).user_id) == alice.pk
     await expect(page.locator("#sessions li")).to_have_count(1)

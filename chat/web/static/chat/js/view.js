@@ -27,6 +27,11 @@ const ICONS = {
 };
 
 // A stroked SVG icon (no emoji: a system may lack the font).
+// "0.00367250" -> "0.0036725"; "2.00000000" -> "2" (the server sends exact decimal strings).
+function trimDecimal(text) {
+  return text.includes(".") ? text.replace(/0+$/, "").replace(/\.$/, "") : text;
+}
+
 function icon(name) {
   const ns = "http://www.w3.org/2000/svg";
   const svg = document.createElementNS(ns, "svg");
@@ -208,7 +213,9 @@ export class Turn {
     this.meta.textContent = parts.filter(Boolean).join(" · ");
   }
 
-  // run_finished: the outcome, tokens of the leader and every member, and the duration.
+  // run_finished: the outcome, tokens of the leader and every member, the cost when the run's
+  // models have a price (an exact decimal string, shown with its trailing zeros dropped), and
+  // the duration.
   finish(frame, retry) {
     this.finished = true;
     this.typing.hidden = true;
@@ -223,6 +230,7 @@ export class Turn {
     this.setMeta([
       STATUS_TEXT[frame.status],
       tokens !== null ? `${tokens.toLocaleString()} tokens` : null,
+      typeof frame.cost === "string" ? `$${trimDecimal(frame.cost)}` : null,
       `${(frame.duration_ms / 1000).toFixed(1)} s`,
       frame.saved === false ? "not saved yet" : null,
     ]);
