@@ -14,7 +14,7 @@ from decimal import Decimal
 
 from django.utils import timezone
 
-from .models import Budget, RunUsage
+from .models import Budget
 
 
 def month_start(now: datetime) -> datetime:
@@ -37,20 +37,19 @@ class BudgetStatus:
 
 
 def budget_status(user_id: int, now: datetime) -> BudgetStatus | None:
-    """The user's budget and month-to-date spend, or None when the user has no budget."""
-    budget = Budget.objects.for_user(user_id)
-    if budget is None:
-        return None
+    """The user's budget and month-to-date spend, or None when the user has no budget: one query."""
     since = month_start(now)
-    spend = RunUsage.objects.filter(user_id=user_id, started_at__gte=since, started_at__lte=now).spend()
-    return BudgetStatus(limit=budget.monthly_limit, spent=spend["cost"], unpriced_runs=spend["unpriced_runs"],
-                        unpriced_tokens=spend["unpriced_tokens"], since=since)
+    row = Budget.objects.with_spend(user_id, since, now)
+    if row is None:
+        return None
+    return BudgetStatus(limit=row["limit"], spent=row["cost"], unpriced_runs=row["unpriced_runs"],
+                        unpriced_tokens=row["unpriced_tokens"], since=since)
 
 
 def budget_refusal(user_id: int, now: datetime) -> str | None:
     """Why a new run of this user must be refused (its month's spend is at or over the budget), or None.
 
-    Sync (it queries the database): call it through chat.db.run_db from the run path.
+    Sync (one query): call it through chat.storage.executor.run_db from the run path.
     """
     status = budget_status(user_id, now)
     if status is None or not status.exhausted:

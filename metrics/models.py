@@ -23,7 +23,7 @@ from django.db import models, transaction
 from django.db.models import Q
 from django.utils import timezone
 
-from .reports import DelegationFailureQuerySet, ModelCallQuerySet, RunUsageQuerySet
+from .reports import BudgetQuerySet, DelegationFailureQuerySet, ModelCallQuerySet, RunUsageQuerySet
 
 # Cost columns: USD with 8 decimal places (the rounding rule is in metrics/pricing.py).
 COST = {"max_digits": 20, "decimal_places": 8}
@@ -236,11 +236,6 @@ class ModelCall(models.Model):
 
     def __str__(self) -> str:
         return f"{self.run_id} {self.agent} {self.provider}:{self.model}"
-
-
-class BudgetQuerySet(models.QuerySet):
-    def for_user(self, user_id: int) -> Budget | None:
-        return self.filter(user_id=user_id).first()
 
 
 class Budget(models.Model):

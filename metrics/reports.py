@@ -13,7 +13,7 @@ from datetime import date, datetime, time, timedelta
 from decimal import Decimal
 
 from django.db import models
-from django.db.models import Count, F, Q, Sum
+from django.db.models import Count, F, FilteredRelation, Q, Sum
 from django.db.models.functions import TruncDate
 from django.utils import timezone
 
@@ -45,6 +45,24 @@ def _exact_sum(values) -> Decimal | None:
     """Sum of the non-null Decimals; None when every value is null (nothing was priced)."""
     present = [v for v in values if v is not None]
     return sum(present, ZERO) if present else None
+
+
+def pricing_of(count: int, priced: int, unpriced: int) -> str:
+    """How much of a group's cost is known: `none` (an empty group: nothing to price, cost 0),
+    `priced` (every member priced), `unpriced` (none priced: cost NULL), else `partial`."""
+    if not count:
+        return "none"
+    if priced == count:
+        return "priced"
+    return "unpriced" if unpriced == count else "partial"
+
+
+def _cost_by_key(pairs) -> dict:
+    """{key: exact sum of the non-null costs, or None} over (key, cost) pairs (for SQLite, see above)."""
+    costs = defaultdict(list)
+    for key, cost in pairs:
+        costs[key].append(cost)
+    return {key: _exact_sum(values) for key, values in costs.items()}
 
 
 class RunUsageQuerySet(models.QuerySet):
@@ -94,7 +112,53 @@ class RunUsageQuerySet(models.QuerySet):
         return [{"day": day, "runs": rows.get(day, (0, None))[0], "cost": rows.get(day, (0, None))[1] or ZERO}
                 for day in days_between(start, end)]
 
+    def usage_totals(self) -> dict:
+        """A user's usage summary of these runs: runs, tokens by kind, exact cost, coverage gap, pricing.
+
+        `cost` is the exact sum of the priced part (None when no run had a price, 0 for no runs);
+        `pricing` is `pricing_of` the runs' own statuses (a `partial` run makes the group partial).
+        """
+        return self._usage(None)[None]
+
+    def usage_by_day(self, start: date, end: date) -> list[dict]:
+        """`usage_totals` of every day from start to end (current time zone), days without runs as zeros."""
+        rows = self.for_period(start, end)._usage("day")
+        return [{"day": day, **(rows.get(day) or self._usage_row({}))} for day in days_between(start, end)]
+
     # -- internals ------------------------------------------------------------------------
+
+    def _usage(self, group: str | None) -> dict:
+        aggregates = {
+            "runs": Count("id"),
+            "priced_runs": Count("id", filter=Q(pricing="priced")),
+            "unpriced_runs": Count("id", filter=Q(pricing="unpriced")),
+            **{name: Sum(name) for name in (*TOKENS, "unpriced_tokens")},
+        }
+        sql_cost = in_database()
+        if sql_cost:
+            aggregates["cost"] = Sum("cost")
+        if group is None:
+            rows = {None: self.aggregate(**aggregates)}
+        else:
+            rows = {row.pop("key"): row for row in
+                    self.annotate(key=self._key(group)).values("key").annotate(**aggregates).order_by()}
+        if not sql_cost:
+            if group is None:
+                costs = {None: _exact_sum(self.values_list("cost", flat=True).order_by())}
+            else:
+                costs = _cost_by_key(self.annotate(key=self._key(group)).values_list("key", "cost").order_by())
+            for key, row in rows.items():
+                row["cost"] = costs.get(key)
+        return {key: self._usage_row(row) for key, row in rows.items()}
+
+    @staticmethod
+    def _usage_row(row: dict) -> dict:
+        runs = row.get("runs") or 0
+        out = {"runs": runs, **{name: row.get(name) or 0 for name in (*TOKENS, "unpriced_tokens")}}
+        out["pricing"] = pricing_of(runs, row.get("priced_runs") or 0, row.get("unpriced_runs") or 0)
+        cost = row.get("cost")
+        out["cost"] = ZERO if out["pricing"] == "none" else None if out["pricing"] == "unpriced" else cost or ZERO
+        return out
 
     def _key(self, group: str):
         if group == "day":
@@ -166,6 +230,42 @@ class RunUsageQuerySet(models.QuerySet):
 
 
 class ModelCallQuerySet(models.QuerySet):
+    def for_period(self, start: date, end: date) -> ModelCallQuerySet:
+        """The ledger rows of the runs started from `start` to `end` (both days, current time zone)."""
+        since, until = day_bounds(start, end)
+        return self.filter(run__started_at__gte=since, run__started_at__lt=until)
+
+    def of_user(self, user_id: int) -> ModelCallQuerySet:
+        return self.filter(run__user_id=user_id)
+
+    def usage_by_model(self) -> list[dict]:
+        """One row per provider and model: runs, calls, tokens by kind, exact cost, coverage gap, pricing.
+
+        `pricing` is `pricing_of` the ledger rows (a model priced in some runs and not in others is
+        `partial`); `unpriced_tokens` are the total tokens of its unpriced rows.
+        """
+        # The unpriced sums come first: an aggregate named like a field shadows it for later ones.
+        aggregates = {"unpriced_tokens": Sum("total_tokens", filter=Q(pricing="unpriced")),
+                      "priced_rows": Count("id", filter=Q(pricing="priced")),
+                      "rows": Count("id"), "runs": Count("run", distinct=True), "calls": Sum("calls"),
+                      **{name: Sum(name) for name in TOKENS}}
+        sql_cost = in_database()
+        if sql_cost:
+            aggregates["cost"] = Sum("cost")
+        rows = list(self.values("provider", "model").annotate(**aggregates).order_by("provider", "model"))
+        if not sql_cost:
+            costs = _cost_by_key(((p, m), cost) for p, m, cost in
+                                 self.values_list("provider", "model", "cost").order_by())
+        out = []
+        for row in rows:
+            rows_n, priced = row.pop("rows"), row.pop("priced_rows")
+            cost = row.pop("cost") if sql_cost else costs.get((row["provider"], row["model"]))
+            entry = {name: row[name] or 0 for name in ("runs", "calls", *TOKENS, "unpriced_tokens")}
+            entry["pricing"] = pricing_of(rows_n, priced, rows_n - priced)
+            entry["cost"] = None if entry["pricing"] == "unpriced" else cost or ZERO
+            out.append({"provider": row["provider"], "model": row["model"], **entry})
+        return out
+
     def totals(self) -> dict:
         """Calls, tokens by kind, exact cost, and the unpriced part of these ledger rows."""
         # The unpriced sums come first: an aggregate named like a field shadows it for later ones.
@@ -187,6 +287,40 @@ class ModelCallQuerySet(models.QuerySet):
         return list(self.filter(pricing="unpriced").values("provider", "model")
                     .annotate(runs=Count("run", distinct=True), calls=Sum("calls"), tokens=Sum("total_tokens"))
                     .order_by("-tokens", "provider", "model"))
+
+
+class BudgetQuerySet(models.QuerySet):
+    def for_user(self, user_id: int):
+        return self.filter(user_id=user_id).first()
+
+    def with_spend(self, user_id: int, since: datetime, until: datetime) -> dict | None:
+        """The user's budget and the spend of their runs started in [since, until], in ONE query:
+        `{"limit", "cost", "unpriced_runs", "unpriced_tokens"}`, or None (no query result) when the
+        user has no budget. The run path calls this on every run start (metrics.budgets).
+
+        The runs are a LEFT JOIN on the (user, started_at) index; `cost` is exact: summed in SQL
+        on PostgreSQL, over the joined rows in Python on SQLite (see the module docstring).
+        """
+        month = FilteredRelation("user__run_usage", condition=Q(user__run_usage__started_at__gte=since,
+                                                                 user__run_usage__started_at__lte=until))
+        qs = self.filter(user_id=user_id).annotate(month=month)
+        if in_database():
+            rows = list(qs.values("monthly_limit").annotate(
+                cost=Sum("month__cost"), unpriced_runs=Count("month__id", filter=~Q(month__pricing="priced")),
+                unpriced_tokens=Sum("month__unpriced_tokens")).order_by())
+            if not rows:
+                return None
+            row = rows[0]
+            return {"limit": row["monthly_limit"], "cost": row["cost"] or ZERO, "unpriced_runs": row["unpriced_runs"],
+                    "unpriced_tokens": row["unpriced_tokens"] or 0}
+        rows = list(qs.values_list("monthly_limit", "month__id", "month__cost", "month__pricing",
+                                   "month__unpriced_tokens").order_by())
+        if not rows:
+            return None
+        runs = [r for r in rows if r[1] is not None]  # a budget without runs joins one row of NULLs
+        return {"limit": rows[0][0], "cost": _exact_sum(r[2] for r in runs) or ZERO,
+                "unpriced_runs": sum(1 for r in runs if r[3] != "priced"),
+                "unpriced_tokens": sum(r[4] for r in runs)}
 
 
 class DelegationFailureQuerySet(models.QuerySet):

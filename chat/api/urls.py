@@ -1,8 +1,8 @@
-"""The API's routes: AgentOS-compatible runs, sessions and teams; the token routes; uploads."""
+"""The API's routes: AgentOS-compatible runs, sessions and teams; the token routes; uploads; usage."""
 
 from django.urls import path
 
-from . import tokens, views
+from . import tokens, usage, views
 
 urlpatterns = [
     path("api/token/", tokens.LoginView.as_view(), name="token_obtain_pair"),
@@ -20,4 +20,5 @@ urlpatterns = [
     path("sessions/<str:session_id>/runs", views.session_runs, name="session-runs"),
     path("sessions/<str:session_id>/rename", views.rename_session, name="session-rename"),
     path("uploads", views.upload, name="uploads"),
+    path("usage", usage.usage, name="usage"),
 ]

@@ -1,0 +1,112 @@
+"""GET /usage: the caller's own runs, tokens and cost per day and per model; nobody else's."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+import pytest
+from django.conf import settings
+from django.test import Client
+
+from tests.conftest import adb, bearer, error_body
+from tests.metrics.helpers import ALICE_BY_DAY, ALICE_BY_MODEL, ALICE_TOTALS, seed_usage, zero_day
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+RANGE = "/usage?from=2026-11-30&to=2026-12-04"
+
+
+@pytest.fixture
+async def seeded(alice, bob):
+    await adb(seed_usage, alice, bob)
+
+
+async def test_a_user_gets_their_own_usage_by_day_and_model(api, alice, seeded):
+    response = await api.get(RANGE, headers=bearer(alice))
+    assert response.status_code == 200, response.text
+    assert response.json() == {"from": "2026-11-30", "to": "2026-12-04", "currency": "USD", "totals": ALICE_TOTALS,
+                               "by_day": ALICE_BY_DAY, "by_model": ALICE_BY_MODEL}
+
+
+async def test_another_users_rows_never_appear(api, bob, seeded):
+    """Guards against /usage reporting everyone's runs: bob sees his one run and his models only."""
+    body = (await api.get(RANGE, headers=bearer(bob))).json()
+    assert (body["totals"]["runs"], body["totals"]["total_tokens"], body["totals"]["cost"]) == (1, 10000, "5.00000000")
+    assert [(d["day"], d["runs"]) for d in body["by_day"]] == [
+        ("2026-11-30", 0), ("2026-12-01", 1), ("2026-12-02", 0), ("2026-12-03", 0), ("2026-12-04", 0)]
+    assert [(m["provider"], m["model"], m["calls"], m["cost"]) for m in body["by_model"]] == [
+        ("google", "gemini-2.5-flash", 1, "1.00000000"), ("openai", "gpt-4o", 3, "4.00000000")]
+
+
+@pytest.mark.parametrize("extra", ["&user_id={bob}", "&user={bob}", "&username=bob"])
+async def test_a_parameter_naming_another_user_is_refused(api, alice, bob, seeded, extra):
+    response = await api.get(RANGE + extra.format(bob=bob.pk), headers=bearer(alice))
+    assert response.status_code == 400
+    detail = error_body(response)["detail"]
+    assert detail.startswith("Unknown query parameter 'user") and "own usage" in detail
+
+
+async def test_a_body_naming_another_user_is_ignored(api, alice, bob, seeded):
+    response = await api.request("GET", RANGE, headers={**bearer(alice), "Content-Type": "application/json"},
+                                 content=f'{{"user_id": {bob.pk}, "username": "bob"}}')
+    assert response.status_code == 200 and response.json()["totals"] == ALICE_TOTALS
+
+
+async def test_a_logged_in_browser_gets_its_own_usage_by_session_cookie(api, alice, seeded):
+    def cookie():
+        client = Client()
+        client.force_login(alice)
+        return client.cookies[settings.SESSION_COOKIE_NAME].value
+
+    api.cookies.set(settings.SESSION_COOKIE_NAME, await adb(cookie))
+    response = await api.get(RANGE)
+    assert response.status_code == 200 and response.json()["totals"] == ALICE_TOTALS
+
+
+async def test_without_credentials_it_is_a_401(api, seeded):
+    response = await api.get(RANGE)
+    assert response.status_code == 401 and response.headers["WWW-Authenticate"].startswith("Bearer")
+    assert error_body(response) == {"detail": "Authentication credentials were not provided."}
+
+
+async def test_only_get_is_allowed(api, alice):
+    response = await api.post("/usage", headers=bearer(alice))
+    assert response.status_code == 405 and response.headers["Allow"] == "GET"
+
+
+async def test_the_default_is_the_last_30_days_ending_today(api, alice):
+    """No parameters: 30 UTC days ending today, each present with zeros; `to` alone ends there."""
+    today = datetime.now(UTC).date()
+    body = (await api.get("/usage", headers=bearer(alice))).json()
+    assert (body["from"], body["to"]) == ((today - timedelta(days=29)).isoformat(), today.isoformat())
+    assert [d["day"] for d in body["by_day"]] == [(today - timedelta(days=29 - i)).isoformat() for i in range(30)]
+    assert body["by_day"][0] == zero_day(body["from"]) and body["by_model"] == []
+    assert body["totals"] == {k: v for k, v in zero_day("").items() if k != "day"}
+    only_to = (await api.get("/usage?to=2026-02-10", headers=bearer(alice))).json()
+    assert (only_to["from"], only_to["to"], len(only_to["by_day"])) == ("2026-01-12", "2026-02-10", 30)
+    only_from = (await api.get(f"/usage?from={today - timedelta(days=2)}", headers=bearer(alice))).json()
+    assert (only_from["to"], len(only_from["by_day"])) == (today.isoformat(), 3)
+
+
+async def test_a_range_of_366_days_is_allowed(api, alice):
+    body = (await api.get("/usage?from=2024-01-01&to=2024-12-31", headers=bearer(alice))).json()
+    assert len(body["by_day"]) == 366 and body["by_day"][59]["day"] == "2024-02-29"
+
+
+@pytest.mark.parametrize(("query", "fragment"), [
+    ("from=2026-12-05&to=2026-12-04", "'from' (2026-12-05) must not be after 'to' (2026-12-04)"),
+    ("from=2024-01-01&to=2025-01-01", "'from' to 'to' covers 367 days; at most 366"),
+    ("from=2026-13-01&to=2026-12-04", "'from' must be a date written YYYY-MM-DD"),
+    ("from=20261201", "'from' must be a date written YYYY-MM-DD"),
+    ("to=2026-12-4", "'to' must be a date written YYYY-MM-DD"),
+    ("to=", "'to' must be a date written YYYY-MM-DD"),
+    ("from=2026-11-30T00:00", "'from' must be a date written YYYY-MM-DD"),
+    ("to=9999-12-31", "'to' must be between 1970-01-01 and 9999-12-30"),
+    ("from=0001-01-01&to=0001-01-02", "'from' must be between"),
+    ("from=2026-12-01&from=2026-12-02", "'from' is given more than once"),
+    ("form=2026-12-01", "Unknown query parameter 'form'"),
+])
+async def test_bad_parameters_are_a_400_naming_the_field(api, alice, query, fragment):
+    response = await api.get(f"/usage?{query}", headers=bearer(alice))
+    assert response.status_code == 400, response.text
+    assert fragment in error_body(response)["detail"]
