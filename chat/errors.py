@@ -89,6 +89,16 @@ class AdmissionRefused(CirkellineError):
         self.retry_after = retry_after
 
 
+class BudgetExceeded(CirkellineError):
+    """The user's monthly budget is used up (metrics.budgets.budget_refusal): no new run starts
+    until next month or until staff raise the limit. Runs already in flight finish."""
+
+    status = 402
+
+    def __init__(self, detail: str) -> None:
+        super().__init__(detail=detail)
+
+
 class LoginThrottled(CirkellineError):
     """Too many failed logins for a username or from an address (chat.identity.login_throttle)."""
 

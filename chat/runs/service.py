@@ -23,13 +23,15 @@ import time
 import uuid
 
 from django.conf import settings
+from django.utils import timezone
 
 from chat.context import RunContext, current_run
-from chat.errors import AdmissionRefused, RunAlreadyEnded, RunNotFound
+from chat.errors import AdmissionRefused, BudgetExceeded, RunAlreadyEnded, RunNotFound
 from chat.models import ChatRun
 from chat.observability import hooks
 from chat.storage import buffer
 from chat.storage.executor import run_db
+from metrics.budgets import budget_refusal
 from metrics.models import RunStatus
 
 from .accounting import RunAccount
@@ -61,14 +63,20 @@ def _cancel_local(run_id: str) -> None:
 
 
 async def start_run(request: RunRequest) -> RunHandle:
-    """Admit the run, claim its session for the user, and start the run.
+    """Check the user's budget, admit the run, claim its session for the user, and start the run.
 
     `request.team_id` is a resolved team id (chat.agents.team.resolve_team: the transport resolved it).
-    Raises AdmissionRefused, or SessionNotFound when the session is someone else's (then nothing
-    has run and the admission slot is given back).
+    Raises BudgetExceeded (the month's spend is at or over the user's budget: nothing is written
+    and no admission slot is taken), AdmissionRefused, or SessionNotFound when the session is
+    someone else's (then nothing has run and the admission slot is given back).
     """
     loop = asyncio.get_running_loop()
     install_task_tracking(loop)
+    # One indexed query (the budget and the month's spend together; no row when the user has no
+    # budget), before admission, so a refused run holds no slot.
+    refusal = await run_db(budget_refusal, request.user_id, timezone.now())
+    if refusal is not None:
+        raise BudgetExceeded(refusal)
     coord = coordinator()
     coord.ensure_listener(_cancel_local)
     timeout = run_deadline(request.deep_research)

@@ -16,7 +16,7 @@ from typing import Any
 from django.db import InterfaceError, OperationalError
 
 from chat.agents.agno_overrides import event_json
-from chat.errors import CirkellineError
+from chat.errors import BudgetExceeded, CirkellineError
 from chat.payload import has_lone_surrogate
 from chat.runs import RunHandle, RunResult
 from chat.runs.events import coalesce
@@ -46,10 +46,12 @@ def error(status: int, detail: str, *, ref: Any = None, code: str | None = None,
 def error_for(exc: BaseException, *, ref: Any = None, **extra: Any) -> dict:
     """The error frame for one of the app's refusals (chat.errors): the status, sentence and extra
     fields the HTTP API answers with (chat.api.errors), except that an extra `status` (the run's)
-    is `run_status` here, where `status` is the HTTP one. Anything else is a bug: logged, a 500."""
+    is `run_status` here, where `status` is the HTTP one; a 401 has `code` "unauthenticated", a
+    refused budget (402) "budget_exceeded". Anything else is a bug: logged, a 500."""
     if isinstance(exc, CirkellineError):
         fields = {("run_status" if name == "status" else name): value for name, value in exc.extra.items()}
-        code = "unauthenticated" if exc.status == 401 else None
+        code = ("unauthenticated" if exc.status == 401
+                else "budget_exceeded" if isinstance(exc, BudgetExceeded) else None)
         return error(exc.status, exc.detail, ref=ref, code=code, **fields, **extra)
     if isinstance(exc, (OperationalError, InterfaceError)):
         logger.exception("database unavailable during a websocket frame")

@@ -1,0 +1,63 @@
+"""Monthly budgets on the run path: a user whose month's spend is at or over their budget is
+refused (HTTP 402; the websocket in tests/ws/testbudget.py) before anything runs or is written."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+import pytest
+from django.utils import timezone
+
+from chat.runs import RunRequest, live_run, start_run
+from metrics.budgets import month_start
+from tests import budgets
+from tests.budgets import budget, nothing_written_but, spent
+from tests.conftest import adb, bearer, error_body, parse_sse
+
+pytestmark = pytest.mark.django_db(transaction=True)
+admissions = budgets.admissions  # the fixture
+
+RUNS = "/teams/cirkelline/runs"
+
+
+@pytest.mark.parametrize("stream", ["true", "false"])
+async def test_a_used_up_budget_is_a_402_before_anything_runs(api, alice, admissions, recorder, stream):
+    await adb(budget, alice, "5.00")
+    await adb(spent, alice, "5.00000000")  # at the limit: used up
+    response = await api.post(RUNS, data={"message": "hi", "stream": stream}, headers=bearer(alice))
+    assert response.status_code == 402, response.text
+    detail = error_body(response)["detail"]
+    assert detail.startswith("Your monthly budget of $5.00 is used up: $5.00 spent since 01 ")
+    assert admissions == [] and recorder.calls == []
+    await nothing_written_but(alice)
+
+
+async def test_under_the_limit_the_run_goes_ahead_and_other_users_are_not_affected(api, alice, bob):
+    await adb(budget, alice, "5.00")
+    await adb(spent, alice, "4.99999999")
+    response = await api.post(RUNS, data={"message": "hi"}, headers=bearer(alice))
+    assert response.status_code == 200 and parse_sse(response.text)[-1].event == "TeamRunCompleted"
+
+    await adb(budget, bob, "1.00")
+    await adb(spent, alice, "100.00000000", run_id="alice-big")  # alice's spend is not bob's
+    response = await api.post(RUNS, data={"message": "hi", "stream": "false"}, headers=bearer(bob))
+    assert response.status_code == 200
+
+
+async def test_last_months_spend_does_not_count(api, alice):
+    await adb(budget, alice, "1.00")
+    await adb(spent, alice, "50.00000000", started=month_start(timezone.now()) - timedelta(seconds=1))
+    response = await api.post(RUNS, data={"message": "hi", "stream": "false"}, headers=bearer(alice))
+    assert response.status_code == 200, response.text
+
+
+async def test_a_run_in_flight_finishes_when_thebudget_runs_out_meanwhile(api, alice, use_latency):
+    """The check is at the start only: a run already going is never cut off by it."""
+    await adb(budget, alice, "1.00")
+    use_latency(0.5)  # each model call waits 0.5 s: the run is still going when the spend is written
+    handle = await start_run(RunRequest(user_id=alice.pk, message="hi"))
+    await adb(spent, alice, "2.00000000")
+    assert live_run(handle.run_id) is handle  # the precondition: the spend was written mid-run
+    assert (await handle.wait()).status == "completed"
+    refused = await api.post(RUNS, data={"message": "again", "stream": "false"}, headers=bearer(alice))
+    assert refused.status_code == 402
