@@ -48,6 +48,7 @@ export const api = {
   runs: (sessionId) => call("GET", `/sessions/${path(sessionId)}/runs`),
   rename: (sessionId, name) => call("POST", `/sessions/${path(sessionId)}/rename`, { json: { session_name: name } }),
   remove: (sessionId) => call("DELETE", `/sessions/${path(sessionId)}`),
+  usage: (from, to) => call("GET", `/usage?from=${from}&to=${to}`),
   upload: (files) => {
     const form = new FormData();
     for (const file of files) form.append("files", file, file.name);

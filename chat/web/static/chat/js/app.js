@@ -157,6 +157,7 @@ function onRunFinished(frame) {
   state.running.delete(frame.run_id);
   updateStop();
   refreshSessions();
+  refreshSpend();
   if (frame.session_id !== state.sessionId) return;
   const turn = turnFor(frame);
   if (turn.joined) {
@@ -247,6 +248,33 @@ async function refreshSessions() {
   }
 }
 
+// This month's spend (UTC calendar month so far), from GET /usage: text only, never markup.
+function dollars(cost) {
+  const value = Number(cost);
+  if (value > 0 && value < 0.01) return "< $0.01";
+  return `$${value.toFixed(2)}`;
+}
+
+async function refreshSpend() {
+  const today = new Date().toISOString().slice(0, 10);
+  let usage;
+  try {
+    usage = await api.usage(`${today.slice(0, 8)}01`, today);
+  } catch {
+    return; // unobtrusive: the chat works without it
+  }
+  const totals = usage.totals;
+  const parts = [];
+  if (totals.cost !== null) parts.push(dollars(totals.cost));
+  if (totals.unpriced_tokens) parts.push(`${totals.unpriced_tokens.toLocaleString("en-US")} tokens not priced`);
+  if (!parts.length) parts.push(dollars(0));
+  const node = $("spend");
+  node.textContent = `This month: ${parts.join(" + ")}`;
+  node.title = `${totals.runs} runs from ${usage.from} to ${usage.to} (UTC)` +
+    (totals.cost !== null ? `; exactly $${totals.cost} ${usage.currency}` : "");
+  node.hidden = false;
+}
+
 async function loadHistory(sessionId) {
   const token = ++state.loadToken;
   try {
@@ -331,5 +359,6 @@ for (const chip of document.querySelectorAll(".suggestion")) {
 }
 
 refreshSessions();
+refreshSpend();
 openSession(state.sessionId, { push: false });
 socket.connect();
