@@ -63,3 +63,13 @@ def test_unpriced_spend_is_reported_beside_the_budget_never_guessed(alice, price
     assert budget_refusal(alice.pk, NOW) is None
     _spend(alice, "priced", 1)
     assert budget_refusal(alice.pk, NOW).endswith("(7000000 tokens of models without a price are not included.)")
+
+
+def test_member_calls_count_toward_the_budget(alice, priced):
+    """Guards against counting the leader's calls only: 0.60 + 0.40 of one run reach a 1.00 budget."""
+    Budget.objects.create(user=alice, monthly_limit=Decimal("1.00"))
+    record_run(usage("team-run", user=alice, started=datetime(2026, 12, 5, tzinfo=UTC)),
+               [call(agent="cirkelline", input_tokens=600_000),
+                call(agent="research-specialist", input_tokens=400_000)])
+    assert budget_status(alice.pk, NOW).spent == Decimal("1.00000000")
+    assert budget_refusal(alice.pk, NOW) is not None
