@@ -290,9 +290,6 @@ class ModelCallQuerySet(models.QuerySet):
 
 
 class BudgetQuerySet(models.QuerySet):
-    def for_user(self, user_id: int):
-        return self.filter(user_id=user_id).first()
-
     def with_spend(self, user_id: int, since: datetime, until: datetime) -> dict | None:
         """The user's budget and the spend of their runs started in [since, until], in ONE query:
         `{"limit", "cost", "unpriced_runs", "unpriced_tokens"}`, or None (no query result) when the
