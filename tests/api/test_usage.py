@@ -110,3 +110,42 @@ async def test_bad_parameters_are_a_400_naming_the_field(api, alice, query, frag
     response = await api.get(f"/usage?{query}", headers=bearer(alice))
     assert response.status_code == 400, response.text
     assert fragment in error_body(response)["detail"]
+
+
+async def test_real_runs_show_up_priced_by_day_and_model_and_then_exhaust_a_budget(api, alice, recorder):
+    """End to end: two delegated runs of the scripted model with a price rule; /usage totals equal
+    the usage rows (leader and member calls), by_model equals the ledger, and a budget equal to that
+    spend refuses the next run."""
+    from decimal import Decimal
+
+    from django.utils import timezone
+
+    from metrics.models import Budget, ModelCall, PriceRule, RunUsage
+
+    await adb(PriceRule.objects.create, provider="scripted", model_pattern="scripted",
+              input_per_million=Decimal("1250"), output_per_million=Decimal("10000"),  # dollars, not cents
+              effective_from=timezone.now() - timedelta(days=1))
+    for _ in range(2):
+        response = await api.post("/teams/cirkelline/runs", headers=bearer(alice),
+                                  data={"message": "Please research the history of Copenhagen", "stream": "false"})
+        assert response.status_code == 200, response.text
+    rows = await adb(lambda: list(RunUsage.objects.filter(user=alice)))
+    calls = await adb(lambda: list(ModelCall.objects.filter(run__user=alice)))
+    spent = sum((r.cost for r in rows), Decimal(0))
+    assert len(rows) == 2 and spent > 0 and all(r.pricing == "priced" and r.member_runs for r in rows)
+
+    today = datetime.now(UTC).date().isoformat()
+    body = (await api.get(f"/usage?from={today}&to={today}", headers=bearer(alice))).json()
+    assert body["totals"]["runs"] == 2 and body["totals"]["pricing"] == "priced"
+    assert Decimal(body["totals"]["cost"]) == spent
+    assert body["totals"]["total_tokens"] == sum(r.total_tokens for r in rows)
+    assert body["by_day"] == [{"day": today, **body["totals"]}]
+    assert [(m["provider"], m["model"]) for m in body["by_model"]] == sorted({(c.provider, c.model) for c in calls})
+    assert sum(Decimal(m["cost"]) for m in body["by_model"]) == spent
+    assert sum(m["calls"] for m in body["by_model"]) == sum(c.calls for c in calls) == len(recorder.calls)
+
+    limit = spent.quantize(Decimal("0.01"), rounding="ROUND_DOWN")
+    assert limit > 0  # a real limit the spend reached, not a zero budget (which refuses anyway)
+    await adb(Budget.objects.create, user=alice, monthly_limit=limit)
+    refused = await api.post("/teams/cirkelline/runs", headers=bearer(alice), data={"message": "hi", "stream": "false"})
+    assert refused.status_code == 402 and await adb(RunUsage.objects.filter(user=alice).count) == 2
