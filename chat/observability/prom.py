@@ -123,7 +123,8 @@ TOKENS = Counter("cirkelline_tokens", "Tokens of finished runs, by model and kin
 COST = Counter("cirkelline_cost_usd", "Cost of finished priced runs in USD, by model.", ["model"])
 PROVIDER_CALLS = Counter("cirkelline_provider_calls", "Provider call attempts, by outcome.", ["outcome"])
 PROVIDER_RETRIES = Counter("cirkelline_provider_retries", "Provider calls retried, by reason.", ["reason"])
-ADMISSIONS_REFUSED = Counter("cirkelline_admissions_refused", "Runs refused admission (429), by scope (user, process).",
+ADMISSIONS_REFUSED = Counter("cirkelline_admissions_refused",
+                             "Runs refused before they started, by scope (user, process: 429; budget: 402).",
                              ["scope"])
 WS_CONNECTIONS = Gauge("cirkelline_websocket_connections", "Open chat websocket connections.",
                        multiprocess_mode="livesum")

@@ -76,6 +76,7 @@ async def start_run(request: RunRequest) -> RunHandle:
     # budget), before admission, so a refused run holds no slot.
     refusal = await run_db(budget_refusal, request.user_id, timezone.now())
     if refusal is not None:
+        hooks.admission_refused(scope="budget", user_id=request.user_id, retry_after=0)
         raise BudgetExceeded(refusal)
     coord = coordinator()
     coord.ensure_listener(_cancel_local)

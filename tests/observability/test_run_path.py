@@ -92,3 +92,18 @@ async def test_with_telemetry_off_a_run_is_neither_counted_nor_logged(api, alice
     assert total(after, "cirkelline_provider_calls_total") == total(before, "cirkelline_provider_calls_total")
     assert [r for r in log_lines.records if r.name == "cirkelline.run"] == []
     assert await adb(lambda: list(RunUsage.objects.values_list("request_id", flat=True))) == ["quiet-1"]
+
+
+async def test_a_budget_refusal_is_counted_and_logged_with_its_scope(api, alice, scrape, log_lines):
+    """Guards against 402s the operator cannot see (users stopped by their budget, silently)."""
+    from tests.budgets import budget, spent
+
+    await adb(budget, alice, "1.00")
+    await adb(spent, alice, "1.00000000")
+    before = await scrape()
+    assert await _run(api, alice, "budget-1") == 402
+    after = await scrape()
+    assert total(after, "cirkelline_admissions_refused_total", scope="budget") == \
+        total(before, "cirkelline_admissions_refused_total", scope="budget") + 1
+    lines = [r for r in log_lines.records if r.name == "cirkelline.admission"]
+    assert [(r.scope, r.user_id, r.request_id) for r in lines] == [("budget", alice.pk, "budget-1")]
