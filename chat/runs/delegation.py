@@ -150,7 +150,7 @@ class StallWatcher:
         for key, (member, last) in [*self._runs.items(), *self._pending.items()]:
             if key not in self._reported and now - last >= self.stall_seconds:
                 self._reported.add(key)
-                excerpt = f"No event from {member} for {now - last:.0f} s (limit {self.stall_seconds:g} s)."
+                excerpt = f"No event from {member} for {now - last:.1f} s (limit {self.stall_seconds:g} s)."
                 found.append(Finding("member_stalled", member, excerpt))
         return found
 

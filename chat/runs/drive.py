@@ -1,7 +1,8 @@
 """The run task: one per run, apart from the request that started it.
 
 It sets the run's `RunContext` (so everything agno spawns reports to it), iterates agno's event
-stream of a team built for this run alone, accounts every event (chat.runs.accounting), queues
+stream of a team built for this run alone, accounts every event (chat.runs.accounting), watches
+it for delegation failures (chat.runs.monitor), queues
 what the client should see on the handle (agno's terminal event is held back until the run's rows
 are written) and, whatever happened (completion, cancel, deadline, crash), finalises the run.
 """
@@ -37,7 +38,7 @@ def _forward(request: RunRequest, event: Any) -> bool:
 
 async def drive(handle: RunHandle) -> None:
     """The run task: agno's event stream into the handle's queue, then finalisation, whatever happens."""
-    request, ctx, account = handle.request, handle.ctx, handle.account
+    request, ctx, account, monitor = handle.request, handle.ctx, handle.account, handle.monitor
     current_run.set(ctx)
     bind_run(handle.run_id)
     output: Any = None  # agno's TeamRunOutput
@@ -61,6 +62,7 @@ async def drive(handle: RunHandle) -> None:
                 output = item
                 continue
             account.observe(item)
+            monitor.observe(item)
             if account.terminal is not None:
                 continue  # agno follows TeamRunCancelled with a TeamRunCompleted: one terminal only
             if account.is_terminal(item):
@@ -81,6 +83,7 @@ async def drive(handle: RunHandle) -> None:
         handle._finalizing = True
         if handle._deadline_timer is not None:
             handle._deadline_timer.cancel()
+        monitor.stop()
     await finalize(handle, output, failure, stream)
 
 

@@ -1,7 +1,9 @@
-"""Cirkelline's own run event, and merging waiting text deltas: what every transport shares.
+"""Cirkelline's own run events, and merging waiting text deltas: what every transport shares.
 
 - `ContentDiscarded` (`RunContentDiscarded` / `TeamRunContentDiscarded`): drop text a retried
   provider call had already streamed (chat.agents.retry says when).
+- `DelegationFailureDetected`: the run service found a delegation failure in the run
+  (chat.runs.monitor; the kinds are in chat.runs.delegation and docs/COST.md).
 - `coalesce` merges consecutive text deltas of the same run that are already waiting to be sent,
   so a client that reads slower than tokens arrive gets fewer, larger frames instead of a
   backlog; it never holds an event back to wait for more (no added latency). The SSE stream
@@ -87,6 +89,33 @@ class ContentDiscarded:
     def to_dict(self) -> dict:
         data = {"event": self.event, **{k: v for k, v in self.__dict__.items() if v is not None}}
         return data
+
+    def to_json(self, separators=(",", ":"), indent=None) -> str:
+        return json.dumps(self.to_dict(), separators=separators, indent=indent, ensure_ascii=False)
+
+
+@dataclass
+class DelegationFailureDetected:
+    """Cirkelline's own event: a delegation failure of this run (chat.runs.monitor).
+
+    A stalled member is announced while the run goes on; the other kinds when the run ends,
+    before its terminal event. Each (kind, member) is announced once; the same finding is a
+    `metrics.DelegationFailure` row. Serialised like agno's events (`to_json`), so it reaches
+    SSE and websocket clients by the path ContentDiscarded takes.
+    """
+
+    run_id: str
+    session_id: str
+    kind: str  # metrics.models.FailureKind
+    member: str = ""
+    excerpt: str = ""
+    team_id: str | None = None
+    created_at: int = field(default_factory=lambda: int(time.time()))
+
+    event = "DelegationFailureDetected"
+
+    def to_dict(self) -> dict:
+        return {"event": self.event, **{k: v for k, v in self.__dict__.items() if v is not None}}
 
     def to_json(self, separators=(",", ":"), indent=None) -> str:
         return json.dumps(self.to_dict(), separators=separators, indent=indent, ensure_ascii=False)

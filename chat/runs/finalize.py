@@ -167,11 +167,6 @@ async def _store(handle: RunHandle, usage: tuple[dict, list[dict], list[dict]]) 
     return refused
 
 
-def failures(handle: RunHandle) -> list[dict[str, str]]:
-    """The run's delegation failures (chat.runs.delegation), recorded with its usage."""
-    return []
-
-
 async def finalize(handle: RunHandle, output: Any, failure: BaseException | None, stream: Any) -> None:
     """End the run: decide its outcome, write its rows and usage, free its slot, publish its terminal event."""
     result = outcome(handle, output, failure)
@@ -190,7 +185,8 @@ async def finalize(handle: RunHandle, output: Any, failure: BaseException | None
         usage["request_id"] = current_request_id() or ""
         # The stored run says what the usage row says (agno stops a timed-out run as cancelled).
         handle.ctx.final_status = AGNO_STATUS[result.status]
-        refused = await _store(handle, (usage, ledger(handle), failures(handle)))
+        failures = handle.monitor.failures()  # chat.runs.monitor; announces the ones not yet announced
+        refused = await _store(handle, (usage, ledger(handle), failures))
         hooks.run_finished(usage, cost=handle.cost, message=handle.request.message)
         if handle.ctx.storage_errors:
             result.storage_failed, result.storage_refused = True, refused

@@ -7,13 +7,17 @@ from collections.abc import AsyncIterator, Callable
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
+from django.conf import settings
+
 from chat.agents.runtime import cancel_run as agno_cancel_run
 from chat.context import RunContext
 from chat.observability import prom
 from metrics.models import RunStatus
 
 from .accounting import RunAccount
+from .monitor import DelegationMonitor
 from .request import RunRequest
+from .teams import team_members
 
 if TYPE_CHECKING:
     from .outcome import RunResult
@@ -42,6 +46,11 @@ class RunHandle:
         self._task: asyncio.Task | None = None
         self._deadline_timer: asyncio.TimerHandle | None = None
         self._finalizing = False
+        # Delegation failures (chat.runs.monitor): fed by the run task, asked by the final write.
+        self.monitor = DelegationMonitor(
+            run_id=self.run_id, session_id=session_id, user_id=self.user_id, team_id=self.team_id,
+            stall_seconds=settings.CIRKELLINE_MEMBER_STALL_SECONDS, account=account,
+            members=lambda: team_members(self.team_id), publish=self._publish)
 
     @property
     def is_finished(self) -> bool:

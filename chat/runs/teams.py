@@ -13,6 +13,8 @@ from typing import Any
 from chat.agents import team as agents_team
 from chat.storage.agno_db import DjangoAgnoDb
 
+from .delegation import Member
+
 # Stateless: every call reaches the database through chat.storage.executor.
 DB = DjangoAgnoDb()
 
@@ -26,6 +28,12 @@ def team_for_run(team_id: str, *, deep_research: bool = False) -> Any:
 def prototype(team_id: str) -> Any:
     """The process-wide prototype of a team (describes it; never run). TeamNotFound if unknown."""
     return agents_team.build_team(agents_team.resolve_team(team_id), db=DB)
+
+
+def team_members(team_id: str) -> list[Member]:
+    """The team's members as the delegation-failure detector knows them (id, name, role)."""
+    return [Member(str(m.id or ""), str(m.name or ""), str(getattr(m, "role", "") or ""))
+            for m in prototype(team_id).members if getattr(m, "id", None)]
 
 
 def team_name(team_id: str) -> str:
