@@ -11,10 +11,12 @@ from chat.agents.scripted import Turn, provider_error
 from chat.runs import RunRequest, cancel_run, start_run
 from metrics.models import DelegationFailure, RunUsage
 from tests.conftest import adb, bearer, parse_sse
+from tests.observability import conftest as observability
 from tests.ws import conftest as ws_conftest
 
 pytestmark = pytest.mark.django_db(transaction=True)
-connect = ws_conftest.connect  # the websocket tests' fixture (in-process sockets)
+# Fixtures of other test packages: in-process websockets, /metrics read with prometheus-client's parser.
+connect, scrape, metrics_token = ws_conftest.connect, observability.scrape, observability.metrics_token
 
 RESEARCH = "Please research the history of Copenhagen"
 DETECTED = "DelegationFailureDetected"
@@ -116,7 +118,9 @@ async def test_a_database_outage_during_the_live_write_leaves_the_finding_to_the
     assert "its final write will" in caplog.text
 
 
-async def test_the_sse_stream_carries_the_event(api, alice, stalling):
+async def test_the_sse_stream_carries_the_event_and_metrics_count_it(api, alice, stalling, scrape):
+    counted = "cirkelline_delegation_failures_total"
+    before = observability.value(await scrape(), counted, kind="member_stalled")
     response = await api.post("/teams/cirkelline/runs", data={"message": RESEARCH}, headers=bearer(alice))
     frames = parse_sse(response.text)
     names = [f.event for f in frames]
@@ -130,6 +134,7 @@ async def test_the_sse_stream_carries_the_event(api, alice, stalling):
     # announced while the member was still working: before its answer
     assert names.index(DETECTED) < names.index("RunCompleted")
     assert len(await adb(usage_rows, run_id)) == 1
+    assert observability.value(await scrape(), counted, kind="member_stalled") == before + 1
 
 
 async def test_a_websocket_run_carries_the_event(connect, alice, stalling):
