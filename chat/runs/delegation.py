@@ -116,6 +116,13 @@ class StallWatcher:
     def observe(self, event: Any, now: float | None = None) -> None:
         now = self.clock() if now is None else now
         name = field(event, "event")
+        if not self._pending and name not in MEMBER_TERMINAL:
+            # The common case, cheap: one more event (a text delta) of a member run already watched.
+            member_run = field(event, "run_id")
+            watched = self._runs.get(member_run) if isinstance(member_run, str) else None
+            if watched is not None and field(event, "parent_run_id") == self.run_id:
+                self._runs[member_run] = (watched[0], now)
+                return
         if name in (TOOL_STARTED, TOOL_COMPLETED, TOOL_ERROR) and field(event, "run_id") == self.run_id:
             tool_name, args, tool = _tool(event)
             if tool_name in DELEGATION_TOOLS:
