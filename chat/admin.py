@@ -1,6 +1,7 @@
 """Read-only views of chat sessions and runs for staff (what users did is evidence, not data to edit)."""
 
 from django.contrib import admin
+from django.db.models import Q
 
 from .models import ChatRun, ChatSession
 
@@ -37,10 +38,27 @@ class ChatSessionAdmin(ReadOnlyAdmin):
     list_select_related = ("user",)
 
 
+class RunWithMembersFilter(admin.SimpleListFilter):
+    """`?run_id=<id>`: a team run and the member runs it delegated to (the drill-down of the
+    delegation-failure report, metrics.admin_reports.run_link). Both columns are indexed."""
+
+    title = "run and its member runs"
+    parameter_name = "run_id"
+
+    def lookups(self, request, model_admin):
+        # Shown (and so applied: Django skips a filter without choices) only while in use.
+        value = request.GET.get(self.parameter_name)
+        return [(value, value)] if value else []
+
+    def queryset(self, request, queryset):
+        value = self.value()
+        return queryset.filter(Q(run_id=value) | Q(parent_run_id=value)) if value else queryset
+
+
 @admin.register(ChatRun)
 class ChatRunAdmin(ReadOnlyAdmin):
     list_display = ("run_id", "run_type", "component_id", "status", "user", "created_at")
-    list_filter = ("status", "run_type", "component_id")
+    list_filter = (RunWithMembersFilter, "status", "run_type", "component_id")
     search_fields = ("run_id", "parent_run_id", "session__session_id", "user__username")
     date_hierarchy = "created_at"
     readonly_fields = ("run_id", "session", "user", "parent_run_id", "run_type", "component_id", "status",

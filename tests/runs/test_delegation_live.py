@@ -3,8 +3,12 @@ announced while the run goes on, the end-of-run kinds recorded with the run, ove
 
 from __future__ import annotations
 
+import re
+
 import pytest
 from django.db import OperationalError
+from django.test import Client
+from django.urls import reverse
 
 from chat.agents import providers
 from chat.agents.scripted import Turn, provider_error
@@ -85,6 +89,32 @@ async def test_a_stalled_member_is_recorded_and_the_run_still_ends_at_its_deadli
     assert len(usage) == 1 and usage[0].status == "timed_out"
     assert [(r.kind, r.member) for r in await adb(failures_of, handle.run_id)] == [
         ("member_stalled", "research-specialist")]
+
+
+def staff_pages(run_id: str) -> tuple[str, list[str], str]:
+    """As staff: the delegation report, the run list its link opens, and the team run's page."""
+    from django.contrib.auth import get_user_model
+
+    client = Client()
+    client.force_login(get_user_model().objects.create_superuser("staff", password="staff-password-1"))
+    report = client.get(reverse("admin:metrics_delegationfailure_report")).content.decode()
+    link = re.search(rf'<a href="([^"]+)" class="run-link">{run_id}</a>', report).group(1)
+    listed = client.get(link).context["cl"].result_list
+    team_run = next(run for run in listed if run.run_id == run_id)
+    page = client.get(reverse("admin:chat_chatrun_change", args=[team_run.pk]))
+    return report, [run.run_id for run in listed], page.content.decode()
+
+
+async def test_the_delegation_report_drills_down_to_the_stored_run_and_its_member_run(alice, stalling):
+    """Guards against a report link that opens nothing, or the team run without the member run
+    the failure is about."""
+    handle = await start_run(RunRequest(user_id=alice.pk, message=RESEARCH))
+    events = [event async for event in handle.events()]
+    member_run = next(e.run_id for e in events if e.event == "RunStarted")
+    report, runs, page = await adb(staff_pages, handle.run_id)
+    assert "member_stalled" in report
+    assert sorted(runs) == sorted([handle.run_id, member_run])
+    assert "delegate_task_to_member" in page and "research-specialist" in page
 
 
 async def test_cancelling_the_run_does_not_stop_the_live_write(alice, stalling):
