@@ -84,7 +84,7 @@ class DelegationMonitor:
         if parent == self.run_id:  # an event of one of the run's member runs
             if event.event in _MEMBER_KEPT:
                 self._kept.append(event)
-        elif parent is None and event.event in _TOOL_EVENTS and event.run_id == self.run_id:
+        elif parent is None and getattr(event, "event", None) in _TOOL_EVENTS and event.run_id == self.run_id:
             tool = getattr(event, "tool", None)
             if tool is None or getattr(tool, "tool_name", None) not in DELEGATION_TOOLS:
                 return

@@ -5,10 +5,13 @@ from __future__ import annotations
 import json
 from collections import defaultdict
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 
+from chat.runs.accounting import RunAccount
 from chat.runs.delegation import Finding, Member, StallWatcher, detect
+from chat.runs.monitor import DelegationMonitor
 
 FIXTURES = Path(__file__).parent / "fixtures" / "delegation"
 SETUP = json.loads((FIXTURES / "_members.json").read_text())
@@ -131,3 +134,38 @@ def test_stall_watcher_forgets_members_that_finished():
                      "content": "done"})
     clock.now += 500
     assert watcher.poll() == [] and watcher.next_deadline() is None
+
+
+def as_objects(event: dict) -> SimpleNamespace:
+    """A fixture event as the live run sees it: an object with attributes (its tool too)."""
+    fields = dict(event)
+    if isinstance(fields.get("tool"), dict):
+        fields["tool"] = SimpleNamespace(**fields["tool"])
+    return SimpleNamespace(**fields)
+
+
+@pytest.mark.parametrize("path", CASES, ids=lambda p: p.stem)
+def test_the_live_monitor_keeps_enough_to_find_what_detect_finds_over_every_event(path):
+    """Guards against the monitor dropping an event the detector needs (it keeps only the
+    delegation tool calls and member start/terminal events, and takes the leader's text from the
+    run's account). Stalls are the live timer's job (tests/runs/test_delegation_live.py), so they
+    are compared without the replay."""
+    case = json.loads(path.read_text())
+    run_id = SETUP["run_id"]
+    account, published = RunAccount(run_id=run_id), []
+    monitor = DelegationMonitor(run_id=run_id, session_id="s", user_id=1, team_id="cirkelline", stall_seconds=None,
+                                account=account, members=lambda: MEMBERS, publish=published.append)
+    for event in map(as_objects, case["events"]):
+        account.observe(event)
+        if account.terminal is None and account.is_terminal(event):
+            account.terminal = event
+        monitor.observe(event)
+    expected = {(f.kind, f.member) for f in detect(case["events"], run_id=run_id, members=MEMBERS)}
+    found = monitor.failures()
+    assert {(f["kind"], f["member"]) for f in found} == expected
+    assert [(e.kind, e.member) for e in published] == [(f["kind"], f["member"]) for f in found]
+    kept_names = {e.event for e in monitor._kept}
+    assert kept_names <= {"TeamToolCallStarted", "TeamToolCallCompleted", "TeamToolCallError", "RunStarted",
+                          "RunCompleted", "RunError", "RunCancelled", "TeamRunStarted", "TeamRunCompleted",
+                          "TeamRunError", "TeamRunCancelled"}
+    assert len(monitor._kept) <= sum(1 for e in case["events"] if "Content" not in e["event"])
