@@ -67,3 +67,11 @@ def admission_refused(*, scope: str, user_id: Any, retry_after: float, limit: in
         return
     prom.admission_refused(scope)
     logs.log_admission_refused(scope=scope, user_id=user_id, retry_after=retry_after, limit=limit)
+
+
+def delegation_failure(*, kind: str, member: str, live: bool, excerpt: str | None = None) -> None:
+    """A delegation failure found in a run (once per run, kind and member; docs/COST.md)."""
+    if not settings.CIRKELLINE_TELEMETRY:
+        return
+    prom.delegation_failure(kind)
+    logs.log_delegation_failure(kind=kind, member=member, live=live, excerpt=excerpt)

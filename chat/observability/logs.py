@@ -211,3 +211,14 @@ def log_admission_refused(*, scope: str, user_id: Any, retry_after: float, limit
     """A run refused admission (429): `scope` "user" (the user's limit) or "process" (this process's)."""
     _emit(admission_logger, logging.WARNING, "run refused admission",
           {"scope": scope, "user_id": user_id, "limit": limit, "retry_after": retry_after})
+
+
+def log_delegation_failure(*, kind: str, member: str, live: bool, excerpt: str | None = None) -> None:
+    """A delegation failure found in a run (`live`: while it streams, i.e. a stalled member).
+
+    `excerpt` (the leader's sentence, the tool call, the error) is content: logged only with
+    CIRKELLINE_LOG_CONTENT=true, else its length.
+    """
+    fields: dict[str, Any] = {"kind": kind, "member": member, "live": live}
+    _content(fields, "excerpt", excerpt)
+    _emit(run_logger, logging.WARNING, "delegation failure", fields)

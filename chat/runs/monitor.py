@@ -13,11 +13,13 @@ is, at once and while the run goes on to its own end,
   run's tasks (cancelling the run does not stop it); the database being down only logs: the
   run's final write records every finding again, idempotently;
 - published to the run's clients as a `DelegationFailureDetected` event (chat.runs.events);
-- counted in Prometheus (`cirkelline_delegation_failures_total{kind}`).
+- counted in Prometheus (`cirkelline_delegation_failures_total{kind}`) and logged (a
+  `delegation failure` line; chat.observability.hooks).
 
 `failures()`, called by the final write, runs `detect` over what was kept, with the team's
 members, and returns every finding (live ones first) in the shape metrics.recording.record_run
-takes; the findings not announced yet are published and counted then, before the terminal event.
+takes; the findings not announced yet are published, counted and logged then, before the
+terminal event.
 """
 
 from __future__ import annotations
@@ -31,7 +33,7 @@ from typing import Any
 from chat.agents.providers import model_spec
 from chat.agents.runtime import DELEGATION_TOOLS
 from chat.context import current_run
-from chat.observability import prom
+from chat.observability import hooks
 from chat.storage.executor import run_db
 from metrics.recording import record_delegation_failures
 
@@ -111,7 +113,7 @@ class DelegationMonitor:
         if self._stopped or self._watcher is None:
             return
         for finding in self._watcher.poll():
-            if self._announce(finding):
+            if self._announce(finding, live=True):
                 self._write_now(finding)
         self._arm()
 
@@ -122,13 +124,13 @@ class DelegationMonitor:
             self._timer.cancel()
             self._timer = None
 
-    def _announce(self, finding: Finding) -> bool:
-        """Publish and count a finding the first time it is seen. False if it was already announced."""
+    def _announce(self, finding: Finding, *, live: bool) -> bool:
+        """Publish, count and log a finding the first time it is seen. False if it was already announced."""
         key = (finding.kind, finding.member)
         if key in self._found:
             return False
         self._found[key] = finding
-        prom.delegation_failure(finding.kind)
+        hooks.delegation_failure(kind=finding.kind, member=finding.member, live=live, excerpt=finding.excerpt)
         self._publish(DelegationFailureDetected(
             run_id=self.run_id, session_id=self.session_id, team_id=self.team_id, kind=finding.kind,
             member=finding.member, excerpt=finding.excerpt))
@@ -178,7 +180,7 @@ class DelegationMonitor:
             events = self._kept if not text else [
                 {"event": LEADER_CONTENT, "run_id": self.run_id, "content": text}, *self._kept]
             for finding in detect(events, run_id=self.run_id, members=self._members()):
-                self._announce(finding)
+                self._announce(finding, live=False)
         except Exception:
             logger.exception("run %s: delegation-failure detection failed; recording the live findings only",
                              self.run_id)

@@ -45,7 +45,7 @@ def usage_rows(run_id: str) -> list[RunUsage]:
     return list(RunUsage.objects.filter(run_id=run_id))
 
 
-async def test_a_stalled_member_is_recorded_and_announced_while_the_run_goes_on_to_complete(alice, stalling):
+async def test_a_stalled_member_is_recorded_and_announced_while_the_run_goes_on_to_complete(alice, stalling, caplog):
     """Guards against the stall being found only after the run (or not at all), and against the
     finding ending the run or being recorded twice by the final write."""
     handle = await start_run(RunRequest(user_id=alice.pk, message=RESEARCH))
@@ -75,6 +75,10 @@ async def test_a_stalled_member_is_recorded_and_announced_while_the_run_goes_on_
     assert len(usage) == 1 and usage[0].status == "completed" and usage[0].member_runs == 1
     assert [(r.kind, r.member) for r in await adb(failures_of, handle.run_id)] == [
         ("member_stalled", "research-specialist")]
+    [line] = [r for r in caplog.records if r.getMessage() == "delegation failure"]
+    assert (line.name, line.levelname, line.kind, line.member, line.live, line.run_id) == (
+        "cirkelline.run", "WARNING", "member_stalled", "research-specialist", True, handle.run_id)
+    assert not hasattr(line, "excerpt") and line.excerpt_chars == len(detected.excerpt)  # content-gated
 
 
 async def test_a_stalled_member_is_recorded_and_the_run_still_ends_at_its_deadline(alice, settings, stalling):
