@@ -28,7 +28,7 @@ TERMINAL = {"TeamRunCompleted", "TeamRunError", "TeamRunCancelled"}
 # Every scripted provider call takes LATENCY; a member silent for STALL is stalled. The run makes
 # three calls (leader, member, leader): the member stalls STALL into its call and answers
 # LATENCY - STALL later, so a finding comes with the run still live for over a second.
-LATENCY, STALL = 1.0, 0.3
+LATENCY, STALL = 1.5, 0.3
 
 
 @pytest.fixture
@@ -82,7 +82,7 @@ async def test_a_stalled_member_is_recorded_and_announced_while_the_run_goes_on_
 
 
 async def test_a_stalled_member_is_recorded_and_the_run_still_ends_at_its_deadline(alice, settings, stalling):
-    settings.CIRKELLINE_RUN_TIMEOUT = 2.5 * LATENCY  # the leader's second call would end at 3 x LATENCY
+    settings.CIRKELLINE_RUN_TIMEOUT = 2.6 * LATENCY  # the member answers at 2 x LATENCY, the leader would at 3 x
     handle = await start_run(RunRequest(user_id=alice.pk, message=RESEARCH))
     events = [event async for event in handle.events()]
     result = await handle.wait()
