@@ -225,7 +225,9 @@ _PLAIN = (str, int, float, bool)
 _FIELDS: dict[type, tuple[str, ...]] = {}
 
 
-def _field_names(cls: type) -> tuple[str, ...]:
+def field_names(cls: type) -> tuple[str, ...]:
+    """The dataclass field names of an event class, cached per class (event_json and
+    chat.runs.events' merging of text deltas read them on every event)."""
     names = _FIELDS.get(cls)
     if names is None:
         names = _FIELDS[cls] = tuple(f.name for f in dataclasses.fields(cls)) if dataclasses.is_dataclass(cls) else ()
@@ -247,7 +249,7 @@ def _is_plain(value: Any, depth: int = 0) -> bool:
 
 def _plain_dict(event: Any) -> dict | None:
     """The event as agno's to_dict() would give it, if all its set fields are plain values."""
-    names = _field_names(type(event))
+    names = field_names(type(event))
     if "event" not in names:  # not an agno event dataclass: it serialises itself
         return None
     data = {}

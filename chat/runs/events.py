@@ -13,25 +13,17 @@
 from __future__ import annotations
 
 import copy
-import dataclasses
 import json
 import time
 from dataclasses import dataclass, field
 from typing import Any
 
+from chat.agents.agno_overrides import field_names
 from chat.agents.runtime import CONTENT_EVENTS
 
 # Fields a text delta may carry besides its text without blocking a merge.
 _MERGE_NEUTRAL = frozenset({"content", "created_at", "content_type", "reasoning_content", "nested_depth",
                             "workflow_agent"})
-_FIELDS: dict[type, tuple[str, ...]] = {}
-
-
-def _field_names(cls: type) -> tuple[str, ...]:
-    names = _FIELDS.get(cls)
-    if names is None:
-        names = _FIELDS[cls] = tuple(f.name for f in dataclasses.fields(cls)) if dataclasses.is_dataclass(cls) else ()
-    return names
 
 
 def _mergeable(a: Any, b: Any) -> bool:
@@ -39,7 +31,7 @@ def _mergeable(a: Any, b: Any) -> bool:
         return False
     if not (isinstance(a.content, str) and isinstance(b.content, str)):
         return False
-    for name in _field_names(type(a)):
+    for name in field_names(type(a)):
         if name in _MERGE_NEUTRAL:
             continue
         if getattr(a, name) != getattr(b, name):
