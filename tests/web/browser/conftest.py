@@ -27,7 +27,9 @@ PASSWORD = "alice-password-1"
 # show the limit message without a 20 MB file.
 DEMO = {"CIRKELLINE_MODEL": "demo", "CIRKELLINE_SERVE_STATIC": "true", "CIRKELLINE_MAX_FILE_BYTES": "65536"}
 # Every provider call waits 2 s first: long enough to press Stop mid-run.
-SLOW = {"CIRKELLINE_MODEL": "scripted", "CIRKELLINE_SCRIPTED_LATENCY": "2.0", "CIRKELLINE_SERVE_STATIC": "true"}
+# Every provider call takes 2 s; a member silent for 1 s is reported stalled (it answers 1 s later).
+SLOW = {"CIRKELLINE_MODEL": "scripted", "CIRKELLINE_SCRIPTED_LATENCY": "2.0", "CIRKELLINE_SERVE_STATIC": "true",
+        "CIRKELLINE_MEMBER_STALL_SECONDS": "1.0"}
 
 
 def chromium_executable() -> str:

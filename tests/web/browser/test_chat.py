@@ -105,6 +105,28 @@ async def test_stop_ends_a_slow_run_and_it_is_recorded_as_cancelled(slow_server,
     assert await turn.locator(".answer").text_content() == ""
 
 
+async def test_a_member_that_stops_answering_is_shown_as_such_until_it_answers(slow_server, new_page, alice):
+    """Guards against a delegation freeze the user cannot see: the page shows the specialist as
+    not answering when the server reports member_stalled, and as done once it answers."""
+    page = await new_page()
+    await log_in(page, slow_server)
+    await page.evaluate("""() => {
+      window.__delegationStates = [];
+      new MutationObserver(() => {
+        const d = document.querySelector('.delegation');
+        const last = window.__delegationStates[window.__delegationStates.length - 1];
+        if (d && d.dataset.state !== last) window.__delegationStates.push(d.dataset.state);
+      }).observe(document.getElementById('messages'), {subtree: true, attributes: true, childList: true});
+    }""")
+    await send(page, RESEARCH)
+    route = last_turn(page).locator(".delegation")
+    await expect(route).to_have_attribute("data-state", "stalled")
+    await expect(route.locator(".state")).to_have_text("not answering…")
+    await expect(last_turn(page)).to_have_attribute("data-status", "completed")
+    await expect(route).to_have_attribute("data-state", "done")
+    assert await page.evaluate("window.__delegationStates") == ["working", "stalled", "done"]
+
+
 async def test_reload_and_back_forward_show_the_stored_history(demo_server, new_page, alice):
     """Guards against a chat that only lives in the page (lost on reload) and a URL that does
     not lead back to its chat."""

@@ -53,6 +53,8 @@ const STATUS_TEXT = {
   error: "Failed",
 };
 
+const STATE_TEXT = { done: "done", failed: "failed", stalled: "not answering…" };
+
 class Delegation {
   constructor(turn, memberId, memberName, task) {
     this.memberId = memberId;
@@ -84,7 +86,7 @@ class Delegation {
   done(state = "done", text) {
     if (text !== undefined && text !== null && !this.text) this.append(String(text));
     this.node.dataset.state = state;
-    this.stateNode.textContent = state === "done" ? "done" : state === "failed" ? "failed" : state;
+    this.stateNode.textContent = STATE_TEXT[state] || state;
   }
 }
 
@@ -182,6 +184,11 @@ export class Turn {
       this.typing.textContent = "Thinking…";
     } else if (name === "RunError" && event.agent_id) {
       this.memberOf(event).done("failed");
+    } else if (name === "DelegationFailureDetected" && event.kind === "member_stalled") {
+      // The member has sent nothing for CIRKELLINE_MEMBER_STALL_SECONDS; the run goes on, and a
+      // later RunCompleted / RunError sets the delegation's state again.
+      const item = this.members.find((d) => d.memberId === event.member && d.node.dataset.state === "working");
+      if (item) item.done("stalled");
     } else if (/Reasoning/.test(name) && (event.reasoning_content || event.content)) {
       this.addReasoning(event.reasoning_content || event.content);
     } else if (name === "TeamRunCompleted" && isLeader) {
