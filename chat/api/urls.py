@@ -1,4 +1,4 @@
-"""The API's routes: AgentOS-compatible runs, sessions and teams; the token routes; uploads; usage."""
+"""The API's routes: AgentOS-compatible runs, sessions and teams; the token routes; uploads; usage; the OpenAPI document."""
 
 from django.urls import path
 
@@ -21,4 +21,5 @@ urlpatterns = [
     path("sessions/<str:session_id>/rename", views.rename_session, name="session-rename"),
     path("uploads", views.upload, name="uploads"),
     path("usage", usage.usage, name="usage"),
+    path("openapi.json", views.openapi_json, name="openapi"),
 ]

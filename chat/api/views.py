@@ -29,7 +29,7 @@ from chat.runs.teams import describe_team, describe_team_detail
 from chat.storage.executor import run_db
 from metrics.models import RunStatus
 
-from . import schemas, sse
+from . import openapi, schemas, sse
 from .errors import api, error
 from .parsing import form_fields, json_body, parse_run_request, uploaded_files
 
@@ -237,3 +237,12 @@ async def upload(request: HttpRequest, caller: Caller) -> HttpResponse:
         raise BadRequest(400, "Send one or more files as multipart form field 'files'.")
     saved = await uploads.save(caller.pk, attachments)
     return JsonResponse({"files": saved, "expires_in": int(uploads.UPLOAD_TTL)}, status=201)
+
+
+# --- the contract ---------------------------------------------------------------------------
+
+
+@api(("GET",), auth=False)
+async def openapi_json(request: HttpRequest) -> HttpResponse:
+    """`GET /openapi.json`: the OpenAPI 3.1 document of this API (chat.api.openapi)."""
+    return HttpResponse(openapi.document_json(), content_type="application/json")

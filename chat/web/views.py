@@ -14,6 +14,7 @@ from django.contrib.auth.forms import AuthenticationForm
 from django.core.exceptions import ValidationError
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
+from django.views.decorators.http import require_safe
 
 from chat.agents.team import CIRKELLINE_TEAM_ID
 from chat.errors import LoginThrottled
@@ -42,8 +43,10 @@ class ThrottledLoginForm(AuthenticationForm):
         return cleaned
 
 
+# GET and POST only: Django's form views also take PUT as a POST.
 login = auth_views.LoginView.as_view(template_name="chat/login.html", authentication_form=ThrottledLoginForm,
-                                     redirect_authenticated_user=True)
+                                     redirect_authenticated_user=True,
+                                     http_method_names=["get", "post", "head", "options"])
 
 
 def _page_config(request: HttpRequest) -> dict:
@@ -63,6 +66,7 @@ def _page_config(request: HttpRequest) -> dict:
     }
 
 
+@require_safe
 @login_required
 def chat(request: HttpRequest, session_id: str | None = None) -> HttpResponse:
     """`/` (a new chat) and `/c/<session id>` (a chat of yours; the page loads it from the API)."""
@@ -70,3 +74,17 @@ def chat(request: HttpRequest, session_id: str | None = None) -> HttpResponse:
         return redirect("chat")
     accept = ",".join(sorted({t for types in MEDIA_TYPES.values() for t in types}))
     return render(request, "chat/chat.html", {"config": _page_config(request), "accept": accept})
+
+
+@require_safe
+def api_docs(request: HttpRequest) -> HttpResponse:
+    """`/docs`: the OpenAPI document (`/openapi.json`) in Swagger UI, and the websocket protocol.
+
+    Open to anyone, like `/openapi.json`: the contract is no secret, and "Try it out" calls carry
+    the caller's own credentials. Swagger UI is vendored (chat/vendor/swagger-ui, no CDN) and
+    started by chat/js/docs.js, so the site's Content-Security-Policy applies unchanged: scripts
+    and styles from this site only, no inline script; `img-src data:` (already allowed) covers
+    the icons in its CSS. tests/web/browser/test_docs.py checks the page renders with no CSP
+    violation and no request leaving the server.
+    """
+    return render(request, "chat/docs.html", {"openapi_url": "/openapi.json"})
