@@ -10,6 +10,7 @@ import os
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -59,13 +60,17 @@ def live_server(env: dict[str, str] | None = None, *, server: str = "daphne") ->
     else:
         cmd = [sys.executable, "-m", "uvicorn", "--host", "127.0.0.1", "--port", str(port), "--log-level",
                "warning", "cirkelline_site.asgi:application"]
-    proc = subprocess.Popen(cmd, cwd=ROOT, env=full_env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    # The server's output goes to a file, not a pipe: nobody reads a pipe while the test runs, and
+    # once its buffer (64 KiB of access log lines) is full the server blocks on its next log line.
+    output_file = tempfile.TemporaryFile()
+    proc = subprocess.Popen(cmd, cwd=ROOT, env=full_env, stdout=output_file, stderr=subprocess.STDOUT)
     base_url = f"http://127.0.0.1:{port}"
     try:
         deadline = time.monotonic() + 30
         while True:
             if proc.poll() is not None:
-                output = proc.stdout.read().decode(errors="replace") if proc.stdout else ""
+                output_file.seek(0)
+                output = output_file.read().decode(errors="replace")
                 raise RuntimeError(f"server exited early ({proc.returncode}):\n{output}")
             try:
                 if httpx.get(f"{base_url}/health", timeout=1).status_code == 200:
@@ -83,5 +88,4 @@ def live_server(env: dict[str, str] | None = None, *, server: str = "daphne") ->
         except subprocess.TimeoutExpired:
             proc.kill()
             proc.wait()
-        if proc.stdout:
-            proc.stdout.close()
+        output_file.close()

@@ -54,6 +54,10 @@ def _obj(properties: dict, required: list[str] | None = None, *, extra: bool = T
 
 
 STR = {"type": "string"}
+# What a client sends: any string but one with a NUL character (a 400 in every field).
+TEXT = {"type": "string", "pattern": "^[^\\u0000]*$"}
+# ... with something besides whitespace (fields the server strips first).
+NONBLANK = {"type": "string", "pattern": "^[^\\u0000]*\\S[^\\u0000]*$"}
 INT = {"type": "integer"}
 NUM = {"type": "number"}
 BOOL = {"type": "boolean"}
@@ -231,8 +235,9 @@ def _schemas() -> dict[str, Any]:
                        "request_id": {"type": "string", "description": "The response's `X-Request-ID`, to quote."}},
                       ["detail"], description="Every error: `detail`, plus fields the error names."),
         "ValidationError": _obj({"detail": STR, "request_id": STR,
-                                 "errors": {"type": "object", "description": "Per field, DRF's messages."}},
-                                ["detail", "errors"]),
+                                 "errors": {"type": "object", "description": "Per field, DRF's messages (absent "
+                                            "when the body itself could not be parsed)."}},
+                                ["detail"]),
         "RateLimited": _obj({"detail": STR, "request_id": STR,
                              "retry_after": {"type": "number", "description": "Seconds (runs and uploads)."}},
                             ["detail"]),
@@ -244,14 +249,14 @@ def _schemas() -> dict[str, Any]:
         "RunAlreadyEnded": _obj({"detail": STR, "request_id": STR,
                                  "status": {"type": "string", "description": "How the run ended."}},
                                 ["detail", "status"]),
-        "LoginRequest": _obj({"username": {"type": "string", "minLength": 1},
-                              "password": {"type": "string", "minLength": 1}}, ["username", "password"],
+        "LoginRequest": _obj({"username": NONBLANK, "password": {**TEXT, "minLength": 1}},
+                             ["username", "password"],
                              example={"username": "alice", "password": "alice-password-1"}),
         "TokenPair": _obj({"access": {"type": "string", "description": "JWT, HS256; send as Bearer."},
                            "refresh": {"type": "string", "description": "JWT; single use (rotates)."}},
                           ["access", "refresh"], extra=False),
-        "RefreshRequest": _obj({"refresh": STR}, ["refresh"]),
-        "LogoutRequest": _obj({"refresh": STR, "everywhere": {"type": "boolean", "default": False}}, ["refresh"]),
+        "RefreshRequest": _obj({"refresh": NONBLANK}, ["refresh"]),
+        "LogoutRequest": _obj({"refresh": NONBLANK, "everywhere": {"type": "boolean", "default": False}}, ["refresh"]),
         "LogoutResponse": _obj({"revoked": {"type": "string", "enum": ["token", "all"]}}, ["revoked"], extra=False),
         "Health": _obj({"status": {"const": "ok"}, "instantiated_at": {"type": "string", "format": "date-time"}},
                        ["status", "instantiated_at"]),
@@ -276,7 +281,7 @@ def _schemas() -> dict[str, Any]:
             "teams": {"type": "array", "items": ref("TeamSummary")}, "workflows": {"type": "array"},
             "interfaces": {"type": "array"}}, ["status", "os_id", "teams"]),
         "RunRequest": _obj({
-            "message": {"type": "string", "minLength": 1, "description": "The user's message (at most "
+            "message": {**NONBLANK, "description": "The user's message (at most "
                         "`CIRKELLINE_MAX_MESSAGE_CHARS`, else 413)."},
             "stream": {"type": ["boolean", "string"], "default": True, "description": "`true`: an SSE stream; "
                        "`false`: one JSON answer. Also `1`/`0`, `yes`/`no`."},
@@ -288,7 +293,7 @@ def _schemas() -> dict[str, Any]:
             "session_state": {"type": ["object", "string"], "description": "A JSON object (a JSON string in forms)."},
             "dependencies": {"type": ["object", "string"]},
             "metadata": {"type": ["object", "string"]},
-            "user_id": {"type": "string", "description": "Optional; if sent, your own user id or username (else "
+            "user_id": {**TEXT, "description": "Optional; if sent, your own user id or username (else "
                         "403). Never chooses the user."},
             "background": {"type": ["boolean", "string"], "description": "`true` is refused (400)."},
         }, ["message"], example={"message": "What is 2+2?", "stream": False}),
@@ -330,7 +335,7 @@ def _schemas() -> dict[str, Any]:
             "metadata": NULLABLE_OBJ, "chat_history": {"type": "array", "items": OBJ}, "created_at": DATE_TIME,
             "updated_at": DATE_TIME, "total_tokens": {"type": ["integer", "null"]}},
             ["session_id", "session_name", "chat_history"]),
-        "RenameRequest": _obj({"session_name": {"type": "string", "minLength": 1, "maxLength": 255}},
+        "RenameRequest": _obj({"session_name": {**NONBLANK, "maxLength": 255}},
                               ["session_name"], example={"session_name": "Trip to Aarhus"}),
         "UploadRequest": _obj({"files": {"type": "array", "items": {"type": "string", "format": "binary"}}},
                               ["files"]),
@@ -524,8 +529,8 @@ def _paths() -> dict[str, Any]:
                 _query("sort_by", "Order by.", {"type": "string", "enum": ["created_at", "updated_at",
                                                                           "session_name"], "default": "created_at"}),
                 _query("sort_order", "Direction.", {"type": "string", "enum": ["asc", "desc"], "default": "desc"}),
-                _query("session_name", "Only sessions whose name contains this.", STR),
-                _query("component_id", "Only sessions of this team.", STR),
+                _query("session_name", "Only sessions whose name contains this.", TEXT),
+                _query("component_id", "Only sessions of this team.", TEXT),
             ], operation_id="list_sessions")},
         "/sessions/{session_id}": {
             "get": _op("A session of yours with its chat history", "sessions",
