@@ -20,6 +20,7 @@ from typing import Any
 from django.conf import settings
 
 from chat.errors import AuthError
+from chat.runs.request import MEDIA_TYPES
 
 JSON = "application/json"
 FORM = "application/x-www-form-urlencoded"
@@ -67,6 +68,17 @@ NULLABLE_OBJ = {"type": ["object", "null"]}
 NULLABLE_ARRAY = {"type": ["array", "null"]}
 ANY = {}
 DATE_TIME = {"type": ["string", "null"], "format": "date-time"}
+# A flag: a JSON boolean, or in any body one of these words (case and surrounding spaces do not matter);
+# null or absent: the default.
+BOOLISH = {"enum": [True, False, "true", "false", "1", "0", "yes", "no", "on", "off", None]}
+# A form field's value (a form has no arrays or objects: each field is sent once, as text).
+SCALAR = {"type": ["string", "number", "boolean", "null"], "pattern": "^[^\\u0000]*$"}
+FILES = {"type": "array", "minItems": 1, "maxItems": settings.CIRKELLINE_MAX_FILES,
+         "items": {"type": "string", "format": "binary", "minLength": 1},
+         "description": "Up to `CIRKELLINE_MAX_FILES` non-empty files, each up to `CIRKELLINE_MAX_FILE_BYTES`: images, "
+                        "audio, video, documents (a part's Content-Type, or its file name, says which; others 415)."}
+# The part types a file may have (chat.runs.request.MEDIA_TYPES).
+FILE_TYPES = ", ".join(sorted(t for types in MEDIA_TYPES.values() for t in types))
 USAGE_FIGURES = ["runs", "input_tokens", "output_tokens", "total_tokens", "reasoning_tokens", "cache_read_tokens",
                  "cache_write_tokens", "cost", "unpriced_tokens", "pricing"]
 
@@ -281,25 +293,27 @@ def _schemas() -> dict[str, Any]:
             "teams": {"type": "array", "items": ref("TeamSummary")}, "workflows": {"type": "array"},
             "interfaces": {"type": "array"}}, ["status", "os_id", "teams"]),
         "RunRequest": _obj({
-            "message": {**NONBLANK, "description": "The user's message (at most "
+            "message": {**NONBLANK, "maxLength": settings.CIRKELLINE_MAX_MESSAGE_CHARS,
+                        "description": "The user's message (at most "
                         "`CIRKELLINE_MAX_MESSAGE_CHARS`, else 413)."},
-            "stream": {"type": ["boolean", "string"], "default": True, "description": "`true`: an SSE stream; "
+            "stream": {**BOOLISH, "default": True, "description": "`true`: an SSE stream; "
                        "`false`: one JSON answer. Also `1`/`0`, `yes`/`no`."},
-            "session_id": {"type": "string", "pattern": SESSION_ID_PATTERN,
-                           "description": "A session of yours to continue, or a new id (default: a new session)."},
-            "deep_research": {"type": ["boolean", "string"], "default": False},
-            "stream_events": {"type": ["boolean", "string"], "default": True,
+            "session_id": {"type": ["string", "null"], "pattern": r"^([A-Za-z0-9][A-Za-z0-9_.:-]{0,63})?$",
+                           "description": "A session of yours to continue, or a new id; empty, null or absent: a "
+                                          "new session."},
+            "deep_research": {**BOOLISH, "default": False},
+            "stream_events": {**BOOLISH, "default": True,
                               "description": "`false`: only content deltas, member events and the terminal event."},
-            "session_state": {"type": ["object", "string"], "description": "A JSON object (a JSON string in forms)."},
-            "dependencies": {"type": ["object", "string"]},
-            "metadata": {"type": ["object", "string"]},
-            "user_id": {**TEXT, "description": "Optional; if sent, your own user id or username (else "
+            "session_state": {"type": ["object", "string", "null"],
+                              "description": "A JSON object (a JSON string in forms)."},
+            "dependencies": {"type": ["object", "string", "null"]},
+            "metadata": {"type": ["object", "string", "null"]},
+            "user_id": {**TEXT, "type": ["string", "integer", "null"],
+                        "description": "Optional; if sent, your own user id or username (else "
                         "403). Never chooses the user."},
-            "background": {"type": ["boolean", "string"], "description": "`true` is refused (400)."},
+            "background": {"enum": [False, "false", "0", "no", "off", "", None],
+                           "description": "Background runs are not offered: `true` is a 400."},
         }, ["message"], example={"message": "What is 2+2?", "stream": False}),
-        "RunRequestMultipart": {"allOf": [ref("RunRequest"), _obj({
-            "files": {"type": "array", "items": {"type": "string", "format": "binary"},
-                      "description": "Up to `CIRKELLINE_MAX_FILES` files: images, audio, video, documents."}})]},
         "TeamRunOutput": _obj({
             "run_id": STR, "team_id": STR, "team_name": STR, "session_id": STR, "user_id": NULLABLE_STR,
             "content": ANY, "content_type": STR, "model": NULLABLE_STR, "model_provider": NULLABLE_STR,
@@ -337,8 +351,6 @@ def _schemas() -> dict[str, Any]:
             ["session_id", "session_name", "chat_history"]),
         "RenameRequest": _obj({"session_name": {**NONBLANK, "maxLength": 255}},
                               ["session_name"], example={"session_name": "Trip to Aarhus"}),
-        "UploadRequest": _obj({"files": {"type": "array", "items": {"type": "string", "format": "binary"}}},
-                              ["files"]),
         "Uploads": _obj({
             "files": {"type": "array", "items": _obj({"id": STR, "name": STR,
                                                       "kind": {"enum": ["image", "audio", "video", "document"]},
@@ -357,16 +369,47 @@ def _schemas() -> dict[str, Any]:
                 _obj({"provider": STR, "model": STR, "calls": INT}, ["provider", "model", "calls"]),
                 _obj({k: v for k, v in usage_row["properties"].items() if k != "runs"})]}},
         }, ["from", "to", "currency", "totals", "by_day", "by_model"]),
+        "SseFrame": _obj({"event": {"type": "string", "description": "The event's name (as `data.event`)."},
+                          "data": {"type": "string", "contentMediaType": JSON, "contentSchema": ref("SseEvent")}},
+                         ["event", "data"], description="One frame of the stream (OpenAPI 3.1: the schema of a "
+                                                        "`text/event-stream` describes each event)."),
         "SseEvent": {
             "description": "The `data:` JSON of one SSE frame (its `event:` line repeats `event`). Events not "
-                           "listed here (agno has more: reasoning, memory, hooks) may arrive; skip unknown ones.",
-            "oneOf": [ref(name) for name in events],
-            "discriminator": {"propertyName": "event",
-                              "mapping": {name: f"#/components/schemas/{name}" for name in events}},
+                           "listed here (agno has more: reasoning, memory, hooks) may arrive: `OtherEvent`; "
+                           "skip the ones you do not know.",
+            "oneOf": [ref(name) for name in events] + [ref("OtherEvent")],
         },
+        "OtherEvent": _obj({"event": {"type": "string", "not": {"enum": list(events)}}, "created_at": INT,
+                            "run_id": STR}, ["event"]),
     }
     schemas.update(events)
+    for name in ("LoginRequest", "RefreshRequest", "LogoutRequest", "RenameRequest", "RunRequest"):
+        schemas[name + "Form"] = _form_of(schemas[name])
+    # `files` only as file parts (multipart): a text field of that name is a 400.
+    schemas["RunRequestForm"]["propertyNames"] = {**TEXT, "not": {"const": "files"}}
+    schemas["RunRequestMultipart"] = _form_of(schemas["RunRequest"], files=True)
+    schemas["UploadRequest"] = _form_of(_obj({}, ["files"]), files=True)
     return schemas
+
+
+def _form_of(schema: dict, *, files: bool = False) -> dict:
+    """The form (urlencoded or multipart) variant of a JSON body's schema: each field once, as text (a
+    repeated field is a 400), JSON objects as JSON text; with `files`, the repeatable file field."""
+    properties = {}
+    for name, prop in schema["properties"].items():
+        if isinstance(prop.get("type"), list) and "object" in prop["type"]:
+            prop = {**TEXT, "contentMediaType": JSON, "contentSchema": {"type": "object"},
+                    "description": "A JSON object, as JSON text (empty: none)."}
+        elif "enum" in prop:  # a form has no null: it would be the text "null"
+            prop = {**prop, "enum": [value for value in prop["enum"] if value is not None]}
+        elif "null" in prop.get("type", ()):
+            prop = {**prop, "type": [t for t in prop["type"] if t != "null"]}
+        properties[name] = prop
+    if files:
+        properties["files"] = FILES
+    form = {**schema, "properties": properties, "propertyNames": TEXT, "additionalProperties": SCALAR}
+    form.pop("example", None)
+    return form
 
 
 # --- paths -------------------------------------------------------------------------------------
@@ -376,9 +419,8 @@ def _run_request_body() -> dict:
         JSON: {"schema": ref("RunRequest"), "examples": {
             "streamed": {"value": {"message": "Please research the history of Copenhagen"}},
             "answer": {"value": {"message": "What is 2+2?", "stream": False}}}},
-        FORM: {"schema": ref("RunRequest")},
-        MULTIPART: {"schema": ref("RunRequestMultipart"),
-                    "encoding": {"files": {"contentType": "application/octet-stream"}}},
+        FORM: {"schema": ref("RunRequestForm")},
+        MULTIPART: {"schema": ref("RunRequestMultipart"), "encoding": {"files": {"contentType": FILE_TYPES}}},
     }}
 
 
@@ -426,8 +468,9 @@ def _paths() -> dict[str, Any]:
 
     def token_request(schema: str, example: dict) -> dict:
         body = copy.deepcopy(token_body)
-        for media in body.values():
-            media["schema"] = ref(schema)
+        body[JSON]["schema"] = ref(schema)
+        body[FORM]["schema"] = ref(schema + "Form")
+        body[MULTIPART]["schema"] = ref(schema + "Form")
         body[JSON]["example"] = example
         return {"required": True, "content": body}
 
@@ -494,8 +537,7 @@ def _paths() -> dict[str, Any]:
                                     "`status: CANCELLED`).",
                      "headers": {"Cache-Control": {"schema": {"const": "no-cache"}},
                                  "X-Accel-Buffering": {"schema": {"const": "no"}}},
-                     "content": {SSE: {"schema": {"type": "string", "description": "SSE frames; each `data:` is "
-                                                  "an `SseEvent`."}, "example": SSE_EXAMPLE},
+                     "content": {SSE: {"schema": ref("SseFrame"), "example": SSE_EXAMPLE},
                                  JSON: {"schema": ref("TeamRunOutput")}}},
              **_errors(400, 401),
              "402": _error_response("Your monthly budget is spent: the run is refused before it starts.",
@@ -548,16 +590,18 @@ def _paths() -> dict[str, Any]:
             "Rename a session of yours", "sessions",
             {**_ok(ref("SessionDetail")), **_errors(400, 401, 403, 404, 405, 413, 503)},
             security=WRITE_AUTH, parameters=[SESSION_ID], operation_id="rename_session",
-            request_body={"required": True, "content": {JSON: {"schema": ref("RenameRequest")},
-                                                        FORM: {"schema": ref("RenameRequest")},
-                                                        MULTIPART: {"schema": ref("RenameRequest")}}})},
+            request_body={"required": True, "content": {
+                JSON: {"schema": ref("RenameRequest")},
+                FORM: {"schema": ref("RenameRequestForm")},
+                MULTIPART: {"schema": ref("RenameRequestForm")}}})},
         "/uploads": {"post": _op(
             "Upload files for a websocket `run` frame (ids expire after an hour)", "runs",
             {**_ok(ref("Uploads"), status=201, description="Stored; name the ids in a `run` frame's `files`."),
              **_errors(400, 401, 403, 405, 413, 415, 429, 503)},
             security=WRITE_AUTH, operation_id="upload_files",
             request_body={"required": True, "content": {MULTIPART: {
-                "schema": ref("UploadRequest"), "encoding": {"files": {"contentType": "application/octet-stream"}}}}})},
+                "schema": ref("UploadRequest"),
+                "encoding": {"files": {"contentType": FILE_TYPES}}}}})},
         "/usage": {"get": _op(
             "Your own usage: runs, tokens and cost per day and per model", "usage",
             {**_ok(ref("Usage")), **_errors(400, 401, 405, 503)}, security=READ_AUTH,

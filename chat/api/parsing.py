@@ -108,6 +108,8 @@ def _fields(request: HttpRequest) -> tuple[dict, list[Attachment]]:
         return json_body(request), []
     if content_type in ("application/x-www-form-urlencoded", "multipart/form-data", ""):
         fields = form_fields(request)
+        if "files" in fields:  # a text field, not a file part: the run would go ahead without them
+            raise BadRequest(400, "'files' must be sent as files: multipart parts with a filename.")
         with _reading_body():
             return fields, _attachments(request) if content_type == "multipart/form-data" else []
     raise BadRequest(415, f"Unsupported content type {content_type!r}: send JSON, form-urlencoded or multipart.")

@@ -113,6 +113,21 @@ async def test_an_empty_file_is_refused_by_name_before_the_run(api, alice, recor
     assert await nothing_written()
 
 
+@pytest.mark.parametrize("multipart", [True, False])
+async def test_files_sent_as_text_fields_are_refused_not_dropped(api, alice, recorder, multipart):
+    """Found by schemathesis: `files` as a plain text field (no filename: not a file part) was
+    silently ignored, so the run went ahead without what the client meant to attach."""
+    extra = {"files": [("other", ("x.txt", b"x", "text/plain"))]} if multipart else {}
+    response = await api.post(RUNS, data={"message": "Read this", "stream": "false", "files": "notes.txt"},
+                              headers=bearer(alice), **extra)
+    assert response.status_code == 400
+    assert "'files'" in response.json()["detail"]
+    assert recorder.calls == []
+    assert await nothing_written()
+    upload = await api.post("/uploads", data={"files": "notes.txt"}, files=extra.get("files"), headers=bearer(alice))
+    assert upload.status_code == 400 and "'files'" in upload.json()["detail"]
+
+
 # --- through a real Daphne server ------------------------------------------------------------
 
 
