@@ -176,3 +176,33 @@ async def test_run_failures_match_their_documented_bodies(api, alice, failures, 
     assert_conforms("/teams/{team_id}/runs", "post", 504, response.json())
     with pytest.raises(jsonschema.ValidationError):  # the check can fail: a body without error_type
         assert_conforms("/teams/{team_id}/runs", "post", 504, {"detail": "x", "run_id": "r", "session_id": "s"})
+
+
+def _media_examples():
+    for path, item in document()["paths"].items():
+        for method, op in item.items():
+            bodies = [("request", op.get("requestBody", {}).get("content", {}))]
+            bodies += [(status, response.get("content", {})) for status, response in op["responses"].items()]
+            for where, content in bodies:
+                for media, obj in content.items():
+                    values = [obj["example"]] if "example" in obj else []
+                    values += [example["value"] for example in obj.get("examples", {}).values()]
+                    for value in values:
+                        yield f"{method} {path} {where} {media}", obj["schema"], value
+
+
+def test_every_example_matches_its_schema():
+    components = document()["components"]
+    checked = 0
+    for where, schema, value in _media_examples():
+        if "event-stream" in where:  # the frames' data, each an SseEvent
+            frames = parse_sse(value)
+            assert frames, where
+            validator = jsonschema.Draft202012Validator({"$ref": "#/components/schemas/SseEvent",
+                                                         "components": components})
+            for frame in frames:
+                validator.validate(frame.data)
+        else:
+            jsonschema.Draft202012Validator({**schema, "components": components}).validate(value)
+        checked += 1
+    assert checked >= 10

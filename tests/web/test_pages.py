@@ -84,3 +84,21 @@ def test_cookies_are_secure_when_the_site_is_served_over_https(https, secure):
     env = {**os.environ, "DJANGO_SETTINGS_MODULE": "cirkelline_site.settings", "CIRKELLINE_TLS": https}
     out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True).stdout
     assert out.split() == [secure, secure, "True", "Lax"]
+
+
+def test_the_docs_page_names_every_websocket_frame_type(client):
+    """/docs documents the websocket protocol: every frame type the consumer reads (`kind == "..."`)
+    or sends (`"type": "..."`) in chat/ws is on the page."""
+    import re
+    from pathlib import Path
+
+    import chat.ws
+
+    source = "".join(path.read_text() for path in Path(chat.ws.__file__).parent.glob("*.py"))
+    sent = set(re.findall(r'"type": ?"([a-z_]+)"', source))
+    read = set(re.findall(r'kind == "([a-z_]+)"', source))
+    types = sent | read
+    assert {"run", "cancel", "watch", "auth", "ready", "error", "events", "run_started", "run_finished"} <= types
+    page = client.get("/docs").content.decode()
+    assert [t for t in sorted(types) if f"<code>{t}</code>" not in page] == []
+    assert 'data-url="/openapi.json"' in page
