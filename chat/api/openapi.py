@@ -79,6 +79,9 @@ FILES = {"type": "array", "minItems": 1, "maxItems": settings.CIRKELLINE_MAX_FIL
                         "audio, video, documents (a part's Content-Type, or its file name, says which; others 415)."}
 # The part types a file may have (chat.runs.request.MEDIA_TYPES).
 FILE_TYPES = ", ".join(sorted(t for types in MEDIA_TYPES.values() for t in types))
+# A day `GET /usage` takes: YYYY-MM-DD from 1970-01-01 to 9999-12-30.
+USAGE_DAY = {"type": "string", "format": "date", "pattern": r"^(19[7-9]\d|[2-9]\d{3})-\d{2}-\d{2}$",
+             "not": {"const": "9999-12-31"}}
 USAGE_FIGURES = ["runs", "input_tokens", "output_tokens", "total_tokens", "reasoning_tokens", "cache_read_tokens",
                  "cache_write_tokens", "cost", "unpriced_tokens", "pricing"]
 
@@ -167,10 +170,13 @@ def _schemas() -> dict[str, Any]:
     usage_row = _obj({
         "runs": INT, "input_tokens": INT, "output_tokens": INT, "total_tokens": INT, "reasoning_tokens": INT,
         "cache_read_tokens": INT, "cache_write_tokens": INT,
-        "cost": {"type": ["string", "null"], "description": "Decimal string in `currency`; null when nothing in "
-                 "the row is priced."},
+        "cost": {"type": ["string", "null"], "pattern": r"^\d+\.\d{8}$",
+                 "description": "Exact decimal string in `currency`, 8 places; null when nothing in the row is "
+                                "priced (`pricing: unpriced`)."},
         "unpriced_tokens": {"type": "integer", "description": "Tokens of calls with no price rule (not guessed)."},
-        "pricing": {"type": "string", "description": "`priced`, `unpriced` or `partial`."},
+        "pricing": {"enum": ["priced", "unpriced", "partial", "none"],
+                    "description": "How much of the cost is known: `none` (no runs: cost 0), `priced` (all), "
+                                   "`unpriced` (nothing: cost null), `partial`."},
     }, USAGE_FIGURES)
     team_event_base = {
         "created_at": {"type": "integer", "description": "Unix seconds."},
@@ -606,11 +612,13 @@ def _paths() -> dict[str, Any]:
             "Your own usage: runs, tokens and cost per day and per model", "usage",
             {**_ok(ref("Usage")), **_errors(400, 401, 405, 503)}, security=READ_AUTH,
             parameters=[_query("from", "First UTC day, inclusive (default: 29 days before `to`).",
-                               {"type": "string", "format": "date", "example": "2026-11-01"}),
+                               {**USAGE_DAY, "example": "2026-11-01"}),
                         _query("to", "Last UTC day, inclusive (default: today). At most 366 days after `from`.",
-                               {"type": "string", "format": "date", "example": "2026-11-30"})],
+                               {**USAGE_DAY, "example": "2026-11-30"})],
             operation_id="get_usage",
-            description="A bad or reversed date, or a range over 366 days, is a 400 naming the field.")},
+            description="UTC days, both included; only your own usage (there is no user parameter). A bad or "
+                        "reversed date, a range over 366 days, a parameter given twice or any other parameter is "
+                        "a 400 naming it. Costs: docs/COST.md.")},
         # The pages (HTML; the browser's login cookie). Documented so the contract names every route.
         "/": {"get": _op("The chat page (a new chat)", "pages", {"200": copy.deepcopy(html_page),
                                                                  "302": copy.deepcopy(to_login)},

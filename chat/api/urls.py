@@ -1,4 +1,4 @@
-"""The API's routes: AgentOS-compatible runs, sessions and teams; the token routes; uploads; usage; the OpenAPI document."""
+"""The API's routes: AgentOS runs, sessions and teams; the token routes; uploads; usage; the OpenAPI document."""
 
 from django.urls import path
 
