@@ -102,3 +102,20 @@ def test_the_docs_page_names_every_websocket_frame_type(client):
     page = client.get("/docs").content.decode()
     assert [t for t in sorted(types) if f"<code>{t}</code>" not in page] == []
     assert 'data-url="/openapi.json"' in page
+
+
+def test_vendored_swagger_ui_is_the_recorded_release():
+    """The files /docs serves are byte-identical to the npm release its README records."""
+    import hashlib
+    import re
+    from pathlib import Path
+
+    import chat.web
+
+    folder = Path(chat.web.__file__).parent / "static" / "chat" / "vendor" / "swagger-ui"
+    readme = (folder / "README.md").read_text()
+    recorded = dict(re.findall(r"^\s+(\S+)\s+<- package/\S+\n\s+sha256 ([0-9a-f]{64})", readme, flags=re.M))
+    assert set(recorded) == {"swagger-ui-bundle.js", "swagger-ui.css"}
+    for name, digest in recorded.items():
+        assert hashlib.sha256((folder / name).read_bytes()).hexdigest() == digest, name
+    assert (folder / "LICENSE").read_text().lstrip().startswith("Apache License")
