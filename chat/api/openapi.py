@@ -662,7 +662,8 @@ def document() -> dict[str, Any]:
                 "fields the error names and the response's `request_id`. Authenticate with "
                 "`Authorization: Bearer <access token>` from `POST /api/token/`, or, in the browser, with the "
                 "login cookie (writes need the `X-CSRFToken` header). The websocket `/ws/chat/` is described on "
-                "`/docs`; the prose reference is docs/API.md."),
+                "`/docs`; the prose reference is docs/API.md. On any route, a `Host` header the server does not "
+                "answer to is a 400, and an unknown path a 404, both with the same JSON body."),
         },
         "servers": [{"url": "/", "description": "This server."}],
         "tags": [
