@@ -29,6 +29,8 @@ SSE = "text/event-stream"
 HTML = "text/html"
 
 SESSION_ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.:-]{0,63}$"
+DELEGATION_FAILURE_KINDS = ["announced_not_executed", "unknown_member", "empty_task", "member_error",
+                            "member_empty_result", "member_stalled"]
 RUN_ERROR_TYPES = ["provider_error", "timeout", "rate_limited", "internal"]
 
 # Who may call: a bearer token, or the login cookie (plus the CSRF token for writes).
@@ -232,6 +234,15 @@ def _schemas() -> dict[str, Any]:
         "TeamRunContentDiscarded": team_event(
             "TeamRunContentDiscarded", "Cirkelline's own: a leader model call failed mid-answer and is retried; drop "
             "the last `discarded_characters` of the leader's streamed text.", discarded_characters=INT),
+        "DelegationFailureDetected": _obj({
+            "event": {"const": "DelegationFailureDetected"}, "created_at": INT, "run_id": STR, "session_id": STR,
+            "team_id": STR,
+            "kind": {"enum": DELEGATION_FAILURE_KINDS},
+            "member": {"type": "string", "description": "The member id (empty: the leader named no one)."},
+            "excerpt": {"type": "string", "description": "The evidence (at most 300 characters)."}},
+            ["event", "run_id", "kind"], description="Cirkelline's own: a delegation failure in this run (once per "
+            "kind and member); `member_stalled` while the run goes on, the others just before the terminal event. "
+            "Informative only."),
         "RunStarted": member_event("RunStarted", "A member run began.", model=STR, model_provider=STR),
         "ModelRequestStarted": member_event("ModelRequestStarted", "A member calls its model.", model=STR,
                                             model_provider=STR),

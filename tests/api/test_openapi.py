@@ -226,3 +226,17 @@ async def test_usage_and_a_budget_refusal_match_their_documented_bodies(api, ali
     refused = await api.post(RUNS, data={"message": "hi", "stream": "false"}, headers=bearer(alice))
     assert refused.status_code == 402
     assert_conforms("/teams/{team_id}/runs", "post", 402, refused.json())
+
+
+@pytest.mark.django_db(transaction=True)
+async def test_a_delegation_failure_event_matches_its_documented_shape(api, alice, settings, use_latency):
+    """A member that stays silent past the stall limit (chat.runs.monitor) is announced mid-stream."""
+    from metrics.models import FailureKind
+
+    assert {kind.value for kind in FailureKind} == set(  # the document's list of kinds is the model's
+        document()["components"]["schemas"]["DelegationFailureDetected"]["properties"]["kind"]["enum"])
+    settings.CIRKELLINE_MEMBER_STALL_SECONDS = 0.3
+    use_latency(1.5)
+    response = await api.post(RUNS, data={"message": "Please research the history of Copenhagen"},
+                              headers=bearer(alice))
+    assert "DelegationFailureDetected" in _validate_events(parse_sse(response.text))
