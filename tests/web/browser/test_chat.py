@@ -120,9 +120,10 @@ async def test_a_member_that_stops_answering_is_shown_as_such_until_it_answers(s
     }""")
     await send(page, RESEARCH)
     route = last_turn(page).locator(".delegation")
-    await expect(route).to_have_attribute("data-state", "stalled")
+    # Three 2 s provider calls: generous waits, so a loaded machine cannot make them race.
+    await expect(route).to_have_attribute("data-state", "stalled", timeout=20_000)
     await expect(route.locator(".state")).to_have_text("not answering…")
-    await expect(last_turn(page)).to_have_attribute("data-status", "completed")
+    await expect(last_turn(page)).to_have_attribute("data-status", "completed", timeout=20_000)
     await expect(route).to_have_attribute("data-state", "done")
     assert await page.evaluate("window.__delegationStates") == ["working", "stalled", "done"]
 
