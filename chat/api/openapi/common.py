@@ -1,0 +1,155 @@
+"""The OpenAPI document's building blocks: media types, JSON Schema shorthands, the repeated error
+responses, operation and parameter helpers (shared by chat.api.openapi.schemas and .paths)."""
+
+from __future__ import annotations
+
+import copy
+from typing import Any
+
+from django.conf import settings
+
+from chat.errors import AuthError
+from chat.runs.request import MEDIA_TYPES
+
+JSON = "application/json"
+FORM = "application/x-www-form-urlencoded"
+MULTIPART = "multipart/form-data"
+SSE = "text/event-stream"
+HTML = "text/html"
+
+SESSION_ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.:-]{0,63}$"
+DELEGATION_FAILURE_KINDS = ["announced_not_executed", "unknown_member", "empty_task", "member_error",
+                            "member_empty_result", "member_stalled"]
+RUN_ERROR_TYPES = ["provider_error", "timeout", "rate_limited", "internal"]
+
+# Who may call: a bearer token, or the login cookie (plus the CSRF token for writes).
+BEARER = {"bearerAuth": []}
+COOKIE = {"sessionCookie": []}
+COOKIE_CSRF = {"sessionCookie": [], "csrfToken": []}
+READ_AUTH = [BEARER, COOKIE]
+WRITE_AUTH = [BEARER, COOKIE_CSRF]
+NO_AUTH: list = []
+
+
+def ref(name: str) -> dict:
+    return {"$ref": f"#/components/schemas/{name}"}
+
+
+def obj(properties: dict, required: list[str] | None = None, *, extra: bool = True, **more: Any) -> dict:
+    schema: dict[str, Any] = {"type": "object", "properties": properties}
+    if required:
+        schema["required"] = required
+    if not extra:
+        schema["additionalProperties"] = False
+    schema.update(more)
+    return schema
+
+
+STR = {"type": "string"}
+# What a client sends: any string but one with a NUL character (a 400 in every field).
+TEXT = {"type": "string", "pattern": "^[^\\u0000]*$"}
+# ... with something besides whitespace (fields the server strips first).
+NONBLANK = {"type": "string", "pattern": "^[^\\u0000]*\\S[^\\u0000]*$"}
+INT = {"type": "integer"}
+NUM = {"type": "number"}
+BOOL = {"type": "boolean"}
+OBJ = {"type": "object"}
+NULLABLE_STR = {"type": ["string", "null"]}
+NULLABLE_OBJ = {"type": ["object", "null"]}
+NULLABLE_ARRAY = {"type": ["array", "null"]}
+ANY = {}
+DATE_TIME = {"type": ["string", "null"], "format": "date-time"}
+# A flag: a JSON boolean, or in any body one of these words (case and surrounding spaces do not matter);
+# null or absent: the default.
+BOOLISH = {"enum": [True, False, "true", "false", "1", "0", "yes", "no", "on", "off", None]}
+# A form field's value (a form has no arrays or objects: each field is sent once, as text).
+SCALAR = {"type": ["string", "number", "boolean", "null"], "pattern": "^[^\\u0000]*$"}
+FILES = {"type": "array", "minItems": 1, "maxItems": settings.CIRKELLINE_MAX_FILES,
+         "items": {"type": "string", "format": "binary", "minLength": 1},
+         "description": "Up to `CIRKELLINE_MAX_FILES` non-empty files, each up to `CIRKELLINE_MAX_FILE_BYTES`: images, "
+                        "audio, video, documents (a part's Content-Type, or its file name, says which; others 415)."}
+# The part types a file may have (chat.runs.request.MEDIA_TYPES).
+FILE_TYPES = ", ".join(sorted(t for types in MEDIA_TYPES.values() for t in types))
+# A day `GET /usage` takes: YYYY-MM-DD from 1970-01-01 to 9999-12-30.
+USAGE_DAY = {"type": "string", "format": "date", "pattern": r"^(19[7-9]\d|[2-9]\d{3})-\d{2}-\d{2}$",
+             "not": {"const": "9999-12-31"}}
+USAGE_FIGURES = ["runs", "input_tokens", "output_tokens", "total_tokens", "reasoning_tokens", "cache_read_tokens",
+                 "cache_write_tokens", "cost", "unpriced_tokens", "pricing"]
+
+
+# --- responses ---------------------------------------------------------------------------------
+
+def error_response(description: str, schema: str = "Error", example: str | None = None,
+                    headers: dict | None = None) -> dict:
+    content: dict[str, Any] = {"schema": ref(schema)}
+    if example:
+        content["example"] = {"detail": example, "request_id": "3f2a9c0d5e6b4a7f8e9d0c1b2a3f4e5d"}
+    response: dict[str, Any] = {"description": description, "content": {JSON: content}}
+    if headers:
+        response["headers"] = headers
+    return response
+
+
+RETRY_AFTER = {"Retry-After": {"description": "Seconds to wait before retrying.", "schema": INT}}
+WWW_AUTHENTICATE = {"WWW-Authenticate": {"description": 'Always `Bearer realm="cirkelline"`.', "schema": STR}}
+ALLOW = {"Allow": {"description": "The methods the route accepts.", "schema": STR}}
+
+E400 = error_response("The request is malformed: a field, parameter or id is wrong (the sentence names it).",
+                       example="'message' is required and must be a non-empty string.")
+E401 = error_response("No valid credentials: none, a bad or expired token, a revoked token, an inactive or deleted "
+                       "user.", example=AuthError.detail, headers=WWW_AUTHENTICATE)
+E403 = error_response("A cookie-authenticated write without a valid CSRF token, or a `user_id` naming someone "
+                       "else.", example="CSRF check failed: CSRF token missing.")
+E404 = error_response("Not there, or not yours (never told apart).", example="Session not found.")
+E405 = error_response("The route does not take this method.", example="Method PUT is not allowed here.",
+                       headers=ALLOW)
+E413 = error_response("The message, a file, the number of files or the body is too large.",
+                       example="'message' is too long: the limit is 32000 characters.")
+E415 = error_response("Unsupported content type or file type.",
+                       example="Unsupported content type 'text/plain': send JSON, form-urlencoded or multipart.")
+E429 = error_response("Too many requests: runs in progress (yours or the server's), pending uploads, or failed "
+                       "logins. `Retry-After` says when to retry.", "RateLimited", headers=RETRY_AFTER)
+E503 = error_response("The database is unavailable; retry after `Retry-After` seconds.",
+                       example="The database is unavailable right now; please retry shortly.", headers=RETRY_AFTER)
+
+
+def errors(*codes: int) -> dict:
+    table = {400: E400, 401: E401, 403: E403, 404: E404, 405: E405, 413: E413, 415: E415, 429: E429, 503: E503}
+    return {str(code): copy.deepcopy(table[code]) for code in codes}
+
+
+def ok(schema: dict, description: str = "OK", example: Any = None, status: int = 200) -> dict:
+    content: dict[str, Any] = {"schema": schema}
+    if example is not None:
+        content["example"] = example
+    return {str(status): {"description": description, "content": {JSON: content}}}
+
+
+def op(summary: str, tag: str, responses: dict, *, security: list | None = None, description: str = "",
+        parameters: list | None = None, request_body: dict | None = None, operation_id: str) -> dict:
+    op: dict[str, Any] = {"operationId": operation_id, "summary": summary, "tags": [tag], "responses": responses}
+    if description:
+        op["description"] = description
+    if parameters:
+        op["parameters"] = parameters
+    if request_body:
+        op["requestBody"] = request_body
+    op["security"] = NO_AUTH if security is None else security
+    return op
+
+
+def path_param(name: str, description: str, schema: dict) -> dict:
+    return {"name": name, "in": "path", "required": True, "description": description, "schema": schema}
+
+
+def query(name: str, description: str, schema: dict) -> dict:
+    return {"name": name, "in": "query", "required": False, "description": description, "schema": schema}
+
+
+TEAM_ID = path_param("team_id", "The team: `cirkelline` (`GET /teams` lists them). Unknown: 404.",
+                      {"type": "string", "example": "cirkelline"})
+SESSION_ID = path_param("session_id", "A session id of yours (an ill-formed id is a 400, another user's a 404).",
+                         {"type": "string", "pattern": SESSION_ID_PATTERN, "example": "s-2026-12-01-a"})
+RUN_ID = path_param("run_id", "A run id of yours (the `run_id` of `TeamRunStarted`).",
+                     {"type": "string", "pattern": SESSION_ID_PATTERN,
+                      "example": "f0f2334e-62a2-433a-97c3-bf37761fe342"})
