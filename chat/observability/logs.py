@@ -1,6 +1,6 @@
 """The server's logs: their format (text or JSON lines), their redaction, and the operational lines.
 
-settings.py calls `build_logging` (it stays the only reader of the environment). Every line
+the settings call `build_logging` (it stays the only reader of the environment). Every line
 carries the request id and run id (request_id.RequestContextFilter). CIRKELLINE_LOG_FORMAT=json
 writes one JSON object per line with python-json-logger.
 

@@ -1,6 +1,6 @@
 """Every Prometheus metric of the server, defined once, and the small hooks that update them.
 
-Several worker processes: prometheus-client's multiprocess mode. settings.py points
+Several worker processes: prometheus-client's multiprocess mode. The settings point
 PROMETHEUS_MULTIPROC_DIR at CIRKELLINE_METRICS_DIR before anything imports prometheus-client;
 each process writes its values to memory-mapped files named for its pid there, and a scrape of
 any worker (`render`) adds up the files of all of them. What processes that no longer run left

@@ -1,8 +1,11 @@
-"""Django settings for Cirkelline.
+"""Django settings for Cirkelline (DJANGO_SETTINGS_MODULE=cirkelline_site.settings).
 
-This is the only module that reads the environment. Every variable is listed, with a
+This package is the only code that reads the environment. Every variable is listed, with a
 comment, in `.env.example`. Defaults give a working local server: SQLite under var/, the
 in-memory channel layer and the offline `demo` model, no keys needed.
+
+Django's own settings are here; Cirkelline's run settings are in `runs.py`, the operations
+settings in `operations.py`, the readers in `readers.py`.
 """
 
 from __future__ import annotations
@@ -12,31 +15,9 @@ import secrets
 from datetime import timedelta
 from pathlib import Path
 
-import environ
 from django.core.exceptions import ImproperlyConfigured
 
-from chat.observability.logs import build_logging
-
-BASE_DIR = Path(__file__).resolve().parent.parent
-VAR_DIR = Path(os.environ.get("CIRKELLINE_VAR_DIR") or BASE_DIR / "var")
-VAR_DIR.mkdir(parents=True, exist_ok=True)
-
-env = environ.Env()
-environ.Env.read_env(BASE_DIR / ".env")  # optional; real environment variables win
-
-
-def _positive_float(name: str, default: float) -> float:
-    value = env.float(name, default=default)
-    if value <= 0:
-        raise ImproperlyConfigured(f"{name} must be a positive number, got {value!r}")
-    return value
-
-
-def _non_negative_int(name: str, default: int) -> int:
-    value = env.int(name, default=default)
-    if value < 0:
-        raise ImproperlyConfigured(f"{name} must be zero or more, got {value!r}")
-    return value
+from .readers import BASE_DIR, VAR_DIR, env, non_negative_int, positive_float
 
 
 def _secret_key() -> str:
@@ -261,9 +242,9 @@ SIMPLE_JWT = {
 }
 # Failed logins on /api/token/ allowed per username and per client address within the window
 # (seconds); one more is refused with 429 even with the right password. 0 turns a limit off.
-CIRKELLINE_LOGIN_FAILURES_PER_USERNAME = _non_negative_int("CIRKELLINE_LOGIN_FAILURES_PER_USERNAME", 10)
-CIRKELLINE_LOGIN_FAILURES_PER_ADDRESS = _non_negative_int("CIRKELLINE_LOGIN_FAILURES_PER_ADDRESS", 50)
-CIRKELLINE_LOGIN_FAILURE_WINDOW = _positive_float("CIRKELLINE_LOGIN_FAILURE_WINDOW", 900.0)
+CIRKELLINE_LOGIN_FAILURES_PER_USERNAME = non_negative_int("CIRKELLINE_LOGIN_FAILURES_PER_USERNAME", 10)
+CIRKELLINE_LOGIN_FAILURES_PER_ADDRESS = non_negative_int("CIRKELLINE_LOGIN_FAILURES_PER_ADDRESS", 50)
+CIRKELLINE_LOGIN_FAILURE_WINDOW = positive_float("CIRKELLINE_LOGIN_FAILURE_WINDOW", 900.0)
 
 # --- i18n / static ----------------------------------------------------------------------
 LANGUAGE_CODE = "en-us"
@@ -294,98 +275,9 @@ CIRKELLINE_TLS = env.bool("CIRKELLINE_TLS", default=False)
 SESSION_COOKIE_SECURE = CSRF_COOKIE_SECURE = CIRKELLINE_TLS
 SECURE_SSL_REDIRECT = CIRKELLINE_TLS and env.bool("CIRKELLINE_SSL_REDIRECT", default=True)
 SECURE_REDIRECT_EXEMPT = [r"^health$", r"^ready$"]
-SECURE_HSTS_SECONDS = _non_negative_int("CIRKELLINE_HSTS_SECONDS", 31_536_000) if CIRKELLINE_TLS else 0
+SECURE_HSTS_SECONDS = non_negative_int("CIRKELLINE_HSTS_SECONDS", 31_536_000) if CIRKELLINE_TLS else 0
 SECURE_HSTS_INCLUDE_SUBDOMAINS = env.bool("CIRKELLINE_HSTS_INCLUDE_SUBDOMAINS", default=False)
 SECURE_HSTS_PRELOAD = env.bool("CIRKELLINE_HSTS_PRELOAD", default=False)
 
-# --- Cirkelline -------------------------------------------------------------------------
-CIRKELLINE_VERSION = "0.1.0"
-# The superuser `make run` creates on first start (manage.py ensure_admin).
-CIRKELLINE_ADMIN_USERNAME = env.str("CIRKELLINE_ADMIN_USERNAME", default="admin")
-CIRKELLINE_ADMIN_PASSWORD = env.str("CIRKELLINE_ADMIN_PASSWORD", default="")
-# provider:model_id, e.g. google:gemini-2.5-flash, openai:gpt-4.1-mini, openai-like:llama3.1,
-# ollama:llama3.1, demo, scripted. Empty: Gemini when a Google key is set, else OpenAI when an
-# OpenAI key is set, else the offline demo.
-CIRKELLINE_MODEL = env.str("CIRKELLINE_MODEL", default="")
-CIRKELLINE_MODEL_BASE_URL = env.str("CIRKELLINE_MODEL_BASE_URL", default="")
-CIRKELLINE_MODEL_API_KEY = env.str("CIRKELLINE_MODEL_API_KEY", default="")
-GOOGLE_API_KEY = env.str("GOOGLE_API_KEY", default="") or env.str("GEMINI_API_KEY", default="")
-OPENAI_API_KEY = env.str("OPENAI_API_KEY", default="")
-# Provider SDK clients (connection pools) per server process; runs are spread over them.
-CIRKELLINE_PROVIDER_CLIENTS = env.int("CIRKELLINE_PROVIDER_CLIENTS", default=8)
-# Per provider call HTTP timeout (s); the run deadline below bounds the whole run.
-CIRKELLINE_MODEL_TIMEOUT = _positive_float("CIRKELLINE_MODEL_TIMEOUT", 60.0)
-
-CIRKELLINE_RUN_TIMEOUT = _positive_float("CIRKELLINE_RUN_TIMEOUT", 120.0)
-CIRKELLINE_DEEP_RESEARCH_TIMEOUT = _positive_float("CIRKELLINE_DEEP_RESEARCH_TIMEOUT", 600.0)
-# A provider call that sends nothing for this long ends the run as timed out; a stream that goes
-# quiet this long mid-answer counts as a failed (retried) call.
-CIRKELLINE_FIRST_TOKEN_TIMEOUT = _positive_float("CIRKELLINE_FIRST_TOKEN_TIMEOUT", 60.0)
-CIRKELLINE_STREAM_IDLE_TIMEOUT = _positive_float("CIRKELLINE_STREAM_IDLE_TIMEOUT", 30.0)
-# A member run with no event for this long is recorded as a stalled delegation (member_stalled);
-# the run itself goes on to its own deadline.
-CIRKELLINE_MEMBER_STALL_SECONDS = _positive_float("CIRKELLINE_MEMBER_STALL_SECONDS", 30.0)
-CIRKELLINE_MAX_RETRIES = _non_negative_int("CIRKELLINE_MAX_RETRIES", 2)
-CIRKELLINE_RETRY_DELAY = _positive_float("CIRKELLINE_RETRY_DELAY", 1.0)
-# A run whose final write fails (database down) is retried in the background for this long,
-# first after CIRKELLINE_FLUSH_RETRY_INTERVAL seconds, then with doubling waits (max 30 s).
-CIRKELLINE_FLUSH_RETRY_WINDOW = _positive_float("CIRKELLINE_FLUSH_RETRY_WINDOW", 600.0)
-CIRKELLINE_FLUSH_RETRY_INTERVAL = _positive_float("CIRKELLINE_FLUSH_RETRY_INTERVAL", 5.0)
-# Threads that run ORM work for the run path (chat/storage/executor.py).
-CIRKELLINE_DB_THREADS = env.int("CIRKELLINE_DB_THREADS", default=8)
-CIRKELLINE_HISTORY_RUNS = _non_negative_int("CIRKELLINE_HISTORY_RUNS", 5)
-CIRKELLINE_MAX_MESSAGE_CHARS = _non_negative_int("CIRKELLINE_MAX_MESSAGE_CHARS", 32_000)
-# Levels of objects/arrays a JSON body's field (session_state, dependencies, metadata, ...) may
-# nest; deeper is a 400 before anything runs. At most 100: agno copies and serialises these values
-# recursively, and a few hundred levels exhaust Python's recursion limit mid-run.
-CIRKELLINE_MAX_JSON_DEPTH = env.int("CIRKELLINE_MAX_JSON_DEPTH", default=32)
-if not 1 <= CIRKELLINE_MAX_JSON_DEPTH <= 100:
-    raise ImproperlyConfigured(f"CIRKELLINE_MAX_JSON_DEPTH must be between 1 and 100, got {CIRKELLINE_MAX_JSON_DEPTH}")
-# Admission control: concurrent runs per user (across all processes when REDIS_URL is set) and
-# per server process. Beyond them a new run gets 429 with Retry-After.
-CIRKELLINE_MAX_RUNS_PER_USER = _non_negative_int("CIRKELLINE_MAX_RUNS_PER_USER", 3)
-CIRKELLINE_MAX_CONCURRENT_RUNS = _non_negative_int("CIRKELLINE_MAX_CONCURRENT_RUNS", 1000)
-CIRKELLINE_MAX_FILES = _non_negative_int("CIRKELLINE_MAX_FILES", 10)
-CIRKELLINE_MAX_FILE_BYTES = _non_negative_int("CIRKELLINE_MAX_FILE_BYTES", 20 * 1024 * 1024)
-# Whole request bodies (JSON/form, and multipart minus file parts) above this are refused (413).
-DATA_UPLOAD_MAX_MEMORY_SIZE = env.int("CIRKELLINE_MAX_BODY_BYTES", default=25 * 1024 * 1024)
-FILE_UPLOAD_MAX_MEMORY_SIZE = DATA_UPLOAD_MAX_MEMORY_SIZE
-
-# Garbage collector thresholds (gen0,gen1,gen2) for server processes; empty: CPython's defaults.
-# See cirkelline_site/process_tuning.py for why the default is raised.
-CIRKELLINE_GC_THRESHOLD = tuple(int(x) for x in env.list("CIRKELLINE_GC_THRESHOLD", default=["10000", "20", "100"]))
-if CIRKELLINE_GC_THRESHOLD and len(CIRKELLINE_GC_THRESHOLD) != 3:
-    raise ImproperlyConfigured("CIRKELLINE_GC_THRESHOLD must be three integers: gen0,gen1,gen2 (or empty)")
-
-# Benchmarks only: a directory where every server process writes its event-loop lag and
-# process figures once a second (bench/loopstats.py, around the app as bench/asgi.py serves it). Empty: off.
-CIRKELLINE_STATS_DIR = env.str("CIRKELLINE_STATS_DIR", default="")
-
-# The scripted model (CIRKELLINE_MODEL=scripted): seconds per provider call. Tests and bench.
-CIRKELLINE_SCRIPTED_LATENCY = env.float("CIRKELLINE_SCRIPTED_LATENCY", default=0.0)
-
-# --- Operations (docs/OPERATIONS.md) --------------------------------------------------------
-# Log lines as text or JSON lines; message text and provider error text in them only when true.
-CIRKELLINE_LOG_FORMAT = env.str("CIRKELLINE_LOG_FORMAT", default="text")
-if CIRKELLINE_LOG_FORMAT not in ("text", "json"):
-    raise ImproperlyConfigured(f"CIRKELLINE_LOG_FORMAT must be text or json, got {CIRKELLINE_LOG_FORMAT!r}")
-CIRKELLINE_LOG_CONTENT = env.bool("CIRKELLINE_LOG_CONTENT", default=False)
-# Bearer token Prometheus sends to /metrics (empty: only staff sessions may read it).
-CIRKELLINE_METRICS_TOKEN = env.str("CIRKELLINE_METRICS_TOKEN", default="")
-# Where every worker process writes its metrics (prometheus-client's multiprocess mode); the
-# workers of one deployment share it. It must be set before prometheus-client is imported.
-CIRKELLINE_METRICS_DIR = env.str("CIRKELLINE_METRICS_DIR", default="") or str(VAR_DIR / "metrics")
-Path(CIRKELLINE_METRICS_DIR).mkdir(parents=True, exist_ok=True)
-os.environ["PROMETHEUS_MULTIPROC_DIR"] = CIRKELLINE_METRICS_DIR
-# An event-loop stall longer than this logs a warning with the blocking stack (0: no warnings).
-CIRKELLINE_LOOP_STALL_WARN_MS = _non_negative_int("CIRKELLINE_LOOP_STALL_WARN_MS", 500)
-# false: no Prometheus observations, no run / retry / admission lines and no loop watch (request
-# ids stay). For measuring what they cost (docs/PERFORMANCE.md); production keeps them on.
-CIRKELLINE_TELEMETRY = env.bool("CIRKELLINE_TELEMETRY", default=True)
-
-LOGGING = build_logging(
-    log_format=CIRKELLINE_LOG_FORMAT,
-    level=env.str("CIRKELLINE_LOG_LEVEL", default="INFO"),
-    agno_level=env.str("CIRKELLINE_AGNO_LOG_LEVEL", default="WARNING"),
-    content=CIRKELLINE_LOG_CONTENT,
-)
+from .operations import *  # noqa: E402, F403 - logging, metrics, telemetry
+from .runs import *  # noqa: E402, F403 - Cirkelline's run settings

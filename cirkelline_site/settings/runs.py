@@ -1,0 +1,72 @@
+"""Cirkelline's own settings: the model, run deadlines, retries, limits, process tuning."""
+
+from __future__ import annotations
+
+from django.core.exceptions import ImproperlyConfigured
+
+from .readers import env, non_negative_int, positive_float
+
+CIRKELLINE_VERSION = "0.1.0"
+# The superuser `make run` creates on first start (manage.py ensure_admin).
+CIRKELLINE_ADMIN_USERNAME = env.str("CIRKELLINE_ADMIN_USERNAME", default="admin")
+CIRKELLINE_ADMIN_PASSWORD = env.str("CIRKELLINE_ADMIN_PASSWORD", default="")
+# provider:model_id, e.g. google:gemini-2.5-flash, openai:gpt-4.1-mini, openai-like:llama3.1,
+# ollama:llama3.1, demo, scripted. Empty: Gemini when a Google key is set, else OpenAI when an
+# OpenAI key is set, else the offline demo.
+CIRKELLINE_MODEL = env.str("CIRKELLINE_MODEL", default="")
+CIRKELLINE_MODEL_BASE_URL = env.str("CIRKELLINE_MODEL_BASE_URL", default="")
+CIRKELLINE_MODEL_API_KEY = env.str("CIRKELLINE_MODEL_API_KEY", default="")
+GOOGLE_API_KEY = env.str("GOOGLE_API_KEY", default="") or env.str("GEMINI_API_KEY", default="")
+OPENAI_API_KEY = env.str("OPENAI_API_KEY", default="")
+# Provider SDK clients (connection pools) per server process; runs are spread over them.
+CIRKELLINE_PROVIDER_CLIENTS = env.int("CIRKELLINE_PROVIDER_CLIENTS", default=8)
+# Per provider call HTTP timeout (s); the run deadline below bounds the whole run.
+CIRKELLINE_MODEL_TIMEOUT = positive_float("CIRKELLINE_MODEL_TIMEOUT", 60.0)
+
+CIRKELLINE_RUN_TIMEOUT = positive_float("CIRKELLINE_RUN_TIMEOUT", 120.0)
+CIRKELLINE_DEEP_RESEARCH_TIMEOUT = positive_float("CIRKELLINE_DEEP_RESEARCH_TIMEOUT", 600.0)
+# A provider call that sends nothing for this long ends the run as timed out; a stream that goes
+# quiet this long mid-answer counts as a failed (retried) call.
+CIRKELLINE_FIRST_TOKEN_TIMEOUT = positive_float("CIRKELLINE_FIRST_TOKEN_TIMEOUT", 60.0)
+CIRKELLINE_STREAM_IDLE_TIMEOUT = positive_float("CIRKELLINE_STREAM_IDLE_TIMEOUT", 30.0)
+# A member run with no event for this long is recorded as a stalled delegation (member_stalled);
+# the run itself goes on to its own deadline.
+CIRKELLINE_MEMBER_STALL_SECONDS = positive_float("CIRKELLINE_MEMBER_STALL_SECONDS", 30.0)
+CIRKELLINE_MAX_RETRIES = non_negative_int("CIRKELLINE_MAX_RETRIES", 2)
+CIRKELLINE_RETRY_DELAY = positive_float("CIRKELLINE_RETRY_DELAY", 1.0)
+# A run whose final write fails (database down) is retried in the background for this long,
+# first after CIRKELLINE_FLUSH_RETRY_INTERVAL seconds, then with doubling waits (max 30 s).
+CIRKELLINE_FLUSH_RETRY_WINDOW = positive_float("CIRKELLINE_FLUSH_RETRY_WINDOW", 600.0)
+CIRKELLINE_FLUSH_RETRY_INTERVAL = positive_float("CIRKELLINE_FLUSH_RETRY_INTERVAL", 5.0)
+# Threads that run ORM work for the run path (chat/storage/executor.py).
+CIRKELLINE_DB_THREADS = env.int("CIRKELLINE_DB_THREADS", default=8)
+CIRKELLINE_HISTORY_RUNS = non_negative_int("CIRKELLINE_HISTORY_RUNS", 5)
+CIRKELLINE_MAX_MESSAGE_CHARS = non_negative_int("CIRKELLINE_MAX_MESSAGE_CHARS", 32_000)
+# Levels of objects/arrays a JSON body's field (session_state, dependencies, metadata, ...) may
+# nest; deeper is a 400 before anything runs. At most 100: agno copies and serialises these values
+# recursively, and a few hundred levels exhaust Python's recursion limit mid-run.
+CIRKELLINE_MAX_JSON_DEPTH = env.int("CIRKELLINE_MAX_JSON_DEPTH", default=32)
+if not 1 <= CIRKELLINE_MAX_JSON_DEPTH <= 100:
+    raise ImproperlyConfigured(f"CIRKELLINE_MAX_JSON_DEPTH must be between 1 and 100, got {CIRKELLINE_MAX_JSON_DEPTH}")
+# Admission control: concurrent runs per user (across all processes when REDIS_URL is set) and
+# per server process. Beyond them a new run gets 429 with Retry-After.
+CIRKELLINE_MAX_RUNS_PER_USER = non_negative_int("CIRKELLINE_MAX_RUNS_PER_USER", 3)
+CIRKELLINE_MAX_CONCURRENT_RUNS = non_negative_int("CIRKELLINE_MAX_CONCURRENT_RUNS", 1000)
+CIRKELLINE_MAX_FILES = non_negative_int("CIRKELLINE_MAX_FILES", 10)
+CIRKELLINE_MAX_FILE_BYTES = non_negative_int("CIRKELLINE_MAX_FILE_BYTES", 20 * 1024 * 1024)
+# Whole request bodies (JSON/form, and multipart minus file parts) above this are refused (413).
+DATA_UPLOAD_MAX_MEMORY_SIZE = env.int("CIRKELLINE_MAX_BODY_BYTES", default=25 * 1024 * 1024)
+FILE_UPLOAD_MAX_MEMORY_SIZE = DATA_UPLOAD_MAX_MEMORY_SIZE
+
+# Garbage collector thresholds (gen0,gen1,gen2) for server processes; empty: CPython's defaults.
+# See cirkelline_site/process_tuning.py for why the default is raised.
+CIRKELLINE_GC_THRESHOLD = tuple(int(x) for x in env.list("CIRKELLINE_GC_THRESHOLD", default=["10000", "20", "100"]))
+if CIRKELLINE_GC_THRESHOLD and len(CIRKELLINE_GC_THRESHOLD) != 3:
+    raise ImproperlyConfigured("CIRKELLINE_GC_THRESHOLD must be three integers: gen0,gen1,gen2 (or empty)")
+
+# Benchmarks only: a directory where every server process writes its event-loop lag and
+# process figures once a second (bench/loopstats.py, around the app as bench/asgi.py serves it). Empty: off.
+CIRKELLINE_STATS_DIR = env.str("CIRKELLINE_STATS_DIR", default="")
+
+# The scripted model (CIRKELLINE_MODEL=scripted): seconds per provider call. Tests and bench.
+CIRKELLINE_SCRIPTED_LATENCY = env.float("CIRKELLINE_SCRIPTED_LATENCY", default=0.0)
