@@ -12,8 +12,8 @@ comes from chat.agents.runtime.
 """
 
 from .handle import RunHandle, live_run, live_run_count, live_runs_of, when_idle
-from .outcome import RunResult
 from .request import Attachment, RunRequest
+from .result import RunResult
 from .service import cancel_run, start_run
 
 __all__ = ["Attachment", "RunHandle", "RunRequest", "RunResult", "cancel_run", "live_run", "live_run_count",

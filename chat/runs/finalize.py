@@ -27,7 +27,8 @@ from metrics.recording import record_run
 
 from .admission import coordinator
 from .handle import _END, RunHandle, unregister
-from .outcome import AGNO_STATUS, ERROR_MESSAGES, outcome, terminal_event, usage_fields
+from .outcome import ERROR_MESSAGES, outcome, terminal_event, usage_fields
+from .result import AGNO_STATUS
 
 logger = logging.getLogger(__name__)
 

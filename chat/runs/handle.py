@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import AsyncIterator, Callable
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from django.conf import settings
 
@@ -17,10 +17,8 @@ from metrics.models import RunStatus
 from .accounting import RunAccount
 from .monitor import DelegationMonitor
 from .request import RunRequest
+from .result import RunResult
 from .teams import team_members
-
-if TYPE_CHECKING:
-    from .outcome import RunResult
 
 _END = object()  # the end of a run's event queue
 

@@ -1,23 +1,20 @@
-"""How a run ended, in the run service's terms: its `RunResult`, the one terminal event clients
+"""How a run ended, in the run service's terms: its `RunResult` (chat.runs.result), the one terminal event clients
 receive, and its usage row's fields. Pure functions of the finished run's handle (no I/O)."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from datetime import datetime
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from chat.agents.providers import model_spec
 from chat.agents.retry import RATE_LIMIT_STATUS
 from chat.agents.runtime import TeamRunEvent, cancelled_event, error_event
-from chat.agents.team import CIRKELLINE_TEAM_ID
 from chat.payload import storable
 from metrics.models import RunStatus
 
+from .handle import RunHandle
+from .result import RunResult
 from .teams import team_name
-
-if TYPE_CHECKING:
-    from .handle import RunHandle
 
 _COMPLETED = TeamRunEvent.run_completed.value
 _CANCELLED = TeamRunEvent.run_cancelled.value
@@ -31,45 +28,6 @@ ERROR_MESSAGES = {
     "internal": "Something went wrong while running your request.",
 }
 
-
-@dataclass
-class RunResult:
-    run_id: str
-    session_id: str
-    status: str  # metrics.models.RunStatus value
-    error_type: str = ""
-    message: str = ""
-    retry_after: float | None = None
-    output: Any = None  # agno's TeamRunOutput, when agno produced one
-    terminal: Any = None
-    content: str = ""
-    # The run ended but its rows could not be written (the database is unavailable) ...
-    storage_failed: bool = False
-    # ... or were refused by the database (not retried; only the usage row was written).
-    storage_refused: bool = False
-
-    def output_dict(self) -> dict:
-        """The run as AgentOS returns it for stream=false (TeamRunOutput.to_dict())."""
-        if self.output is not None:
-            data = self.output.to_dict()
-        else:
-            data = {"run_id": self.run_id, "session_id": self.session_id, "team_id": CIRKELLINE_TEAM_ID,
-                    "content": self.content}
-        data["status"] = AGNO_STATUS[self.status]
-        if self.error_type:
-            data["error_type"] = self.error_type
-            data["content"] = self.message
-        return data
-
-
-# The run's status as AgentOS names it (stored run rows, stream=false responses).
-AGNO_STATUS = {
-    RunStatus.COMPLETED: "COMPLETED",
-    RunStatus.CANCELLED: "CANCELLED",
-    RunStatus.ERROR: "ERROR",
-    RunStatus.RATE_LIMITED: "ERROR",
-    RunStatus.TIMED_OUT: "ERROR",
-}
 
 def outcome(handle: RunHandle, output: Any, failure: BaseException | None) -> RunResult:
     """How the run ended (completed, error, rate_limited, timed_out, cancelled, with an error type)."""
