@@ -13,8 +13,12 @@ A sentence announces a delegation when it has
 2. whose object is a member: its name ("Research Specialist"), id, a compound of its role word
    ("researchspecialisten", "the audio team"), a person form ("the researcher", "forskeren"),
    or a generic teammate ("a specialist", "my colleague", "eksperten");
-and it is not a question, an offer ("if you want ...", "hvis du vil ..."), or negated.
-"Delegate" itself needs no object.
+and it is not a question, an offer ("if you want ...", "hvis du vil ..."), or negated: a
+negation right before the announcement ("rather than I ask", "uden at jeg spørger", "not that
+I'll ask"), right after its verb ("I'll not ask", "jeg spørger ikke ...") or right after its
+object ("jeg spørger forskeren ikke"; but "beder forskeren ikke at ..." still asks).
+"Delegate" itself needs no object. One announcement can name several members ("the Research
+Specialist and the Image Specialist", "forskeren og billedspecialisten"): each one counts.
 """
 
 from __future__ import annotations
@@ -64,10 +68,17 @@ ANNOUNCE = re.compile(
 )
 OFFER = re.compile(r"\b(?:if\s+you(?:'d)?\s+(?:want|like|prefer|wish)|should\s+you\s+want|hvis\s+du\s+(?:vil|ønsker|"
                    r"har\s+lyst|gerne\s+vil)|om\s+du\s+vil)\b")
-NEGATED_BEFORE = re.compile(r"\b(?:rather\s+than|instead\s+of|without|no\s+need|i\s+won'?t|i\s+don'?t|i\s+do\s+not|"
+NEGATED_BEFORE = re.compile(r"\b(?:not\s+that|ikke\s+fordi|ikke\s+(?:sådan\s+)?at|"
+                            r"rather\s+than|instead\s+of|without|no\s+need|i\s+won'?t|i\s+don'?t|i\s+do\s+not|"
                             r"i\s+will\s+not|i\s+can'?t|i\s+cannot|i\s+didn'?t|i\s+did\s+not|i\s+haven'?t|not|never|"
                             r"ikke|aldrig|i\s+stedet\s+for|frem\s+for|uden\s+at)\s*$")
 NEGATED_AFTER = re.compile(r"^\s*(?:not|never|ikke|aldrig)\b")
+# Danish puts the negation after a short object: "jeg spørger forskeren ikke" (not "... ikke at").
+NEGATED_AFTER_OBJECT = re.compile(r"^\s*(?:ikke|aldrig)\b(?!\s+(?:om\s+)?at\b)")
+# What joins a further member to the first: "the X and the Y", "X, Y og Z", "X as well as Y".
+AND_ALSO = re.compile(r"^\s*(?:,\s*(?:(?:and|og)\s+)?|(?:and|og|samt|plus|&|as\s+well\s+as)\s+)"
+                      r"(?:(?:then|also|så|også|derefter)\s+)?")
+GENERIC = re.compile(GENERIC_TARGETS + r"\b")
 SENTENCE = re.compile(r"(?<=[.!?])\s+|\n+")
 
 
@@ -96,23 +107,52 @@ def member_patterns(member_id: str, name: str = "", aliases: Sequence[str] = ())
     return re.compile(r"^(?:" + "|".join(sorted(alternatives, key=len, reverse=True)) + r")")
 
 
-def _target(rest: str, members: Sequence[tuple[str, re.Pattern]], *, after_to: bool) -> str | None:
-    """The member the text right after the verb names (its id), "" for a generic teammate, or None."""
-    candidates = [rest]
+def _target(rest: str, members: Sequence[tuple[str, re.Pattern]], *, after_to: bool) -> tuple[str, int] | None:
+    """The member the text right after the verb names (its id, "" for a generic teammate) and
+    where that name ends in `rest`; None if it names no teammate."""
+    starts = [0]
     if after_to:  # hand / pass / send ... "to" the member, possibly after an object ("this", "opgaven")
-        candidates = [rest[m.end():] for m in re.finditer(r"\b(?:to|til)\s+", rest)]
-    for text in candidates:
-        text = re.sub(rf"^\s*{FILLERS}", "", text)
-        for member_id, pattern in members:
-            if pattern.match(text):
-                return member_id
-        if re.match(GENERIC_TARGETS + r"\b", text):
-            return ""
+        starts = [m.end() for m in re.finditer(r"\b(?:to|til)\s+", rest)]
+    for start in starts:
+        named = _name_at(rest, start, members)
+        if named is not None:
+            return named
     return None
 
 
-def find_announcement(text: str, members: Sequence[tuple[str, re.Pattern]]) -> Announcement | None:
-    """The first sentence of `text` that announces a delegation (see the module docstring)."""
+def _name_at(text: str, start: int, members: Sequence[tuple[str, re.Pattern]]) -> tuple[str, int] | None:
+    """The member (or generic teammate, "") named at `start` of `text`, after fillers, and its end."""
+    start += re.match(rf"\s*{FILLERS}", text[start:]).end()
+    for member_id, pattern in members:
+        if (named := pattern.match(text[start:])) is not None:
+            return member_id, start + named.end()
+    if (generic := GENERIC.match(text[start:])) is not None:
+        return "", start + generic.end()
+    return None
+
+
+def _targets(rest: str, members: Sequence[tuple[str, re.Pattern]], *, after_to: bool) -> tuple[list[str], int] | None:
+    """Every member the announcement names ("X and Y", "X, Y og Z") and where the last name ends."""
+    first = _target(rest, members, after_to=after_to)
+    if first is None:
+        return None
+    named, end = [first[0]], first[1]
+    while (joined := AND_ALSO.match(rest[end:])) is not None and joined.end():
+        further = _name_at(rest, end + joined.end(), members)
+        if further is None:
+            break
+        named.append(further[0])
+        end = further[1]
+    return named, end
+
+
+def find_announcements(text: str, members: Sequence[tuple[str, re.Pattern]]) -> list[Announcement]:
+    """Every member `text` announces handing work to, in order (see the module docstring).
+
+    A member named by several sentences is listed once per sentence; "" stands for a generic
+    teammate or a bare "delegate".
+    """
+    found: list[Announcement] = []
     for original in SENTENCE.split(text or ""):
         sentence = _normal(original).strip()
         if not sentence or sentence.endswith("?") or OFFER.search(sentence):
@@ -122,14 +162,20 @@ def find_announcement(text: str, members: Sequence[tuple[str, re.Pattern]]) -> A
                 continue
             groups = {k for k, v in match.groupdict().items() if v}
             rest = sentence[match.end():]
-            if groups & {"en_del", "da_del", "bare_del"}:
-                found = _target(rest, members, after_to=True)
-                return Announcement(member=found or "", sentence=original.strip())
-            found = None
-            if groups & {"en_hand", "da_hand", "inv_hand", "bare_hand"}:  # "... (videre) to/til X", or "send X ..."
-                found = _target(rest, members, after_to=True)
-            if found is None:
-                found = _target(rest, members, after_to=False)
-            if found is not None:
-                return Announcement(member=found, sentence=original.strip())
-    return None
+            named = None
+            if groups & {"en_hand", "da_hand", "inv_hand", "bare_hand", "en_del", "da_del", "bare_del"}:
+                named = _targets(rest, members, after_to=True)  # "... (videre) to/til X", or "send X ..."
+            if named is None and not groups & {"en_del", "da_del", "bare_del"}:
+                named = _targets(rest, members, after_to=False)
+            if named is None and groups & {"en_del", "da_del", "bare_del"}:
+                named = ([""], 0)  # "I'll delegate this" needs no object
+            if named is None or NEGATED_AFTER_OBJECT.match(rest[named[1]:]):
+                continue
+            found += [Announcement(member=member, sentence=original.strip()) for member in named[0]]
+            break  # one announcement per sentence: its members are all listed
+    return found
+
+
+def find_announcement(text: str, members: Sequence[tuple[str, re.Pattern]]) -> Announcement | None:
+    """The first announcement in `text`, or None."""
+    return next(iter(find_announcements(text, members)), None)

@@ -6,7 +6,8 @@ tests/runs/test_delegation_agno.py) and a few attributes, so this runs on stored
 
 Kinds (metrics.models.FailureKind):
 - announced_not_executed: the leader's text announces handing work to a member (see
-  chat/runs/announcements.py) and the run made no delegation tool call;
+  chat/runs/announcements.py) and the run made no delegation tool call for that member (a
+  broadcast to all members covers every one; a generic "a specialist" is covered by any call);
 - unknown_member: delegate_task_to_member named a member the team does not have (agno answers
   the leader "Member with ID ... not found");
 - empty_task: a delegation whose task has no words;
@@ -26,7 +27,7 @@ from typing import Any
 
 from chat.agents.runtime import DELEGATION_TOOLS, RunEvent, TeamRunEvent
 
-from .announcements import find_announcement, member_patterns
+from .announcements import find_announcements, member_patterns
 
 TOOL_STARTED = TeamRunEvent.tool_call_started.value
 TOOL_COMPLETED = TeamRunEvent.tool_call_completed.value
@@ -183,6 +184,7 @@ def detect(events: Iterable[Any], *, run_id: str | None, members: Sequence[Membe
     known = {m.id for m in members}
     findings: list[Finding] = []
     delegated, seen_calls = False, set()
+    delegated_to: set[str] = set()  # normalised member ids the leader called (ALL_MEMBERS for a broadcast)
     # Members whose own run events are in the stream: their RunError / RunCompleted decide.
     streamed_members = {_member_of(e) for e in events if _is_member_event(e, run_id)}
     watcher = StallWatcher(run_id, stall_seconds) if stall_seconds else None
@@ -200,6 +202,7 @@ def detect(events: Iterable[Any], *, run_id: str | None, members: Sequence[Membe
                 continue
             delegated = True
             member = str(args.get("member_id") or "") if tool_name == "delegate_task_to_member" else "all members"
+            delegated_to.add(_same_member(member))
             call_id = field(tool, "tool_call_id") or id(tool)
             if call_id not in seen_calls:
                 seen_calls.add(call_id)
@@ -225,12 +228,20 @@ def detect(events: Iterable[Any], *, run_id: str | None, members: Sequence[Membe
         last = next((s for s in map(_timestamp, reversed(events)) if s is not None), None)
         if last is not None:
             findings += watcher.poll(last)
-    if not delegated:
-        patterns = [(m.id, member_patterns(m.id, m.name, m.aliases)) for m in members]
-        announced = find_announcement(leader_text(events, run_id), patterns)
-        if announced is not None:
+    patterns = [(m.id, member_patterns(m.id, m.name, m.aliases)) for m in members]
+    for announced in find_announcements(leader_text(events, run_id), patterns):
+        if announced.member:  # a named member: its own delegation must have been made
+            missing = not {_same_member(announced.member), _same_member("all members")} & delegated_to
+        else:  # "a specialist", "I'll delegate this": any delegation does
+            missing = not delegated
+        if missing:
             findings.append(Finding("announced_not_executed", announced.member, _clip(announced.sentence)))
     return _unique(findings)
+
+
+def _same_member(member_id: str) -> str:
+    """A member id as the leader may spell it in a call ("Research Specialist", "research_specialist")."""
+    return "-".join(member_id.lower().replace("_", " ").split())
 
 
 def _unique(findings: list[Finding]) -> list[Finding]:
