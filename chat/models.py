@@ -53,14 +53,24 @@ class ChatSessionQuerySet(models.QuerySet):
     def owned_by(self, user_pk: int) -> ChatSessionQuerySet:
         return self.filter(user_id=user_pk)
 
+    def shown_to(self, user_pk: int) -> ChatSessionQuerySet:
+        """The user's sessions as the API shows them: those with at least one stored run.
+
+        A run claims its session when it is admitted, but until a run of it is stored the session
+        is the run's internal claim: listed, read, renamed or deleted, it is "not found", as
+        AgentOS answers before it stores a session. (agent-ui reads `GET /sessions/{id}/runs`
+        while the first answer streams; an empty array there replaced the chat it was showing.)
+        """
+        return self.owned_by(user_pk).filter(models.Exists(ChatRun.objects.filter(session_id=models.OuterRef("pk"))))
+
     def is_owned(self, user_pk: int, session_id: str) -> bool:
         return self.owned_by(user_pk).filter(session_id=session_id).exists()
 
     def page(self, user_pk: int, *, limit: int = 20, page: int = 1, sort_by: str | None = None,
              sort_order: str | None = None, session_name: str | None = None,
              component_id: str | None = None) -> tuple[list[dict], int]:
-        """One page of the user's sessions (session columns only: no run payload is loaded) and the total."""
-        qs = self.owned_by(user_pk)
+        """One page of the user's shown sessions (session columns only: no run payload is loaded) and the total."""
+        qs = self.shown_to(user_pk)
         if session_name:
             qs = qs.filter(session_name__icontains=session_name)
         if component_id:
@@ -73,23 +83,23 @@ class ChatSessionQuerySet(models.QuerySet):
         return list(qs.order_by(*order).values(*_SESSION_COLUMNS)[offset : offset + limit]), total
 
     def detail(self, user_pk: int, session_id: str) -> dict | None:
-        """The user's session as an agno session record with all its runs (team and member), or None."""
-        row = self.owned_by(user_pk).filter(session_id=session_id).first()
+        """The user's shown session as an agno session record with all its runs (team and member), or None."""
+        row = self.shown_to(user_pk).filter(session_id=session_id).first()
         if row is None:
             return None
         return session_record(row, list(row.runs.order_by("id").values_list("payload", flat=True)))
 
     def run_payloads(self, user_pk: int, session_id: str) -> list[dict] | None:
-        """The payloads of all the runs of the user's session, oldest first; None if it is not theirs."""
-        session = self.owned_by(user_pk).filter(session_id=session_id).values("pk").first()
+        """The payloads of all the runs of the user's shown session, oldest first; None if it is not shown to them."""
+        session = self.shown_to(user_pk).filter(session_id=session_id).values("pk").first()
         if session is None:
             return None
         return list(ChatRun.objects.filter(session_id=session["pk"]).order_by("id").values_list("payload", flat=True))
 
     def rename(self, user_pk: int, session_id: str, name: str) -> dict | None:
-        """Rename the user's session; its agno session record, or None if it is not theirs."""
+        """Rename the user's shown session; its agno session record, or None if it is not shown to them."""
         with transaction.atomic():
-            row = self.select_for_update().filter(session_id=session_id, user_id=user_pk).first()
+            row = self.select_for_update().shown_to(user_pk).filter(session_id=session_id).first()
             if row is None:
                 return None
             data = dict(row.data or {})
@@ -101,8 +111,8 @@ class ChatSessionQuerySet(models.QuerySet):
             return session_record(row)
 
     def remove(self, user_pk: int, session_id: str) -> bool:
-        """Delete the user's session and its runs; False if they have no such session."""
-        deleted, _ = self.owned_by(user_pk).filter(session_id=session_id).delete()
+        """Delete the user's shown session and its runs; False if they have no such session shown."""
+        deleted, _ = self.shown_to(user_pk).filter(session_id=session_id).delete()
         return deleted > 0
 
     def for_run(self, session_id: str, user_pk: int | None, history_runs: int) -> dict | None:

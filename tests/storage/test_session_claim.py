@@ -111,25 +111,43 @@ async def test_two_users_claiming_one_new_id_at_once_leave_one_owner(alice, bob,
     assert {c.team_run_id for c in recorder.calls} == {h.run_id for h in handles}
 
 
-async def test_the_session_exists_named_after_its_first_message_while_its_first_run_is_live(
-    api, alice, recorder, use_latency
-):
+async def test_a_session_is_not_found_on_the_api_until_its_first_run_is_stored(api, alice, recorder, use_latency):
+    """Guards against the claim showing through: agent-ui reads GET /sessions/{id}/runs while the
+    first answer streams; a 200 [] there (the claimed row, no run yet) replaced its chat, and the
+    answer never rendered. AgentOS answers 404 until the session is stored, and so do we."""
     use_latency(0.3)
     handle = await start_run(RunRequest(user_id=alice.pk, message="Trip to Aarhus\nin May please"))
     await _in_first_model_call(handle, recorder)
-    listed = (await api.get("/sessions", headers=bearer(alice))).json()["data"]
-    assert [(s["session_id"], s["session_name"]) for s in listed] == [(handle.session_id, "Trip to Aarhus")]
-    detail = await api.get(f"/sessions/{handle.session_id}", headers=bearer(alice))
-    assert detail.status_code == 200 and detail.json()["chat_history"] == []
+    url = f"/sessions/{handle.session_id}"
+    answers = [
+        await api.get(f"{url}/runs", headers=bearer(alice)),
+        await api.get(url, headers=bearer(alice)),
+        await api.post(f"{url}/rename", json={"session_name": "Too early"}, headers=bearer(alice)),
+        await api.delete(url, headers=bearer(alice)),
+    ]
+    assert [r.status_code for r in answers] == [404] * 4
+    assert all(error_body(r) == {"detail": "Session not found."} for r in answers)
+    assert (await api.get("/sessions", headers=bearer(alice))).json()["data"] == []
+    assert not handle.is_finished, "the run ended before the session was asked for"
+    # The claim itself is there all along: the id is alice's, named after her first message.
+    assert await adb(lambda: ChatSession.objects.get(session_id=handle.session_id).session_name) == "Trip to Aarhus"
+
     await handle.wait()
     listed = (await api.get("/sessions", headers=bearer(alice))).json()["data"]
     assert [(s["session_id"], s["session_name"]) for s in listed] == [(handle.session_id, "Trip to Aarhus")]
+    runs = await api.get(f"{url}/runs", headers=bearer(alice))
+    assert runs.status_code == 200 and [r["run_id"] for r in runs.json() if r.get("team_id")] == [handle.run_id]
+    detail = await api.get(url, headers=bearer(alice))
+    assert detail.status_code == 200 and detail.json()["session_name"] == "Trip to Aarhus"
 
 
-async def test_a_session_deleted_while_its_run_is_live_is_not_brought_back(api, alice, recorder, use_latency):
+async def test_a_session_deleted_while_a_later_run_is_live_is_not_brought_back(api, alice, recorder, use_latency):
     """Guards against the final write resurrecting a session its owner deleted mid-run."""
+    first = await start_run(RunRequest(user_id=alice.pk, message="hello"))
+    await first.wait()
     use_latency(0.3)
-    handle = await start_run(RunRequest(user_id=alice.pk, message="Please research Copenhagen"))
+    handle = await start_run(RunRequest(user_id=alice.pk, message="Please research Copenhagen",
+                                        session_id=first.session_id))
     await _in_first_model_call(handle, recorder)
     deleted = await api.delete(f"/sessions/{handle.session_id}", headers=bearer(alice))
     assert deleted.status_code == 204

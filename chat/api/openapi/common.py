@@ -148,7 +148,8 @@ def query(name: str, description: str, schema: dict) -> dict:
 
 TEAM_ID = path_param("team_id", "The team: `cirkelline` (`GET /teams` lists them). Unknown: 404.",
                       {"type": "string", "example": "cirkelline"})
-SESSION_ID = path_param("session_id", "A session id of yours (an ill-formed id is a 400, another user's a 404).",
+SESSION_ID = path_param("session_id", "A session id of yours (an ill-formed id is a 400; another user's, or "
+                         "one whose first run is still live, a 404).",
                          {"type": "string", "pattern": SESSION_ID_PATTERN, "example": "s-2026-12-01-a"})
 RUN_ID = path_param("run_id", "A run id of yours (the `run_id` of `TeamRunStarted`).",
                      {"type": "string", "pattern": SESSION_ID_PATTERN,
