@@ -48,10 +48,14 @@ class Pricing(models.TextChoices):
 
 class RunUsage(models.Model):
     run_id = models.CharField(max_length=64, unique=True)
-    # Accounting outlives accounts: deleting a user keeps the usage rows.
+    # Accounting outlives accounts: deleting a user keeps the usage rows (`user` becomes NULL), and
+    # who the run belonged to stays on the row (`account_id`, `username`), so reports still name them.
     user = models.ForeignKey(
         settings.AUTH_USER_MODEL, null=True, on_delete=models.SET_NULL, related_name="run_usage"
     )
+    # The user's id and username when the run was billed; never cleared.
+    account_id = models.PositiveBigIntegerField(null=True, blank=True, db_index=True)
+    username = models.CharField(max_length=150, blank=True, default="")
     session_id = models.CharField(max_length=64, db_index=True)
     # The X-Request-ID of the request that started the run (chat.observability.request_id), as on
     # its log lines, so a user quoting it from an error body finds the run.

@@ -13,6 +13,7 @@ from collections.abc import Iterable
 from decimal import Decimal
 from typing import Any
 
+from django.contrib.auth import get_user_model
 from django.db import transaction
 
 from .models import TOKEN_FIELDS, DelegationFailure, FailureKind, ModelCall, Pricing, RunUsage
@@ -31,12 +32,31 @@ def _check_fields(fields: dict[str, Any], allowed: frozenset[str]) -> None:
         raise ValueError(f"unknown RunUsage fields: {sorted(unknown)}")
 
 
+def billed_to(fields: dict[str, Any]) -> dict[str, Any]:
+    """`fields` with who the run is billed to: `account_id` and `username` always (a snapshot that
+    outlives the account), `user_id` only while the account exists (else NULL).
+
+    A user deleted while a run of theirs was live would otherwise fail the usage write on the
+    foreign key, and a write that can never succeed would be retried as if the database were down.
+    (A deletion racing this check fails the transaction on the foreign key at commit; the run
+    service then writes the usage alone, and this check finds the account gone.) Sync: one query.
+    """
+    user_id = fields.get("user_id")
+    if user_id is None:
+        return fields
+    users = get_user_model()
+    name = users._default_manager.filter(pk=user_id).values_list(users.USERNAME_FIELD, flat=True).first()
+    return {**fields, "account_id": user_id, "user_id": user_id if name is not None else None,
+            "username": str(name if name is not None else fields.get("username") or "")[:150]}
+
+
 def record_run_usage(fields: dict[str, Any]) -> None:
     """Insert the usage row of one run without its ledger (its cost is then unknown: unpriced).
 
     Kept for callers that have no per-model ledger; `record_run` is the full write.
     """
     _check_fields(fields, USAGE_FIELDS)
+    fields = billed_to(fields)
     fields = {"pricing": Pricing.UNPRICED, "unpriced_tokens": fields.get("total_tokens", 0), **fields}
     RunUsage.objects.bulk_create([RunUsage(**fields)], ignore_conflicts=True)
 
@@ -100,7 +120,10 @@ def record_delegation_failures(usage_fields: dict[str, Any], failures: Iterable[
     a dict with kind, member, excerpt (and optionally created_at). Usable while the run is
     live (a stalled member) as well as in the final write.
     """
-    DelegationFailure.objects.bulk_create(failure_rows(usage_fields, failures), ignore_conflicts=True)
+    failures = list(failures)
+    if failures:
+        rows = failure_rows(billed_to(usage_fields), failures)
+        DelegationFailure.objects.bulk_create(rows, ignore_conflicts=True)
 
 
 def record_run(usage_fields: dict[str, Any], calls: list[dict[str, Any]],
@@ -122,8 +145,9 @@ def record_run(usage_fields: dict[str, Any], calls: list[dict[str, Any]],
     with transaction.atomic():
         if RunUsage.objects.filter(run_id=run_id).exists():
             return None  # already recorded: the first write is the run's record, a retry adds nothing
+        usage_fields = billed_to(usage_fields)
         RunUsage.objects.bulk_create(
             [RunUsage(**usage_fields, cost=cost, pricing=pricing, unpriced_tokens=gap)], ignore_conflicts=True)
         ModelCall.objects.bulk_create(rows, ignore_conflicts=True)
-        record_delegation_failures(usage_fields, failures)
+        DelegationFailure.objects.bulk_create(failure_rows(usage_fields, failures), ignore_conflicts=True)
     return cost

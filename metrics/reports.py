@@ -14,7 +14,7 @@ from decimal import Decimal
 
 from django.db import models
 from django.db.models import Count, F, FilteredRelation, Q, Sum
-from django.db.models.functions import TruncDate
+from django.db.models.functions import Coalesce, TruncDate
 from django.utils import timezone
 
 from .percentiles import PercentileCont, in_database, percentile_cont
@@ -163,8 +163,11 @@ class RunUsageQuerySet(models.QuerySet):
     def _key(self, group: str):
         if group == "day":
             return TruncDate("started_at", tzinfo=timezone.get_current_timezone())
-        # By user id, not name: no join, and a narrower sort; names are looked up afterwards.
-        return F("user_id") if group == "user" else F("model")
+        # By user id, not name: no join, and a narrower sort; names are looked up afterwards. A
+        # deleted account's rows have no user any more, but keep its id (account_id).
+        if group == "user":
+            return Coalesce("user_id", "account_id", output_field=models.BigIntegerField())
+        return F("model")
 
     def _cost_total(self) -> Decimal:
         if in_database():
@@ -196,6 +199,11 @@ class RunUsageQuerySet(models.QuerySet):
             names = dict(self.model._meta.get_field("user").related_model.objects
                          .filter(pk__in=[r["key"] for r in rows if r["key"] is not None])
                          .values_list("pk", "username"))
+            gone = [r["key"] for r in rows if r["key"] is not None and r["key"] not in names]
+            if gone:  # deleted accounts: the name their rows kept
+                kept = self.filter(user__isnull=True, account_id__in=gone).values_list("account_id", "username")
+                for pk, name in kept:
+                    names[pk] = f"{name or pk} (deleted)"
             for row in rows:
                 row["key"] = names.get(row["key"])
             rows.sort(key=lambda r: (r["key"] is None, r["key"] or ""))

@@ -93,6 +93,7 @@ def usage_fields(handle: RunHandle, result: RunResult, finished: datetime) -> di
     return {
         "run_id": handle.run_id,
         "user_id": handle.user_id,
+        "username": handle.request.username,
         "session_id": handle.session_id,
         "team_id": handle.team_id,
         "model": str(model_spec()),

@@ -45,6 +45,8 @@ class RunRequest:
     # How the client consumes the run (recorded on the usage row).
     streamed: bool = True
     run_id: str = field(default_factory=lambda: str(uuid.uuid4()))
+    # The user's name when the run started, kept on its usage row (which outlives the account).
+    username: str = ""
 
 
 # --- checking a run request's fields ----------------------------------------------------
@@ -123,6 +125,7 @@ def run_request_from_fields(data: dict, *, user_pk: int, username: str, team_id:
     stream = _bool("stream", data.get("stream"), True)
     run = RunRequest(
         user_id=user_pk,
+        username=username,
         team_id=team_id,
         message=message,
         session_id=session_id,
