@@ -7,7 +7,7 @@ PY     := $(VENV)/bin/python
 HOST   ?= 127.0.0.1
 PORT   ?= 7777
 
-.PHONY: run test install install-dev migrate lint bench-smoke clean
+.PHONY: run test install install-dev migrate lint agent-ui bench-smoke clean
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -39,6 +39,11 @@ test: install-dev
 lint: install-dev
 	$(PY) -m ruff check .
 	$(VENV)/bin/lint-imports --no-cache
+
+# agno's agent-ui, for its browser test (tests/web/agent_ui.py): built once per machine into
+# ~/.cache/cirkelline-agent-ui/<hash of its source>/ (npm reaches its registry); fails loudly.
+agent-ui: install-dev
+	$(PY) -m tests.web.agent_ui build
 
 clean:
 	rm -rf $(VENV) var/*.sqlite3* var/test-db-*
