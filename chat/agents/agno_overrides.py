@@ -18,7 +18,8 @@ upstream function's source, and names the override to re-check when one changes.
   `get_async_client` and Gemini in `get_client`, per Model object; every run builds its own
   Models, so these overrides hand out one client per event loop, configuration and shard instead
   (a saving: "provider calls spread over 8 SDK clients" in docs/PERFORMANCE.md; without it each
-  run would also leak a pool).
+  run would also leak a pool). Every OpenAI client of the process shares one TLS context
+  (`tls_context`), which the SDK would otherwise build, certificates loaded, per client.
 """
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ import dataclasses
 import functools
 import json
 import random
+import ssl
 import weakref
 from collections.abc import AsyncIterator
 from typing import Any
@@ -191,16 +193,38 @@ def _shared_client(key: tuple, factory: Any) -> Any:
 
 
 @functools.cache
+def tls_context() -> ssl.SSLContext:
+    """The process's one TLS context for provider HTTP clients, as the SDK would build it.
+
+    The openai SDK builds an HTTP client per SDK client, and each loads the system's CA
+    certificates into a context of its own (~20 ms of CPU). Clients are per event loop and
+    shard, so that was paid again by every new loop (each test, each worker) even when the
+    provider speaks plain http; the context is safe to share (httpcore only reads it, and
+    sets the same ALPN protocols on every handshake).
+    """
+    import httpx2
+
+    return httpx2.create_ssl_context()
+
+
+@functools.cache
 def shared_openai_client() -> type:
     """Mixin for agno's OpenAI models: `get_async_client` hands out the shared client (built on
     first use, so the openai SDK is imported only when an OpenAI model is configured)."""
-    from openai import AsyncOpenAI
+    from openai import AsyncOpenAI, DefaultAsyncHttpxClient
+
+    def build(params: dict) -> Any:
+        # The SDK's own HTTP client and defaults (limits, redirects), with the shared TLS context
+        # (unless the model brings an HTTP client of its own).
+        if params.get("http_client") is None:
+            params = {**params, "http_client": DefaultAsyncHttpxClient(verify=tls_context())}
+        return AsyncOpenAI(**params)
 
     class SharedOpenAIClient:
         def get_async_client(self):  # noqa: D401 - agno API
             params = self._get_client_params()
             key = ("openai", tuple(sorted((k, repr(v)) for k, v in params.items())))
-            client = _shared_client(key, lambda: AsyncOpenAI(**params))
+            client = _shared_client(key, lambda: build(params))
             self.async_client = client
             return client
 
