@@ -1,7 +1,7 @@
 """agno's agent-ui (a Next.js app), built once per machine and started for the browser tests.
 
-The source is vendored outside the repository (`../shared/vendor/agent-ui/`: agno's agent-ui at a
-pinned commit, with a patch that lets it build offline); `AGENT_UI_SOURCE` names another folder
+The source is vendored in tests/web/vendor/agent-ui/ (agno's agent-ui at a pinned commit, with a
+patch that lets it build offline), so a clean clone has it; `AGENT_UI_SOURCE` names another folder
 holding the same two files. The build lands in a cache folder keyed by the hash of that source,
 the patch, this recipe and Node's major version (`~/.cache/cirkelline-agent-ui/<key>/`, or
 `AGENT_UI_CACHE`), so it happens once per machine and again only when one of them changes.
@@ -48,8 +48,7 @@ def source_dir() -> Path:
     if os.environ.get("AGENT_UI_SOURCE"):
         candidates = [Path(os.environ["AGENT_UI_SOURCE"])]
     else:
-        # The main checkout sits next to shared/; a worktree one level further down.
-        candidates = [ROOT.parent / "shared/vendor/agent-ui", ROOT.parent.parent / "shared/vendor/agent-ui"]
+        candidates = [ROOT / "tests" / "web" / "vendor" / "agent-ui"]
     for folder in candidates:
         if (folder / TARBALL).is_file() and (folder / PATCH).is_file():
             return folder
