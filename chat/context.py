@@ -48,6 +48,21 @@ class Discard:
     characters: int
 
 
+@dataclass
+class CutCall:
+    """A provider call (one attempt) that agno will never report: cut off by a cancel or a deadline,
+    or failed after it had begun answering. The retry layer (chat.agents.retry) bills it from what
+    it saw: the usage the provider sent, if any, else a local estimate (chat.agents.token_estimate)."""
+
+    agent: str  # agent or team id, model id, provider: the key of the run's ledger (chat.runs.accounting)
+    model: str
+    provider: str
+    tokens: dict[str, int]
+    # 1; 0 for a completed call that reported no usage, which agno's own event counts.
+    calls: int = 1
+    estimated: bool = True
+
+
 class WriteBuffer:
     """agno's storage writes during one run, kept in memory until the run's final write.
 
@@ -104,6 +119,9 @@ class RunContext:
     # Costs providers reported for their calls (USD, Decimal), by (agent or team id, model id,
     # provider): the ledger's key (chat.runs.accounting), stored beside our own price.
     provider_costs: dict[tuple[str, str, str], Any] = field(default_factory=dict)
+    # Provider calls agno reports no usage for (cut off, or failed mid-answer), billed by the run
+    # service with the ones agno reports.
+    cut_calls: list[CutCall] = field(default_factory=list)
     # The status the run's own stored row must carry when it differs from agno's (a timed-out
     # run, which agno stopped as cancelled, is stored as ERROR); set by the run service.
     final_status: str | None = None

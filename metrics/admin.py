@@ -66,8 +66,9 @@ class RunUsageAdmin(ReportMixin, ReadOnlyAdmin):
 @admin.register(ModelCall)
 class ModelCallAdmin(ReportMixin, ReadOnlyAdmin):
     list_display = ("run_id", "agent", "is_leader", "provider", "model", "calls", "input_tokens", "output_tokens",
-                    "cache_read_tokens", "reasoning_tokens", "cost", "pricing", "provider_reported_cost")
-    list_filter = ("pricing", "provider", "model", "is_leader", "agent")
+                    "cache_read_tokens", "reasoning_tokens", "estimated_tokens", "cost", "pricing",
+                    "provider_reported_cost")
+    list_filter = ("pricing", "estimated", "provider", "model", "is_leader", "agent")
     search_fields = ("run__run_id", "model", "agent")
     date_hierarchy = "run__started_at"
     ordering = ("-run__started_at",)

@@ -73,6 +73,9 @@ class RunUsage(models.Model):
     reasoning_tokens = models.PositiveBigIntegerField(default=0)
     cache_read_tokens = models.PositiveBigIntegerField(default=0)
     cache_write_tokens = models.PositiveBigIntegerField(default=0)
+    # Of total_tokens, how many were counted locally, not reported by the provider: calls cut off
+    # mid-stream (a cancel, a deadline, a broken stream) report no usage (docs/COST.md).
+    estimated_tokens = models.PositiveBigIntegerField(default=0)
 
     # The exact sum of the priced ModelCall rows; NULL when none of them had a price rule.
     cost = models.DecimalField(null=True, blank=True, **COST)
@@ -224,6 +227,10 @@ class ModelCall(models.Model):
     reasoning_tokens = models.PositiveBigIntegerField(default=0)
     cache_read_tokens = models.PositiveBigIntegerField(default=0)
     cache_write_tokens = models.PositiveBigIntegerField(default=0)
+    # True when some of these tokens were counted locally (estimated_tokens of them): a call cut
+    # off mid-stream, whose provider never reported its usage (docs/COST.md).
+    estimated = models.BooleanField(default=False)
+    estimated_tokens = models.PositiveBigIntegerField(default=0)
     cost = models.DecimalField(null=True, blank=True, **COST)
     pricing = models.CharField(max_length=10, choices=Pricing.choices[::2], db_index=True)
     price_rule = models.ForeignKey(PriceRule, null=True, blank=True, on_delete=models.SET_NULL, related_name="+")

@@ -65,6 +65,7 @@ def _call_row(run_id: str, team_id: str, entry: dict[str, Any], rules) -> ModelC
     tokens = {name: int((entry.get("tokens") or {}).get(name) or 0) for name in TOKEN_FIELDS}
     priced = price(entry.get("provider") or "", entry.get("model") or "", tokens, rules=rules)
     reported = entry.get("provider_cost")
+    estimated = min(int(entry.get("estimated_tokens") or 0), tokens["total_tokens"])
     return ModelCall(
         run_id=run_id,
         agent=str(entry.get("agent") or "")[:128],
@@ -73,6 +74,8 @@ def _call_row(run_id: str, team_id: str, entry: dict[str, Any], rules) -> ModelC
         model=str(entry.get("model") or "")[:128],
         calls=int(entry.get("calls") or 0),
         **tokens,
+        estimated=estimated > 0,
+        estimated_tokens=estimated,
         cost=priced.cost,
         pricing=priced.pricing,
         price_rule=priced.rule,
@@ -133,7 +136,8 @@ def record_run(usage_fields: dict[str, Any], calls: list[dict[str, Any]],
     `usage_fields`: the RunUsage fields (run_id, user_id, started_at, tokens, ...; not cost,
     pricing or unpriced_tokens, which are computed here). `calls`: one dict per agent x model,
     as chat's RunAccount.by_model holds them: agent, model, provider, calls, tokens (a dict with
-    agno's token names) and, when the provider reported one, provider_cost. Each is priced with
+    agno's token names), estimated_tokens (how many of them were counted locally) and, when the
+    provider reported one, provider_cost. Each is priced with
     the rule in force at the run's started_at. Returns the run's cost (None when unpriced, or
     when the run was already recorded).
     """

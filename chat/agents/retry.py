@@ -4,7 +4,9 @@ Every model gets exactly this retry layer: agno's own `Model.retries` stays 0 an
 built with `max_retries=0` (chat.agents.providers). It retries 408/409/425/429/5xx/529 and
 connection errors, honours `Retry-After` / `retry-after-ms`, otherwise waits
 `CIRKELLINE_RETRY_DELAY x 2^attempt` with jitter, never past the run's deadline, and records
-attempts, back-off and the last failure on the run's `RunContext`.
+attempts, back-off and the last failure on the run's `RunContext`. It sees every attempt of every
+provider call, so it also bills the attempts agno never reports (`_Attempt`: cut off by a cancel
+or a deadline, or broken after they began answering) on the run's `RunContext.cut_calls`.
 """
 
 from __future__ import annotations
@@ -21,10 +23,11 @@ from typing import Any
 from agno.exceptions import ModelProviderError
 from django.conf import settings
 
-from chat.context import ProviderFailure, current_run
+from chat.context import CutCall, ProviderFailure, current_run
 from chat.observability import hooks
 
 from .agno_overrides import AgnoModelOverrides, StreamRestart
+from .token_estimate import TextCount, delta_text, prompt_tokens
 
 logger = logging.getLogger(__name__)
 
@@ -81,6 +84,58 @@ def _backoff(attempt: int, failure: ProviderFailure) -> float:
         return min(failure.retry_after, MAX_RETRY_AFTER)
     base = settings.CIRKELLINE_RETRY_DELAY * (2**attempt)
     return base * random.uniform(0.75, 1.25)  # jitter: clients that failed together spread out
+
+
+USAGE_FIELDS = ("input_tokens", "output_tokens", "total_tokens", "reasoning_tokens", "cache_read_tokens",
+                "cache_write_tokens")
+
+
+class _Attempt:
+    """One attempt of a provider call, as the retry layer saw it: what to bill if agno never does.
+
+    agno bills a call through its `ModelRequestCompleted` event, which comes only after a call
+    that ended normally. An attempt cut off by a cancel or a deadline, or broken after it began
+    answering (then retried or not), has no such event; its provider still had the prompt and
+    produced what it streamed. Providers send usage in a stream's last chunk, so such an attempt
+    rarely has any: it is billed from a local estimate, marked as estimated.
+    """
+
+    def __init__(self, model: Any, args: tuple, kwargs: dict) -> None:
+        self.model, self.kwargs = model, kwargs
+        self.messages = kwargs.get("messages", args[0] if args else None)
+        self.deltas = 0
+        self.output = TextCount()
+        self.usage: dict[str, int] | None = None  # what the provider reported during the attempt
+        self.settled = False  # billed, or left to agno's own event
+
+    def saw(self, delta: Any) -> None:
+        self.deltas += 1
+        self.output.add(delta_text(delta))
+        usage = getattr(delta, "response_usage", None)
+        if usage is not None:
+            if self.usage is None:
+                self.usage = dict.fromkeys(USAGE_FIELDS, 0)
+            for name in USAGE_FIELDS:
+                self.usage[name] += int(getattr(usage, name, 0) or 0)
+
+    def bill(self, *, calls: int = 1, output: TextCount | None = None) -> None:
+        """Record this attempt on the run: the provider's usage if it sent any, else an estimate."""
+        self.settled = True
+        ctx = current_run.get()
+        if ctx is None:
+            return
+        run_response = self.kwargs.get("run_response")
+        agent = getattr(run_response, "agent_id", None) or getattr(run_response, "team_id", None) or ""
+        if self.usage is not None and calls:
+            tokens, estimated = dict(self.usage), False
+        else:
+            prompt = prompt_tokens(self.messages, self.kwargs.get("tools"))
+            completion = (output or self.output).tokens
+            tokens = {"input_tokens": prompt, "output_tokens": completion, "total_tokens": prompt + completion}
+            estimated = True
+        model, provider = str(self.model.id or ""), str(self.model.provider or "")
+        ctx.cut_calls.append(CutCall(agent=agent, model=model, provider=provider, tokens=tokens, calls=calls,
+                                     estimated=estimated))
 
 
 class ResilientModel(AgnoModelOverrides):
@@ -148,11 +203,13 @@ class ResilientModel(AgnoModelOverrides):
     async def ainvoke(self, *args: Any, **kwargs: Any) -> Any:
         attempt = 0
         while True:
+            billing = _Attempt(self, args, kwargs)
             try:
                 async with asyncio.timeout(settings.CIRKELLINE_FIRST_TOKEN_TIMEOUT):
                     response = await super().ainvoke(*args, **kwargs)  # type: ignore[misc]
             except TimeoutError:
                 hooks.provider_call_ended(timed_out=True)
+                billing.bill()  # cut off in flight: the provider had the prompt
                 raise self._first_token_missed() from None
             except ModelProviderError as error:
                 hooks.provider_call_ended(error.status_code)
@@ -160,8 +217,16 @@ class ResilientModel(AgnoModelOverrides):
                     raise
                 attempt += 1
                 continue
+            except BaseException:  # cancelled (or crashed) in flight
+                billing.bill()
+                raise
             hooks.provider_call_ended(ok=True)
             self._note_provider_cost(response, kwargs.get("run_response"))
+            if getattr(response, "response_usage", None) is None:
+                # agno's event counts the call, with no tokens: add the estimate
+                answer = TextCount()
+                answer.add(delta_text(response))
+                billing.bill(calls=0, output=answer)
             return response
 
     async def ainvoke_stream(self, *args: Any, **kwargs: Any) -> AsyncIterator[Any]:
@@ -169,6 +234,7 @@ class ResilientModel(AgnoModelOverrides):
         while True:
             streamed = 0  # characters of text this attempt has streamed
             produced = False
+            billing = _Attempt(self, args, kwargs)
             stream = super().ainvoke_stream(*args, **kwargs)  # type: ignore[misc]
             try:
                 while True:
@@ -181,12 +247,16 @@ class ResilientModel(AgnoModelOverrides):
                             delta = await anext(stream)
                     except StopAsyncIteration:
                         hooks.provider_call_ended(ok=True)
+                        if billing.usage is None:  # agno's event counts the call, with no tokens
+                            billing.bill(calls=0)
+                        billing.settled = True
                         return
                     except TimeoutError:
                         if not produced:
                             hooks.provider_call_ended(timed_out=True)
                             raise self._first_token_missed() from None
                         raise ModelProviderError(message="The provider stopped sending mid-answer") from None
+                    billing.saw(delta)
                     if getattr(delta, "response_usage", None) is not None:
                         self._note_provider_cost(delta, kwargs.get("run_response"))
                     content = getattr(delta, "content", None)
@@ -196,12 +266,25 @@ class ResilientModel(AgnoModelOverrides):
                             streamed += len(content)
                     yield delta
             except ModelProviderError as error:
-                if not getattr(error, "first_token_deadline", False):  # that one was counted as timed out
+                cut = getattr(error, "first_token_deadline", False)
+                if not cut:  # that one was counted as timed out
                     hooks.provider_call_ended(error.status_code)
+                # Billed before any wait for a retry: a cancel during the back-off must not lose it.
+                # An attempt that had begun answering (or that the deadline cut off) consumed its
+                # prompt; one refused outright did not. Usage the provider did send stays with
+                # agno's event for the call, unless no attempt follows to carry it.
+                answered = billing.usage is None and (billing.deltas or cut)
+                if answered:
+                    billing.bill()
+                billing.settled = True
                 if not await self._should_retry(error, attempt, mid_stream=produced):
+                    if billing.usage is not None:
+                        billing.bill()
                     raise
                 if produced:
                     yield StreamRestart(extra={"discarded_characters": streamed})
                 attempt += 1
             finally:
+                if not billing.settled:  # cancelled (or crashed) in flight or mid-answer
+                    billing.bill()
                 await stream.aclose()

@@ -74,7 +74,7 @@ def ledger(handle: RunHandle) -> list[dict[str, Any]]:
     reported = handle.ctx.provider_costs
     return [
         {"agent": entry.agent, "model": entry.model, "provider": entry.provider, "calls": entry.calls,
-         "tokens": entry.tokens, "provider_cost": reported.get(key)}
+         "tokens": entry.tokens, "estimated_tokens": entry.estimated_tokens, "provider_cost": reported.get(key)}
         for key, entry in handle.account.by_model.items()
     ]
 
@@ -182,6 +182,8 @@ async def finalize(handle: RunHandle, output: Any, failure: BaseException | None
         pending = [t for t in (handle.ctx.tasks or ()) if not t.done() and t is not asyncio.current_task()]
         if pending:
             await _to_completion(asyncio.wait(pending, timeout=CLEANUP_GRACE))
+        # The provider calls cut off mid-stream (the retry layer saw them end; agno reports nothing).
+        handle.account.add_cut_calls(handle.ctx.cut_calls)
         usage = usage_fields(handle, result, datetime.now(UTC))
         usage["request_id"] = current_request_id() or ""
         # The stored run says what the usage row says (agno stops a timed-out run as cancelled).

@@ -101,6 +101,7 @@ def usage_fields(handle: RunHandle, result: RunResult, finished: datetime) -> di
         "error_type": result.error_type,
         "error_message": raw_error,
         **account.tokens,
+        "estimated_tokens": account.estimated_tokens,
         "model_calls": account.model_calls,
         "member_runs": len(account.member_runs),
         "delegations": account.delegations,

@@ -114,7 +114,8 @@ async def test_a_run_stopped_early_is_billed_for_the_tokens_it_consumed(alice, r
 @pytest.mark.parametrize("when", ["before", "mid-stream"])
 async def test_a_retried_call_is_billed_for_what_each_attempt_reported(alice, recorder, failures, settings,
                                                                       price_rule, when):
-    """Guards against billing a failed attempt as if it had completed, or dropping the retry's tokens."""
+    """Guards against billing a refused attempt, dropping the retry's tokens, or (mid-stream) billing
+    only the attempt that answered."""
     settings.CIRKELLINE_RETRY_DELAY = 0.01
     failures.push(provider_error(503), label="leader", when=when)
     handle = await start_run(RunRequest(user_id=alice.pk, message="Hello there"))
@@ -125,8 +126,16 @@ async def test_a_retried_call_is_billed_for_what_each_attempt_reported(alice, re
     assert len(calls) == 2 and calls[0].usage is None and calls[1].usage is not None
     row = await adb(usage_row, handle.run_id)
     assert row.retries == 1
-    assert row.cost == reported_cost(calls) == reported_cost(calls[1:])
-    assert row.input_tokens == calls[1].usage.input_tokens
+    [call] = await adb(ledger, handle.run_id)
+    if when == "before":  # refused outright: the provider consumed nothing
+        assert row.cost == reported_cost(calls) == reported_cost(calls[1:])
+        assert row.input_tokens == calls[1].usage.input_tokens
+        assert (row.model_calls, row.estimated_tokens, call.estimated) == (1, 0, False)
+    else:  # it had begun answering: its prompt and partial answer are billed too, counted locally
+        assert row.cost > reported_cost(calls[1:])
+        assert row.input_tokens > calls[1].usage.input_tokens
+        assert (row.model_calls, call.calls, call.estimated) == (2, 2, True)
+        assert row.total_tokens - row.estimated_tokens == calls[1].usage.total_tokens
 
 
 async def test_a_model_without_a_price_is_unpriced_never_free(alice, recorder):

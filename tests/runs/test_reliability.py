@@ -94,7 +94,9 @@ async def test_cancel_closes_the_provider_stream_and_cancels_the_member_run(alic
     rest = [event async for event in handle.events()]
     assert rest[-1].event == "TeamRunCancelled"
     row = await adb(RunUsage.objects.get, run_id=handle.run_id)
-    assert row.status == "cancelled" and row.member_runs == 1 and row.model_calls == 1
+    # the leader's delegation (reported) and the member's call, cut off mid-answer (estimated)
+    assert row.status == "cancelled" and row.member_runs == 1 and row.model_calls == 2
+    assert 0 < row.estimated_tokens < row.total_tokens
     # the member did not carry on in the background: no further provider calls arrive
     assert slow_provider.total_requests == 2
     assert member_run_id is not None
