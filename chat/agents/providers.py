@@ -14,6 +14,8 @@
 | `demo`                      | the offline demo (chat.agents.demo.demo_script)              |
 | `scripted`                  | the scripted model, CIRKELLINE_SCRIPTED_LATENCY s per call    |
 
+OpenAI-compatible chat models stream through chat.agents.openai_lean when CIRKELLINE_MODEL_CLIENT
+is lean (the same deltas without the SDK's per-call work), else through agno's SDK call.
 Every model gets exactly one retry layer: Cirkelline's (`ResilientModel`, chat.agents.retry).
 agno's own `Model.retries` stays 0 and SDK clients are built with `max_retries=0`. Every run
 builds its own Model objects, which share SDK clients (connection pools) per event loop
@@ -33,6 +35,7 @@ from django.core.exceptions import ImproperlyConfigured
 from . import scripted
 from .agno_overrides import SharedGeminiClient, shared_openai_client
 from .demo import demo_script
+from .openai_lean import LeanStreaming
 from .retry import ResilientModel
 from .scripted import ScriptedModel
 
@@ -75,10 +78,10 @@ def _openai_classes():
 
     _SharedAsyncClient = shared_openai_client()
 
-    class CirkellineOpenAIChat(ResilientModel, _SharedAsyncClient, OpenAIChat):
+    class CirkellineOpenAIChat(ResilientModel, LeanStreaming, _SharedAsyncClient, OpenAIChat):
         pass
 
-    class CirkellineOpenAILike(ResilientModel, _SharedAsyncClient, OpenAILike):
+    class CirkellineOpenAILike(ResilientModel, LeanStreaming, _SharedAsyncClient, OpenAILike):
         pass
 
     class CirkellineOpenAIResponses(ResilientModel, _SharedAsyncClient, OpenAIResponses):

@@ -20,6 +20,12 @@ GOOGLE_API_KEY = env.str("GOOGLE_API_KEY", default="") or env.str("GEMINI_API_KE
 OPENAI_API_KEY = env.str("OPENAI_API_KEY", default="")
 # Provider SDK clients (connection pools) per server process; runs are spread over them.
 CIRKELLINE_PROVIDER_CLIENTS = env.int("CIRKELLINE_PROVIDER_CLIENTS", default=8)
+# How OpenAI-compatible models stream a provider call: "lean" (chat/agents/openai_lean.py: the
+# same request and the same deltas without the SDK's per-call work) or "sdk" (agno's stock call
+# through the openai SDK).
+CIRKELLINE_MODEL_CLIENT = env.str("CIRKELLINE_MODEL_CLIENT", default="sdk").strip().lower()
+if CIRKELLINE_MODEL_CLIENT not in ("lean", "sdk"):
+    raise ImproperlyConfigured(f"CIRKELLINE_MODEL_CLIENT must be lean or sdk, got {CIRKELLINE_MODEL_CLIENT!r}")
 # Per provider call HTTP timeout (s); the run deadline below bounds the whole run.
 CIRKELLINE_MODEL_TIMEOUT = positive_float("CIRKELLINE_MODEL_TIMEOUT", 60.0)
 
