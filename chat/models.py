@@ -19,8 +19,8 @@ from django.conf import settings
 from django.contrib.auth.hashers import get_hasher, identify_hasher
 from django.db import IntegrityError, models, transaction
 from django.db.models import F
-from django.db.models.signals import post_save, pre_save
-from django.dispatch import receiver
+from django.db.models.signals import post_delete, post_save, pre_save
+from django.dispatch import Signal, receiver
 from django.utils import timezone
 
 from .errors import BadRequest, SessionNotFound
@@ -196,9 +196,28 @@ class ChatRun(models.Model):
         return self.run_id
 
 
+# Sent (with `user_id`) once a user's access is revoked, after the revoking transaction commits:
+# their tokens' version went up (password change, deactivation, "log out everywhere") or the
+# account was deleted. The run service cancels the user's live runs and the websocket transport
+# closes their sockets, in every process (chat.runs.revocation, chat.ws.revocation; connected in
+# chat.apps), so access ends at once, not only at the next request.
+access_revoked = Signal()
+
+
+def announce_revocation(user_id: int) -> None:
+    """Send `access_revoked` for `user_id` when the current transaction commits (at once outside one)."""
+    transaction.on_commit(lambda: access_revoked.send(sender=TokenVersion, user_id=user_id))
+
+
 class TokenVersionQuerySet(models.QuerySet):
     def bump(self, user_id: int) -> None:
         """Start a new generation of `user_id`'s tokens: every token minted before is refused."""
+        self._increment(user_id)
+        # After the new version is written (outside a transaction, on_commit runs at once): a socket
+        # told of the revocation re-checks its token against it.
+        announce_revocation(user_id)
+
+    def _increment(self, user_id: int) -> None:
         if self.filter(user_id=user_id).update(version=F("version") + 1):
             return
         try:
@@ -265,3 +284,8 @@ def _revoke_tokens_after_credential_change(sender, instance, raw=False, **kwargs
     if getattr(instance, "_revoke_tokens", False):
         instance._revoke_tokens = False
         TokenVersion.objects.bump(instance.pk)
+
+
+@receiver(post_delete, sender=settings.AUTH_USER_MODEL, dispatch_uid="chat.access_revoked.deleted")
+def _revoke_access_of_deleted_user(sender, instance, **kwargs) -> None:
+    announce_revocation(instance.pk)

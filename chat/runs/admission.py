@@ -63,6 +63,35 @@ def _cancel_channel() -> str:
     return f"{settings.CIRKELLINE_REDIS_PREFIX}:cancel"
 
 
+# A message on the cancel channel is a run id, or this prefix and a user id: stop all of that
+# user's runs (revoked access). '@' and ' ' never occur in a run id (chat.models.SESSION_ID_RE).
+REVOKE_PREFIX = "@revoke "
+
+
+def revoked_user(message: str) -> int | None:
+    """The user whose runs a cancel-channel message stops, if it is a revocation."""
+    if isinstance(message, str) and message.startswith(REVOKE_PREFIX):
+        try:
+            return int(message[len(REVOKE_PREFIX):])
+        except ValueError:
+            return None
+    return None
+
+
+def publish_revocation(user_id: int) -> None:
+    """Tell every process to stop `user_id`'s runs (with REDIS_URL). Sync: Django signals run in
+    a thread of their own, or in a script with no event loop."""
+    if not settings.REDIS_URL:
+        return
+    import redis
+
+    client = redis.Redis.from_url(settings.REDIS_URL, socket_connect_timeout=2, socket_timeout=2)
+    try:
+        client.publish(_cancel_channel(), f"{REVOKE_PREFIX}{user_id}")
+    finally:
+        client.close()
+
+
 class Coordinator:
     """Decides whether a run may start and reaches runs in other processes."""
 

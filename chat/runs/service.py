@@ -39,6 +39,7 @@ from .admission import coordinator
 from .drive import drive
 from .handle import RunHandle, live_run, live_run_count, live_runs_of, register
 from .request import RunRequest
+from .revocation import cancel_local
 from .tracking import install_task_tracking
 
 # Runs admitted but not yet registered (between admission and the end of start_run), per user.
@@ -53,13 +54,6 @@ def starting_run_count() -> int:
 def run_deadline(deep_research: bool) -> float:
     """Seconds a run may take (CIRKELLINE_RUN_TIMEOUT, or CIRKELLINE_DEEP_RESEARCH_TIMEOUT)."""
     return settings.CIRKELLINE_DEEP_RESEARCH_TIMEOUT if deep_research else settings.CIRKELLINE_RUN_TIMEOUT
-
-
-def _cancel_local(run_id: str) -> None:
-    """A cancel published by another process (chat.runs.admission)."""
-    handle = live_run(run_id)
-    if handle is not None:
-        handle.abort(RunStatus.CANCELLED)
 
 
 async def start_run(request: RunRequest) -> RunHandle:
@@ -79,7 +73,7 @@ async def start_run(request: RunRequest) -> RunHandle:
         hooks.admission_refused(scope="budget", user_id=request.user_id, retry_after=0)
         raise BudgetExceeded(refusal)
     coord = coordinator()
-    coord.ensure_listener(_cancel_local)
+    coord.ensure_listener(cancel_local)  # cancels and revocations published by other processes
     timeout = run_deadline(request.deep_research)
 
     # Count this run as starting before the first await, so concurrent starts see each other.

@@ -42,8 +42,9 @@ from chat.runs.request import run_request_from_fields
 from chat.storage.executor import run_db
 from metrics.models import RunStatus
 
-from . import frames
+from . import frames, revocation
 from .fanout import Fanout
+from .revocation import user_group
 
 logger = logging.getLogger(__name__)
 
@@ -78,6 +79,7 @@ class ChatConsumer(AsyncJsonWebsocketConsumer):
     session_key: str | None = None
 
     counted = False  # in the open-connections gauge
+    _grouped: str | None = None  # the user's group (chat.ws.revocation), once authenticated
 
     async def connect(self) -> None:
         # One request id per connection (the client's X-Request-ID when sane): every run the socket
@@ -111,6 +113,10 @@ class ChatConsumer(AsyncJsonWebsocketConsumer):
             self._auth_timer.cancel()
             self._auth_timer = None
         self.caller = caller
+        # Every socket of the user hears when their access is revoked (chat.ws.revocation).
+        self._grouped = user_group(caller.pk)
+        revocation.serving(asyncio.get_running_loop())
+        await self.channel_layer.group_add(self._grouped, self.channel_name)
         await self.send_json({"type": "ready", "user": caller.username, "via": caller.via})
 
     async def _refuse(self, detail: str) -> None:
@@ -138,8 +144,22 @@ class ChatConsumer(AsyncJsonWebsocketConsumer):
         self.token, self.session_key = token, None
         await self._ready(caller)
 
+    async def access_revoked(self, message: dict) -> None:
+        """The user's access was revoked somewhere: close this socket unless its own login still holds."""
+        if self.caller is None or self.closed:
+            return
+        try:
+            await self._check_credentials()
+        except AuthError as exc:
+            self.caller = None  # refuse whatever frame comes before the close lands
+            await self.send_json(frames.error(401, exc.detail, code="revoked"))
+            await self.close(code=frames.CLOSE_UNAUTHENTICATED, reason="revoked")
+        except Exception:  # noqa: BLE001 - the database is down: the next frame checks again
+            logger.exception("could not re-check a socket's credentials after a revocation")
+
     async def _check_credentials(self) -> None:
-        """Before every run: the token has not expired, or the login session still exists."""
+        """Before every run, watch and cancel: the token has not expired or been revoked, or the
+        login session still exists (and its user is active)."""
         if self.token is not None:
             await caller_from_token(self.token)
         elif self.session_key is not None:
@@ -203,6 +223,7 @@ class ChatConsumer(AsyncJsonWebsocketConsumer):
                 validate_session_id(run_id)
             except BadRequest:
                 raise BadRequest(400, "Invalid run id.") from None
+            await self._check_credentials()
             # Any run of the user's (another tab's too, or one in another process), never anyone else's.
             status = await runs.cancel_run(self.caller.pk, run_id)
         except Exception as exc:  # noqa: BLE001
@@ -212,6 +233,7 @@ class ChatConsumer(AsyncJsonWebsocketConsumer):
 
     async def _watch(self, session_id: Any, ref: Any) -> None:
         try:
+            await self._check_credentials()
             if session_id is not None:
                 validate_session_id(session_id)
                 live = any(h.session_id == session_id for h in runs.live_runs_of(self.caller.pk))
@@ -298,6 +320,8 @@ class ChatConsumer(AsyncJsonWebsocketConsumer):
         for run in list(self.runs.values()):
             run.handle.abort(RunStatus.CANCELLED)  # its pump goes on: watchers see it end, rows get written
         try:
+            if self._grouped is not None:
+                await self.channel_layer.group_discard(self._grouped, self.channel_name)
             await self.fanout.leave()
         except Exception:  # noqa: BLE001
             logger.exception("could not leave the session group")
