@@ -14,7 +14,7 @@ SDK model. So agno sees the same `ModelResponse` deltas, chunk for chunk, and fa
 same agno errors (`ModelProviderError` with the provider's status code, the HTTP response behind
 it for `Retry-After`; `ContextWindowExceededError`) that chat.agents.retry acts on.
 
-`CIRKELLINE_MODEL_CLIENT=sdk` keeps agno's stock SDK call; so do clients the SDK authenticates in
+This is the default; `CIRKELLINE_MODEL_CLIENT=sdk` keeps agno's stock SDK call; so do clients the SDK authenticates in
 ways this path does not reproduce (an API key provider, workload identity, provider runtimes,
 custom auth, default query parameters) and requests with `extra_headers` / `extra_query` /
 `extra_body`. tests/agents/test_openai_lean.py holds the contract (the same recorded streams give

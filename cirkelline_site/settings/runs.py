@@ -23,7 +23,7 @@ CIRKELLINE_PROVIDER_CLIENTS = env.int("CIRKELLINE_PROVIDER_CLIENTS", default=8)
 # How OpenAI-compatible models stream a provider call: "lean" (chat/agents/openai_lean.py: the
 # same request and the same deltas without the SDK's per-call work) or "sdk" (agno's stock call
 # through the openai SDK).
-CIRKELLINE_MODEL_CLIENT = env.str("CIRKELLINE_MODEL_CLIENT", default="sdk").strip().lower()
+CIRKELLINE_MODEL_CLIENT = env.str("CIRKELLINE_MODEL_CLIENT", default="lean").strip().lower()
 if CIRKELLINE_MODEL_CLIENT not in ("lean", "sdk"):
     raise ImproperlyConfigured(f"CIRKELLINE_MODEL_CLIENT must be lean or sdk, got {CIRKELLINE_MODEL_CLIENT!r}")
 # Per provider call HTTP timeout (s); the run deadline below bounds the whole run.
