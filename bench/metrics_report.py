@@ -1,7 +1,7 @@
-"""Benchmark: the staff usage report over 100 000 usage rows on PostgreSQL (not a test).
+"""Benchmark: the staff usage report over 100 000 usage rows on PostgreSQL or SQLite (not a test).
 
     .venv/bin/python -m bench.metrics_report [--rows 100000] [--repeat 5]
-        [--database-url postgres://postgres@127.0.0.1:5432/cirkelline_bench_metrics]
+        [--database-url postgres://postgres@127.0.0.1:5432/cirkelline_bench_metrics | sqlite:///var/bench-metrics.sqlite3]
 
 Creates the database if it is missing, migrates it, replaces its usage rows with `--rows`
 synthetic ones (30 days, 200 users, 5 models, every ending, some unpriced, ~2 % of runs with a
@@ -78,7 +78,7 @@ def fill(rows: int, end: datetime) -> None:
 
     with connection.cursor() as cursor:  # what autovacuum would do after such a load: fresh statistics
         for model in (RunUsage, DelegationFailure):
-            cursor.execute(f"VACUUM ANALYZE {model._meta.db_table}")
+            cursor.execute(f"{'VACUUM ' if connection.vendor == 'postgresql' else ''}ANALYZE {model._meta.db_table}")
 
 
 def time_pages(repeat: int, end: datetime) -> list[tuple[str, float, float]]:
@@ -119,9 +119,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--repeat", type=int, default=5)
     parser.add_argument("--database-url", default=os.environ.get("BENCH_METRICS_DATABASE_URL", DEFAULT_URL))
     args = parser.parse_args(argv)
-    if not args.database_url.startswith("postgres"):
-        parser.error("this benchmark measures PostgreSQL (percentile_cont in the database)")
-    ensure_database(args.database_url)
+    if args.database_url.startswith("postgres"):
+        ensure_database(args.database_url)
+    elif not args.database_url.startswith("sqlite"):
+        parser.error("--database-url must be postgres://... or sqlite:///...")
     os.environ["DATABASE_URL"] = args.database_url
     os.environ.setdefault("DJANGO_SETTINGS_MODULE", "cirkelline_site.settings")
     os.environ.setdefault("DJANGO_ALLOWED_HOSTS", "testserver,127.0.0.1,localhost")

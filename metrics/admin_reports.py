@@ -21,9 +21,10 @@ from django.utils.http import urlencode
 
 from .charts import daily_bars
 from .models import DelegationFailure, RunStatus, RunUsage
-from .reports import days_between
+from .reports import EARLIEST_DAY, LATEST_DAY, days_between
 
 MAX_DAYS = 366
+FORMULA_STARTS = frozenset("=+-@\t\r")
 GROUP_CHOICES = [("day", "day"), ("user", "user"), ("model", "model")]
 USAGE_COLUMNS = [
     ("key", "group"), ("runs", "runs"), ("input_tokens", "input tokens"), ("output_tokens", "output tokens"),
@@ -51,15 +52,25 @@ def _text(name: str, value) -> str:
     return str(value)
 
 
+def within_the_calendar(day: date) -> None:
+    """Beyond these days a period's bounds are no dates at all (the midnight after 9999-12-31)."""
+    if not EARLIEST_DAY <= day <= LATEST_DAY:
+        raise forms.ValidationError(f"Choose dates from {EARLIEST_DAY} to {LATEST_DAY}.")
+
+
 class PeriodForm(forms.Form):
-    start = forms.DateField(required=False, widget=forms.DateInput(attrs={"type": "date"}))
-    end = forms.DateField(required=False, widget=forms.DateInput(attrs={"type": "date"}))
+    start = forms.DateField(required=False, validators=[within_the_calendar],
+                            widget=forms.DateInput(attrs={"type": "date"}))
+    end = forms.DateField(required=False, validators=[within_the_calendar],
+                          widget=forms.DateInput(attrs={"type": "date"}))
 
     def clean(self):
         data = super().clean()
+        if "start" in self.errors or "end" in self.errors:
+            return data
         today = timezone.localdate()
         data["end"] = data.get("end") or today
-        data["start"] = data.get("start") or data["end"] - timedelta(days=29)
+        data["start"] = data.get("start") or max(data["end"] - timedelta(days=29), EARLIEST_DAY)
         if data["start"] > data["end"]:
             raise forms.ValidationError("The start date is after the end date.")
         if (data["end"] - data["start"]).days >= MAX_DAYS:
@@ -91,6 +102,13 @@ class UsageFilterForm(PeriodForm):
         return self.cleaned_data.get("group") or "day"
 
 
+def csv_cell(text: str) -> str:
+    """A text cell a spreadsheet shows rather than runs: OWASP's advice for CSV exports is a
+    leading quote before = + - @ tab or CR, which would otherwise start a formula (a username
+    "=HYPERLINK(...)", "+1+1", "@A1")."""
+    return "'" + text if text[:1] in FORMULA_STARTS else text
+
+
 def usage_table(rows: list[dict], totals: dict) -> tuple[list[str], list[list[str]], list[str]]:
     """(headers, body cells, totals cells) of the usage report."""
     headers = [label for _, label in USAGE_COLUMNS]
@@ -107,14 +125,15 @@ def usage_report(request: HttpRequest, context: dict) -> HttpResponse:
     params = form.cleaned_data
     runs = RunUsage.objects.for_period(params["start"], params["end"]).matching(
         user_id=params["user"], model=params["model"], status=params["status"])
-    totals = runs.totals()
-    headers, body, total = usage_table(runs.report(params["group"]), totals)
+    rows, totals = runs.report_with_totals(params["group"])
+    headers, body, total = usage_table(rows, totals)
     if request.GET.get("format") == "csv":
         response = HttpResponse(content_type="text/csv; charset=utf-8")
         response["Content-Disposition"] = (
             f'attachment; filename="usage-{params["start"]}-{params["end"]}-by-{params["group"]}.csv"')
         writer = csv.writer(response)
-        writer.writerows([headers, *body, total])
+        # Only the group column holds text from the data; the other cells are numbers we formatted.
+        writer.writerows([headers, *([csv_cell(row[0]), *row[1:]] for row in body), total])
         return response
     series = runs.daily_series(params["start"], params["end"])
     csv_query = urlencode({**{k: v for k, v in request.GET.items() if k != "format"}, "format": "csv"})

@@ -1,9 +1,10 @@
 """Report queries on the metrics models: every number the admin reports show comes from here.
 
-Grouped rows are plain dicts (one shape for HTML, CSV and tests). Token counts and rates are
-SQL aggregates on every database. Cost sums and percentiles are computed in SQL on PostgreSQL;
-on SQLite, which stores decimals as binary floats and has no percentile_cont, one ordered pass
-over the rows in Python computes them exactly (Decimal sums) with PostgreSQL's definition.
+Grouped rows are plain dicts (one shape for HTML, CSV and tests). Token counts and rates are SQL
+aggregates, costs exact sums (`metrics.expressions.ExactSum`: SQLite
+stores decimals as binary floats), days native SQL on SQLite (`Day`), percentiles PostgreSQL's
+percentile_cont, or on SQLite, which has none, the same definition over the timings read in
+one pass (two integer columns, no conversion per row) shared by a report and its totals.
 """
 
 from __future__ import annotations
@@ -12,11 +13,12 @@ from collections import defaultdict
 from datetime import date, datetime, time, timedelta
 from decimal import Decimal
 
-from django.db import models
-from django.db.models import Count, F, FilteredRelation, Q, Sum
-from django.db.models.functions import Coalesce, TruncDate
+from django.db import connections, models
+from django.db.models import Count, F, FilteredRelation, Q, Sum, Value
+from django.db.models.functions import Coalesce
 from django.utils import timezone
 
+from .expressions import Day, ExactSum
 from .percentiles import PercentileCont, in_database, percentile_cont
 
 TOKENS = ("input_tokens", "output_tokens", "total_tokens", "reasoning_tokens", "cache_read_tokens",
@@ -24,6 +26,8 @@ TOKENS = ("input_tokens", "output_tokens", "total_tokens", "reasoning_tokens", "
 OUTCOMES = ("error", "rate_limited", "timed_out", "cancelled")
 GROUPS = ("day", "user", "model")
 ZERO = Decimal("0")
+# The days a report may name: an end day's next midnight must exist, and before 1970 there is no usage.
+EARLIEST_DAY, LATEST_DAY = date(1970, 1, 1), date(9999, 12, 30)
 
 
 def day_bounds(start: date, end: date) -> tuple[datetime, datetime]:
@@ -41,12 +45,6 @@ def _ratio(part, whole) -> float | None:
     return None if not whole else part / whole
 
 
-def _exact_sum(values) -> Decimal | None:
-    """Sum of the non-null Decimals; None when every value is null (nothing was priced)."""
-    present = [v for v in values if v is not None]
-    return sum(present, ZERO) if present else None
-
-
 def pricing_of(count: int, priced: int, unpriced: int) -> str:
     """How much of a group's cost is known: `none` (an empty group: nothing to price, cost 0),
     `priced` (every member priced), `unpriced` (none priced: cost NULL), else `partial`."""
@@ -57,12 +55,10 @@ def pricing_of(count: int, priced: int, unpriced: int) -> str:
     return "unpriced" if unpriced == count else "partial"
 
 
-def _cost_by_key(pairs) -> dict:
-    """{key: exact sum of the non-null costs, or None} over (key, cost) pairs (for SQLite, see above)."""
-    costs = defaultdict(list)
-    for key, cost in pairs:
-        costs[key].append(cost)
-    return {key: _exact_sum(values) for key, values in costs.items()}
+def _set_percentiles(row: dict, durations: list, ttfts: list) -> None:
+    durations, ttfts = sorted(durations), sorted(ttfts)
+    row.update(p50_duration_ms=percentile_cont(durations, 0.5), p95_duration_ms=percentile_cont(durations, 0.95),
+               p50_ttft_ms=percentile_cont(ttfts, 0.5), p95_ttft_ms=percentile_cont(ttfts, 0.95))
 
 
 class RunUsageQuerySet(models.QuerySet):
@@ -82,33 +78,30 @@ class RunUsageQuerySet(models.QuerySet):
 
     def totals(self) -> dict:
         """Run, token and cost totals of the rows in this queryset (the change list's summary)."""
-        return self._summarize(None)[0]
+        return self._summarize(None)[0][0]
 
     def spend(self) -> dict:
         """Exact cost of these runs, and what could not be priced (runs and tokens)."""
         agg = self.aggregate(unpriced_runs=Count("id", filter=~Q(pricing="priced")),
-                             unpriced_tokens=Sum("unpriced_tokens"))
-        return {"cost": self._cost_total(), "unpriced_runs": agg["unpriced_runs"],
+                             unpriced_tokens=Sum("unpriced_tokens"), cost=ExactSum("cost"))
+        return {"cost": agg["cost"] or ZERO, "unpriced_runs": agg["unpriced_runs"],
                 "unpriced_tokens": agg["unpriced_tokens"] or 0}
 
     def report(self, group: str) -> list[dict]:
         """One row per day, user or model: runs, tokens, cost, coverage gap, latency, outcome rates."""
+        return self.report_with_totals(group, totals=False)[0]
+
+    def report_with_totals(self, group: str, *, totals: bool = True) -> tuple[list[dict], dict | None]:
+        """`report(group)` and `totals()` of the same runs: on SQLite in one pass over their timings."""
         if group not in GROUPS:
             raise ValueError(f"group must be one of {GROUPS}")
-        return self._summarize(group)
+        return self._summarize(group, with_totals=totals)
 
     def daily_series(self, start: date, end: date) -> list[dict]:
         """Runs and cost of every day from start to end (days without runs included, as zero)."""
         qs = self.for_period(start, end).annotate(key=self._key("day")).values("key")
-        if in_database():
-            rows = {r["key"]: (r["runs"], r["cost"]) for r in qs.annotate(runs=Count("id"), cost=Sum("cost"))
-                    .order_by()}
-        else:
-            runs, costs = defaultdict(int), defaultdict(list)
-            for key, cost in qs.values_list("key", "cost").order_by():
-                runs[key] += 1
-                costs[key].append(cost)
-            rows = {key: (runs[key], _exact_sum(costs[key])) for key in runs}
+        rows = {r["key"]: (r["runs"], r["cost"]) for r in qs.annotate(runs=Count("id"), cost=ExactSum("cost"))
+                .order_by()}
         return [{"day": day, "runs": rows.get(day, (0, None))[0], "cost": rows.get(day, (0, None))[1] or ZERO}
                 for day in days_between(start, end)]
 
@@ -133,22 +126,13 @@ class RunUsageQuerySet(models.QuerySet):
             "priced_runs": Count("id", filter=Q(pricing="priced")),
             "unpriced_runs": Count("id", filter=Q(pricing="unpriced")),
             **{name: Sum(name) for name in (*TOKENS, "unpriced_tokens")},
+            "cost": ExactSum("cost"),
         }
-        sql_cost = in_database()
-        if sql_cost:
-            aggregates["cost"] = Sum("cost")
         if group is None:
             rows = {None: self.aggregate(**aggregates)}
         else:
             rows = {row.pop("key"): row for row in
                     self.annotate(key=self._key(group)).values("key").annotate(**aggregates).order_by()}
-        if not sql_cost:
-            if group is None:
-                costs = {None: _exact_sum(self.values_list("cost", flat=True).order_by())}
-            else:
-                costs = _cost_by_key(self.annotate(key=self._key(group)).values_list("key", "cost").order_by())
-            for key, row in rows.items():
-                row["cost"] = costs.get(key)
         return {key: self._usage_row(row) for key, row in rows.items()}
 
     @staticmethod
@@ -162,30 +146,25 @@ class RunUsageQuerySet(models.QuerySet):
 
     def _key(self, group: str):
         if group == "day":
-            return TruncDate("started_at", tzinfo=timezone.get_current_timezone())
+            return Day("started_at", tzinfo=timezone.get_current_timezone())
         # By user id, not name: no join, and a narrower sort; names are looked up afterwards. A
         # deleted account's rows have no user any more, but keep its id (account_id).
         if group == "user":
             return Coalesce("user_id", "account_id", output_field=models.BigIntegerField())
         return F("model")
 
-    def _cost_total(self) -> Decimal:
-        if in_database():
-            return self.aggregate(cost=Sum("cost"))["cost"] or ZERO
-        return _exact_sum(self.values_list("cost", flat=True)) or ZERO
-
-    def _summarize(self, group: str | None) -> list[dict]:
+    def _summarize(self, group: str | None, *, with_totals: bool = False) -> tuple[list[dict], dict | None]:
         aggregates = {
             "runs": Count("id"),
             **{name: Sum(name) for name in TOKENS},
             "unpriced_tokens": Sum("unpriced_tokens"),
             "unpriced_runs": Count("id", filter=~Q(pricing="priced")),
             **{name: Count("id", filter=Q(status=name)) for name in OUTCOMES},
+            "cost": ExactSum("cost"),
         }
-        sql_extras = in_database()
-        if sql_extras:
+        sql_percentiles = in_database()
+        if sql_percentiles:
             aggregates.update(
-                cost=Sum("cost"),
                 p50_duration_ms=PercentileCont("duration_ms", 0.5), p95_duration_ms=PercentileCont("duration_ms", 0.95),
                 p50_ttft_ms=PercentileCont("ttft_ms", 0.5), p95_ttft_ms=PercentileCont("ttft_ms", 0.95),
             )
@@ -193,8 +172,11 @@ class RunUsageQuerySet(models.QuerySet):
             rows = [{"key": None, **self.aggregate(**aggregates)}]
         else:
             rows = list(self.annotate(key=self._key(group)).values("key").annotate(**aggregates).order_by("key"))
-        if not sql_extras:
-            self._python_extras(rows, group)
+        totals = None
+        if with_totals and group is not None:
+            totals = {"key": None, **self.aggregate(**aggregates)} if sql_percentiles else self._sum_of(rows)
+        if not sql_percentiles:
+            self._percentiles_in_one_pass(rows, totals, group)
         if group == "user":
             names = dict(self.model._meta.get_field("user").related_model.objects
                          .filter(pk__in=[r["key"] for r in rows if r["key"] is not None])
@@ -207,24 +189,39 @@ class RunUsageQuerySet(models.QuerySet):
             for row in rows:
                 row["key"] = names.get(row["key"])
             rows.sort(key=lambda r: (r["key"] is None, r["key"] or ""))
-        return [self._finish(row) for row in rows]
+        return [self._finish(row) for row in rows], totals and self._finish(totals)
 
-    def _python_extras(self, rows: list[dict], group: str | None) -> None:
-        """Exact cost sums and percentiles for databases that cannot compute them (one ordered pass)."""
-        qs = self.annotate(key=self._key(group)) if group else self.annotate(key=models.Value(0))
-        costs, durations, ttfts = defaultdict(list), defaultdict(list), defaultdict(list)
-        for key, cost, duration, ttft in qs.values_list("key", "cost", "duration_ms", "ttft_ms").order_by():
-            key = None if group is None else key
-            costs[key].append(cost)
-            durations[key].append(duration)
-            if ttft is not None:
-                ttfts[key].append(ttft)
+    @staticmethod
+    def _sum_of(rows: list[dict]) -> dict:
+        """The totals row of grouped rows (every aggregate but the percentiles adds up)."""
+        total = {"key": None}
+        for name in ("runs", *TOKENS, "unpriced_tokens", "unpriced_runs", *OUTCOMES):
+            total[name] = sum(row[name] or 0 for row in rows)
+        costs = [row["cost"] for row in rows if row["cost"] is not None]
+        total["cost"] = sum(costs, ZERO) if costs else None
+        return total
+
+    def _percentiles_in_one_pass(self, rows: list[dict], totals: dict | None, group: str | None) -> None:
+        """p50/p95 of duration and TTFT of each row (and of the totals), for databases without
+        percentile_cont: one read of the period's two timing columns, shared by every row."""
+        qs = (self.annotate(key=self._key(group)) if group else self.annotate(key=Value(0)))
+        sql, params = qs.values_list("key", "duration_ms", "ttft_ms").order_by().query.sql_with_params()
+        durations, ttfts = defaultdict(list), defaultdict(list)
+        # The cursor, not the queryset: Django's per-row conversions cost more than the query (a day
+        # comes back as its ISO text, converted once per group below).
+        with connections[self.db].cursor() as cursor:
+            cursor.execute(sql, params)
+            for key, duration, ttft in cursor.fetchall():
+                durations[key].append(duration)
+                if ttft is not None:  # no text came: left out, as percentile_cont leaves NULL out
+                    ttfts[key].append(ttft)
+        raw = {(date.fromisoformat(k) if group == "day" else k if group else None): k for k in durations}
         for row in rows:
-            key = row["key"]
-            d, t = sorted(durations[key]), sorted(ttfts[key])
-            row.update(cost=_exact_sum(costs[key]),
-                       p50_duration_ms=percentile_cont(d, 0.5), p95_duration_ms=percentile_cont(d, 0.95),
-                       p50_ttft_ms=percentile_cont(t, 0.5), p95_ttft_ms=percentile_cont(t, 0.95))
+            key = raw.get(row["key"])
+            _set_percentiles(row, durations.get(key, []), ttfts.get(key, []))
+        if totals is not None:
+            _set_percentiles(totals, [v for values in durations.values() for v in values],
+                 [v for values in ttfts.values() for v in values])
 
     @staticmethod
     def _finish(row: dict) -> dict:
@@ -256,18 +253,12 @@ class ModelCallQuerySet(models.QuerySet):
         aggregates = {"unpriced_tokens": Sum("total_tokens", filter=Q(pricing="unpriced")),
                       "priced_rows": Count("id", filter=Q(pricing="priced")),
                       "rows": Count("id"), "runs": Count("run", distinct=True), "calls": Sum("calls"),
-                      **{name: Sum(name) for name in TOKENS}}
-        sql_cost = in_database()
-        if sql_cost:
-            aggregates["cost"] = Sum("cost")
+                      **{name: Sum(name) for name in TOKENS}, "cost": ExactSum("cost")}
         rows = list(self.values("provider", "model").annotate(**aggregates).order_by("provider", "model"))
-        if not sql_cost:
-            costs = _cost_by_key(((p, m), cost) for p, m, cost in
-                                 self.values_list("provider", "model", "cost").order_by())
         out = []
         for row in rows:
             rows_n, priced = row.pop("rows"), row.pop("priced_rows")
-            cost = row.pop("cost") if sql_cost else costs.get((row["provider"], row["model"]))
+            cost = row.pop("cost")
             entry = {name: row[name] or 0 for name in ("runs", "calls", *TOKENS, "unpriced_tokens")}
             entry["pricing"] = pricing_of(rows_n, priced, rows_n - priced)
             entry["cost"] = None if entry["pricing"] == "unpriced" else cost or ZERO
@@ -281,13 +272,8 @@ class ModelCallQuerySet(models.QuerySet):
                              unpriced_tokens=Sum("total_tokens", filter=Q(pricing="unpriced")),
                              rows=Count("id"), calls=Sum("calls"), **{name: Sum(name) for name in TOKENS})
         agg = {key: value or 0 for key, value in agg.items()}
-        if in_database():
-            sums = self.aggregate(cost=Sum("cost"), reported=Sum("provider_reported_cost"))
-            agg["cost"], agg["provider_reported_cost"] = sums["cost"], sums["reported"]
-        else:
-            pairs = list(self.values_list("cost", "provider_reported_cost"))
-            agg["cost"] = _exact_sum(p[0] for p in pairs)
-            agg["provider_reported_cost"] = _exact_sum(p[1] for p in pairs)
+        sums = self.aggregate(cost=ExactSum("cost"), reported=ExactSum("provider_reported_cost"))
+        agg["cost"], agg["provider_reported_cost"] = sums["cost"], sums["reported"]
         return agg
 
     def coverage_gap(self) -> list[dict]:
@@ -303,29 +289,20 @@ class BudgetQuerySet(models.QuerySet):
         `{"limit", "cost", "unpriced_runs", "unpriced_tokens"}`, or None (no query result) when the
         user has no budget. The run path calls this on every run start (metrics.budgets).
 
-        The runs are a LEFT JOIN on the (user, started_at) index; `cost` is exact: summed in SQL
-        on PostgreSQL, over the joined rows in Python on SQLite (see the module docstring).
+        The runs are a LEFT JOIN on the (user, started_at) index; `cost` is an exact sum in SQL
+        (see the module docstring), so no run row leaves the database.
         """
         month = FilteredRelation("user__run_usage", condition=Q(user__run_usage__started_at__gte=since,
                                                                  user__run_usage__started_at__lte=until))
         qs = self.filter(user_id=user_id).annotate(month=month)
-        if in_database():
-            rows = list(qs.values("monthly_limit").annotate(
-                cost=Sum("month__cost"), unpriced_runs=Count("month__id", filter=~Q(month__pricing="priced")),
-                unpriced_tokens=Sum("month__unpriced_tokens")).order_by())
-            if not rows:
-                return None
-            row = rows[0]
-            return {"limit": row["monthly_limit"], "cost": row["cost"] or ZERO, "unpriced_runs": row["unpriced_runs"],
-                    "unpriced_tokens": row["unpriced_tokens"] or 0}
-        rows = list(qs.values_list("monthly_limit", "month__id", "month__cost", "month__pricing",
-                                   "month__unpriced_tokens").order_by())
+        rows = list(qs.values("monthly_limit").annotate(
+            cost=ExactSum("month__cost"), unpriced_runs=Count("month__id", filter=~Q(month__pricing="priced")),
+            unpriced_tokens=Sum("month__unpriced_tokens")).order_by())
         if not rows:
             return None
-        runs = [r for r in rows if r[1] is not None]  # a budget without runs joins one row of NULLs
-        return {"limit": rows[0][0], "cost": _exact_sum(r[2] for r in runs) or ZERO,
-                "unpriced_runs": sum(1 for r in runs if r[3] != "priced"),
-                "unpriced_tokens": sum(r[4] for r in runs)}
+        row = rows[0]
+        return {"limit": row["monthly_limit"], "cost": row["cost"] or ZERO, "unpriced_runs": row["unpriced_runs"],
+                "unpriced_tokens": row["unpriced_tokens"] or 0}
 
 
 class DelegationFailureQuerySet(models.QuerySet):
@@ -348,12 +325,12 @@ class DelegationFailureQuerySet(models.QuerySet):
         if dimension not in self.DIMENSIONS:
             raise ValueError(f"dimension must be one of {self.DIMENSIONS}")
         tz = timezone.get_current_timezone()
-        key = TruncDate("created_at", tzinfo=tz) if dimension == "day" else F(dimension)
+        key = Day("created_at", tzinfo=tz) if dimension == "day" else F(dimension)
         rows = list(self.annotate(key=key).values("key")
                     .annotate(failures=Count("id"), runs=Count("run_id", distinct=True)).order_by("key"))
         delegating = self.delegating_runs(runs)
         if dimension in ("model", "day"):
-            run_key = TruncDate("started_at", tzinfo=tz) if dimension == "day" else F("model")
+            run_key = Day("started_at", tzinfo=tz) if dimension == "day" else F("model")
             per_key = dict(delegating.annotate(key=run_key).values("key").annotate(n=Count("id"))
                            .values_list("key", "n").order_by())
         else:

@@ -23,14 +23,14 @@ from chat.errors import BadRequest
 from chat.identity import Caller
 from chat.storage.executor import run_db
 from metrics.models import ModelCall, RunUsage
+from metrics.reports import EARLIEST_DAY as EARLIEST
+from metrics.reports import LATEST_DAY as LATEST
 
 from .errors import api
 
 DEFAULT_DAYS = 30
 MAX_DAYS = 366
 PARAMETERS = ("from", "to")
-# The dates a range may name: an end day's next midnight must exist, and before 1970 there is no usage.
-EARLIEST, LATEST = date(1970, 1, 1), date(9999, 12, 30)
 _DATE = re.compile(r"\d{4}-\d{2}-\d{2}")
 
 

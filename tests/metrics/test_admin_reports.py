@@ -14,7 +14,7 @@ from django.contrib.auth.models import Permission
 from django.urls import reverse
 
 from chat.models import ChatRun, ChatSession
-from metrics.models import PriceRule
+from metrics.models import PriceRule, RunUsage
 
 pytestmark = pytest.mark.django_db
 USAGE = "admin:metrics_runusage_report"
@@ -147,3 +147,36 @@ def test_usage_rows_cannot_be_added_or_changed_in_the_admin(staff_client, report
     assert staff_client.get(reverse("admin:metrics_runusage_add")).status_code == 403
     assert staff_client.get(reverse("admin:metrics_modelcall_add")).status_code == 403
     assert staff_client.get(reverse("admin:metrics_budget_add")).status_code == 200
+
+
+@pytest.mark.parametrize("name", [USAGE, "admin:metrics_delegationfailure_report"])
+@pytest.mark.parametrize("dates", [{"end": "9999-12-31"}, {"end": "0001-01-01"}, {"start": "0001-01-01"},
+                                   {"start": "9999-12-31", "end": "9999-12-31"}])
+def test_dates_at_the_ends_of_the_calendar_are_a_400_with_a_sentence(staff_client, name, dates):
+    """Guards against a 500 from date arithmetic past the calendar's ends (the next midnight of
+    9999-12-31, thirty days before 0001-01-01)."""
+    response = staff_client.get(reverse(name), dates)
+    assert response.status_code == 400
+    assert "Choose dates from 1970-01-01 to 9999-12-30." in response.content.decode()
+
+
+def test_the_csv_neutralises_cells_a_spreadsheet_would_run_as_formulas(staff_client, django_user_model):
+    """OWASP's advice for CSV exports: a text cell starting with = + - @ tab or CR gets a leading
+    quote, so a username like '=HYPERLINK(...)' is shown, not evaluated; numbers stay numbers."""
+    names = ["+1+1", "-2+3", "@A1", "=HYPERLINK(\"http://x\")", "\tx", "\rx", "plain"]
+    for i, name in enumerate(names):
+        user = django_user_model.objects.create_user(name, password="pw-123456789")
+        RunUsage.objects.create(run_id=f"csv-{i}", user=user, session_id="s", team_id="cirkelline",
+                                model="google:gemini-2.5-flash", status="completed",
+                                started_at=datetime(2026, 12, 1, 10, tzinfo=UTC),
+                                finished_at=datetime(2026, 12, 1, 10, tzinfo=UTC), duration_ms=1000,
+                                input_tokens=3, output_tokens=2, total_tokens=5, cost=Decimal("0.1"),
+                                pricing="priced")
+    exported = staff_client.get(reverse(USAGE), {**PERIOD, "group": "user", "format": "csv"})
+    rows = list(csv.reader(io.StringIO(exported.content.decode(), newline="")))
+    groups = {row[0] for row in rows[1:-1]}
+    assert groups == {"'+1+1", "'-2+3", "'@A1", "'=HYPERLINK(\"http://x\")", "'\tx", "'\rx", "plain"}
+    assert all(row[1:3] == ["1", "3"] and row[8] == "0.10000000" for row in rows[1:-1])
+    assert rows[-1][:2] == ["all", "7"]
+    page = staff_client.get(reverse(USAGE), {**PERIOD, "group": "user"}).content.decode()
+    assert "<td>+1+1</td>" in page, "the page shows names as they are"
