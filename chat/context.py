@@ -103,6 +103,9 @@ class RunContext:
     # The run's session as its claim loaded it, for agno's first get_session: (session id, the
     # agno session record, or None for a session this run created).
     prefetched_session: tuple[str, dict | None] | None = None
+    # The run's own row as its claim stored it (status RUNNING): kept with the run's final status
+    # if agno stores nothing of the run (chat.storage.buffer.take_writes).
+    running_row: dict | None = None
     # Every task spawned inside the run (filled by chat.runs.tracking's task factory).
     tasks: weakref.WeakSet[asyncio.Task] = field(default_factory=weakref.WeakSet)
     # Stops the run (RunHandle.abort), for code deep inside agno (the first-token deadline).

@@ -79,6 +79,17 @@ class RunAlreadyEnded(CirkellineError):
         self.extra = {"status": run_status}
 
 
+class RunUnreachable(CirkellineError):
+    """A cancel for a run that is live in another server process, with no Redis to reach it through."""
+
+    status = 503
+    detail = ("The run is in progress in another server process, which this one cannot reach (cancelling "
+              "across processes needs Redis); retry, or let it finish.")
+
+    def __init__(self) -> None:
+        super().__init__(retry_after=5)
+
+
 class AdmissionRefused(CirkellineError):
     """Too many runs (the user's, or this process's): retry after `retry_after` seconds."""
 

@@ -33,6 +33,12 @@ SESSION_SORT_FIELDS = {"created_at": "created_at", "updated_at": "updated_at", "
 # Stored run statuses agno leaves out of a session's history (agno.db.utils.HISTORY_SKIP_STATUSES,
 # whose values tests/agents/test_agno_drift.py compares with these: nothing here imports agno).
 HISTORY_SKIP_STATUSES = ("PAUSED", "CANCELLED", "ERROR", "REGENERATED")
+# A run still in progress, stored as it started (the user's message, no answer: chat.runs puts a
+# run on record when it is admitted). It is no part of another run's history, and the session
+# routes show runs once they have ended, as AgentOS does (a client reading a session mid-run must
+# not get an empty answer in place of the one it is streaming); GET /teams/{team}/runs/{run_id}
+# shows it (ChatRunQuerySet.find).
+RUNNING_STATUS = "RUNNING"
 _SESSION_COLUMNS = ("session_id", "user_id", "session_type", "team_id", "session_name", "data", "created_at",
                     "updated_at")
 
@@ -61,7 +67,8 @@ class ChatSessionQuerySet(models.QuerySet):
         AgentOS answers before it stores a session. (agent-ui reads `GET /sessions/{id}/runs`
         while the first answer streams; an empty array there replaced the chat it was showing.)
         """
-        return self.owned_by(user_pk).filter(models.Exists(ChatRun.objects.filter(session_id=models.OuterRef("pk"))))
+        return self.owned_by(user_pk).filter(models.Exists(ChatRun.objects.ended().filter(
+            session_id=models.OuterRef("pk"))))
 
     def is_owned(self, user_pk: int, session_id: str) -> bool:
         return self.owned_by(user_pk).filter(session_id=session_id).exists()
@@ -87,14 +94,16 @@ class ChatSessionQuerySet(models.QuerySet):
         row = self.shown_to(user_pk).filter(session_id=session_id).first()
         if row is None:
             return None
-        return session_record(row, list(row.runs.order_by("id").values_list("payload", flat=True)))
+        return session_record(row, list(row.runs.exclude(status=RUNNING_STATUS).order_by("id")
+                                        .values_list("payload", flat=True)))
 
     def run_payloads(self, user_pk: int, session_id: str) -> list[dict] | None:
         """The payloads of all the runs of the user's shown session, oldest first; None if it is not shown to them."""
         session = self.shown_to(user_pk).filter(session_id=session_id).values("pk").first()
         if session is None:
             return None
-        return list(ChatRun.objects.filter(session_id=session["pk"]).order_by("id").values_list("payload", flat=True))
+        return list(ChatRun.objects.ended().filter(session_id=session["pk"]).order_by("id")
+                    .values_list("payload", flat=True))
 
     def rename(self, user_pk: int, session_id: str, name: str) -> dict | None:
         """Rename the user's shown session; its agno session record, or None if it is not shown to them."""
@@ -130,13 +139,17 @@ class ChatSessionQuerySet(models.QuerySet):
 
 
 class ChatRunQuerySet(models.QuerySet):
+    def ended(self) -> ChatRunQuerySet:
+        """Runs that are not in progress (what the session routes show)."""
+        return self.exclude(status=RUNNING_STATUS)
+
     def history(self, session_pk: int, limit: int) -> list[dict]:
         """The payloads of a session's last `limit` top-level runs agno keeps in history, oldest first."""
         if limit <= 0:
             return []
         rows = (
             self.filter(session_id=session_pk, parent_run_id__isnull=True)
-            .exclude(status__in=HISTORY_SKIP_STATUSES)
+            .exclude(status__in=(*HISTORY_SKIP_STATUSES, RUNNING_STATUS))
             .order_by("-id")
             .values_list("payload", flat=True)[:limit]
         )

@@ -102,6 +102,19 @@ def run_row(run: Any, run_index: int | None) -> dict:
     }
 
 
+def running_run_row(*, run_id: str, session_id: str, team_id: str, team_name: str, user_pk: int, message: str,
+                    created_at: datetime) -> dict:
+    """The row of a team run from its admission on, before agno has stored anything of it: the
+    user's message and status RUNNING, in agno's shape (`TeamRunOutput.from_dict` reads it). agno's
+    own row replaces it when the run is stored; a run that ends without one keeps this with its
+    final status (chat.storage.buffer.take_writes), and a run whose server process died is
+    closed with it (chat.runs.reaper)."""
+    payload = {"run_id": run_id, "team_id": team_id, "team_name": team_name, "session_id": session_id,
+               "user_id": str(user_pk), "status": "RUNNING", "created_at": epoch(created_at),
+               "input": {"input_content": message}, "content": None}
+    return run_row(payload, None)
+
+
 def first_team_input(rows: list[dict]) -> str:
     """The user's message of the first top-level team run among run rows (names a new session)."""
     for row in rows:

@@ -1,7 +1,8 @@
 """Usage, cost and delegation-failure records. A leaf app: it never imports chat or agno.
 
-- `RunUsage`: the one row every team run leaves behind, whatever its ending: tokens summed over
-  the leader and every member run, timings, retries, a terminal status, and its cost.
+- `RunUsage`: the one row every team run leaves behind, whatever its ending: written `running`
+  when the run is admitted, then given its terminal status, tokens summed over the leader and
+  every member run, timings, retries, and its cost.
 - `ModelCall`: the ledger under a RunUsage, one row per agent x model of the run, each priced
   with the `PriceRule` in force when the run started (the rule is snapshotted on the row).
 - `PriceRule`: list prices per million tokens, versioned by effective dates.
@@ -33,6 +34,9 @@ TOKEN_FIELDS = ("input_tokens", "output_tokens", "total_tokens", "reasoning_toke
 
 
 class RunStatus(models.TextChoices):
+    # The only status that is not terminal: the run was admitted and its worker has not ended it
+    # yet. A running row whose worker is gone is closed by another worker (chat.runs.reaper).
+    RUNNING = "running", "running"
     COMPLETED = "completed", "completed"
     ERROR = "error", "error"
     RATE_LIMITED = "rate_limited", "rate limited"
@@ -63,7 +67,9 @@ class RunUsage(models.Model):
     team_id = models.CharField(max_length=64)
     model = models.CharField(max_length=128, blank=True, default="")
     status = models.CharField(max_length=16, choices=RunStatus.choices, db_index=True)
-    # timeout | rate_limited | provider_error | internal (empty when completed or cancelled)
+    # timeout | rate_limited | provider_error | internal | worker_lost (its server process died
+    # mid-run); worker_draining on a run cancelled because its server process was shutting down.
+    # Empty when completed or cancelled by the user.
     error_type = models.CharField(max_length=32, blank=True, default="")
     error_message = models.TextField(blank=True, default="")
 
@@ -92,7 +98,15 @@ class RunUsage(models.Model):
     deep_research = models.BooleanField(default=False)
     streamed = models.BooleanField(default=True)
     started_at = models.DateTimeField(db_index=True)
-    finished_at = models.DateTimeField()
+    # NULL while the run is running.
+    finished_at = models.DateTimeField(null=True, blank=True)
+    # The server process that owns the run: host:pid:nonce (chat.runs.lease). Its heartbeat is
+    # the run's lease: once it stops, another process closes the run (error / worker_lost).
+    worker = models.CharField(max_length=128, blank=True, default="")
+    # While running: the calls completed so far per agent x model (the `calls` argument of
+    # metrics.recording.record_run), kept current by the worker, so a run whose worker died is
+    # still billed for them. NULL once the run ended (its ModelCall rows hold the ledger).
+    live_ledger = models.JSONField(null=True, blank=True)
     duration_ms = models.PositiveIntegerField(default=0)
     # From the start of the run to the first text delta (leader or member); null if none came.
     ttft_ms = models.PositiveIntegerField(null=True, blank=True)

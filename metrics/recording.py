@@ -1,27 +1,41 @@
 """Writing a run's usage: its RunUsage row, its ModelCall ledger and its delegation failures.
 
-The run service calls `record_run` once, inside its final transaction (sync; from async code
-through chat.db.run_db). Every write is INSERT ... ON CONFLICT DO NOTHING on a unique key
-(run_id; run + agent + provider + model; run + kind + member), and a run whose usage row exists
-is not written again, so a retried flush never counts anything twice and a second call leaves
-the first one's rows as they were.
+A run's row is written in three steps, all sync (from async code through
+chat.storage.executor.run_db):
+- `record_running`, when the run is admitted (in its session claim's transaction): the row with
+  status `running` and the worker that owns it;
+- `update_live_ledgers`, while it runs: the tokens of the calls completed so far, by its worker,
+  a few times a run at most;
+- `record_run` (the run's final transaction) or `close_running` (another worker closing the run
+  of a worker that died): the terminal status, priced ledger and delegation failures.
+
+Only a `running` row is ever given a terminal status (`UPDATE ... WHERE status = 'running'`), so
+of a final write and a close racing for one run exactly one wins, and a retried flush never
+counts anything twice. Every other write is INSERT ... ON CONFLICT DO NOTHING on a unique key
+(run_id; run + agent + provider + model; run + kind + member).
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable
+from datetime import datetime
 from decimal import Decimal
 from typing import Any
 
 from django.contrib.auth import get_user_model
-from django.db import transaction
+from django.db import connection, transaction
 
-from .models import TOKEN_FIELDS, DelegationFailure, FailureKind, ModelCall, Pricing, RunUsage
+from .models import TOKEN_FIELDS, DelegationFailure, FailureKind, ModelCall, Pricing, RunStatus, RunUsage
 from .pricing import price, rules_in_force
 
 USAGE_FIELDS = frozenset(f.name for f in RunUsage._meta.get_fields() if f.concrete and f.name != "id")
 # Computed here from the calls, never taken from the caller.
-DERIVED_FIELDS = frozenset({"cost", "pricing", "unpriced_tokens"})
+DERIVED_FIELDS = frozenset({"cost", "pricing", "unpriced_tokens", "live_ledger"})
+# Who a run is billed to: set once, on its running row (record_running).
+_OWNER_FIELDS = frozenset({"user_id", "account_id", "username"})
+# What a running row holds from its admission on (record_running).
+RUNNING_FIELDS = frozenset({"run_id", "user_id", "username", "session_id", "request_id", "team_id", "model",
+                            "deep_research", "streamed", "started_at", "worker"})
 FAILURE_FIELDS = frozenset({"kind", "member", "excerpt", "created_at"})
 KINDS = frozenset(FailureKind.values)
 
@@ -129,29 +143,120 @@ def record_delegation_failures(usage_fields: dict[str, Any], failures: Iterable[
         DelegationFailure.objects.bulk_create(rows, ignore_conflicts=True)
 
 
+def record_running(fields: dict[str, Any]) -> None:
+    """Insert the usage row of a run just admitted: status `running`, owned by `fields["worker"]`.
+
+    Called inside the transaction that claims the run's session (chat.storage.buffer), so a run
+    is on record before any model call. Its terminal write (`record_run`) updates this row.
+    """
+    unknown = set(fields) - RUNNING_FIELDS
+    if unknown:
+        raise ValueError(f"not fields of a running usage row: {sorted(unknown)}")
+    # The account exists (the run was just admitted for it, and its session claimed in this
+    # transaction): no lookup needed to name it.
+    RunUsage.objects.bulk_create([RunUsage(**fields, account_id=fields.get("user_id"), status=RunStatus.RUNNING,
+                                           pricing=Pricing.UNPRICED)])
+
+
+def _priced(run_id: str, team_id: str, started_at: datetime, calls: list[dict[str, Any]]):
+    rules = rules_in_force(started_at, {c.get("provider") or "" for c in calls}) if calls else []
+    rows = [_call_row(run_id, team_id, entry, rules) for entry in calls]
+    return rows, run_cost(rows)
+
+
 def record_run(usage_fields: dict[str, Any], calls: list[dict[str, Any]],
                failures: Iterable[dict[str, Any]] = ()) -> Decimal | None:
-    """Write a run's usage row, its per agent x model ledger and its delegation failures.
+    """Write a run's terminal usage, its per agent x model ledger and its delegation failures.
 
-    `usage_fields`: the RunUsage fields (run_id, user_id, started_at, tokens, ...; not cost,
-    pricing or unpriced_tokens, which are computed here). `calls`: one dict per agent x model,
-    as chat's RunAccount.by_model holds them: agent, model, provider, calls, tokens (a dict with
-    agno's token names), estimated_tokens (how many of them were counted locally) and, when the
-    provider reported one, provider_cost. Each is priced with
-    the rule in force at the run's started_at. Returns the run's cost (None when unpriced, or
-    when the run was already recorded).
+    `usage_fields`: the RunUsage fields (run_id, user_id, started_at, status, tokens, ...; not
+    cost, pricing or unpriced_tokens, which are computed here). `calls`: one dict per agent x
+    model, as chat's RunAccount.by_model holds them: agent, model, provider, calls, tokens (a dict
+    with agno's token names), estimated_tokens (how many of them were counted locally) and, when
+    the provider reported one, provider_cost. Each is priced with the rule in force at the run's
+    started_at.
+
+    The run's `running` row (record_running) becomes this; a run with no row gets one. Returns the
+    run's cost (None when unpriced, or when the run already had a terminal row: the first
+    terminal write is the run's record, a retry or a late one adds nothing).
     """
     _check_fields(usage_fields, USAGE_FIELDS - DERIVED_FIELDS)
     run_id = usage_fields["run_id"]
-    rules = rules_in_force(usage_fields["started_at"], {c.get("provider") or "" for c in calls}) if calls else []
-    rows = [_call_row(run_id, usage_fields.get("team_id", ""), entry, rules) for entry in calls]
-    cost, pricing, gap = run_cost(rows)
+    rows, (cost, pricing, gap) = _priced(run_id, usage_fields.get("team_id", ""), usage_fields["started_at"], calls)
     with transaction.atomic():
-        if RunUsage.objects.filter(run_id=run_id).exists():
-            return None  # already recorded: the first write is the run's record, a retry adds nothing
-        usage_fields = billed_to(usage_fields)
-        RunUsage.objects.bulk_create(
-            [RunUsage(**usage_fields, cost=cost, pricing=pricing, unpriced_tokens=gap)], ignore_conflicts=True)
+        # The running row already names the user (`account_id`, `username`: record_running), and
+        # keeps `user` as the account's deletion left it: the terminal write touches neither.
+        ended = RunUsage.objects.filter(run_id=run_id, status=RunStatus.RUNNING).update(
+            **{k: v for k, v in usage_fields.items() if k not in _OWNER_FIELDS},
+            cost=cost, pricing=pricing, unpriced_tokens=gap, live_ledger=None)
+        if not ended:
+            if RunUsage.objects.filter(run_id=run_id).exists():
+                return None  # already terminal: the first terminal write is the run's record
+            usage_fields = billed_to(usage_fields)
+            RunUsage.objects.bulk_create(
+                [RunUsage(**usage_fields, cost=cost, pricing=pricing, unpriced_tokens=gap)], ignore_conflicts=True)
         ModelCall.objects.bulk_create(rows, ignore_conflicts=True)
-        DelegationFailure.objects.bulk_create(failure_rows(usage_fields, failures), ignore_conflicts=True)
+        record_delegation_failures(usage_fields, failures)
     return cost
+
+
+def close_running(run_id: str, *, status: str, error_type: str, error_message: str,
+                  finished_at: datetime) -> dict[str, Any] | None:
+    """End a `running` row from what it holds (its worker is gone): the calls of its live ledger
+    priced as `record_run` prices them, the given terminal status. Sync, in a transaction.
+
+    Returns the row's fields as written (run_id, user_id, session_id, team_id, tokens, cost, ...),
+    or None when the row was not running (already ended, by its worker or another closer).
+    """
+    row = RunUsage.objects.filter(run_id=run_id, status=RunStatus.RUNNING).values().first()
+    if row is None:
+        return None
+    calls = row["live_ledger"] or []
+    rows, (cost, pricing, gap) = _priced(run_id, row["team_id"], row["started_at"], calls)
+    tokens = {name: sum(int((c.get("tokens") or {}).get(name) or 0) for c in calls) for name in TOKEN_FIELDS}
+    started = row["started_at"]
+    fields = {
+        "status": status, "error_type": error_type, "error_message": error_message[:2000],
+        "finished_at": finished_at, "duration_ms": max(0, int((finished_at - started).total_seconds() * 1000)),
+        **tokens, "model_calls": sum(int(c.get("calls") or 0) for c in calls),
+        "estimated_tokens": sum(int(c.get("estimated_tokens") or 0) for c in calls),
+        "cost": cost, "pricing": pricing, "unpriced_tokens": gap, "live_ledger": None,
+    }
+    with transaction.atomic():
+        # The WHERE decides a race with the run's own final write (or another closer): one wins.
+        if not RunUsage.objects.filter(run_id=run_id, status=RunStatus.RUNNING).update(**fields):
+            return None
+        ModelCall.objects.bulk_create(rows, ignore_conflicts=True)
+    return {**row, **fields}
+
+
+def update_live_ledgers(tallies: list[tuple[str, dict[str, int], int, list[dict[str, Any]]]]) -> None:
+    """Store the calls completed so far of running runs: (run_id, tokens by kind, model calls,
+    ledger as `record_run`'s `calls`) each. One prepared statement for them all; a run that is no
+    longer running is left as it is. Sync.
+    """
+    if not tallies:
+        return
+    statement = _live_ledger_statement(connection.vendor)
+    ledger_field = RunUsage._meta.get_field("live_ledger")
+    with connection.cursor() as cursor:
+        cursor.executemany(statement, [
+            [*(int(tokens.get(name) or 0) for name in TOKEN_FIELDS), calls,
+             ledger_field.get_db_prep_save(ledger, connection), run_id, RunStatus.RUNNING]
+            for run_id, tokens, calls, ledger in tallies
+        ])
+
+
+_statements: dict[str, str] = {}
+
+
+def _live_ledger_statement(vendor: str) -> str:
+    # Built once per database: the ORM would compile the same UPDATE for every run, every time.
+    statement = _statements.get(vendor)
+    if statement is None:
+        qn = connection.ops.quote_name
+        column = lambda name: qn(RunUsage._meta.get_field(name).column)  # noqa: E731
+        sets = ", ".join(f"{column(name)} = %s" for name in (*TOKEN_FIELDS, "model_calls", "live_ledger"))
+        statement = _statements[vendor] = (
+            f"UPDATE {qn(RunUsage._meta.db_table)} SET {sets} "
+            f"WHERE {column('run_id')} = %s AND {column('status')} = %s")
+    return statement

@@ -25,6 +25,22 @@ async def adb(fn, *args, **kwargs):
     return await run_db(fn, *args, **kwargs)
 
 
+async def ended_usage(run_id: str, within: float = 30.0):
+    """The run's usage row once it has a terminal status (it is `running` from the run's admission
+    on); None if it has none within `within` seconds. Polls: a server process writes it."""
+    import asyncio
+
+    from metrics.models import RunStatus, RunUsage
+
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + within
+    while True:
+        row = await adb(lambda: RunUsage.objects.filter(run_id=run_id).exclude(status=RunStatus.RUNNING).first())
+        if row is not None or loop.time() > deadline:
+            return row
+        await asyncio.sleep(0.05)
+
+
 @pytest.fixture(autouse=True)
 def offline_team(settings, worker_redis_prefix):
     settings.CIRKELLINE_REDIS_PREFIX = worker_redis_prefix

@@ -32,9 +32,9 @@ DATABASE_UNAVAILABLE = "The database is unavailable right now; please retry shor
 
 
 def error(http_status: int, detail: str, **extra: Any) -> JsonResponse:
-    """An error response: `{"detail": ..., **extra}`; a 429 with `retry_after` gets `Retry-After` too."""
+    """An error response: `{"detail": ..., **extra}`; a 429 or 503 with `retry_after` gets `Retry-After` too."""
     response = JsonResponse({"detail": detail, **extra}, status=http_status)
-    if http_status == 429 and "retry_after" in extra:
+    if http_status in (429, 503) and "retry_after" in extra:
         response["Retry-After"] = str(max(1, math.ceil(extra["retry_after"])))
     return response
 

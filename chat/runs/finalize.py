@@ -80,15 +80,19 @@ def ledger(handle: RunHandle) -> list[dict[str, Any]]:
 
 
 def _final_write(session_dict: dict | None, session_id: str, user_pk: int, rows: list[dict],
-                 usage: tuple[dict, list[dict], list[dict]]) -> tuple[bool, Any]:
+                 usage: tuple[dict, list[dict], list[dict]], lone_row: dict | None = None) -> tuple[bool, Any]:
     """The run's one final transaction: its session and runs (chat.storage.buffer), its usage row
     with its priced ledger and its delegation failures (metrics.recording.record_run).
 
-    `usage`: (usage fields, ledger, failures). Returns (False if the session was deleted while the
-    run was live, the run's cost or None when unpriced). Sync.
+    `usage`: (usage fields, ledger, failures). `lone_row`: when the database refused the run's
+    rows, its own row as it started, with its final status, to store instead (it was storable
+    once). Returns (False if the session was deleted while the run was live, the run's cost or
+    None when unpriced). Sync.
     """
     with transaction.atomic():
         saved = buffer.persist(session_dict, session_id, user_pk, rows) if (session_dict or rows) else True
+        if lone_row is not None:
+            buffer.settle_running(lone_row, user_pk)
         cost = record_run(*usage)
     return saved, cost
 
@@ -96,7 +100,8 @@ def _final_write(session_dict: dict | None, session_id: str, user_pk: int, rows:
 async def flush_run(ctx: RunContext, session_id: str, usage: tuple[dict, list[dict], list[dict]]) -> Any:
     """Write the run's buffered session/run rows and its usage in one transaction; the run's cost."""
     session_dict, rows = buffer.take_writes(ctx)
-    saved, cost = await run_db(_final_write, session_dict, session_id, ctx.user_id, rows, usage)
+    lone = buffer.settled_running_row(ctx) if ctx.write_buffer is None else None
+    saved, cost = await run_db(_final_write, session_dict, session_id, ctx.user_id, rows, usage, lone)
     if not saved:
         logger.info("run %s: session %s was deleted while the run was live; its runs were not stored, its "
                     "usage was", ctx.run_id, session_id)
@@ -160,6 +165,9 @@ async def _store(handle: RunHandle, usage: tuple[dict, list[dict], list[dict]]) 
         logger.error("run %s: the database refused its session/run rows (%s: %s); storing its usage alone",
                      handle.run_id, type(failure).__name__, failure)
         handle.ctx.write_buffer = None  # what was refused; the usage row has only numbers and short strings
+        if handle.ctx.running_row is not None:  # the user's message stays, saying why there is no answer
+            row = handle.ctx.running_row
+            handle.ctx.running_row = {**row, "payload": {**row["payload"], "content": STORAGE_MESSAGES["refused"]}}
         refused, failure = True, await _flush(handle, usage)
     if failure is not None:
         logger.error("run %s: could not store %s (%s: %s); retrying in the background", handle.run_id,

@@ -12,8 +12,12 @@ Each run executes in a task of its own, apart from the request that started it, 
 - cancel and the run deadline stop *everything* the run started: agno's cooperative cancel
   flag is set, and every task spawned inside the run (member runs, tool calls, provider
   streams) is cancelled, which closes provider connections;
-- every run ends with exactly one terminal event and exactly one `RunUsage` row, written in
-  the same transaction as agno's session and run rows (chat.runs.finalize).
+- every run is on record from its admission: its session claim's transaction also stores the
+  run's own row (the user's message, status RUNNING) and its usage row (status running, owned by
+  this worker: chat.runs.worker), so another process can answer for it and, if this one dies,
+  close it (chat.runs.reaper);
+- every run ends with exactly one terminal event and exactly one `RunUsage` row, given its
+  terminal status in the same transaction as agno's session and run rows (chat.runs.finalize).
 """
 
 from __future__ import annotations
@@ -21,14 +25,19 @@ from __future__ import annotations
 import asyncio
 import time
 import uuid
+from datetime import UTC, datetime
 
 from django.conf import settings
 from django.utils import timezone
 
+from chat.agents.providers import model_spec
 from chat.context import RunContext, current_run
-from chat.errors import AdmissionRefused, BudgetExceeded, RunAlreadyEnded, RunNotFound
+from chat.errors import AdmissionRefused, BudgetExceeded, RunAlreadyEnded, RunNotFound, RunUnreachable
+from chat.models import RUNNING_STATUS as RUNNING
 from chat.models import ChatRun
 from chat.observability import hooks
+from chat.observability.request_id import current_request_id
+from chat.records import running_run_row
 from chat.storage import buffer
 from chat.storage.executor import run_db
 from metrics.budgets import budget_refusal
@@ -40,7 +49,9 @@ from .drive import drive
 from .handle import RunHandle, live_run, live_run_count, live_runs_of, register
 from .request import RunRequest
 from .revocation import cancel_local
+from .teams import team_name
 from .tracking import install_task_tracking
+from .worker import worker_id
 
 # Runs admitted but not yet registered (between admission and the end of start_run), per user.
 _starting: dict[int, int] = {}
@@ -93,13 +104,21 @@ async def start_run(request: RunRequest) -> RunHandle:
         session_id = request.session_id or str(uuid.uuid4())
         account = RunAccount(run_id=request.run_id)
         ctx = RunContext(run_id=request.run_id, user_id=request.user_id)
+        started_at = datetime.now(UTC)
         # Claimed before any model call: from here on the id is this user's, so another user's
-        # run with it is refused above, and this run's final write cannot fail on ownership.
-        await buffer.claim_session(ctx, session_id, request.user_id, is_new=is_new, team_id=request.team_id,
-                                    first_message=request.message)
+        # run with it is refused above, and this run's final write cannot fail on ownership. The
+        # run is on record from the same transaction on (its own row and its running usage row).
+        claim = asyncio.ensure_future(buffer.claim_session(
+            ctx, session_id, request.user_id, is_new=is_new, team_id=request.team_id, first_message=request.message,
+            run_row=running_run_row(run_id=request.run_id, session_id=session_id, team_id=request.team_id,
+                                    team_name=team_name(request.team_id), user_pk=request.user_id,
+                                    message=request.message, created_at=started_at),
+            usage=_running_usage(request, session_id, started_at)))
+        gone = await _outlast(claim)
         ctx.deadline = time.monotonic() + timeout
 
         handle = RunHandle(request, session_id, ctx, account)
+        handle.started_at = started_at
         ctx.abort = handle.abort
         register(handle)
         registered = True
@@ -116,7 +135,39 @@ async def start_run(request: RunRequest) -> RunHandle:
     finally:
         current_run.reset(token)
     handle._deadline_timer = loop.call_later(timeout, handle.abort, RunStatus.TIMED_OUT)
+    if gone:
+        # The request was cancelled while the run was being put on record: the run is stopped as
+        # soon as its task has started (call_soon runs after the task's first step; a task
+        # cancelled before that would never run its finalisation), and so ends like any
+        # cancelled run, with its rows: a row never stays `running`.
+        loop.call_soon(handle.abort, RunStatus.CANCELLED)
+        raise asyncio.CancelledError
     return handle
+
+
+def _running_usage(request: RunRequest, session_id: str, started_at: datetime) -> dict:
+    """The usage row of the run as it is admitted (metrics.recording.record_running)."""
+    return {"run_id": request.run_id, "user_id": request.user_id, "username": request.username,
+            "session_id": session_id,
+            "request_id": current_request_id() or "", "team_id": request.team_id, "model": str(model_spec()),
+            "deep_research": request.deep_research, "streamed": request.streamed, "started_at": started_at,
+            "worker": worker_id()}
+
+
+async def _outlast(task: asyncio.Future) -> bool:
+    """Await `task` to its end even if the caller is cancelled meanwhile (its database write goes
+    on in a thread either way); its exception, if any, is raised. True if the caller was cancelled."""
+    cancelled = False
+    while True:
+        try:
+            await asyncio.shield(task)
+            return cancelled
+        except asyncio.CancelledError:
+            if task.done():
+                task.result()  # the task's own outcome (it is never cancelled itself)
+                return cancelled
+            cancelled = True
+            asyncio.current_task().uncancel()
 
 
 async def cancel_run(user_id: int, run_id: str) -> str:
@@ -138,4 +189,6 @@ async def cancel_run(user_id: int, run_id: str) -> str:
     stored = await run_db(ChatRun.objects.find, user_id, run_id)
     if stored is None:
         raise RunNotFound(run_id)
+    if stored["status"] == RUNNING:
+        raise RunUnreachable()  # in another process, and no Redis to reach it through
     raise RunAlreadyEnded(stored["status"].lower())

@@ -6,7 +6,9 @@ Round trips per run are kept to two:
   inserted for its owner in one atomic statement, an existing one is checked for its owner and
   loaded with its recent history, which agno's first `get_session` is then served from
   (chat.storage.agno_db). A session id is globally unique; another user's id is refused here
-  (SessionNotFound), before anything runs;
+  (SessionNotFound), before anything runs. In the same transaction the run is put on record:
+  its own row (the user's message, status RUNNING) and its usage row (status running, with the
+  worker that owns it: metrics.recording.record_running);
 - during the run, agno's `upsert_session` / `upsert_run` calls are buffered on the run's
   `RunContext` (chat.context.WriteBuffer); at the end `take_writes` hands them to the final
   transaction, which stores them with `persist`. Writes that arrive after that (agno persists a
@@ -26,18 +28,35 @@ from chat.context import RunContext, WriteBuffer
 from chat.errors import SessionNotFound
 from chat.models import ChatSession
 from chat.records import first_team_input, session_fields, title
+from metrics.recording import record_running
 
 from . import final_write
 from .executor import run_db
 
 
-def _claim_for_run(session_id: str, user_pk: int, *, is_new: bool, team_id: str, name: str,
-                   history_runs: int) -> dict | None:
-    """Claim `session_id` for `user_pk`, or load it if it is already theirs.
+def _claim_for_run(session_id: str, user_pk: int, *, is_new: bool, team_id: str, name: str, history_runs: int,
+                   run_row: dict | None = None, usage: dict | None = None) -> dict | None:
+    """Claim `session_id` for `user_pk` (or load it if it is already theirs), and put the run on
+    record: its own row `run_row` and its running usage row `usage` (all or nothing).
 
     None for a session this call created (agno starts it afresh), the agno session record for
     one the user already had. Raises SessionNotFound when it belongs to another user.
     """
+    with transaction.atomic():
+        record = _claim(session_id, user_pk, is_new=is_new, team_id=team_id, name=name, history_runs=history_runs)
+        now = timezone.now()
+        if run_row is not None:
+            with connection.cursor() as cursor:
+                if not final_write.insert_running_run(cursor, session_id=session_id, user_pk=user_pk, row=run_row,
+                                                      now=now):
+                    raise SessionNotFound(session_id)  # deleted between the claim and here
+        if usage is not None:
+            record_running(usage)
+    return record
+
+
+def _claim(session_id: str, user_pk: int, *, is_new: bool, team_id: str, name: str,
+           history_runs: int) -> dict | None:
     if not is_new:
         record = ChatSession.objects.for_run(session_id, user_pk, history_runs)
         if record is not None:
@@ -55,17 +74,22 @@ def _claim_for_run(session_id: str, user_pk: int, *, is_new: bool, team_id: str,
 
 
 async def claim_session(ctx: RunContext, session_id: str, user_pk: int, *, is_new: bool, team_id: str,
-                        first_message: str) -> None:
-    """Claim the run's session for its owner, before anything runs (one round trip).
+                        first_message: str, run_row: dict | None = None, usage: dict | None = None) -> None:
+    """Claim the run's session for its owner and put the run on record, before anything runs
+    (one round trip).
 
     A new id becomes the user's session, named after `first_message`; an existing session of
     the user's is loaded with its recent history for agno. Raises SessionNotFound when the id
-    belongs to another user (session ids are globally unique).
+    belongs to another user (session ids are globally unique). `run_row` (the run's own row as it
+    starts, chat.records.running_run_row) and `usage` (its running usage row's fields) are
+    written in the same transaction.
     """
     ctx.write_buffer = WriteBuffer()
     record = await run_db(_claim_for_run, session_id, user_pk, is_new=is_new, team_id=team_id,
-                          name=title(first_message), history_runs=settings.CIRKELLINE_HISTORY_RUNS)
+                          name=title(first_message), history_runs=settings.CIRKELLINE_HISTORY_RUNS,
+                          run_row=run_row, usage=usage)
     ctx.prefetched_session = (session_id, record)
+    ctx.running_row = run_row
 
 
 def settle_status(ctx: RunContext | None, row: dict) -> dict:
@@ -82,7 +106,24 @@ def take_writes(ctx: RunContext) -> tuple[dict | None, list[dict]]:
     if buffer is None:  # the database refused them: the final write stores the usage row alone
         return None, []
     buffer.closed = True
-    return buffer.session, [settle_status(ctx, row) for row in buffer.runs.values()]
+    runs = buffer.runs
+    if ctx.running_row is not None and ctx.run_id not in runs:
+        # agno stored nothing of the run (stopped before it began, or crashed): its row as it
+        # started stays, with the status the run ended with.
+        runs = {**runs, ctx.run_id: ctx.running_row}
+    return buffer.session, [settle_status(ctx, row) for row in runs.values()]
+
+
+def settled_running_row(ctx: RunContext) -> dict | None:
+    """The run's own row as it started, with its final status: what is left of a run whose rows
+    the database refused (None when it has no such row)."""
+    return settle_status(ctx, ctx.running_row) if ctx.running_row is not None else None
+
+
+def settle_running(row: dict, user_pk: int) -> None:
+    """Store `row` (settled_running_row) over the run's row while that is still as it started. Sync."""
+    with connection.cursor() as cursor:
+        final_write.settle_running_run(cursor, user_pk=user_pk, row=row, now=timezone.now())
 
 
 def persist(session_dict: dict | None, session_id: str, user_pk: int, rows: list[dict]) -> bool:

@@ -26,6 +26,8 @@ class _Statements(NamedTuple):
     update_session: str
     owned_session: str
     upsert_runs: str
+    insert_running_run: str
+    settle_running_run: str
 
 
 def _column(model, name: str) -> str:
@@ -60,7 +62,19 @@ def _statements(vendor: str) -> _Statements:
         f"{rc('payload')} = excluded.{rc('payload')}, {rc('updated_at')} = excluded.{rc('updated_at')} "
         f"WHERE {r}.{rc('user')} = excluded.{rc('user')}"
     )
-    return _Statements(claim_session, update_session, owned_session, upsert_runs)
+    # The run's own row from its admission on, in the user's session only (the owner guard is the
+    # SELECT); agno's row replaces it (upsert_runs) when the run is stored.
+    running_values = ", ".join("s." + sc("id") if col == rc("session") else "%s" for col in run_cols)
+    insert_running_run = (
+        f"INSERT INTO {r} ({', '.join(run_cols)}) SELECT {running_values} FROM {s} s "
+        f"WHERE s.{sc('session_id')} = %s AND s.{sc('user')} = %s ON CONFLICT ({rc('run_id')}) DO NOTHING"
+    )
+    settle_running_run = (
+        f"UPDATE {r} SET {rc('status')} = %s, {rc('payload')} = %s, {rc('updated_at')} = %s "
+        f"WHERE {rc('run_id')} = %s AND {rc('user')} = %s AND {rc('status')} = 'RUNNING'"
+    )
+    return _Statements(claim_session, update_session, owned_session, upsert_runs, insert_running_run,
+                       settle_running_run)
 
 
 def _prep(model, name: str, value: Any) -> Any:
@@ -95,6 +109,26 @@ def owned_session(cursor, session_id: str, user_pk: int) -> int | None:
     cursor.execute(_statements(connection.vendor).owned_session, [session_id, user_pk])
     row = cursor.fetchone()
     return row[0] if row else None
+
+
+def insert_running_run(cursor, *, session_id: str, user_pk: int, row: dict, now) -> bool:
+    """Store a run's own row as it starts (chat.records.running_run_row) in `user_pk`'s session
+    `session_id`; False if there is no such session of theirs. Nothing happens if the run has a row."""
+    when = _prep(ChatRun, "updated_at", now)
+    cursor.execute(_statements(connection.vendor).insert_running_run, [
+        row["run_id"], user_pk, row["parent_run_id"], row["run_type"], row["component_id"], row["status"],
+        row["run_index"], _prep(ChatRun, "payload", row["payload"]), _prep(ChatRun, "created_at", row["created_at"]),
+        when, session_id, user_pk,
+    ])
+    return cursor.rowcount == 1
+
+
+def settle_running_run(cursor, *, user_pk: int, row: dict, now) -> None:
+    """Give a run's own row, still as it started (RUNNING), its final status and payload `row`."""
+    cursor.execute(_statements(connection.vendor).settle_running_run, [
+        row["status"], _prep(ChatRun, "payload", row["payload"]), _prep(ChatRun, "updated_at", now), row["run_id"],
+        user_pk,
+    ])
 
 
 def upsert_runs(cursor, *, session_pk: int, user_pk: int, rows: list[dict], now) -> None:

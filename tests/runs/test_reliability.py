@@ -14,7 +14,7 @@ from chat.agents.scripted import provider_error
 from chat.runs import RunRequest, cancel_run, start_run, teams
 from chat.runs.finalize import FLUSH_TIMEOUT, retrying_writes
 from metrics.models import RunUsage
-from tests.conftest import adb, bearer, parse_sse
+from tests.conftest import adb, bearer, ended_usage, parse_sse
 from tests.doubles.fake_openai import FakeProvider
 from tests.live import live_server
 from tests.outage import break_database, repair_database
@@ -115,15 +115,9 @@ async def test_closing_the_connection_cancels_the_run_and_its_provider_stream(al
                         run_id = line.split('"parent_run_id":"')[1].split('"')[0]
                         break
             # leaving the block closed the connection mid-stream
-        loop = asyncio.get_running_loop()
         assert await slow_provider.wait_idle(SLOW_ANSWER_SECONDS / 2), "the stream stayed open after the disconnect"
 
-        row = None
-        deadline = loop.time() + 30
-        while row is None and loop.time() < deadline:  # the server writes the row as it stops the run
-            row = await adb(lambda: RunUsage.objects.filter(run_id=run_id).first())
-            if row is None:
-                await asyncio.sleep(0.05)
+        row = await ended_usage(run_id)  # the server ends the row as it stops the run
     assert row is not None and row.status == "cancelled"
     assert slow_provider.total_requests == 2
 
@@ -174,7 +168,7 @@ async def test_a_database_outage_mid_run_gives_a_clear_error_not_a_hang(api, ali
         await adb(repair_database, port, pool_timeout)
     # once the database is back, the run is stored after all (nothing vanishes); the request
     # refused at its session claim ran nothing and left nothing
-    stored = await _eventually(lambda: set(RunUsage.objects.values_list("run_id", flat=True)), 1)
+    stored = await _eventually(lambda: set(RunUsage.objects.ended().values_list("run_id", flat=True)), 1)
     assert stored == {handle.run_id}
     assert await adb(lambda: RunUsage.objects.get(run_id=handle.run_id).status) == "completed"
 
@@ -217,5 +211,10 @@ async def test_rows_the_database_refuses_still_leave_the_usage_row(api, alice, m
     assert "refused" in detail and "usage was recorded" in detail
     row = await adb(RunUsage.objects.get, run_id=run_id)
     assert (row.status, row.model_calls, row.delegations) == ("completed", 3, 1) and row.total_tokens > 0
-    assert await adb(ChatRun.objects.count) == 0
+    # Of the run's rows only its own, as it was stored when the run started, stays: the user's
+    # message, its final status, and why there is no answer (never left RUNNING).
+    stored = await adb(lambda: list(ChatRun.objects.values("run_id", "status", "payload")))
+    assert [(r["run_id"], r["status"], r["payload"]["status"]) for r in stored] == [(run_id, "COMPLETED", "COMPLETED")]
+    assert stored[0]["payload"]["input"]["input_content"] == "Please research Copenhagen"
+    assert "refused" in stored[0]["payload"]["content"]
     assert retrying_writes() == 0  # nothing left retrying a write that cannot succeed

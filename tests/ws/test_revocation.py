@@ -55,7 +55,7 @@ async def _usage_row(run_id: str) -> RunUsage:
     loop = asyncio.get_running_loop()
     deadline = loop.time() + FRAME_WAIT
     while loop.time() < deadline:
-        row = await adb(RunUsage.objects.filter(run_id=run_id).first)
+        row = await adb(RunUsage.objects.filter(run_id=run_id).ended().first)  # `running` until it ends
         if row is not None:
             return row
         await asyncio.sleep(0.05)

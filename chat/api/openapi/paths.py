@@ -73,6 +73,10 @@ def all_paths() -> dict[str, Any]:
     runs_429["description"] = ("Too many runs in progress (yours or the server's), or the provider rate-limited the "
                                "run and retries ran out (`RunFailed` with `error_type: rate_limited`).")
     runs_429["content"][JSON]["schema"] = {"anyOf": [ref("RateLimited"), ref("RunFailed")]}
+    cancel_503 = copy.deepcopy(E503)
+    cancel_503["description"] = ("The database is unavailable, or the run is in progress in another server process "
+                                 "that this one cannot reach (cancels across processes need Redis); retry after "
+                                 "`Retry-After` seconds.")
     runs_503 = copy.deepcopy(E503)
     runs_503["description"] = ("The database is unavailable (`Retry-After`), or the run's answer could not be "
                                "saved (`RunFailed`).")
@@ -175,13 +179,16 @@ def all_paths() -> dict[str, Any]:
         "/teams/{team_id}/runs/{run_id}": {"get": op(
             "A run of yours: live while running, the stored run afterwards", "runs",
             {**ok({"anyOf": [ref("LiveRun"), ref("StoredRun")]}), **errors(400, 401, 404, 405, 503)},
-            security=READ_AUTH, parameters=[TEAM_ID, RUN_ID], operation_id="get_run")},
+            security=READ_AUTH, parameters=[TEAM_ID, RUN_ID], operation_id="get_run",
+            description="Any server process answers: the process running the run with its partial answer "
+                        "(`LiveRun`), any other with the run as stored from its start on (`StoredRun`, "
+                        "`status: RUNNING`, the message and no answer yet).")},
         "/teams/{team_id}/runs/{run_id}/cancel": {"post": op(
             "Cancel a running run of yours; answers once it has stopped", "runs",
             {**ok(ref("CancelResult"), example={"run_id": "f0f2334e-62a2-433a-97c3-bf37761fe342",
                                                  "status": "cancelled"}),
              **errors(400, 401, 403, 404, 405),
-             "409": error_response("The run has already ended.", "RunAlreadyEnded"), **errors(503)},
+             "409": error_response("The run has already ended.", "RunAlreadyEnded"), "503": cancel_503},
             security=WRITE_AUTH, parameters=[TEAM_ID, RUN_ID], operation_id="cancel_run")},
         "/sessions": {"get": op(
             "Your sessions, a page at a time (AgentOS shape)", "sessions",
