@@ -8,7 +8,7 @@ citations, audio, usage details and a provider's cost, keys outside OpenAI's sch
 endings, comments, an error object inside the stream, bytes that are not UTF-8). Each is replayed
 to both paths through the same SDK client's HTTP client (a replaying transport), as recorded and
 cut into 1-byte and 7-byte pieces, and both must yield equal `ModelResponse` deltas, assemble
-the same tool calls, send JSON-equal request bodies, and fail with the same agno error (type,
+the same tool calls, send JSON-equal request bodies with the same headers, and fail with the same agno error (type,
 status, message, Retry-After as the retry layer reads it).
 """
 
@@ -17,8 +17,6 @@ from __future__ import annotations
 import dataclasses
 import json
 import re
-from collections.abc import AsyncIterator
-from dataclasses import dataclass, field
 
 import httpx2
 import pytest
@@ -31,45 +29,7 @@ from chat.agents import openai_lean
 from chat.agents.providers import ModelSpec, build_model
 from chat.agents.retry import classify_failure
 from tests.doubles.fake_openai import DELEGATE_TOOL, Behaviour, FakeProvider
-
-
-@dataclass(frozen=True)
-class Recording:
-    status: int
-    headers: list[tuple[str, str]]
-    pieces: list[bytes]
-    error: type[Exception] | None = None  # raised by the transport after the last piece
-
-
-@dataclass
-class Replay(httpx2.AsyncBaseTransport):
-    """Answers every request with one recording, its body cut into pieces of `size` bytes."""
-
-    recording: Recording
-    size: int | None = None
-    bodies: list[dict] = field(default_factory=list)
-
-    async def handle_async_request(self, request: httpx2.Request) -> httpx2.Response:
-        self.bodies.append(json.loads(await request.aread()))
-        return httpx2.Response(self.recording.status, headers=self.recording.headers, stream=_Body(self),
-                               request=request)
-
-
-class _Body(httpx2.AsyncByteStream):
-    def __init__(self, replay: Replay) -> None:
-        self.replay = replay
-
-    async def __aiter__(self) -> AsyncIterator[bytes]:
-        recording, size = self.replay.recording, self.replay.size
-        pieces = recording.pieces
-        if size is not None:
-            whole = b"".join(pieces)
-            pieces = [whole[i:i + size] for i in range(0, len(whole), size)]
-        for piece in pieces:
-            yield piece
-        if recording.error is not None:
-            raise recording.error("the recorded stream broke here")
-
+from tests.doubles.fake_openai.replay import Recording, ReplayTransport, record
 
 # --- recordings --------------------------------------------------------------------------
 
@@ -106,22 +66,9 @@ FAKE_CASES = {
 
 def _record(provider: FakeProvider, behaviour: Behaviour, messages: list[Message]) -> Recording:
     provider.enqueue(behaviour)
-    body = {"model": "fake", "messages": [{"role": m.role, "content": m.content} for m in messages],
-            "stream": True, "stream_options": {"include_usage": True}, "tools": TOOLS}
-    pieces: list[bytes] = []
-    error = None
-    with httpx2.Client(timeout=httpx2.Timeout(5.0, read=1.0)) as client:
-        with client.stream("POST", f"{provider.base_url}/chat/completions", json=body) as response:
-            try:
-                for piece in response.iter_raw():
-                    pieces.append(piece)
-            except httpx2.ReadTimeout:
-                error = httpx2.ReadTimeout
-            except httpx2.TransportError:
-                error = httpx2.ReadError
-            headers = [(k, v) for k, v in response.headers.multi_items()
-                       if k.lower() not in ("content-length", "transfer-encoding", "connection")]
-            return Recording(response.status_code, headers, pieces, error)
+    return record(f"{provider.base_url}/chat/completions", {
+        "model": "fake", "messages": [{"role": m.role, "content": m.content} for m in messages],
+        "stream": True, "stream_options": {"include_usage": True}, "tools": TOOLS})
 
 
 @pytest.fixture(scope="module")
@@ -228,7 +175,7 @@ def _tool_call(call) -> dict:
 
 async def _call(settings, client_path: str, recording: Recording, size: int | None, messages, tools):
     settings.CIRKELLINE_MODEL_CLIENT = client_path
-    replay = Replay(recording, size)
+    replay = ReplayTransport(recording, size)
     sdk = AsyncOpenAI(base_url="http://provider.test/v1", api_key="test-key", max_retries=0, timeout=30,
                       http_client=httpx2.AsyncClient(transport=replay))
     model = build_model("leader", ModelSpec("openai-like", "fake"))
@@ -243,7 +190,8 @@ async def _call(settings, client_path: str, recording: Recording, size: int | No
         failure = classify_failure(exc)
         error = (type(exc).__name__, exc.status_code, failure.message, failure.retry_after)
     tool_calls = model.parse_tool_calls(raw_tool_calls) if raw_tool_calls else []
-    return {"deltas": deltas, "tool_calls": tool_calls, "error": error, "bodies": replay.bodies}
+    return {"deltas": deltas, "tool_calls": tool_calls, "error": error, "bodies": replay.bodies,
+            "requests": replay.requests}
 
 
 async def _compare(settings, recording: Recording, messages=LEADER, tools=TOOLS) -> dict:
@@ -255,6 +203,7 @@ async def _compare(settings, recording: Recording, messages=LEADER, tools=TOOLS)
         assert lean["tool_calls"] == sdk["tool_calls"]
         assert lean["error"] == sdk["error"], f"pieces of {size} bytes"
         assert lean["bodies"] == sdk["bodies"]
+        assert lean["requests"] == sdk["requests"]  # method, URL, every header, timeouts
         results[size] = lean
     return results[None]
 
@@ -312,7 +261,7 @@ async def test_clients_the_lean_route_cannot_reproduce_keep_the_sdk(lean_setting
         return "rotating-key"
 
     lean_settings.CIRKELLINE_MODEL_CLIENT = "lean"
-    replay = Replay(fake_recordings["text"])
+    replay = ReplayTransport(fake_recordings["text"])
     sdk = AsyncOpenAI(base_url="http://provider.test/v1", api_key=key_provider, max_retries=0,
                       http_client=httpx2.AsyncClient(transport=replay))
     assert await openai_lean._route(sdk) is None
