@@ -3,7 +3,11 @@
 from django.contrib import admin
 from django.urls import include, path
 
+from chat.identity.forms import ThrottledAdminLoginForm
 from chat.observability import views as observability
+
+# The admin's login says when the failed-login throttle refuses it (chat.identity.forms).
+admin.site.login_form = ThrottledAdminLoginForm
 
 urlpatterns = [
     path("admin/", admin.site.urls),

@@ -22,7 +22,7 @@ from typing import Any
 from django.contrib.auth import get_user_model
 from django.db import InterfaceError, OperationalError, transaction
 from rest_framework import serializers
-from rest_framework.exceptions import AuthenticationFailed, Throttled, ValidationError
+from rest_framework.exceptions import Throttled, ValidationError
 from rest_framework.response import Response
 from rest_framework.views import exception_handler as drf_exception_handler
 from rest_framework.views import set_rollback
@@ -91,12 +91,9 @@ class LoginSerializer(TokenObtainSerializer):
         # Read before the password is checked: if the password changes in between, the tokens
         # carry the old version and are refused, instead of an old password earning new ones.
         version = _version_of(username)
-        try:
-            super().validate(attrs)  # authenticate(); AuthenticationFailed if wrong or inactive
-        except AuthenticationFailed:
-            throttle.failed()
-            raise
-        throttle.succeeded()
+        # authenticate() (chat.identity.backends) counts a failure and clears the count on success;
+        # AuthenticationFailed if wrong, inactive, or throttled since the check above.
+        super().validate(attrs)
         refresh = self.token_class.for_user_version(self.user, version)
         return {"refresh": str(refresh), "access": str(refresh.access_token)}
 

@@ -1,4 +1,5 @@
-"""Failed-login throttling for `POST /api/token/`: per username and per client address.
+"""Failed-login throttling for every login (`POST /api/token/`, the chat's and the admin's login
+pages: enforced in authenticate() by chat.identity.backends): per username and per client address.
 
 After `CIRKELLINE_LOGIN_FAILURES_PER_USERNAME` failures for one username (from any address), or
 `CIRKELLINE_LOGIN_FAILURES_PER_ADDRESS` failures from one address (over any usernames), further
@@ -60,7 +61,7 @@ def client_address(request) -> str:
 class LoginThrottle:
     """The failed-login counts of one login attempt (a username from an address)."""
 
-    def __init__(self, username: str, address: str, cache=None) -> None:
+    def __init__(self, username: str, address: str | None, cache=None) -> None:
         self.cache = cache if cache is not None else default_cache
         prefix = f"{settings.CIRKELLINE_REDIS_PREFIX}:login-failures"
         # Hashed: a username is user input of any length and characters; keys stay short and safe.
@@ -69,7 +70,9 @@ class LoginThrottle:
             _Counter("username", f"{prefix}:user:{user_digest}", settings.CIRKELLINE_LOGIN_FAILURES_PER_USERNAME),
             _Counter("address", f"{prefix}:addr:{address}", settings.CIRKELLINE_LOGIN_FAILURES_PER_ADDRESS),
         ]
-        self.counters = [counter for counter in counters if counter.limit > 0]  # 0: that limit is off
+        # 0: that limit is off. No address: authenticate() called without a request (a shell, a test).
+        self.counters = [counter for counter in counters if counter.limit > 0
+                         and (address is not None or counter.scope == "username")]
 
     def check(self) -> None:
         """Raise LoginThrottled if this username or address has used up its failures."""

@@ -10,38 +10,15 @@ from __future__ import annotations
 from django.conf import settings
 from django.contrib.auth import views as auth_views
 from django.contrib.auth.decorators import login_required
-from django.contrib.auth.forms import AuthenticationForm
-from django.core.exceptions import ValidationError
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
 from django.views.decorators.http import require_safe
 
 from chat.agents.team import CIRKELLINE_TEAM_ID
-from chat.errors import LoginThrottled
-from chat.identity import LoginThrottle, client_address
+from chat.identity.forms import ThrottledLoginForm
 from chat.models import SESSION_ID_RE
 from chat.runs.request import MEDIA_TYPES
 from chat.runs.teams import describe_team_detail
-
-
-class ThrottledLoginForm(AuthenticationForm):
-    """Django's login form with the token route's failed-login throttle (chat.identity.login_throttle), so
-    the page is no unthrottled way around `POST /api/token/`'s limits."""
-
-    def clean(self) -> dict:
-        throttle = LoginThrottle(self.cleaned_data.get("username") or "", client_address(self.request))
-        try:
-            throttle.check()
-        except LoginThrottled as exc:
-            raise ValidationError(exc.detail, code="throttled") from None
-        try:
-            cleaned = super().clean()
-        except ValidationError:
-            throttle.failed()
-            raise
-        throttle.succeeded()
-        return cleaned
-
 
 # GET and POST only: Django's form views also take PUT as a POST.
 login = auth_views.LoginView.as_view(template_name="chat/login.html", authentication_form=ThrottledLoginForm,

@@ -185,6 +185,9 @@ else:
                           "OPTIONS": {"MAX_ENTRIES": 10_000}}}
 
 # --- Auth -------------------------------------------------------------------------------
+# Every login (the pages, the admin, the token route) goes through the failed-login throttle.
+AUTHENTICATION_BACKENDS = ["chat.identity.backends.ThrottledModelBackend"]
+
 AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.UserAttributeSimilarityValidator"},
     {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator"},
