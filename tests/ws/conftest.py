@@ -97,6 +97,8 @@ async def connect():
     async def open_socket(user=None, via: str | None = "cookie", path: str = "/ws/chat/",
                           headers: list | None = None, subprotocols: list | None = None) -> Socket:
         headers = [ORIGIN] if headers is None else headers
+        if not any(name == b"host" for name, _ in headers):  # a browser's handshake always has one
+            headers = [*headers, (b"host", b"127.0.0.1")]
         if user is not None and via == "cookie":
             headers = [*headers, await adb(session_cookie, user)]
         if user is not None and via == "header":

@@ -70,6 +70,50 @@ async def test_a_page_of_another_site_cannot_open_a_socket(connect, alice):
         await connect(alice, headers=[(b"origin", b"http://evil.example")])
 
 
+HOST = (b"host", b"127.0.0.1")
+
+
+@pytest.mark.parametrize("origin", [b"http://127.0.0.1:1", b"http://localhost:3000", b"https://127.0.0.1",
+                                    b"http://127.0.0.1.evil.example", b"null", b"http://127.0.0.1:notaport"])
+async def test_a_cookie_socket_from_another_scheme_host_or_port_is_refused(connect, alice, origin):
+    """Guards against an Origin check that compares host names only: a page on another port of
+    the same host (http://127.0.0.1:1, a dev server on localhost:3000) or on https where the site
+    is http is another origin, and must not ride alice's cookie."""
+    with pytest.raises(AssertionError, match="handshake refused"):
+        await connect(alice, headers=[(b"origin", origin), HOST])
+
+
+async def test_the_sites_own_origin_and_its_trusted_origins_are_accepted(connect, alice, settings):
+    """The page's own origin (scheme, host and port of the handshake's Host) and CSRF_TRUSTED_ORIGINS
+    (the site's public origins behind a proxy) open cookie sockets; a default port may be written or not."""
+    await connect(alice, headers=[(b"origin", b"http://127.0.0.1:8000"), (b"host", b"127.0.0.1:8000")])
+    await connect(alice, headers=[(b"origin", b"http://127.0.0.1:80"), HOST])
+    settings.CSRF_TRUSTED_ORIGINS = ["https://chat.example.com", "https://*.example.org"]
+    await connect(alice, headers=[(b"origin", b"https://chat.example.com"), HOST])
+    await connect(alice, headers=[(b"origin", b"https://eu.example.org"), HOST])
+    for foreign in (b"http://chat.example.com", b"https://chat.example.com:8443", b"https://example.org.evil"):
+        with pytest.raises(AssertionError, match="handshake refused"):
+            await connect(alice, headers=[(b"origin", foreign), HOST])
+    with pytest.raises(AssertionError, match="handshake refused"):  # a Host the site does not serve
+        await connect(alice, headers=[(b"origin", b"http://evil.example"), (b"host", b"evil.example")])
+
+
+async def test_a_cors_origin_may_open_a_token_socket_but_never_rides_the_cookie(connect, alice, settings):
+    """CIRKELLINE_CORS_ORIGINS (agent-ui's) are for token clients: their sockets authenticate with
+    a JWT, and a login cookie the browser attaches is not read."""
+    settings.CORS_ALLOWED_ORIGINS = ["http://localhost:3000"]
+    cors = (b"origin", b"http://localhost:3000")
+    await connect(alice, via="header", headers=[cors, HOST])
+    await connect(alice, via="frame", headers=[cors, HOST])
+    from .conftest import session_cookie
+
+    socket = await connect(headers=[cors, HOST, await adb(session_cookie, alice)])
+    await socket.send(type="run", message="hello")
+    assert (await socket.next())["status"] == 401
+    assert await socket.next() == {"type": "closed", "code": 4401}
+    assert await adb(RunUsage.objects.count) == 0
+
+
 async def test_a_client_without_an_origin_header_may_connect_with_a_token(connect, alice):
     """Guards against refusing non-browser API clients, which send no Origin header."""
     await connect(alice, via="header", headers=[])
