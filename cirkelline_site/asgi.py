@@ -60,6 +60,12 @@ def _correct_daphne() -> None:
 
 _correct_daphne()
 
+from chat.runs.uploads import swept  # noqa: E402
+
+# Every worker sweeps expired uploads (files for websocket runs that no run took), from its first
+# connection on.
+application = swept(application)
+
 from chat.observability.loop_watch import watched  # noqa: E402
 
 # The event loop watched in production: lag histogram, stalls logged with their stack.
