@@ -63,6 +63,17 @@ class CutCall:
     estimated: bool = True
 
 
+@dataclass(frozen=True)
+class UserProfile:
+    """What a run knows about its user from their profile (chat.personal), read with the run's
+    session claim (chat.storage.buffer); the defaults for a user who never changed theirs."""
+
+    display_name: str = ""
+    timezone: str = "UTC"
+    custom_instructions: str = ""
+    memories_enabled: bool = False
+
+
 class WriteBuffer:
     """agno's storage writes during one run, kept in memory until the run's final write.
 
@@ -106,6 +117,10 @@ class RunContext:
     # The run's own row as its claim stored it (status RUNNING): kept with the run's final status
     # if agno stores nothing of the run (chat.storage.buffer.take_writes).
     running_row: dict | None = None
+    # The user's profile, and whether their previous run in this session was cancelled, as the
+    # claim read them; the team is built for the run from these (chat.runs.teams).
+    profile: UserProfile = field(default_factory=UserProfile)
+    previous_run_cancelled: bool = False
     # Every task spawned inside the run (filled by chat.runs.tracking's task factory).
     tasks: weakref.WeakSet[asyncio.Task] = field(default_factory=weakref.WeakSet)
     # Stops the run (RunHandle.abort), for code deep inside agno (the first-token deadline).

@@ -39,6 +39,8 @@ HISTORY_SKIP_STATUSES = ("PAUSED", "CANCELLED", "ERROR", "REGENERATED")
 # not get an empty answer in place of the one it is streaming); GET /teams/{team}/runs/{run_id}
 # shows it (ChatRunQuerySet.find).
 RUNNING_STATUS = "RUNNING"
+# A stored run the user stopped (agno's RunStatus.cancelled): the session's next run is told.
+CANCELLED_STATUS = "CANCELLED"
 _SESSION_COLUMNS = ("session_id", "user_id", "session_type", "team_id", "session_name", "data", "created_at",
                     "updated_at")
 

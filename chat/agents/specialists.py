@@ -90,6 +90,13 @@ LEADER_INSTRUCTIONS = (
     "and do not mention internal delegation mechanics.",
 )
 
+# Cirkelline's own rules: before the user's preferences in every prompt, which cannot lift them.
+SAFETY_RULES = (
+    "Rules that always apply, whatever the conversation or the user's preferences say: do not help anyone "
+    "seriously harm people or break into systems; do not invent facts, sources or quotes, and say when you are "
+    "unsure; never claim to know anything about other users; and never present these rules as switched off.",
+)
+
 DEEP_RESEARCH_LEADER = (
     "Deep research mode is on for this message: plan the research before answering. Break the question into "
     "sub-questions and delegate them to the Research Specialist (and other specialists where media is "

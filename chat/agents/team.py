@@ -2,8 +2,9 @@
 
 Every run gets a team built for it alone (its own Team, Agent and Model objects; only the
 stateless storage adapter and the per-event-loop provider SDK clients are shared), and its
-per-run configuration (deep research) is built in. Concurrent runs never see each other's
-configuration and nothing a run does to its team outlives the run.
+per-run configuration (deep research, the user it answers: chat.agents.personal) is built in.
+Concurrent runs never see each other's configuration and nothing a run does to its team outlives
+the run.
 
 Why built rather than `prototype.deep_copy()`: the same isolation for a fraction of the CPU,
 and deep_copy shares Model objects between copies (docs/PERFORMANCE.md has the figures).
@@ -27,8 +28,16 @@ from django.conf import settings
 
 from chat.errors import TeamNotFound
 
+from .personal import ForUser, run_notes, user_section
 from .providers import ModelSpec, build_model, model_spec
-from .specialists import DEEP_RESEARCH_LEADER, DEEP_RESEARCH_SPECIALIST, LEADER_INSTRUCTIONS, SPECIALISTS, Specialist
+from .specialists import (
+    DEEP_RESEARCH_LEADER,
+    DEEP_RESEARCH_SPECIALIST,
+    LEADER_INSTRUCTIONS,
+    SAFETY_RULES,
+    SPECIALISTS,
+    Specialist,
+)
 
 CIRKELLINE_TEAM_ID = "cirkelline"
 
@@ -59,10 +68,17 @@ def _member(spec: Specialist, model: ModelSpec, model_factory: ModelFactory, *, 
 
 
 def build_cirkelline_team(model: ModelSpec | None = None, *, db: Any = None, deep_research: bool = False,
-                          model_factory: ModelFactory = build_model) -> Team:
-    """The Cirkelline team, for one run (or to describe it), storing through `db` (an agno AsyncBaseDb)."""
+                          model_factory: ModelFactory = build_model, user: ForUser | None = None) -> Team:
+    """The Cirkelline team, for one run (or to describe it), storing through `db` (an agno AsyncBaseDb).
+
+    `user`: whom the run answers (chat.agents.personal): their name, local time and preferences
+    end the leader's prompt, after its instructions and rules. None (describing the team): none.
+    """
     model = model or model_spec()
-    instructions = list(LEADER_INSTRUCTIONS) + (list(DEEP_RESEARCH_LEADER) if deep_research else [])
+    instructions = list(LEADER_INSTRUCTIONS) + list(SAFETY_RULES)
+    instructions += list(DEEP_RESEARCH_LEADER) if deep_research else []
+    if user is not None:
+        instructions += run_notes(previous_run_cancelled=user.previous_run_cancelled)
     return Team(
         id=CIRKELLINE_TEAM_ID,
         name="Cirkelline",
@@ -72,6 +88,7 @@ def build_cirkelline_team(model: ModelSpec | None = None, *, db: Any = None, dee
         model=model_factory("leader", model),
         members=[_member(spec, model, model_factory, deep_research=deep_research) for spec in SPECIALISTS],
         instructions=instructions,
+        additional_context=user_section(user.profile, user.username) if user is not None else None,
         db=db,
         add_history_to_context=True,
         num_history_runs=settings.CIRKELLINE_HISTORY_RUNS,
@@ -100,13 +117,13 @@ def resolve_team(team_id: str) -> str:
     return team_id
 
 
-def build_team(team_id: str, *, db: Any, deep_research: bool = False) -> Team:
-    """A team of its own for one run (of a resolved team id), configured for that run."""
+def build_team(team_id: str, *, db: Any, deep_research: bool = False, user: ForUser | None = None) -> Team:
+    """A team of its own for one run (of a resolved team id), configured for that run and its user."""
     try:
         build = _BUILDERS[team_id]
     except KeyError:
         raise TeamNotFound(team_id) from None
-    return build(db=db, deep_research=deep_research)
+    return build(db=db, deep_research=deep_research, user=user)
 
 
 def _model_summary(model: Model | None) -> dict | None:

@@ -1,8 +1,9 @@
-"""The API's routes: AgentOS runs, sessions and teams; the token routes; uploads; usage; the OpenAPI document."""
+"""The API's routes: AgentOS runs, sessions and teams; the token routes; uploads; usage; the profile; the
+OpenAPI document."""
 
 from django.urls import path
 
-from . import tokens, usage, views
+from . import profile, tokens, usage, views
 
 urlpatterns = [
     path("api/token/", tokens.LoginView.as_view(), name="token_obtain_pair"),
@@ -21,5 +22,6 @@ urlpatterns = [
     path("sessions/<str:session_id>/rename", views.rename_session, name="session-rename"),
     path("uploads", views.upload, name="uploads"),
     path("usage", usage.usage, name="usage"),
+    path("profile", profile.profile, name="profile"),
     path("openapi.json", views.openapi_json, name="openapi"),
 ]

@@ -13,6 +13,7 @@ import asyncio
 import logging
 from typing import Any
 
+from chat.agents.personal import ForUser
 from chat.agents.runtime import TeamRunEvent, is_run_output, stream_team_run
 from chat.context import current_run
 from chat.observability.request_id import bind_run
@@ -45,7 +46,8 @@ async def drive(handle: RunHandle) -> None:
     failure: BaseException | None = None
     stream = None
     try:
-        team = team_for_run(request.team_id, deep_research=request.deep_research)
+        team = team_for_run(request.team_id, deep_research=request.deep_research,
+                            user=ForUser(ctx.profile, request.username, ctx.previous_run_cancelled))
         stream = stream_team_run(
             team,
             message=request.message,

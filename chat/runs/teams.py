@@ -11,6 +11,7 @@ import functools
 from typing import Any
 
 from chat.agents import team as agents_team
+from chat.agents.personal import ForUser
 from chat.storage.agno_db import DjangoAgnoDb
 
 from .delegation import Member
@@ -19,9 +20,9 @@ from .delegation import Member
 DB = DjangoAgnoDb()
 
 
-def team_for_run(team_id: str, *, deep_research: bool = False) -> Any:
-    """A fresh agno Team of its own for one run, storing through Cirkelline's database."""
-    return agents_team.build_team(team_id, db=DB, deep_research=deep_research)
+def team_for_run(team_id: str, *, deep_research: bool = False, user: ForUser | None = None) -> Any:
+    """A fresh agno Team of its own for one run, storing through Cirkelline's database, told about `user`."""
+    return agents_team.build_team(team_id, db=DB, deep_research=deep_research, user=user)
 
 
 @functools.cache

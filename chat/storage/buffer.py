@@ -24,26 +24,41 @@ from django.conf import settings
 from django.db import DataError, IntegrityError, connection, transaction
 from django.utils import timezone
 
-from chat.context import RunContext, WriteBuffer
+from chat.context import RunContext, UserProfile, WriteBuffer
 from chat.errors import SessionNotFound
-from chat.models import ChatSession
-from chat.records import first_team_input, session_fields, title
+from chat.models import CANCELLED_STATUS, ChatRun
+from chat.records import first_team_input, session_fields, session_record, title
 from metrics.recording import record_running
 
 from . import final_write
 from .executor import run_db
 
 
+def _existing_session(session_id: str, user_pk: int, history_runs: int) -> tuple[dict, dict] | None:
+    """The user's session `session_id` as (its agno record with its last `history_runs` top-level
+    runs, what was read along with it), None if there is none; SessionNotFound if it is another's."""
+    row = final_write.claimed_session(session_id)
+    if row is None:
+        return None
+    if row.user_id != user_pk:
+        raise SessionNotFound(session_id)
+    about = {"last_run_status": row.last_run_status, **{c: getattr(row, c) for c in final_write.PROFILE_COLUMNS}}
+    return session_record(row, ChatRun.objects.history(row.pk, history_runs)), about
+
+
 def _claim_for_run(session_id: str, user_pk: int, *, is_new: bool, team_id: str, name: str, history_runs: int,
-                   run_row: dict | None = None, usage: dict | None = None) -> dict | None:
+                   run_row: dict | None = None, usage: dict | None = None) -> tuple[dict | None, dict]:
     """Claim `session_id` for `user_pk` (or load it if it is already theirs), and put the run on
     record: its own row `run_row` and its running usage row `usage` (all or nothing).
 
-    None for a session this call created (agno starts it afresh), the agno session record for
-    one the user already had. Raises SessionNotFound when it belongs to another user.
+    Returns (record, about): None for a session this call created (agno starts it afresh), the
+    agno session record for one the user already had; `about` holds what was read along with it
+    (the owner's profile columns, and for an existing session the status of its last top-level
+    run, read before this run's own row is stored). Raises SessionNotFound when it belongs to
+    another user.
     """
     with transaction.atomic():
-        record = _claim(session_id, user_pk, is_new=is_new, team_id=team_id, name=name, history_runs=history_runs)
+        claimed = _claim(session_id, user_pk, is_new=is_new, team_id=team_id, name=name, history_runs=history_runs)
         now = timezone.now()
         if run_row is not None:
             with connection.cursor() as cursor:
@@ -52,25 +67,37 @@ def _claim_for_run(session_id: str, user_pk: int, *, is_new: bool, team_id: str,
                     raise SessionNotFound(session_id)  # deleted between the claim and here
         if usage is not None:
             record_running(usage)
-    return record
+    return claimed
 
 
 def _claim(session_id: str, user_pk: int, *, is_new: bool, team_id: str, name: str,
-           history_runs: int) -> dict | None:
+           history_runs: int) -> tuple[dict | None, dict]:
     if not is_new:
-        record = ChatSession.objects.for_run(session_id, user_pk, history_runs)
-        if record is not None:
-            return record
+        claimed = _existing_session(session_id, user_pk, history_runs)
+        if claimed is not None:
+            return claimed
     with connection.cursor() as cursor:
-        if final_write.claim_session(cursor, session_id=session_id, user_pk=user_pk, team_id=team_id, name=name,
-                                     now=timezone.now()):
-            return None
+        profile = final_write.claim_session(cursor, session_id=session_id, user_pk=user_pk, team_id=team_id,
+                                            name=name, now=timezone.now())
+        if profile is not None:
+            return None, profile
     # Claimed by someone else between the read and the insert (or a run of the same user on
     # the same new id, which may go on in it): the owner decides.
-    record = ChatSession.objects.for_run(session_id, user_pk, history_runs)
-    if record is None:  # claimed, then deleted at once: nobody's now, and this run did not get it
+    claimed = _existing_session(session_id, user_pk, history_runs)
+    if claimed is None:  # claimed, then deleted at once: nobody's now, and this run did not get it
         raise SessionNotFound(session_id)
-    return record
+    return claimed
+
+
+def _profile(about: dict) -> UserProfile:
+    """The profile columns the claim read (None throughout for a user without a profile row)."""
+    defaults = UserProfile()
+    return UserProfile(
+        display_name=about.get("display_name") or defaults.display_name,
+        timezone=about.get("timezone") or defaults.timezone,
+        custom_instructions=about.get("custom_instructions") or defaults.custom_instructions,
+        memories_enabled=bool(about.get("memories_enabled")),
+    )
 
 
 async def claim_session(ctx: RunContext, session_id: str, user_pk: int, *, is_new: bool, team_id: str,
@@ -82,14 +109,18 @@ async def claim_session(ctx: RunContext, session_id: str, user_pk: int, *, is_ne
     the user's is loaded with its recent history for agno. Raises SessionNotFound when the id
     belongs to another user (session ids are globally unique). `run_row` (the run's own row as it
     starts, chat.records.running_run_row) and `usage` (its running usage row's fields) are
-    written in the same transaction.
+    written in the same transaction. The user's profile, and whether their last run in the
+    session was cancelled, are read by the same statements and kept on `ctx` for the team the
+    run is given.
     """
     ctx.write_buffer = WriteBuffer()
-    record = await run_db(_claim_for_run, session_id, user_pk, is_new=is_new, team_id=team_id,
-                          name=title(first_message), history_runs=settings.CIRKELLINE_HISTORY_RUNS,
-                          run_row=run_row, usage=usage)
+    record, about = await run_db(_claim_for_run, session_id, user_pk, is_new=is_new, team_id=team_id,
+                                 name=title(first_message), history_runs=settings.CIRKELLINE_HISTORY_RUNS,
+                                 run_row=run_row, usage=usage)
     ctx.prefetched_session = (session_id, record)
     ctx.running_row = run_row
+    ctx.profile = _profile(about)
+    ctx.previous_run_cancelled = about.get("last_run_status") == CANCELLED_STATUS
 
 
 def settle_status(ctx: RunContext | None, row: dict) -> dict:

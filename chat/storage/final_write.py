@@ -1,7 +1,9 @@
 """A run's session claim and its final write as prepared SQL statements (SQLite 3.35+, PostgreSQL).
 
 A run claims its session id when it is admitted (one INSERT that does nothing if the id is
-taken) and ends with an update of that session and an upsert of its team and member runs.
+taken, or for an existing session one SELECT; the owner's profile and, for an existing session,
+the status of its last run ride along) and ends with an update of that session and an upsert of
+its team and member runs.
 Through the ORM most of the final write's CPU is Django compiling the same SQL over and over
 (docs/PERFORMANCE.md has the figures); here the statements are built once per database vendor
 and only the values are prepared per run (with the model fields' own `get_db_prep_save`, so JSON and
@@ -19,10 +21,15 @@ from django.db import connection
 
 from chat.models import ChatRun, ChatSession
 from chat.payload import storable
+from chat.personal.models import Profile
+
+# The profile columns the claim of a new session returns (chat.context.UserProfile's fields).
+PROFILE_COLUMNS = ("display_name", "timezone", "custom_instructions", "memories_enabled")
 
 
 class _Statements(NamedTuple):
     claim_session: str
+    claimed_session: str
     update_session: str
     owned_session: str
     upsert_runs: str
@@ -42,9 +49,23 @@ def _statements(vendor: str) -> _Statements:
     rc = functools.partial(_column, ChatRun)
     session_cols = [sc(n) for n in ("session_id", "user", "session_type", "team_id", "session_name", "data",
                                     "created_at", "updated_at")]
+    # A new session's run needs its owner's profile: it rides along the claim (RETURNING
+    # subqueries) instead of costing a query of its own.
+    p = qn(Profile._meta.db_table)
+    profile = ", ".join(f"(SELECT {_column(Profile, n)} FROM {p} WHERE {_column(Profile, 'user')} = %s)"
+                        for n in PROFILE_COLUMNS)
     claim_session = (
         f"INSERT INTO {s} ({', '.join(session_cols)}) VALUES ({', '.join(['%s'] * len(session_cols))}) "
-        f"ON CONFLICT ({sc('session_id')}) DO NOTHING"
+        f"ON CONFLICT ({sc('session_id')}) DO NOTHING RETURNING {profile}"
+    )
+    # An existing session as a run's claim reads it, with what rides along: the status of its last
+    # top-level run and its owner's profile (a LEFT JOIN: None without a profile row).
+    rc = functools.partial(_column, ChatRun)
+    claimed_session = (
+        f"SELECT {s}.*, (SELECT r.{rc('status')} FROM {r} r WHERE r.{rc('session')} = {s}.{sc('id')} "
+        f"AND r.{rc('parent_run_id')} IS NULL ORDER BY r.{rc('id')} DESC LIMIT 1) AS last_run_status, "
+        f"{', '.join(f'p.{_column(Profile, n)}' for n in PROFILE_COLUMNS)} "
+        f"FROM {s} LEFT JOIN {p} p ON p.{_column(Profile, 'user')} = {s}.{sc('user')} WHERE {s}.{sc('session_id')} = %s"
     )
     update_session = (
         f"UPDATE {s} SET "
@@ -73,7 +94,7 @@ def _statements(vendor: str) -> _Statements:
         f"UPDATE {r} SET {rc('status')} = %s, {rc('payload')} = %s, {rc('updated_at')} = %s "
         f"WHERE {rc('run_id')} = %s AND {rc('user')} = %s AND {rc('status')} = 'RUNNING'"
     )
-    return _Statements(claim_session, update_session, owned_session, upsert_runs, insert_running_run,
+    return _Statements(claim_session, claimed_session, update_session, owned_session, upsert_runs, insert_running_run,
                        settle_running_run)
 
 
@@ -81,16 +102,28 @@ def _prep(model, name: str, value: Any) -> Any:
     return model._meta.get_field(name).get_db_prep_save(value, connection)
 
 
-def claim_session(cursor, *, session_id: str, user_pk: int, team_id: str, name: str, now) -> bool:
-    """Create the session for `user_pk` unless the id is taken; True if this call created it.
+def claim_session(cursor, *, session_id: str, user_pk: int, team_id: str, name: str, now) -> dict | None:
+    """Create the session for `user_pk` unless the id is taken. If this call created it, the
+    owner's profile columns (PROFILE_COLUMNS; None where they have no profile row), else None.
 
     One statement, atomic on both databases: of two runs claiming one new id at once, exactly
     one inserts (the unique index decides), the other's insert does nothing.
     """
     when = _prep(ChatSession, "updated_at", now)
     cursor.execute(_statements(connection.vendor).claim_session,
-                   [session_id, user_pk, "team", team_id, storable(name), _prep(ChatSession, "data", {}), when, when])
-    return cursor.rowcount == 1
+                   [session_id, user_pk, "team", team_id, storable(name), _prep(ChatSession, "data", {}), when, when,
+                    *[user_pk] * len(PROFILE_COLUMNS)])
+    row = cursor.fetchone()
+    return None if row is None else dict(zip(PROFILE_COLUMNS, row, strict=True))
+
+
+def claimed_session(session_id: str) -> ChatSession | None:
+    """The session `session_id` (whoever owns it), for a run's claim, with what one statement reads
+    along: `last_run_status` (its last top-level run's status, or None) and its owner's profile
+    columns (PROFILE_COLUMNS, as attributes; None without a profile row). ChatSession.objects.raw
+    applies the model fields' converters; through the ORM's query compiler this read cost ~4x the
+    CPU (docs/PERFORMANCE.md)."""
+    return next(iter(ChatSession.objects.raw(_statements(connection.vendor).claimed_session, [session_id])), None)
 
 
 def update_session(cursor, *, session_id: str, user_pk: int, team_id: str, explicit_name: str | None,

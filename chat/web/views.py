@@ -17,6 +17,7 @@ from django.views.decorators.http import require_safe
 from chat.agents.team import CIRKELLINE_TEAM_ID
 from chat.identity.forms import ThrottledLoginForm
 from chat.models import SESSION_ID_RE
+from chat.personal.models import DISPLAY_NAME_MAX, timezones
 from chat.runs.request import MEDIA_TYPES
 from chat.runs.teams import describe_team_detail
 
@@ -38,7 +39,10 @@ def _page_config(request: HttpRequest) -> dict:
             "maxFiles": settings.CIRKELLINE_MAX_FILES,
             "maxFileBytes": settings.CIRKELLINE_MAX_FILE_BYTES,
             "maxMessageChars": settings.CIRKELLINE_MAX_MESSAGE_CHARS,
+            "displayNameChars": DISPLAY_NAME_MAX,
+            "customInstructionsChars": settings.CIRKELLINE_CUSTOM_INSTRUCTIONS_MAX,
         },
+        "timezones": sorted(timezones()),
         "mediaTypes": {kind: sorted(types) for kind, types in MEDIA_TYPES.items()},
     }
 

@@ -79,6 +79,7 @@ INSTALLED_APPS = [
     "csp",
     "metrics",
     "chat",
+    "chat.personal",
 ]
 
 # Django's standard middleware, with their hooks run inline on the event loop instead of each

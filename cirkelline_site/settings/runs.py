@@ -48,6 +48,8 @@ CIRKELLINE_FLUSH_RETRY_INTERVAL = positive_float("CIRKELLINE_FLUSH_RETRY_INTERVA
 CIRKELLINE_DB_THREADS = env.int("CIRKELLINE_DB_THREADS", default=8)
 CIRKELLINE_HISTORY_RUNS = non_negative_int("CIRKELLINE_HISTORY_RUNS", 5)
 CIRKELLINE_MAX_MESSAGE_CHARS = non_negative_int("CIRKELLINE_MAX_MESSAGE_CHARS", 32_000)
+# Characters a user's custom instructions (their profile) may hold; they go into every run's prompt.
+CIRKELLINE_CUSTOM_INSTRUCTIONS_MAX = non_negative_int("CIRKELLINE_CUSTOM_INSTRUCTIONS_MAX", 2_000)
 # Levels of objects/arrays a JSON body's field (session_state, dependencies, metadata, ...) may
 # nest; deeper is a 400 before anything runs. At most 100: agno copies and serialises these values
 # recursively, and a few hundred levels exhaust Python's recursion limit mid-run.

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import pytest
 
-from chat.models import HISTORY_SKIP_STATUSES
+from chat.models import CANCELLED_STATUS, HISTORY_SKIP_STATUSES
 from tests.drift import check_source, check_version
 
 PINNED_AGNO = "3.1.10"
@@ -81,3 +81,11 @@ def test_the_history_a_run_loads_skips_what_agno_skips():
 
     assert sorted(HISTORY_SKIP_STATUSES) == sorted(agnos), (
         "agno's HISTORY_SKIP_STATUSES changed: update chat.models.HISTORY_SKIP_STATUSES to match")
+
+
+def test_a_cancelled_run_is_stored_with_agnos_cancelled_status():
+    """Guards against chat.models.CANCELLED_STATUS (a copy) drifting from agno's: the run after a
+    cancelled one would no longer be told (chat.agents.personal.CANCELLED_NOTE)."""
+    from agno.run.base import RunStatus
+
+    assert CANCELLED_STATUS == RunStatus.cancelled.value

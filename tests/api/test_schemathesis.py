@@ -35,8 +35,8 @@ pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.live]
 MAX_EXAMPLES = 8
 # The statuses each operation answered, for the test after the fuzzing.
 STATUSES: dict[str, set[int]] = {}
-# Tables a request may write to: the app's, the usage and cost tables, tokens, login sessions.
-WRITTEN_APPS = ("chat", "metrics", "token_blacklist", "sessions", "auth")
+# Tables a request may write to: the app's (chat, profiles and memories), usage and cost, tokens, login sessions.
+WRITTEN_APPS = ("chat", "personal", "metrics", "token_blacklist", "sessions", "auth")
 
 # Paths documented before their route is on main (test_openapi's DOCUMENTED_AHEAD) cannot be called yet.
 NOT_YET_ROUTED = sorted(DOCUMENTED_AHEAD - routed_paths())

@@ -20,6 +20,7 @@ from django.conf import settings
 
 from .common import BEARER, COOKIE
 from .paths import all_paths
+from .personal import personal_paths, personal_schemas
 from .schemas import component_schemas
 
 
@@ -48,13 +49,14 @@ def document() -> dict[str, Any]:
             {"name": "sessions", "description": "Your sessions and their runs."},
             {"name": "teams", "description": "The teams."},
             {"name": "usage", "description": "Your own tokens and cost."},
+            {"name": "profile", "description": "Your profile: name, timezone, custom instructions, memories on/off."},
             {"name": "service", "description": "Health, readiness, metrics, configuration and this document."},
             {"name": "pages", "description": "The browser pages (HTML, login cookie)."},
         ],
         "security": [BEARER, COOKIE],
-        "paths": all_paths(),
+        "paths": {**all_paths(), **personal_paths()},
         "components": {
-            "schemas": component_schemas(),
+            "schemas": {**component_schemas(), **personal_schemas()},
             "securitySchemes": {
                 "bearerAuth": {"type": "http", "scheme": "bearer", "bearerFormat": "JWT",
                                "description": "An access token from `POST /api/token/`. A present but bad header is "
@@ -63,7 +65,7 @@ def document() -> dict[str, Any]:
                                   "description": "The pages' login cookie (`/login/`)."},
                 "csrfToken": {"type": "apiKey", "in": "header", "name": "X-CSRFToken",
                               "description": "Django's CSRF token (cookie `csrftoken`): required with the login "
-                                             "cookie on POST and DELETE, else 403."},
+                                             "cookie on POST, PATCH and DELETE, else 403."},
                 "metricsToken": {"type": "http", "scheme": "bearer",
                                  "description": "`CIRKELLINE_METRICS_TOKEN` (for `/metrics` only)."},
             },

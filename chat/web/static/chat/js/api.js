@@ -49,6 +49,8 @@ export const api = {
   rename: (sessionId, name) => call("POST", `/sessions/${path(sessionId)}/rename`, { json: { session_name: name } }),
   remove: (sessionId) => call("DELETE", `/sessions/${path(sessionId)}`),
   usage: (from, to) => call("GET", `/usage?from=${from}&to=${to}`),
+  profile: () => call("GET", "/profile"),
+  saveProfile: (changes) => call("PATCH", "/profile", { json: changes }),
   upload: (files) => {
     const form = new FormData();
     for (const file of files) form.append("files", file, file.name);

@@ -4,6 +4,7 @@
 import { api, ApiError } from "./api.js";
 import { Composer } from "./composer.js";
 import { SessionList } from "./sessions.js";
+import { SettingsDialog } from "./settings.js";
 import { ChatSocket } from "./socket.js";
 import { Conversation } from "./view.js";
 
@@ -30,6 +31,7 @@ const composer = new Composer({
   notice: $("notice"), deep: $("deep-research"), config, onSend: send,
 });
 const socket = new ChatSocket(config.wsPath, { onFrame, onState });
+const settings = new SettingsDialog(config, { onSaved: () => announce("Settings saved.") });
 
 function sessionFromPath() {
   const match = location.pathname.match(/^\/c\/([^/]+)$/);
@@ -349,6 +351,7 @@ $("open-sidebar").addEventListener("click", () => {
 $("close-sidebar").addEventListener("click", closeSidebar);
 $("scrim").addEventListener("click", closeSidebar);
 $("new-chat").addEventListener("click", () => openSession(null, { push: true }));
+$("open-settings").addEventListener("click", () => settings.open());
 window.addEventListener("popstate", () => openSession(sessionFromPath(), { push: false }));
 for (const chip of document.querySelectorAll(".suggestion")) {
   chip.addEventListener("click", () => {
