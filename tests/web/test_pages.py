@@ -61,8 +61,15 @@ def test_the_chat_page_is_configured_for_the_api_limits_and_team(alice, settings
     config = json.loads(re.search(rb'<script id="config" type="application/json">(.*?)</script>',
                                   page.content, re.S).group(1))
     assert config["user"] == "alice" and config["teamId"] == "cirkelline" and config["wsPath"] == "/ws/chat/"
+    settings.CIRKELLINE_CUSTOM_INSTRUCTIONS_MAX = 1234
+    page = logged_in(alice).get("/c/abc")
+    config = json.loads(re.search(rb'<script id="config" type="application/json">(.*?)</script>',
+                                  page.content, re.S).group(1))
     assert config["limits"] == {"maxFiles": settings.CIRKELLINE_MAX_FILES, "maxFileBytes": 12345,
-                                "maxMessageChars": settings.CIRKELLINE_MAX_MESSAGE_CHARS}
+                                "maxMessageChars": settings.CIRKELLINE_MAX_MESSAGE_CHARS,
+                                "displayNameChars": 100, "customInstructionsChars": 1234}
+    assert b'id="profile-instructions" rows="6" maxlength="1234"' in page.content
+    assert "Europe/Copenhagen" in config["timezones"] and "UTC" in config["timezones"]
     assert config["members"]["image-specialist"] == "Image Specialist"
     assert "image/png" in config["mediaTypes"]["image"]
     assert "unsafe-inline" not in page["Content-Security-Policy"]

@@ -63,6 +63,7 @@ async def test_a_refused_change_is_explained_and_the_dialog_stays_open(demo_serv
     page = await new_page()
     await log_in(page, demo_server)
     await page.click("#open-settings")
+    await expect(page.locator("#settings")).to_be_visible()  # shown once the profile is loaded into it
     # a timezone the server does not know (a stale page): the server's sentence is shown
     await page.evaluate("""() => {
         const option = new Option('Atlantis', 'Atlantis/Capital');
