@@ -8,6 +8,8 @@ import asyncio
 from datetime import UTC, datetime
 
 import pytest
+from django.db import connection
+from django.test.utils import CaptureQueriesContext
 
 from chat.agents import personal
 from chat.agents.specialists import LEADER_INSTRUCTIONS, SAFETY_RULES
@@ -126,13 +128,21 @@ async def test_the_run_after_a_cancelled_one_is_told_so_and_the_next_is_not(alic
     assert not any(personal.CANCELLED_NOTE in s for s in leader_prompts(recorder, fresh))
 
 
-def test_the_profile_rides_along_the_claim_without_a_query_of_its_own(alice, django_assert_num_queries):
+def _statements(queries) -> list[str]:
+    """The SQL statements run, without transaction control (BEGIN, COMMIT, savepoints)."""
+    control = ("BEGIN", "COMMIT", "ROLLBACK", "SAVEPOINT", "RELEASE")
+    return [q["sql"] for q in queries.captured_queries if not q["sql"].lstrip().upper().startswith(control)]
+
+
+def test_the_profile_rides_along_the_claim_without_a_query_of_its_own(alice):
     Profile.objects.change(alice.pk, {"display_name": "Alice", "memories_enabled": True})
     claim = {"team_id": "cirkelline", "name": "hi", "history_runs": 5}
-    with django_assert_num_queries(1):  # the INSERT of the new session returns the profile
+    with CaptureQueriesContext(connection) as queries:  # the INSERT of the new session returns the profile
         record, about = _claim_for_run("s-new", alice.pk, is_new=True, **claim)
+    assert len(_statements(queries)) == 1
     assert record is None and about["display_name"] == "Alice" and about["memories_enabled"]
-    with django_assert_num_queries(2):  # the session (with the profile and the last run's status) and its history
+    with CaptureQueriesContext(connection) as queries:  # the session (profile, last run's status), its history
         record, about = _claim_for_run("s-new", alice.pk, is_new=False, **claim)
+    assert len(_statements(queries)) == 2
     assert record["session_id"] == "s-new" and about["display_name"] == "Alice"
     assert about["last_run_status"] is None
