@@ -41,6 +41,7 @@ from urllib.parse import urlencode, urlsplit
 
 from .common import CONTENT_EVENTS, MESSAGE, RUNS_PATH, TERMINAL_EVENTS, raise_fd_limit
 
+_ID_PREFIX = b"id: "
 _EVENT_PREFIX = b"event: "
 _DATA_PREFIX = b"data: "
 _CONTENT_NAMES = frozenset(name.encode() for name in CONTENT_EVENTS)
@@ -88,7 +89,7 @@ class RunObserver:
                 record.error = f"{name}: {(error_text or '')[:200]}"
 
     def feed(self, data: bytes, now: float) -> None:
-        """Raw SSE bytes (``event: X\\ndata: {...}\\n\\n`` frames, as AgentOS and Cirkelline send)."""
+        """Raw SSE bytes (``[id: N\\n]event: X\\ndata: {...}\\n\\n`` frames, as AgentOS and Cirkelline send)."""
         buffer = self._buffer
         buffer += data
         start = 0
@@ -99,6 +100,8 @@ class RunObserver:
             del buffer[:start]
 
     def _frame(self, frame: bytes, now: float) -> None:
+        if frame.startswith(_ID_PREFIX):  # Cirkelline's `id: <event_index>` line
+            frame = frame[frame.find(b"\n") + 1 :]
         if not frame.startswith(_EVENT_PREFIX):
             return  # comments / keep-alives
         newline = frame.find(b"\n")

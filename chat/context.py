@@ -143,6 +143,9 @@ class RunContext:
     # The status the run's own stored row must carry when it differs from agno's (a timed-out
     # run, which agno stopped as cancelled, is stored as ERROR); set by the run service.
     final_status: str | None = None
+    # A streamed run's terminal event index (chat.runs.eventlog), stored with its run so a stream
+    # resumed after the log expired is replayed from the database under the same index.
+    final_event_index: int | None = None
 
     def seconds_left(self) -> float:
         return self.deadline - time.monotonic()

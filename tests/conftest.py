@@ -133,16 +133,23 @@ class Frame:
 
 
 def parse_sse(body: str) -> list[Frame]:
-    """Split an SSE body into frames, checking AgentOS framing on the way."""
+    """Split an SSE body into frames, checking AgentOS framing on the way: an `event:` and one
+    `data:` line, and an `id:` line equal to the event's `event_index` (Cirkelline's addition)."""
     frames = []
     assert body.endswith("\n\n"), "every frame ends with a blank line"
     for chunk in body.split("\n\n"):
         if not chunk:
             continue
         lines = chunk.split("\n")
+        if all(line.startswith(":") for line in lines):
+            continue  # a comment (heartbeat)
+        frame_id = None
+        if lines[0].startswith("id: "):
+            frame_id = int(lines.pop(0)[len("id: "):])
         assert len(lines) == 2, f"frame must be one event line and one data line: {chunk!r}"
         assert lines[0].startswith("event: ") and lines[1].startswith("data: "), chunk
         data = json.loads(lines[1][len("data: "):])
         assert data["event"] == lines[0][len("event: "):]
+        assert frame_id == data.get("event_index"), chunk
         frames.append(Frame(event=data["event"], data=data))
     return frames

@@ -4,7 +4,8 @@ Only chat.agents (and the storage adapter) import agno; the run service, the tra
 delegation detector use these instead:
 - `stream_team_run` starts a team run as agno's event stream, `is_run_output` tells agno's final
   run output from its events, `cancel_run` sets agno's cooperative cancel flag;
-- `cancelled_event` / `error_event` build the terminal events agno itself would send;
+- `cancelled_event` / `error_event` / `completed_event` build the terminal events agno itself
+  would send;
 - `RunEvent` / `TeamRunEvent` are agno's own enums of event names (member runs / the team run):
   compare an event's `.event` with `.value` (agno's events carry the plain string, and a str
   enum member hashes by its name, so only the values work in sets);
@@ -19,7 +20,7 @@ from typing import Any
 from agno.media import Audio, File, Image, Video
 from agno.run.agent import RunEvent
 from agno.run.cancel import cancel_run as _agno_cancel_run
-from agno.run.team import RunCancelledEvent, RunErrorEvent, TeamRunEvent, TeamRunOutput
+from agno.run.team import RunCancelledEvent, RunCompletedEvent, RunErrorEvent, TeamRunEvent, TeamRunOutput
 from agno.session import TeamSession
 
 __all__ = [
@@ -32,6 +33,7 @@ __all__ = [
     "cancel_run",
     "cancelled_event",
     "chat_history",
+    "completed_event",
     "error_event",
     "is_run_output",
     "stream_team_run",
@@ -109,6 +111,16 @@ def error_event(*, run_id: str, session_id: str, team_id: str, team_name: str, c
                           content=content, error_type=error_type, error_id=error_type)
     if retry_after is not None:
         event.additional_data = {"retry_after": retry_after}
+    return event
+
+
+def completed_event(*, run_id: str, session_id: str, team_id: str, team_name: str, content: Any,
+                    content_type: str = "str", created_at: int | None = None) -> Any:
+    """A `TeamRunCompleted` event carrying the run's whole answer (a stored run, replayed)."""
+    event = RunCompletedEvent(run_id=run_id, session_id=session_id, team_id=team_id, team_name=team_name,
+                              content=content, content_type=content_type)
+    if created_at is not None:
+        event.created_at = created_at
     return event
 
 

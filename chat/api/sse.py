@@ -1,61 +1,52 @@
-"""Server-sent events as AgentOS sends them: `event: <name>` and one line of compact JSON per frame.
+"""Server-sent events as AgentOS sends them: `event: <name>` and one line of compact JSON per frame,
+each event carrying its `event_index` (also as the frame's `id:`, so a standard `Last-Event-ID`
+names it).
 
-`stream` is a run's response body: every batch of waiting events (merged by chat.runs.events.
-coalesce) written as one chunk, and always exactly one terminal frame at the end, whatever
-happens; the JSON is chat.agents.agno_overrides.event_json's (agno's bytes, cheaper).
+`stream` is a run's response body: its event log (chat.runs.eventlog), every batch of entries
+written as one chunk, ending with exactly one terminal frame whatever happens. `resume` is the
+body of `POST /teams/{team_id}/runs/{run_id}/resume`, with AgentOS's `catch_up` / `subscribed` /
+`replay` notices (chat.runs.resume says which case a run is in).
 """
 
 from __future__ import annotations
 
 import json
 import logging
-import time
-from collections.abc import AsyncIterator
-from typing import Any
+from collections.abc import AsyncIterator, Iterable
 
-from chat.agents.agno_overrides import event_json
-from chat.agents.runtime import TeamRunEvent
-from chat.runs import RunHandle, teams
-from chat.runs.events import coalesce
+from django.conf import settings
+
+from chat.runs import RunHandle, eventlog, teams
+from chat.runs.eventlog import Entry, RunLog
+from chat.runs.resume import STORED_REPLAY_MESSAGE, Found, stored_terminal, summary_status
 from metrics.models import RunStatus
 
 logger = logging.getLogger(__name__)
 
 HEADERS = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
-STREAM_FAILED = ("Something went wrong while sending this run's events, so the stream was ended and the run "
-                 "stopped. Please try again.")
-_RUN_ERROR = TeamRunEvent.run_error.value
-
-def sse_frame(event: Any) -> bytes:
-    """One AgentOS SSE frame: `event: <name>` and one line of compact JSON."""
-    # "replace": a lone surrogate from a provider has no UTF-8 form; it becomes "?" rather than
-    # breaking the stream.
-    return f"event: {event.event}\ndata: {event_json(event)}\n\n".encode("utf-8", "replace")
 
 
-def error_frame(*, run_id: str, session_id: str, team_id: str, team_name: str, content: str) -> bytes:
-    """A terminal `TeamRunError` frame (`error_type: internal`), built without `event_json`.
+def frames(entries: Iterable[Entry]) -> bytes:
+    """SSE frames of log entries: `id: <event_index>`, `event: <name>`, `data: <JSON>`."""
+    return "".join(f"id: {number}\nevent: {name}\ndata: {data}\n\n" for number, name, data in entries).encode()
 
-    Sent when sending a run's own events failed: it must not fail the same way, so it is a few
-    plain strings through json.dumps (ASCII output: nothing in it can fail to encode).
-    """
-    data = {"created_at": int(time.time()), "event": _RUN_ERROR, "team_id": team_id, "team_name": team_name,
-            "run_id": run_id, "session_id": session_id, "nested_depth": 0, "content": content,
-            "error_type": "internal", "error_id": "internal"}
-    return f"event: {_RUN_ERROR}\ndata: {json.dumps(data, separators=(',', ':'))}\n\n".encode("ascii")
+
+def notice(name: str, data: dict) -> bytes:
+    """One of AgentOS's resume notices (`catch_up`, `subscribed`, `replay`), encoded as AgentOS does."""
+    return f"event: {name}\ndata: {json.dumps(data)}\n\n".encode()
 
 
 async def stream(handle: RunHandle) -> AsyncIterator[bytes]:
     """The run's events as SSE frames, ending with exactly one terminal frame whatever happens.
 
-    If sending fails (encoding an event, merging deltas, reading the run's events), the run is
-    stopped and, once its rows are written, one `TeamRunError` of our own ends the stream: the
-    failed batch was not sent, so no terminal frame of the run's own went out before it. Without
-    this the response would stop mid-stream with no terminal frame and the connection stay open.
+    A failure encoding the run's events ends its log with a `TeamRunError` of our own (chat.runs.
+    eventlog); one reading it here stops the run and, once its rows are written, ends this stream
+    with one. A client that goes away leaves the run going (it can be resumed), unless
+    CIRKELLINE_ON_DISCONNECT is `cancel`.
     """
     try:
-        async for batch in handle.event_batches():
-            yield b"".join(sse_frame(event) for event in coalesce(batch))
+        async for batch in handle.log.follow():
+            yield frames(batch)
     except Exception:
         logger.exception("run %s: sending its events failed; ending the stream", handle.run_id)
         try:
@@ -63,10 +54,74 @@ async def stream(handle: RunHandle) -> AsyncIterator[bytes]:
             await handle.wait()
         except Exception:  # noqa: BLE001 - the client still gets its terminal frame
             logger.exception("run %s: stopping it after a stream failure failed", handle.run_id)
-        yield error_frame(run_id=handle.run_id, session_id=handle.session_id, team_id=handle.team_id,
-                          team_name=teams.team_name(handle.team_id), content=STREAM_FAILED)
+        yield frames([eventlog.error_entry(handle.event_count, run_id=handle.run_id, session_id=handle.session_id,
+                                           team_id=handle.team_id, team_name=teams.team_name(handle.team_id))])
     except BaseException:
-        # The client went away (Django cancels the response, or closes this generator): stop
-        # the run. Its rows are still written by the run task.
-        handle.abort(RunStatus.CANCELLED)
+        # The client went away (Django cancels the response, or closes this generator).
+        if settings.CIRKELLINE_ON_DISCONNECT == "cancel":
+            handle.abort(RunStatus.CANCELLED)
         raise
+
+
+async def resume(found: Found, after: int | None) -> AsyncIterator[bytes]:
+    """A resumed stream, in AgentOS's three cases (chat.runs.resume)."""
+    run_id = found.run_id
+    if found.ref is not None:
+        async with found.ref.reading() as log:
+            if log.ended:
+                body = _replay_log(log, run_id, after)
+            else:
+                body = _follow_live(log, run_id, after)
+            async for chunk in body:
+                yield chunk
+        return
+    if found.stored is None or (replayed := stored_terminal(found)) is None:
+        yield notice("replay", _no_events(found))
+        return
+    index, event = replayed
+    entries = [] if after is not None and index <= after else [eventlog.encode(index, event)]
+    yield notice("replay", {"event": "replay", "run_id": run_id, "status": found.status,
+                            "total_events": len(entries), "message": STORED_REPLAY_MESSAGE})
+    if entries:
+        yield frames(entries)
+
+
+async def _replay_log(log: RunLog, run_id: str, after: int | None) -> AsyncIterator[bytes]:
+    missed = log.since(-1 if after is None else after)
+    status = summary_status(log.summary)
+    yield notice("replay", {
+        "event": "replay", "run_id": run_id, "status": status, "total_events": len(missed),
+        "total_buffered": len(log.entries), "last_event_index_requested": -1 if after is None else after,
+        "message": f"Run {status}. Replaying {len(missed)} missed events (of {len(log.entries)} total).",
+    })
+    if missed:
+        yield frames(missed)
+
+
+async def _follow_live(log: RunLog, run_id: str, after: int | None) -> AsyncIterator[bytes]:
+    last = -1 if after is None else after
+    missed = log.since(last)
+    count = len(log.entries)
+    if missed:
+        yield notice("catch_up", {"event": "catch_up", "run_id": run_id, "status": "running",
+                                  "missed_events": len(missed), "current_event_count": count,
+                                  "message": f"Catching up on {len(missed)} missed events."})
+        yield frames(missed)
+        last = missed[-1][0]
+    yield notice("subscribed", {"event": "subscribed", "run_id": run_id, "status": "running",
+                                "current_event_count": count,
+                                "message": "Subscribed to team run. Receiving live events."})
+    async for batch in log.follow(last):
+        yield frames(batch)
+
+
+def _no_events(found: Found) -> dict:
+    """AgentOS's answer for a run without an event stream (answered with stream=false)."""
+    if found.status in ("PENDING", "RUNNING"):
+        message = (f"Run is {found.status} and was submitted without streaming, so it has no event stream to "
+                   "attach to. Poll the run endpoint for its result.")
+    else:
+        message = (f"Run {found.status} with no stored events: a run submitted without streaming keeps only "
+                   "its final output.")
+    return {"event": "replay", "run_id": found.run_id, "status": found.status, "total_events": 0,
+            "message": message}

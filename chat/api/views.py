@@ -21,10 +21,11 @@ from chat.agents.runtime import chat_history
 from chat.agents.team import team_ids
 from chat.errors import BadRequest, RunNotFound, SessionNotFound
 from chat.identity import Caller
-from chat.models import SESSION_SORT_FIELDS, ChatRun, ChatSession
+from chat.models import SESSION_SORT_FIELDS, ChatRun, ChatSession, validate_session_id
 from chat.payload import check_text
 from chat.records import session_record
 from chat.runs import uploads
+from chat.runs.resume import find_run
 from chat.runs.teams import describe_team, describe_team_detail
 from chat.storage.executor import run_db
 from metrics.models import RunStatus
@@ -93,7 +94,10 @@ async def create_run(request: HttpRequest, team_id: str, caller: Caller) -> Http
     try:
         result = await handle.wait()
     except asyncio.CancelledError:
-        handle.abort(RunStatus.CANCELLED)
+        # The client went away: the run goes on and is stored (GET .../runs/{run_id} has it),
+        # unless CIRKELLINE_ON_DISCONNECT is `cancel`.
+        if settings.CIRKELLINE_ON_DISCONNECT == "cancel":
+            handle.abort(RunStatus.CANCELLED)
         raise
     if result.error_type:
         return error(
@@ -111,6 +115,45 @@ async def create_run(request: HttpRequest, team_id: str, caller: Caller) -> Http
 async def cancel_run(request: HttpRequest, team_id: str, run_id: str, caller: Caller) -> HttpResponse:
     status = await runs.cancel_run(caller.pk, run_id)
     return JsonResponse({"run_id": run_id, "status": status})
+
+
+@api(("POST", "GET"))
+async def resume_run(request: HttpRequest, team_id: str, run_id: str, caller: Caller) -> HttpResponse:
+    """`POST /teams/{team_id}/runs/{run_id}/resume` (AgentOS's form fields `last_event_index` and
+    `session_id`; or the standard `Last-Event-ID` header). GET takes them from the query string,
+    for EventSource clients. The run's stream from there on, on any worker (chat.api.sse.resume)."""
+    if request.method == "GET":
+        fields = dict(request.GET.items())
+        check_text("The query", fields)
+    elif (request.content_type or "").lower() == "application/json":
+        fields = json_body(request, empty=b"{}")
+    else:
+        fields = form_fields(request)
+    after = _event_index(fields.get("last_event_index"), "'last_event_index'")
+    if after is None:
+        after = _event_index(request.headers.get("Last-Event-ID"), "The Last-Event-ID header")
+    session_id = fields.get("session_id") or None
+    if session_id is not None:
+        if not isinstance(session_id, str):
+            raise BadRequest(400, "'session_id' must be a string.")
+        validate_session_id(session_id)
+    found = await find_run(caller.pk, team_id, run_id, session_id)
+    return StreamingHttpResponse(sse.resume(found, after), content_type="text/event-stream", headers=sse.HEADERS)
+
+
+def _event_index(value: object, what: str) -> int | None:
+    """An event index a client last received (-1: none yet); None when not given."""
+    if value is None or value == "":
+        return None
+    if isinstance(value, bool) or not isinstance(value, (int, str)):
+        raise BadRequest(400, f"{what} must be an integer.")
+    try:
+        number = int(value)
+    except ValueError:
+        raise BadRequest(400, f"{what} must be an integer.") from None
+    if not -1 <= number < 2**53:
+        raise BadRequest(400, f"{what} must be -1 or more.")
+    return number
 
 
 @api(("GET",))

@@ -43,17 +43,25 @@ def coalesce(events: list[Any]) -> list[Any]:
     """Merge runs of consecutive text deltas of one run into single deltas (order kept)."""
     if len(events) < 2:
         return events
-    out: list[Any] = []
+    return [event for _, event in coalesce_numbered(events, 0)]
+
+
+def coalesce_numbered(events: list[Any], first: int) -> list[tuple[int, Any]]:
+    """`coalesce`, each result with the number of the last event merged into it, events being
+    numbered from `first` (a run's event index: chat.runs.eventlog)."""
+    out: list[tuple[int, Any]] = []
     copies: set[int] = set()  # positions in `out` holding our own copy (safe to extend)
-    for event in events:
+    for number, event in enumerate(events, first):
         last = len(out) - 1
-        if last >= 0 and _mergeable(out[last], event):
+        if last >= 0 and _mergeable(out[last][1], event):
+            merged = out[last][1]
             if last not in copies:
-                out[last] = copy.copy(out[last])  # never modify an event someone else holds
+                merged = copy.copy(merged)  # never modify an event someone else holds
                 copies.add(last)
-            out[last].content += event.content
+            merged.content += event.content
+            out[last] = (number, merged)
             continue
-        out.append(event)
+        out.append((number, event))
     return out
 
 

@@ -197,6 +197,9 @@ async def finalize(handle: RunHandle, output: Any, failure: BaseException | None
         # The stored run says what the usage row says (agno stops a timed-out run as cancelled).
         handle.ctx.final_status = AGNO_STATUS[result.status]
         failures = handle.monitor.failures()  # chat.runs.monitor; announces the ones not yet announced
+        if handle._log_writer is not None:
+            # Nothing is published from here on but the terminal event: this will be its index.
+            handle.ctx.final_event_index = handle.event_count
         refused = await _store(handle, (usage, ledger(handle), failures))
         hooks.run_finished(usage, cost=handle.cost, message=handle.request.message)
         if handle.ctx.storage_errors:

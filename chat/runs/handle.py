@@ -1,8 +1,13 @@
-"""A live run (`RunHandle`: its events, its outcome, the way to stop it) and this process's registry of them."""
+"""A live run (`RunHandle`: its events, its outcome, the way to stop it) and this process's registry of them.
+
+A run's events are numbered as they are published (the event index, from 0: chat.runs.eventlog);
+a streamed run's log takes them in from the handle, and every transport reads that log.
+"""
 
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections.abc import AsyncIterator, Callable
 from datetime import UTC, datetime
 from typing import Any
@@ -20,7 +25,7 @@ from .request import RunRequest
 from .result import RunResult
 from .teams import team_members
 
-_END = object()  # the end of a run's event queue
+_END = object()  # published once, after the run's terminal event: its events end there
 
 
 class RunHandle:
@@ -39,7 +44,14 @@ class RunHandle:
         self.result: RunResult | None = None
         # USD (Decimal) once the final write priced the run; None while unknown or unpriced.
         self.cost: Any = None
-        self._queue: asyncio.Queue = asyncio.Queue()
+        # Every event the run published, in order: an event's index is its position here. Kept for
+        # the run's life (the log holds their encoded form; `events()` serves them in-process).
+        self._raw: list[Any] = []
+        self._closed = False  # _END was published
+        self._consumed = 0  # how many of _raw `events()` / `event_batches()` have handed out
+        self._raw_waiter: asyncio.Future | None = None
+        self._log_writer: Any = None  # chat.runs.eventlog's, for a streamed run
+        self.log: Any = None  # a streamed run's chat.runs.eventlog.RunLog (None: stream=false)
         self._done = asyncio.Event()
         self._task: asyncio.Task | None = None
         self._deadline_timer: asyncio.TimerHandle | None = None
@@ -61,33 +73,32 @@ class RunHandle:
     async def events(self) -> AsyncIterator[Any]:
         """The run's events as they happen; the last one is its terminal event.
 
-        Consume them from one place only (each event is delivered once).
+        In-process consumers (tests, tools): consume them from one place only (each event is
+        handed out once). Transports read the run's log instead (chat.runs.eventlog).
         """
-        while True:
-            item = await self._queue.get()
-            if item is _END:
-                return
-            yield item
+        async for batch in self.event_batches():
+            for event in batch:
+                yield event
 
     async def event_batches(self, limit: int = 256) -> AsyncIterator[list[Any]]:
-        """Like `events()`, but each step yields every event already waiting (at least one).
-
-        A transport writes a batch in one go: under load that is one socket write for many
-        events instead of one each.
-        """
-        queue = self._queue
+        """Like `events()`, but each step yields every event already waiting (at least one)."""
         while True:
-            item = await queue.get()
-            if item is _END:
+            if self._consumed < len(self._raw):
+                start = self._consumed
+                self._consumed = min(len(self._raw), start + limit)
+                yield self._raw[start:self._consumed]
+                continue
+            if self._closed:
                 return
-            batch = [item]
-            while len(batch) < limit and not queue.empty():
-                item = queue.get_nowait()
-                if item is _END:
-                    yield batch
-                    return
-                batch.append(item)
-            yield batch
+            waiter = self._raw_waiter
+            if waiter is None or waiter.done():
+                waiter = self._raw_waiter = asyncio.get_running_loop().create_future()
+            await asyncio.shield(waiter)
+
+    @property
+    def event_count(self) -> int:
+        """Events published so far; the next one's index."""
+        return len(self._raw)
 
     async def wait(self) -> RunResult:
         await self._done.wait()
@@ -115,7 +126,15 @@ class RunHandle:
         return True
 
     def _publish(self, event: Any) -> None:
-        self._queue.put_nowait(event)
+        if event is _END:
+            self._closed = True
+        else:
+            self._raw.append(event)
+        waiter = self._raw_waiter
+        if waiter is not None and not waiter.done():
+            waiter.set_result(None)
+        if self._log_writer is not None:
+            self._log_writer.poke()
 
 
 # --- the registry of live runs (per process) ------------------------------------------------
@@ -142,6 +161,25 @@ prom.register_active_runs(live_run_count)  # sampled at scrape time (docs/OPERAT
 
 
 _on_idle: Callable[[], None] | None = None
+_on_live: list[Callable[[RunHandle], None]] = []
+
+
+def when_live(callback: Callable[[RunHandle], None]) -> None:
+    """Call `callback(handle)` when a streamed run has started (its log is open).
+
+    The websocket transport registers here to tell sockets watching the run's session, whatever
+    transport started it: the run service does not import the transports above it.
+    """
+    if callback not in _on_live:
+        _on_live.append(callback)
+
+
+def announce_live(handle: RunHandle) -> None:
+    for callback in _on_live:
+        try:
+            callback(handle)
+        except Exception:  # noqa: BLE001 - telling watchers must never fail the run
+            logging.getLogger(__name__).exception("announcing run %s failed", handle.run_id)
 
 
 def when_idle(callback: Callable[[], None] | None) -> None:

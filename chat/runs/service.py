@@ -4,7 +4,10 @@ JSON, websocket).
     handle = await start_run(RunRequest(...))    # admits it, claims the session, starts the run task
     async for event in handle.events(): ...       # agno events, then exactly one terminal event
     result = await handle.wait()                  # the outcome, for non-streaming callers
-    handle.abort("cancelled")                     # cancel endpoint / client disconnect
+    handle.abort("cancelled")                     # cancel endpoint (and a client gone, if so configured)
+
+A streamed run also has an event log (chat.runs.eventlog), opened here before its task starts:
+transports read that, on this worker or any other.
 
 Each run executes in a task of its own, apart from the request that started it, so:
 - a client that disconnects cannot interrupt the run's bookkeeping: the transport calls
@@ -43,10 +46,11 @@ from chat.storage.executor import run_db
 from metrics.budgets import budget_refusal
 from metrics.models import RunStatus
 
+from . import eventlog
 from .accounting import RunAccount
 from .admission import coordinator
 from .drive import drive
-from .handle import RunHandle, live_run, live_run_count, live_runs_of, register
+from .handle import RunHandle, announce_live, live_run, live_run_count, live_runs_of, register
 from .request import RunRequest
 from .revocation import cancel_local
 from .teams import team_name
@@ -120,6 +124,9 @@ async def start_run(request: RunRequest) -> RunHandle:
         handle = RunHandle(request, session_id, ctx, account)
         handle.started_at = started_at
         ctx.abort = handle.abort
+        if request.streamed:
+            # As AgentOS: a run answered with stream=false has no event stream (nothing to resume).
+            await eventlog.open_for(handle, team_name=team_name(request.team_id), lifetime=timeout)
         register(handle)
         registered = True
     finally:
@@ -142,6 +149,8 @@ async def start_run(request: RunRequest) -> RunHandle:
         # cancelled run, with its rows: a row never stays `running`.
         loop.call_soon(handle.abort, RunStatus.CANCELLED)
         raise asyncio.CancelledError
+    if request.streamed:
+        announce_live(handle)
     return handle
 
 

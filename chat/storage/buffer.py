@@ -124,10 +124,15 @@ async def claim_session(ctx: RunContext, session_id: str, user_pk: int, *, is_ne
 
 
 def settle_status(ctx: RunContext | None, row: dict) -> dict:
-    """The run's own row with the status the run service decided (ctx.final_status), if any."""
-    status = ctx.final_status if ctx is not None else None
-    if status and row["run_id"] == ctx.run_id and row["status"] != status:
+    """The run's own row with the status the run service decided (ctx.final_status), if any, and
+    the index of its terminal event (`last_event_index`, a streamed run's: chat.runs.eventlog)."""
+    if ctx is None or row["run_id"] != ctx.run_id:
+        return row
+    status = ctx.final_status
+    if status and row["status"] != status:
         row = {**row, "status": status, "payload": {**row["payload"], "status": status}}
+    if ctx.final_event_index is not None:
+        row = {**row, "payload": {**row["payload"], "last_event_index": ctx.final_event_index}}
     return row
 
 

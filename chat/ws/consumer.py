@@ -9,10 +9,13 @@ A transport like the HTTP views: it authenticates, parses with the run API's own
   frame `{"type": "auth", "token": ...}`. Never the query string (it ends up in logs). A socket
   with none of these is closed with 4401 after an error frame saying why. The credentials are
   checked again before every run, so an expired token or an ended login refuses new runs.
-- Frames are handled one at a time, so every run streams from a task of its own (`_pump`), and
-  `cancel` runs in a task too: a cancel takes effect while runs stream, several runs share a
-  socket, and closing the socket cancels the runs it started (their rows are still written).
-- A run's frames also reach the user's other sockets watching its session (chat.ws.fanout).
+- Frames are handled one at a time, so every run streams from a task of its own (`_pump`, reading
+  the run's event log: chat.runs.eventlog), and `cancel` runs in a task too: a cancel takes
+  effect while runs stream, and several runs share a socket. Closing the socket leaves the runs
+  it started going (they can be resumed), unless CIRKELLINE_ON_DISCONNECT is `cancel`.
+- `watch`: the socket follows every live run of the user's in the session, on any worker and
+  started by any transport, replayed from its start (or after the `seq` the client names) then
+  live. Runs started later reach it through a notice on the session's group (chat.ws.fanout).
 
 The protocol (frames, close codes, errors) is documented in docs/API.md.
 """
@@ -25,6 +28,7 @@ from types import SimpleNamespace
 from typing import Any
 
 from channels.generic.websocket import AsyncJsonWebsocketConsumer
+from channels.layers import get_channel_layer
 from django.conf import settings
 from django.contrib.auth import SESSION_KEY, get_user
 from django.contrib.sessions.backends.base import SessionBase
@@ -37,23 +41,40 @@ from chat.identity import Caller, caller_from_token
 from chat.models import ChatSession, validate_session_id
 from chat.observability import prom, request_id
 from chat.payload import load_json
-from chat.runs import uploads
+from chat.runs import eventlog, uploads
 from chat.runs.request import run_request_from_fields
 from chat.storage.executor import run_db
 from metrics.models import RunStatus
 
 from . import frames, revocation
-from .fanout import Fanout
+from .fanout import Fanout, group_name
 from .revocation import user_group
 
 logger = logging.getLogger(__name__)
 
 # Seconds a socket without credentials may take to send its `auth` frame.
 AUTH_TIMEOUT = 10.0
+STREAMED_RUNS = 256
 # Fields of a `run` frame handed to the run API's checks (the rest of a frame is ignored).
 RUN_FIELDS = ("message", "session_id", "deep_research", "session_state", "dependencies", "metadata",
               "stream_events", "user_id")
 _tasks: set[asyncio.Task] = set()
+
+
+def _after_map(after: Any) -> dict[str, int]:
+    """`watch`'s `after`: {run id: last seq received}, or one seq for every run ("*")."""
+    if after is None:
+        return {}
+    if isinstance(after, int) and not isinstance(after, bool):
+        after = {"*": after}
+    if not isinstance(after, dict) or len(after) > 100:
+        raise BadRequest(400, "'after' must be an object mapping run ids to the last seq received, or an integer.")
+    for key, value in after.items():
+        if not isinstance(value, int) or isinstance(value, bool) or value < -1:
+            raise BadRequest(400, "'after' values must be integers of -1 or more.")
+        if key != "*":
+            validate_session_id(key)
+    return after
 
 
 def _spawn(coro: Any, name: str) -> asyncio.Task:
@@ -62,6 +83,38 @@ def _spawn(coro: Any, name: str) -> asyncio.Task:
     _tasks.add(task)
     task.add_done_callback(_tasks.discard)
     return task
+
+
+def _announce(handle: runs.RunHandle) -> None:
+    """Tell the owner's sockets watching the run's session that it started (any transport)."""
+    if handle.request.session_id is None:
+        return  # a new session: its id was generated now, nobody can be watching it yet
+    layer = get_channel_layer()
+    if layer is None:
+        return
+    message = {"type": "run.live", "run_id": handle.run_id, "session_id": handle.session_id}
+    _spawn(_send_notice(layer, group_name(handle.user_id, handle.session_id), message), "ws-run-live")
+
+
+async def _send_notice(layer: Any, group: str, message: dict) -> None:
+    try:
+        await layer.group_send(group, message)
+    except Exception:  # noqa: BLE001 - watchers miss the live copy; the stored run has it all
+        logger.exception("could not tell the session's sockets about run %s", message["run_id"])
+
+
+runs.when_live(_announce)
+
+
+class _Following:
+    """A run this socket streams: its frames, its pump task, and whether the socket started it."""
+
+    __slots__ = ("frames", "task", "own")
+
+    def __init__(self, run_frames: frames.RunFrames, own: bool):
+        self.frames = run_frames
+        self.task: asyncio.Task | None = None
+        self.own = own
 
 
 def _session_user_pk(session_key: str) -> int | None:
@@ -88,7 +141,10 @@ class ChatConsumer(AsyncJsonWebsocketConsumer):
         request_id.adopt(headers.get(b"x-request-id", b"").decode("latin-1") or None)
         prom.websocket_opened()
         self.counted = True
-        self.runs: dict[str, frames.RunFrames] = {}
+        self.runs: dict[str, _Following] = {}
+        # Runs this socket has streamed (the last STREAMED_RUNS): a `run.live` notice that arrives
+        # after such a run ended (quick runs do) must not replay it a second time.
+        self.streamed: dict[str, None] = {}
         self.closed = False
         self.fanout = Fanout(self.channel_layer, self.channel_name)
         self._auth_timer: asyncio.TimerHandle | None = None
@@ -193,7 +249,7 @@ class ChatConsumer(AsyncJsonWebsocketConsumer):
         elif kind == "cancel":
             _spawn(self._cancel(content.get("run_id"), ref), "ws-cancel")
         elif kind == "watch":
-            await self._watch(content.get("session_id"), ref)
+            await self._watch(content.get("session_id"), content.get("after"), ref)
         else:
             await self.send_json(frames.error(400, f"Unknown frame type {kind[:40]!r}: use run, cancel, watch or "
                                                    "auth.", ref=ref))
@@ -211,9 +267,16 @@ class ChatConsumer(AsyncJsonWebsocketConsumer):
         except Exception as exc:  # noqa: BLE001 - every refusal becomes an error frame (frames.error_for)
             await self.send_json(frames.error_for(exc, ref=ref))
             return
-        run = frames.RunFrames(handle, ref)
-        self.runs[handle.run_id] = run
-        _spawn(self._pump(run), f"ws-run-{handle.run_id}")
+        self._follow(eventlog.LogRef.of(handle.log), -1, own=True, ref=ref)
+
+    def _follow(self, log_ref: eventlog.LogRef, after: int, *, own: bool, ref: Any = None) -> None:
+        following = _Following(frames.RunFrames(log_ref.run_id, log_ref.meta, ref), own)
+        following.frames.seq = after
+        self.runs[log_ref.run_id] = following
+        self.streamed[log_ref.run_id] = None
+        if len(self.streamed) > STREAMED_RUNS:
+            del self.streamed[next(iter(self.streamed))]
+        following.task = _spawn(self._pump(following, log_ref, after), f"ws-run-{log_ref.run_id}")
 
     async def _cancel(self, run_id: Any, ref: Any) -> None:
         try:
@@ -231,22 +294,44 @@ class ChatConsumer(AsyncJsonWebsocketConsumer):
             return
         await self._send_text(frames.dumps({"type": "cancelled", "run_id": run_id, "status": status, "ref": ref}))
 
-    async def _watch(self, session_id: Any, ref: Any) -> None:
+    async def _watch(self, session_id: Any, after: Any, ref: Any) -> None:
+        """Follow the session's live runs (replayed from their start, or after the client's `seq`)."""
         try:
             await self._check_credentials()
+            after = _after_map(after)
             if session_id is not None:
                 validate_session_id(session_id)
-                live = any(h.session_id == session_id for h in runs.live_runs_of(self.caller.pk))
+                live = await eventlog.live_in_session(self.caller.pk, session_id)
                 # A new session is stored when its first run ends; while that run is live it is
                 # the user's already.
                 if not live and not await run_db(ChatSession.objects.is_owned, self.caller.pk, session_id):
                     raise SessionNotFound(session_id)
             await self.fanout.watch(self.caller.pk, session_id)
+            for run_id, following in list(self.runs.items()):
+                if not following.own and following.frames.session_id != session_id:
+                    following.task.cancel()  # a run of the session this socket no longer watches
+                    self.runs.pop(run_id, None)
+            resumed = await self._resume(session_id, after) if session_id is not None else []
         except Exception as exc:  # noqa: BLE001
             await self.send_json(frames.error_for(exc, ref=ref, session_id=session_id))
             return
-        await self.send_json({"type": "watching", "session_id": session_id, "ref": ref})
+        await self.send_json({"type": "watching", "session_id": session_id, "runs": resumed, "ref": ref})
         await self._presence()
+
+    async def _resume(self, session_id: str, after: dict) -> list[str]:
+        """Stream the session's live runs, and the runs `after` names (ended ones while their log is
+        kept), to this socket; the ids of the runs it now streams. Run with the session's group
+        joined first, so a run that starts meanwhile is announced or found here (or both)."""
+        found = {ref.run_id: ref for ref in await eventlog.live_in_session(self.caller.pk, session_id)}
+        for run_id in after:
+            if run_id not in found:
+                log_ref = await eventlog.lookup(run_id)
+                if log_ref is not None and log_ref.user_id == self.caller.pk and log_ref.session_id == session_id:
+                    found[run_id] = log_ref
+        for run_id, log_ref in found.items():
+            if run_id not in self.runs:
+                self._follow(log_ref, after.get(run_id, after.get("*", -1)), own=False)
+        return [run_id for run_id, following in self.runs.items() if following.frames.session_id == session_id]
 
     async def _presence(self) -> None:
         if self.fanout.session is not None:
@@ -255,33 +340,22 @@ class ChatConsumer(AsyncJsonWebsocketConsumer):
 
     # -- a run's events --------------------------------------------------------------------
 
-    async def _pump(self, run: frames.RunFrames) -> None:
-        """Stream one run to this socket and the user's other sockets on its session."""
-        handle = run.handle
-        finished = False
+    async def _pump(self, following: _Following, log_ref: eventlog.LogRef, after: int) -> None:
+        """Stream one run's log to this socket: run_started, its events after `after`, run_finished."""
+        run = following.frames
         try:
-            await self._send_text(run.started(own=True))
-            await self._publish(run, run.started())
-            async for batch in handle.event_batches():
-                await self._out(run, run.events(batch))
-            finished = True
-            await self._out(run, run.finished(await handle.wait()))
-        except Exception:  # noqa: BLE001 - the socket broke; the run is stopped below, its rows still written
-            logger.exception("websocket stream of run %s failed", handle.run_id)
+            async with log_ref.reading() as log:
+                await self._send_text(run.started(own=following.own, joined=not following.own))
+                async for batch in log.follow(after):
+                    await self._send_text(run.events(batch))
+                await self._send_text(run.finished(log.summary))
+        except asyncio.CancelledError:
+            raise
+        except Exception:  # noqa: BLE001 - the socket broke; the run is not this task's to stop
+            logger.exception("websocket stream of run %s failed", run.run_id)
         finally:
-            if not finished:  # this task was cancelled (server shutdown): the run must not go on unseen
-                handle.abort(RunStatus.CANCELLED)
-            self.runs.pop(handle.run_id, None)
-
-    async def _out(self, run: frames.RunFrames, text: str) -> None:
-        await self._send_text(text)
-        await self._publish(run, text)
-
-    async def _publish(self, run: frames.RunFrames, text: str) -> None:
-        try:
-            await self.fanout.publish(run.handle.user_id, run.handle.session_id, text, new_session=run.new_session)
-        except Exception:  # noqa: BLE001 - a broken channel layer must not end the run for this socket
-            logger.exception("could not publish a run frame to session watchers")
+            if self.runs.get(run.run_id) is following:
+                del self.runs[run.run_id]
 
     async def _send_text(self, text: str) -> None:
         if not self.closed:
@@ -289,21 +363,23 @@ class ChatConsumer(AsyncJsonWebsocketConsumer):
 
     # -- messages from the channel layer (other sockets of the same user) --------------------
 
-    async def run_frame(self, message: dict) -> None:
-        if message.get("from") != self.channel_name:  # the socket that started the run has it already
-            await self._send_text(message["text"])
+    async def run_live(self, message: dict) -> None:
+        """A run of the user's started in the session this socket watches (on any worker)."""
+        run_id = message.get("run_id")
+        if message.get("session_id") != self.fanout.session or run_id in self.streamed or self.closed:
+            return
+        log_ref = await eventlog.lookup(run_id)
+        if (log_ref is not None and log_ref.user_id == self.caller.pk and log_ref.session_id == self.fanout.session
+                and run_id not in self.streamed and not self.closed):
+            self._follow(log_ref, -1, own=False)
 
     async def presence_join(self, message: dict) -> None:
         if self.fanout.peer_joined(message):
-            session = self.fanout.session
-            live = [run.started(joined=True) for run in self.runs.values() if run.handle.session_id == session]
-            await self.fanout.greet(message["from"], live)
+            await self.fanout.greet(message["from"])
             await self._presence()
 
     async def presence_here(self, message: dict) -> None:
         if self.fanout.peer_here(message):
-            for text in message.get("frames") or ():
-                await self._send_text(text)
             await self._presence()
 
     async def presence_leave(self, message: dict) -> None:
@@ -317,8 +393,14 @@ class ChatConsumer(AsyncJsonWebsocketConsumer):
             prom.websocket_closed()
         if self._auth_timer is not None:
             self._auth_timer.cancel()
-        for run in list(self.runs.values()):
-            run.handle.abort(RunStatus.CANCELLED)  # its pump goes on: watchers see it end, rows get written
+        cancel = settings.CIRKELLINE_ON_DISCONNECT == "cancel"
+        for run_id, following in list(self.runs.items()):
+            following.task.cancel()  # the run goes on; its log is there for a reconnect to resume
+            if cancel and following.own:
+                handle = runs.live_run(run_id)
+                if handle is not None:
+                    handle.abort(RunStatus.CANCELLED)
+        self.runs.clear()
         try:
             if self._grouped is not None:
                 await self.channel_layer.group_discard(self._grouped, self.channel_name)

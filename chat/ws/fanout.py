@@ -1,18 +1,16 @@
-"""A run's frames to every socket of its owner watching the session, through one channel-layer
-group per (user, session): the in-memory layer in one process, Redis (`REDIS_URL`) across several.
+"""The sockets of one user watching one session, as one channel-layer group per (user, session):
+the in-memory layer in one process, Redis (`REDIS_URL`) across several.
 
 A socket watches at most one session, the one its page shows. The group's name holds the
 owner's user id (`chat.u<id>.<hash of the session id>`), and a socket joins only after the
 consumer found the session to be its user's, so another user's socket is never in it.
 
-Cost: the socket that started a run sends the run's frames to its own client directly, and
-through the group only when it knows another socket watches that session. The sockets of a
-group tell each other they are there (`presence.join` when one starts watching, answered by
-`presence.here`; `presence.leave` when it stops), so the usual case, one tab, sends nothing
-through the channel layer; with a second tab each frame (a batch of events) crosses it once, and
-the starting socket drops its own copy. A socket that starts a run in an existing session it is
-not watching does not know who watches it, so it publishes there; a run that creates its session
-(the server chose the id) has nobody else to reach.
+What crosses the group: presence (`presence.join` when a socket starts watching, answered by
+`presence.here`; `presence.leave` when it stops: the page shows "open in N windows"), and one
+`run.live` notice when a run starts in an existing session (chat.ws.consumer sends it for runs of
+every transport). A run's events never cross it: a watching socket reads the run's event log
+(chat.runs.eventlog), in this process or from Redis, so the cost per event does not grow with the
+number of tabs' workers, and a socket that starts watching mid-run gets the run from its start.
 """
 
 from __future__ import annotations
@@ -70,9 +68,9 @@ class Fanout:
         self.peers.add(message["from"])
         return True
 
-    async def greet(self, peer: str, frames: list[str]) -> None:
-        """Tell a socket that just joined that this one is here, with the runs it is sending."""
-        await self.layer.send(peer, {**self._presence("presence.here"), "frames": frames})
+    async def greet(self, peer: str) -> None:
+        """Tell a socket that just joined that this one is here."""
+        await self.layer.send(peer, self._presence("presence.here"))
 
     def peer_here(self, message: dict) -> bool:
         if not self._is_peer_message(message):
@@ -85,19 +83,3 @@ class Fanout:
             return False
         self.peers.discard(message["from"])
         return True
-
-    async def publish(self, user_pk: int, session_id: str, text: str, *, new_session: bool) -> None:
-        """Send a run's frame to the user's other sockets watching `session_id`, if there can be any.
-
-        `new_session`: the run created the session, whose id the server generated and only this
-        socket has been told: nobody else can watch it (until this socket watches it too, and so
-        learns of every socket that joins)."""
-        if session_id == self.session:
-            if not self.peers:
-                return
-            group = self.group
-        elif new_session:
-            return
-        else:
-            group = group_name(user_pk, session_id)
-        await self.layer.group_send(group, {"type": "run.frame", "from": self.channel, "text": text})

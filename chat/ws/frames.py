@@ -1,10 +1,9 @@
 """Server frames of the chat websocket: their JSON, and the one map from failures to error frames.
 
-Run events go out exactly as the SSE stream carries them (`chat.agents.agno_overrides.event_json`, after the
-same `coalesce` of waiting text deltas), each with its per-run `seq` spliced in, several to a
-frame: one websocket message per batch of waiting events, as SSE writes one chunk per batch.
-The frame text is built once and sent as is to the socket that started the run and to the
-owner's other sockets watching the session (chat.ws.fanout), so no event is encoded twice.
+Run events go out exactly as the SSE stream carries them: the entries of the run's event log
+(chat.runs.eventlog: the event's JSON, merged and encoded once, with its `event_index`), each with
+`seq` (the same number) spliced in, several to a frame: one websocket message per batch of
+entries, as SSE writes one chunk per batch.
 """
 
 from __future__ import annotations
@@ -15,11 +14,7 @@ from typing import Any
 
 from django.db import InterfaceError, OperationalError
 
-from chat.agents.agno_overrides import event_json
 from chat.errors import BudgetExceeded, CirkellineError
-from chat.payload import has_lone_surrogate
-from chat.runs import RunHandle, RunResult
-from chat.runs.events import coalesce
 
 logger = logging.getLogger(__name__)
 
@@ -62,30 +57,28 @@ def error_for(exc: BaseException, *, ref: Any = None, **extra: Any) -> dict:
 
 
 class RunFrames:
-    """The frames of one run, numbering its events (`seq` starts at 1 and never skips)."""
+    """The frames of one run for one socket, cut from its log: `seq` is the event's `event_index`
+    (from 0, increasing; it skips where text deltas were merged)."""
 
-    def __init__(self, handle: RunHandle, ref: Any = None):
-        self.handle = handle
+    def __init__(self, run_id: str, meta: dict, ref: Any = None):
+        self.run_id = run_id
+        self.meta = meta
         self.ref = ref
-        self.seq = 0
-        self.new_session = handle.request.session_id is None  # its id was generated for this run
+        self.seq = -1  # the last event index sent to this socket
         # run and session ids are generated or validated (SESSION_ID_RE): safe to splice, but
         # dumped anyway so this never depends on it.
-        self._prefix = (f'{{"type":"events","run_id":{json.dumps(handle.run_id)},'
-                        f'"session_id":{json.dumps(handle.session_id)},"events":[')
+        self._prefix = (f'{{"type":"events","run_id":{json.dumps(run_id)},'
+                        f'"session_id":{json.dumps(meta["session_id"])},"events":[')
 
-    def events(self, batch: list[Any]) -> str:
-        """One frame for a batch of the run's events (merged like the SSE stream's)."""
-        parts = []
-        seq = self.seq
-        for event in coalesce(batch):
-            seq += 1
-            # event_json is an object: splice "seq" in as its first member.
-            parts.append(f'{{"seq":{seq},{event_json(event)[1:]}')
-        self.seq = seq
-        text = self._prefix + ",".join(parts) + "]}"
-        if has_lone_surrogate(text):  # a provider sent one: it has no UTF-8 form (SSE does the same)
-            text = text.encode("utf-8", "replace").decode("utf-8")
+    @property
+    def session_id(self) -> str:
+        return self.meta["session_id"]
+
+    def events(self, entries: list[tuple[int, str, str]]) -> str:
+        """One frame for a batch of log entries."""
+        # The entry's JSON is an object: splice "seq" in as its first member.
+        text = self._prefix + ",".join(f'{{"seq":{number},{data[1:]}' for number, _, data in entries) + "]}"
+        self.seq = entries[-1][0]
         return text
 
     def started(self, *, own: bool = False, joined: bool = False) -> str:
@@ -93,29 +86,28 @@ class RunFrames:
 
         Only the socket that sent the `run` frame (`own`) gets its `ref` back: another tab's refs
         could be the same strings."""
-        handle = self.handle
-        request = handle.request
+        meta = self.meta
         frame = {
-            "type": "run_started", "run_id": handle.run_id, "session_id": handle.session_id,
-            "team_id": handle.team_id, "message": request.message, "deep_research": request.deep_research,
-            "files": [{"name": a.name, "kind": a.kind} for a in request.attachments],
-            "started_at": handle.started_at.isoformat(), "seq": self.seq,
+            "type": "run_started", "run_id": self.run_id, "session_id": meta["session_id"],
+            "team_id": meta["team_id"], "message": meta["message"], "deep_research": meta["deep_research"],
+            "files": meta["files"], "started_at": meta["started_at"], "seq": self.seq,
         }
         if joined:
-            frame["joined"] = True  # events before `seq` were not sent to this socket
+            frame["joined"] = True  # this socket did not start it; events up to `seq` are not sent again
         if own and self.ref is not None:
             frame["ref"] = self.ref
         return dumps(frame)
 
-    def finished(self, result: RunResult) -> str:
+    def finished(self, summary: dict | None) -> str:
         """`run_finished`: the outcome, the tokens of the leader and every member, and the cost (USD as
-        an exact decimal string; null when the run's models have no price or it is not known yet)."""
-        handle = self.handle
+        an exact decimal string; null when the run's models have no price or it is not known yet).
+        A run whose worker was lost before it said how it ended has status `error`."""
+        summary = summary or {}
         frame = {
-            "type": "run_finished", "run_id": handle.run_id, "session_id": handle.session_id,
-            "status": result.status, "error_type": result.error_type or None, "detail": result.message or None,
-            "retry_after": result.retry_after, "saved": not result.storage_failed, "seq": self.seq,
-            "tokens": dict(handle.account.tokens), "duration_ms": int(handle.account.elapsed() * 1000),
-            "cost": None if handle.cost is None else str(handle.cost),
+            "type": "run_finished", "run_id": self.run_id, "session_id": self.meta["session_id"],
+            "status": summary.get("status", "error"), "error_type": summary.get("error_type"),
+            "detail": summary.get("detail"), "retry_after": summary.get("retry_after"),
+            "saved": summary.get("saved", False), "seq": self.seq, "tokens": summary.get("tokens", {}),
+            "duration_ms": summary.get("duration_ms"), "cost": summary.get("cost"),
         }
         return dumps(frame)

@@ -38,6 +38,18 @@ CIRKELLINE_STREAM_IDLE_TIMEOUT = positive_float("CIRKELLINE_STREAM_IDLE_TIMEOUT"
 # A member run with no event for this long is recorded as a stalled delegation (member_stalled);
 # the run itself goes on to its own deadline.
 CIRKELLINE_MEMBER_STALL_SECONDS = positive_float("CIRKELLINE_MEMBER_STALL_SECONDS", 30.0)
+# What a client going away (a closed tab, a dropped connection) does to its run: "continue" (the
+# run goes on to its deadline, is stored and can be resumed: docs/API.md) or "cancel" (it stops).
+CIRKELLINE_ON_DISCONNECT = env.str("CIRKELLINE_ON_DISCONNECT", default="continue")
+if CIRKELLINE_ON_DISCONNECT not in ("continue", "cancel"):
+    raise ImproperlyConfigured(f"CIRKELLINE_ON_DISCONNECT must be continue or cancel, got {CIRKELLINE_ON_DISCONNECT!r}")
+# A streamed run's event log (chat/runs/eventlog.py), which resumed streams and other tabs read:
+# kept this many seconds after the run ended (in Redis with REDIS_URL, in the process otherwise),
+# and at most this many entries per run (older ones are dropped first).
+CIRKELLINE_EVENT_LOG_TTL = positive_float("CIRKELLINE_EVENT_LOG_TTL", 600.0)
+CIRKELLINE_EVENT_LOG_MAXLEN = env.int("CIRKELLINE_EVENT_LOG_MAXLEN", default=10_000)
+if CIRKELLINE_EVENT_LOG_MAXLEN < 100:
+    raise ImproperlyConfigured(f"CIRKELLINE_EVENT_LOG_MAXLEN must be at least 100, got {CIRKELLINE_EVENT_LOG_MAXLEN}")
 CIRKELLINE_MAX_RETRIES = non_negative_int("CIRKELLINE_MAX_RETRIES", 2)
 CIRKELLINE_RETRY_DELAY = positive_float("CIRKELLINE_RETRY_DELAY", 1.0)
 # A run whose final write fails (database down) is retried in the background for this long,

@@ -86,3 +86,32 @@ async def test_remote_team_runs_streaming_and_not(server, alice, bob):
         await remote.arun("and mine?", stream=False, auth_token=str(AccessToken.for_user(bob)),
                           session_id=first.session_id)
     assert "404" in str(refused.value)
+
+
+async def test_agnos_sse_reader_resumes_a_run_after_its_last_event_index(server, alice):
+    """agno 3.1.10's AgentOSClient has no resume method; its own SSE reader, pointed at the resume
+    route, gets the rest of the run as typed events with their event_index (the notices, which it
+    cannot type, skipped), and the two parts make the whole answer exactly once."""
+    from agno.client import AgentOSClient
+    from agno.run.team import RunCompletedEvent, RunContentEvent, team_run_output_event_from_dict
+    from agno.run.team import RunStartedEvent as TeamRunStartedEvent
+
+    client = AgentOSClient(base_url=server, timeout=30)
+    headers = {"Authorization": f"Bearer {AccessToken.for_user(alice)}"}
+    seen = []
+    async for event in client.run_team_stream(team_id="cirkelline", message="Please research the history of Aarhus",
+                                              headers=headers):
+        seen.append(event)
+        if isinstance(event, RunContentEvent) and event.content:
+            break  # the client goes away mid-answer; the run goes on
+    assert isinstance(seen[0], TeamRunStartedEvent) and seen[0].event_index == 0
+    last = seen[-1].event_index
+    stream = client._astream_post_form_data(
+        f"/teams/cirkelline/runs/{seen[0].run_id}/resume",
+        {"last_event_index": str(last), "session_id": seen[0].session_id}, headers=headers)
+    rest = [event async for event in client._parse_sse_events(stream, team_run_output_event_from_dict)]
+    assert rest and all(e.event_index > last for e in rest)
+    assert [e.event_index for e in rest] == sorted({e.event_index for e in rest})
+    assert isinstance(rest[-1], RunCompletedEvent)
+    text = "".join(e.content for e in seen + rest if isinstance(e, RunContentEvent) and isinstance(e.content, str))
+    assert text == rest[-1].content

@@ -191,8 +191,8 @@ def test_fuzzed_requests_never_cause_a_500_nor_rows_for_rejected_requests(alice,
             response = await client.request(method, path, params=query, headers=headers, **kwargs)
         if response.status_code == 200 and method == "POST" and path.endswith("/runs"):
             text = response.text
-            if text.startswith("event:"):
-                accepted_runs.add(json.loads(text.split("\n")[1][6:])["run_id"])
+            if text.startswith("id: "):  # an SSE stream: its first frame's data line
+                accepted_runs.add(json.loads(text.split("\n")[2][6:])["run_id"])
             else:
                 accepted_runs.add(response.json()["run_id"])
         return response

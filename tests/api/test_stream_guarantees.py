@@ -4,9 +4,9 @@ Two guarantees:
 - every JSON body and JSON field (`session_state`, `dependencies`, `metadata`) has a nesting limit
   (`CIRKELLINE_MAX_JSON_DEPTH`), checked while parsing: too deep is a 400 naming the limit, with
   nothing run and nothing written;
-- whatever goes wrong while a run's events are sent (encoding an event, merging deltas, reading
-  the run's queue), the SSE stream still ends with exactly one terminal `TeamRunError` frame
-  (`error_type: internal`), the response completes, the run is stopped and has its usage row.
+- whatever goes wrong while a run's events are sent (encoding an event or merging deltas into the
+  run's log, reading the log), the SSE stream still ends with exactly one terminal `TeamRunError`
+  frame (`error_type: internal`), the response completes, the run is stopped and has its usage row.
 """
 
 from __future__ import annotations
@@ -15,7 +15,6 @@ import json
 
 import pytest
 
-from chat.api import sse
 from chat.models import ChatRun, ChatSession
 from metrics.models import RunUsage
 from tests.conftest import adb, bearer, parse_sse
@@ -96,7 +95,7 @@ def _raise_on_call(n: int, real):
     return broken
 
 
-def _broken_batches(real):
+def _broken_follow(real):
     async def broken(self, *args, **kwargs):
         seen = 0
         async for batch in real(self, *args, **kwargs):
@@ -108,21 +107,21 @@ def _broken_batches(real):
     return broken
 
 
-@pytest.mark.parametrize("where", ["encoder", "coalesce", "event queue"])
+@pytest.mark.parametrize("where", ["encoder", "coalesce", "event log"])
 async def test_an_exception_mid_stream_still_ends_it_with_one_terminal_frame(api, alice, monkeypatch,
                                                                             use_latency, where):
     """Guards against a stream that stops without a terminal frame and never closes when anything
     in the stream path raises (the RecursionError of a deeply nested field was one such thing),
     and against a run left going, or left without its usage row, when that happens."""
-    from chat.runs import RunHandle, live_run
+    from chat.runs import eventlog, live_run
 
     use_latency(0.2)  # the run is still talking to the provider when the stream path breaks
     if where == "encoder":
-        monkeypatch.setattr(sse, "event_json", _raise_on_call(3, sse.event_json))
+        monkeypatch.setattr(eventlog, "event_json", _raise_on_call(3, eventlog.event_json))
     elif where == "coalesce":
-        monkeypatch.setattr(sse, "coalesce", _raise_on_call(3, sse.coalesce))
+        monkeypatch.setattr(eventlog, "coalesce_numbered", _raise_on_call(3, eventlog.coalesce_numbered))
     else:
-        monkeypatch.setattr(RunHandle, "event_batches", _broken_batches(RunHandle.event_batches))
+        monkeypatch.setattr(eventlog.RunLog, "follow", _broken_follow(eventlog.RunLog.follow))
 
     response = await api.post(RUNS, data={"message": "Please research the history of Copenhagen"},
                               headers=bearer(alice))
@@ -145,14 +144,16 @@ async def test_a_failure_encoding_the_last_batch_still_sends_one_terminal_frame(
     """Guards against a second terminal frame (or none) when the batch that fails holds the run's own
     terminal event: the run has already ended and is billed as completed, the client is told the
     stream broke."""
-    real = sse.event_json
+    from chat.runs import eventlog
+
+    real = eventlog.event_json
 
     def broken(event):
         if getattr(event, "event", "") == "TeamRunCompleted":
             raise RuntimeError("simulated bug encoding the terminal event")
         return real(event)
 
-    monkeypatch.setattr(sse, "event_json", broken)
+    monkeypatch.setattr(eventlog, "event_json", broken)
     response = await api.post(RUNS, data={"message": "What is 2+2?"}, headers=bearer(alice))
     frames = parse_sse(response.text)
     assert [f.event for f in frames if f.event in TERMINAL] == ["TeamRunError"]

@@ -161,7 +161,8 @@ async def test_the_sse_stream_carries_the_event_and_metrics_count_it(api, alice,
     assert names.count(DETECTED) == 1 and names[-1] == "TeamRunCompleted"
     detected = frames[names.index(DETECTED)].data
     run_id = frames[-1].data["run_id"]
-    assert set(detected) == {"event", "run_id", "session_id", "team_id", "kind", "member", "excerpt", "created_at"}
+    assert set(detected) == {"event", "run_id", "session_id", "team_id", "kind", "member", "excerpt", "created_at",
+                             "event_index"}
     assert (detected["run_id"], detected["team_id"], detected["kind"], detected["member"]) == (
         run_id, "cirkelline", "member_stalled", "research-specialist")
     assert isinstance(detected["created_at"], int)
@@ -180,7 +181,8 @@ async def test_a_websocket_run_carries_the_event(connect, alice, stalling):
     assert len(detected) == 1
     assert (detected[0]["kind"], detected[0]["member"], detected[0]["session_id"]) == (
         "member_stalled", "research-specialist", session_id)
-    assert [e["seq"] for e in events] == list(range(1, len(events) + 1))
+    seqs = [e["seq"] for e in events]
+    assert seqs == sorted(set(seqs)) and all(e["seq"] == e["event_index"] for e in events)
     assert finished["status"] == "completed" and events[-1]["event"] == "TeamRunCompleted"
     assert len(await adb(usage_rows, run_id)) == 1
 

@@ -104,7 +104,10 @@ async def test_cancel_closes_the_provider_stream_and_cancels_the_member_run(alic
 
 @pytest.mark.live
 async def test_closing_the_connection_cancels_the_run_and_its_provider_stream(alice, slow_provider):
-    env = {"CIRKELLINE_MODEL": "openai-like:fake", "CIRKELLINE_MODEL_BASE_URL": slow_provider.base_url}
+    """With CIRKELLINE_ON_DISCONNECT=cancel, a client going away stops its run (by default the run
+    goes on: tests/api/test_resume.py)."""
+    env = {"CIRKELLINE_MODEL": "openai-like:fake", "CIRKELLINE_MODEL_BASE_URL": slow_provider.base_url,
+           "CIRKELLINE_ON_DISCONNECT": "cancel"}
     with live_server(env) as base:
         async with httpx.AsyncClient(timeout=30) as client:
             async with client.stream("POST", f"{base}{RUNS}", data={"message": "Please research Copenhagen"},

@@ -14,7 +14,7 @@ from websockets.asyncio.client import connect
 
 from metrics.models import RunUsage
 
-from ..conftest import adb, bearer
+from ..conftest import adb, bearer, parse_sse
 from ..live import live_server
 from .conftest import FRAME_WAIT, token_for
 
@@ -111,3 +111,31 @@ async def test_the_owners_socket_on_another_process_sees_the_run_and_a_stranger_
     rows = await adb(lambda: dict(RunUsage.objects.filter(run_id__in=[run_id, second_run])
                                   .values_list("run_id", "status")))
     assert rows == {run_id: "completed", second_run: "cancelled"}
+
+
+async def test_a_socket_on_another_process_gets_an_http_run_from_its_start(two_servers, alice):
+    """Guards against watchers seeing only websocket runs of their own process, and against a tab
+    that opens mid-answer on another worker missing the answer's beginning."""
+    first, second = two_servers
+    session_id = await a_session_of(first, alice)
+    async with AsyncExitStack() as stack, httpx.AsyncClient(timeout=60) as http:
+        early = await open_client(stack, second, alice)
+        await early.send(type="watch", session_id=session_id)
+        await early.until(lambda f: f["type"] == "watching")
+        started = asyncio.get_running_loop().create_task(http.post(
+            f"{first}/teams/cirkelline/runs", headers=bearer(alice),
+            data={"message": "Please research the history of Copenhagen", "session_id": session_id}))
+        seen = await early.until(lambda f: f["type"] == "run_started")
+        run_id = seen["run_id"]
+        await early.until(lambda f: f["type"] == "events" and f["run_id"] == run_id)
+        late = await open_client(stack, second, alice)  # opened mid-answer
+        await late.send(type="watch", session_id=session_id)
+        watching = await late.until(lambda f: f["type"] == "watching")
+        assert watching["runs"] == [run_id]
+        for tab in (early, late):
+            finished = await tab.until(lambda f: f["type"] == "run_finished" and f["run_id"] == run_id)
+            assert finished["status"] == "completed"
+        sse = parse_sse((await started).text)
+    assert [e["seq"] for e in late.events(run_id)] == [f.data["event_index"] for f in sse]
+    assert late.events(run_id) == early.events(run_id)
+    assert late.events(run_id)[-1]["content"] == sse[-1].data["content"]

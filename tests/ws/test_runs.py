@@ -17,14 +17,30 @@ RESEARCH = "Please research the history of Copenhagen"
 
 
 def assert_one_run(events: list[dict], terminal: str) -> None:
-    """seq runs 1, 2, 3 ... without a gap, and exactly one terminal event, the last."""
-    assert [e["seq"] for e in events] == list(range(1, len(events) + 1))
+    """seq is the event_index: from 0, strictly increasing (it skips where text deltas were
+    merged); exactly one terminal event, the last."""
+    seqs = [e["seq"] for e in events]
+    assert seqs[0] == 0 and all(a < b for a, b in zip(seqs, seqs[1:], strict=False))
+    assert all(e["seq"] == e["event_index"] for e in events)
     assert [e["event"] for e in events if e["event"] in TERMINAL] == [terminal]
     assert events[-1]["event"] == terminal
 
 
 def without_seq(event: dict) -> dict:
     return {k: v for k, v in event.items() if k != "seq"}
+
+
+async def test_seq_skips_exactly_the_merged_deltas(connect, alice):
+    """Guards against a seq that numbers websocket events differently from the run's event index
+    (a resume after seq n would then skip or repeat events): an event's seq is the index of the
+    last delta merged into it, and the deltas' text adds up to the answer."""
+    socket = await connect(alice)
+    run_id, _ = await socket.run(RESEARCH)
+    await socket.finish(run_id)
+    handle_events = socket.events(run_id)
+    assert_one_run(handle_events, "TeamRunCompleted")
+    answer = "".join(e.get("content", "") for e in handle_events if e["event"] == "TeamRunContent")
+    assert answer == handle_events[-1]["content"]
 
 
 async def test_a_run_streams_the_sse_events_with_increasing_seq_to_one_terminal_event(connect, alice, api):
@@ -53,7 +69,7 @@ async def test_a_run_streams_the_sse_events_with_increasing_seq_to_one_terminal_
 
     row = await adb(RunUsage.objects.get, run_id=run_id)
     assert (row.status, row.streamed, row.session_id) == ("completed", True, session_id)
-    assert finished["status"] == "completed" and finished["saved"] is True and finished["seq"] == len(events)
+    assert finished["status"] == "completed" and finished["saved"] is True and finished["seq"] == events[-1]["seq"]
     assert finished["tokens"]["total_tokens"] == row.total_tokens > 0
     assert await adb(ChatSession.objects.filter(session_id=session_id, user=alice).exists)
 
@@ -99,9 +115,37 @@ async def test_another_users_session_is_refused_without_saying_it_exists(connect
     assert await adb(ChatRun.objects.filter(session__session_id=session_id).count) == 1
 
 
-async def test_closing_the_socket_cancels_its_runs_and_records_them(connect, alice, use_latency):
-    """Guards against runs going on (and being billed as completed) after their socket closed,
-    and against a closed socket losing the run's usage row."""
+async def test_closing_the_socket_leaves_its_run_going_to_be_stored_and_resumed(connect, alice, use_latency):
+    """Guards against a run stopped (and its answer lost) because its tab closed or its connection
+    dropped: the run goes on to its end, is stored, and another socket resumes it after the seq
+    the first one had, without a gap or a repeat."""
+    use_latency(0.4)
+    socket = await connect(alice)
+    run_id, session_id = await socket.run(RESEARCH)
+    first = await socket.until(lambda f: f["type"] == "events" and f["run_id"] == run_id)
+    seen = first["events"][-1]["seq"]
+    handle = live_run(run_id)
+    assert handle is not None
+    await socket.comm.disconnect()
+    again = await connect(alice)
+    await again.send(type="watch", session_id=session_id, after={run_id: seen})
+    finished = await again.finish(run_id)
+    assert finished["status"] == "completed"
+    result = await handle.wait()
+    assert result.status == "completed"
+    rest = again.events(run_id)
+    assert rest[0]["seq"] > seen and rest[-1]["event"] == "TeamRunCompleted"
+    answer = "".join(e.get("content", "") for e in first["events"] + rest if e["event"] == "TeamRunContent")
+    assert answer == rest[-1]["content"]
+    row = await adb(RunUsage.objects.get, run_id=run_id)
+    assert row.status == "completed"
+    assert await adb(ChatRun.objects.filter(run_id=run_id, status="COMPLETED").exists)
+
+
+async def test_closing_the_socket_cancels_its_runs_when_so_configured(connect, alice, use_latency, settings):
+    """Guards against CIRKELLINE_ON_DISCONNECT=cancel being ignored: a closed socket's runs stop
+    (cancelled, usage recorded), as before runs outlived their clients."""
+    settings.CIRKELLINE_ON_DISCONNECT = "cancel"
     use_latency(1.0)
     socket = await connect(alice)
     run_id, _ = await socket.run(RESEARCH)

@@ -21,6 +21,7 @@ from .common import (
     RETRY_AFTER,
     RUN_ID,
     SESSION_ID,
+    SESSION_ID_PATTERN,
     SSE,
     STR,
     TEAM_ID,
@@ -48,15 +49,36 @@ def _run_request_body() -> dict:
     }}
 
 
+RESUME_DESCRIPTION = (
+    "Three cases, as AgentOS: the run is live (a `catch_up` notice and the events you missed, a `subscribed` "
+    "notice, then its live events up to its terminal event); it ended and its events are still kept "
+    "(`CIRKELLINE_EVENT_LOG_TTL`, 10 minutes by default: a `replay` notice and the events after "
+    "`last_event_index`); only the database has it (a `replay` notice and the stored run as its terminal "
+    "event, `TeamRunCompleted` with the whole answer, under its original `event_index`). A run answered with "
+    "`stream=false` has no events: one `replay` notice with `total_events: 0`. Any worker answers (with "
+    "`REDIS_URL`). Only your own runs (another user's, another team's, another session's: 404).")
+LAST_EVENT_ID = {"name": "Last-Event-ID", "in": "header", "required": False,
+                 "description": "The standard SSE reconnect header: the `id:` of the last frame received; "
+                                "used when `last_event_index` is not given.",
+                 "schema": {"type": "string", "pattern": r"^-?\d+$"}}
+RESUME_EXAMPLE = (
+    'event: catch_up\ndata: {"event": "catch_up", "run_id": "f0f2334e-62a2-433a-97c3-bf37761fe342", "status": '
+    '"running", "missed_events": 1, "current_event_count": 9, "message": "Catching up on 1 missed events."}\n\n'
+    'id: 8\nevent: TeamRunContent\ndata: {"created_at":1796138643,"event":"TeamRunContent","team_id":"cirkelline",'
+    '"run_id":"f0f2334e-62a2-433a-97c3-bf37761fe342","session_id":"s1","content":"lo","event_index":8}\n\n'
+    'event: subscribed\ndata: {"event": "subscribed", "run_id": "f0f2334e-62a2-433a-97c3-bf37761fe342", "status": '
+    '"running", "current_event_count": 9, "message": "Subscribed to team run. Receiving live events."}\n\n'
+)
 SSE_EXAMPLE = (
-    'event: TeamRunStarted\ndata: {"created_at":1796138642,"event":"TeamRunStarted","team_id":"cirkelline",'
+    'id: 0\nevent: TeamRunStarted\ndata: {"created_at":1796138642,"event":"TeamRunStarted","team_id":"cirkelline",'
     '"team_name":"Cirkelline","run_id":"f0f2334e-62a2-433a-97c3-bf37761fe342","session_id":"s1","nested_depth":0,'
-    '"model":"gemini-2.5-flash","model_provider":"Google"}\n\n'
-    'event: TeamRunContent\ndata: {"created_at":1796138643,"event":"TeamRunContent","team_id":"cirkelline",'
+    '"model":"gemini-2.5-flash","model_provider":"Google","event_index":0}\n\n'
+    'id: 3\nevent: TeamRunContent\ndata: {"created_at":1796138643,"event":"TeamRunContent","team_id":"cirkelline",'
     '"team_name":"Cirkelline","run_id":"f0f2334e-62a2-433a-97c3-bf37761fe342","session_id":"s1","nested_depth":0,'
-    '"content":"Hel","content_type":"str","reasoning_content":""}\n\n'
-    'event: TeamRunCompleted\ndata: {"created_at":1796138643,"event":"TeamRunCompleted","team_id":"cirkelline",'
-    '"run_id":"f0f2334e-62a2-433a-97c3-bf37761fe342","session_id":"s1","content":"Hello!","metrics":{}}\n\n'
+    '"content":"Hel","content_type":"str","reasoning_content":"","event_index":3}\n\n'
+    'id: 4\nevent: TeamRunCompleted\ndata: {"created_at":1796138643,"event":"TeamRunCompleted","team_id":"cirkelline",'
+    '"run_id":"f0f2334e-62a2-433a-97c3-bf37761fe342","session_id":"s1","content":"Hello!","metrics":{},'
+    '"event_index":4}\n\n'
 )
 
 
@@ -102,6 +124,15 @@ def all_paths() -> dict[str, Any]:
         body[JSON]["example"] = example
         return {"required": True, "content": body}
 
+    resume_responses = {
+        "200": {"description": "`text/event-stream`: AgentOS's notices (`ResumeNotice`) and the run's events "
+                               "after `last_event_index` (`SseFrame`s, each with its `event_index`), live until "
+                               "the run's terminal event when it is still running.",
+                "headers": {"Cache-Control": {"schema": {"const": "no-cache"}},
+                            "X-Accel-Buffering": {"schema": {"const": "no"}}},
+                "content": {SSE: {"schema": {"anyOf": [ref("SseFrame"), ref("ResumeNotice")]},
+                                  "example": RESUME_EXAMPLE}}},
+        **errors(400, 401, 403, 404, 405, 413, 503)}
     html_page = {"description": "An HTML page.", "content": {HTML: {"schema": STR}}}
     to_login = {"description": "Not logged in: a redirect to `/login/?next=...`.",
                 "headers": {"Location": {"schema": STR}}}
@@ -174,8 +205,10 @@ def all_paths() -> dict[str, Any]:
              "429": runs_429, "503": runs_503, **run_failed},
             security=WRITE_AUTH, parameters=[TEAM_ID], request_body=_run_request_body(), operation_id="create_run",
             description="Bodies: JSON, form-urlencoded or multipart (with `files`). Every field is sent once. "
-                        "Everything is checked before the run starts: a refused request writes nothing. Closing "
-                        "the stream cancels the run.")},
+                        "Everything is checked before the run starts: a refused request writes nothing. Every "
+                        "streamed event carries its `event_index` (and the frame its `id:`). Closing the stream "
+                        "leaves the run going to its end (it is stored, and the stream can be resumed), unless "
+                        "the server runs with `CIRKELLINE_ON_DISCONNECT=cancel`; cancel it to stop it.")},
         "/teams/{team_id}/runs/{run_id}": {"get": op(
             "A run of yours: live while running, the stored run afterwards", "runs",
             {**ok({"anyOf": [ref("LiveRun"), ref("StoredRun")]}), **errors(400, 401, 404, 405, 503)},
@@ -190,6 +223,21 @@ def all_paths() -> dict[str, Any]:
              **errors(400, 401, 403, 404, 405),
              "409": error_response("The run has already ended.", "RunAlreadyEnded"), "503": cancel_503},
             security=WRITE_AUTH, parameters=[TEAM_ID, RUN_ID], operation_id="cancel_run")},
+        "/teams/{team_id}/runs/{run_id}/resume": {
+            "post": op("Resume a run's stream after `last_event_index`, on any worker (AgentOS)", "runs",
+                       resume_responses, security=WRITE_AUTH, parameters=[TEAM_ID, RUN_ID, LAST_EVENT_ID],
+                       operation_id="resume_run", description=RESUME_DESCRIPTION,
+                       request_body={"required": False, "content": {
+                           FORM: {"schema": ref("ResumeRequest")}, MULTIPART: {"schema": ref("ResumeRequest")},
+                           JSON: {"schema": ref("ResumeRequest")}}}),
+            "get": op("Resume a run's stream (the same, for EventSource clients: query parameters)", "runs",
+                      copy.deepcopy(resume_responses), security=READ_AUTH,
+                      parameters=[TEAM_ID, RUN_ID, LAST_EVENT_ID,
+                                  query("last_event_index", "The last `event_index` you received (-1: none).",
+                                        {"type": "integer", "minimum": -1}),
+                                  query("session_id", "The run's session (optional).",
+                                        {"type": "string", "pattern": SESSION_ID_PATTERN})],
+                      operation_id="resume_run_get", description=RESUME_DESCRIPTION)},
         "/sessions": {"get": op(
             "Your sessions, a page at a time (AgentOS shape)", "sessions",
             {**ok(ref("SessionsPage")), **errors(400, 401, 405, 503)}, security=READ_AUTH,

@@ -23,6 +23,7 @@ from .common import (
     OBJ,
     RUN_ERROR_TYPES,
     SCALAR,
+    SESSION_ID_PATTERN,
     STR,
     TEXT,
     USAGE_FIGURES,
@@ -43,13 +44,17 @@ def component_schemas() -> dict[str, Any]:
                     "description": "How much of the cost is known: `none` (no runs: cost 0), `priced` (all), "
                                    "`unpriced` (nothing: cost null), `partial`."},
     }, USAGE_FIGURES)
+    event_index = {"type": "integer", "minimum": 0,
+                   "description": "The event's index in its run (from 0, increasing; it skips where waiting text "
+                                  "deltas were merged into one event). Resume after it: "
+                                  "`POST /teams/{team_id}/runs/{run_id}/resume`."}
     team_event_base = {
-        "created_at": {"type": "integer", "description": "Unix seconds."},
+        "created_at": {"type": "integer", "description": "Unix seconds."}, "event_index": event_index,
         "event": STR, "team_id": STR, "team_name": STR, "run_id": STR, "parent_run_id": NULLABLE_STR,
         "session_id": STR, "nested_depth": INT, "content": ANY,
     }
     member_event_base = {
-        "created_at": INT, "event": STR, "agent_id": STR, "agent_name": STR, "run_id": STR,
+        "created_at": INT, "event_index": event_index, "event": STR, "agent_id": STR, "agent_name": STR, "run_id": STR,
         "parent_run_id": {"type": "string", "description": "The team run that delegated to this member."},
         "session_id": STR, "nested_depth": INT, "content": ANY, "tools": NULLABLE_ARRAY,
     }
@@ -98,8 +103,8 @@ def component_schemas() -> dict[str, Any]:
             "TeamRunContentDiscarded", "Cirkelline's own: a leader model call failed mid-answer and is retried; drop "
             "the last `discarded_characters` of the leader's streamed text.", discarded_characters=INT),
         "DelegationFailureDetected": obj({
-            "event": {"const": "DelegationFailureDetected"}, "created_at": INT, "run_id": STR, "session_id": STR,
-            "team_id": STR,
+            "event": {"const": "DelegationFailureDetected"}, "created_at": INT, "event_index": event_index,
+            "run_id": STR, "session_id": STR, "team_id": STR,
             "kind": {"enum": DELEGATION_FAILURE_KINDS},
             "member": {"type": "string", "description": "The member id (empty: the leader named no one)."},
             "excerpt": {"type": "string", "description": "The evidence (at most 300 characters)."}},
@@ -249,7 +254,11 @@ def component_schemas() -> dict[str, Any]:
                 obj({"provider": STR, "model": STR, "calls": INT}, ["provider", "model", "calls"]),
                 obj({k: v for k, v in usage_row["properties"].items() if k != "runs"})]}},
         }, ["from", "to", "currency", "totals", "by_day", "by_model"]),
-        "SseFrame": obj({"event": {"type": "string", "description": "The event's name (as `data.event`)."},
+        "SseFrame": obj({"id": {"type": "string", "pattern": r"^\d+$",
+                                "description": "The event's `event_index` (so a standard "
+                                                                 "`Last-Event-ID` names it); absent on the "
+                                                                 "resume notices."},
+                         "event": {"type": "string", "description": "The event's name (as `data.event`)."},
                           "data": {"type": "string", "contentMediaType": JSON, "contentSchema": ref("SseEvent")}},
                          ["event", "data"], description="One frame of the stream (OpenAPI 3.1: the schema of a "
                                                         "`text/event-stream` describes each event)."),
@@ -260,7 +269,25 @@ def component_schemas() -> dict[str, Any]:
             "oneOf": [ref(name) for name in events] + [ref("OtherEvent")],
         },
         "OtherEvent": obj({"event": {"type": "string", "not": {"enum": list(events)}}, "created_at": INT,
-                            "run_id": STR}, ["event"]),
+                            "run_id": STR, "event_index": event_index}, ["event"]),
+        "ResumeNotice": obj({
+            "event": {"enum": ["catch_up", "subscribed", "replay"]}, "run_id": STR,
+            "status": {"type": "string", "description": "`running` (catch_up, subscribed), else the run's status "
+                                                          "as AgentOS names it (`COMPLETED`, `ERROR`, `CANCELLED`, "
+                                                          "`RUNNING` for a run answered with stream=false)."},
+            "missed_events": INT, "current_event_count": INT, "total_events": INT, "total_buffered": INT,
+            "last_event_index_requested": INT, "message": STR},
+            ["event", "run_id", "status"],
+            description="AgentOS's notices on a resumed stream (`event: <name>`, no `id:`): `catch_up` before the "
+                        "events missed of a live run, `subscribed` before its live events, `replay` before the "
+                        "events of an ended run (`total_events` of them)."),
+        "ResumeRequest": obj({
+            "last_event_index": {"type": ["integer", "string"], "pattern": r"^-?\d+$",
+                                 "description": "The last `event_index` you received (-1 or absent: from the "
+                                                "start). Without it, the `Last-Event-ID` header is read."},
+            "session_id": {"type": "string", "pattern": SESSION_ID_PATTERN,
+                           "description": "The run's session (optional; another session's: 404)."}},
+            example={"last_event_index": "41", "session_id": "s-2026-12-01-a"}),
     }
     schemas.update(events)
     for name in ("LoginRequest", "RefreshRequest", "LogoutRequest", "RenameRequest", "RunRequest"):

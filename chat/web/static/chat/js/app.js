@@ -1,5 +1,7 @@
 // The chat page: one session on screen (its URL is /c/<session id>), runs over the websocket,
 // history and the chat list over the HTTP API. Protocol: docs/API.md, "Websocket".
+// A dropped socket (network blip, a worker restarting) reconnects and resumes the live answers
+// after the last `seq` each one rendered: the runs went on meanwhile, nothing is shown twice.
 
 import { api, ApiError } from "./api.js";
 import { Composer } from "./composer.js";
@@ -66,7 +68,8 @@ function onState(kind, delay) {
       entry.turn.fail("The connection dropped before the answer started.", () => retry(entry));
       state.pending.delete(ref);
     }
-    state.running.clear();
+    // Live answers stay on screen: the runs go on at the server, and are resumed on reconnect.
+    for (const turn of liveTurns()) turn.reconnecting(true);
     updateStop();
   } else if (kind === "unauthenticated") {
     conn.textContent = "Logged out";
@@ -80,9 +83,19 @@ function onState(kind, delay) {
 function onFrame(frame) {
   switch (frame.type) {
     case "ready":
-      watch();
-      if (state.everReady) reload(); // after a drop: what happened meanwhile is in the API
+      if (state.everReady) {
+        // After a drop: resume each live answer after the last event it showed; what else
+        // happened meanwhile is in the API.
+        watch(Object.fromEntries(liveTurns().map((turn) => [turn.runId, turn.lastSeq])));
+        refreshSessions();
+        if (state.sessionId) loadHistory(state.sessionId);
+      } else {
+        watch();
+      }
       state.everReady = true;
+      break;
+    case "watching":
+      onWatching(frame);
       break;
     case "run_started":
       onRunStarted(frame);
@@ -104,8 +117,31 @@ function onFrame(frame) {
   }
 }
 
-function watch() {
-  socket.send({ type: "watch", session_id: state.sessionId, ref: "watch" });
+function watch(after) {
+  const frame = { type: "watch", session_id: state.sessionId, ref: "watch" };
+  if (after && Object.keys(after).length) frame.after = after;
+  socket.send(frame);
+}
+
+// Answers on screen still streaming (this session's).
+function liveTurns() {
+  return [...conversation.turns.values()].filter((turn) => !turn.finished && state.running.has(turn.runId));
+}
+
+// The server streams these runs to this socket now. A live answer it does not resume ended
+// while the page was away, longer ago than the server keeps its events: the stored run has it.
+function onWatching(frame) {
+  if (frame.session_id !== state.sessionId || !frame.runs) return;
+  const resumed = new Set(frame.runs);
+  const lost = liveTurns().filter((turn) => !resumed.has(turn.runId));
+  for (const turn of liveTurns()) turn.reconnecting(false);
+  if (!lost.length) return;
+  for (const turn of lost) {
+    state.running.delete(turn.runId);
+    turn.finished = true;
+  }
+  updateStop();
+  loadHistory(state.sessionId);
 }
 
 function showPresence(frame) {
@@ -119,9 +155,11 @@ function showPresence(frame) {
 function turnFor(frame) {
   let turn = conversation.turns.get(frame.run_id);
   if (!turn && frame.session_id === state.sessionId) {
-    // A run started elsewhere (another tab, or before this page loaded).
-    if (frame.message !== undefined) conversation.addUser(frame.message, frame.files || []);
+    // A run started elsewhere (another tab, the API, or before this page loaded): the server
+    // replays it from its start.
+    const userNode = frame.message !== undefined ? conversation.addUser(frame.message, frame.files || []) : null;
     turn = conversation.addTurn({ joined: Boolean(frame.joined) || frame.type !== "run_started" });
+    turn.userNode = userNode;
     conversation.register(turn, frame.run_id);
   }
   return turn;
@@ -151,7 +189,11 @@ function onEvents(frame) {
   if (frame.session_id !== state.sessionId) return;
   if (!state.running.has(frame.run_id)) state.running.set(frame.run_id, frame.session_id);
   const turn = turnFor(frame);
-  for (const event of frame.events) turn.onEvent(event);
+  for (const event of frame.events) {
+    if (event.seq <= turn.lastSeq) continue; // already shown (a resumed stream never repeats one)
+    turn.lastSeq = event.seq;
+    turn.onEvent(event);
+  }
   updateStop();
 }
 
@@ -162,10 +204,7 @@ function onRunFinished(frame) {
   refreshSpend();
   if (frame.session_id !== state.sessionId) return;
   const turn = turnFor(frame);
-  if (turn.joined) {
-    loadHistory(state.sessionId); // it was opened mid-answer: the stored run is the whole story
-    return;
-  }
+  if (!turn || turn.finished) return;
   const again = turn.sentText !== undefined ? () => retry({ text: turn.sentText, deep: turn.sentDeep }) : null;
   turn.finish(frame, again);
   announce(frame.status === "completed" ? "Answer complete." : `The answer ended: ${frame.status}.`);
@@ -214,8 +253,9 @@ async function send({ text, files, deep }) {
     }
   }
   const ref = `r${++state.refs}`;
-  conversation.addUser(text, files.map((item) => ({ name: item.file.name, kind: item.kind })));
+  const userNode = conversation.addUser(text, files.map((item) => ({ name: item.file.name, kind: item.kind })));
   const turn = conversation.addTurn();
+  turn.userNode = userNode;
   turn.sentText = text;
   turn.sentDeep = deep;
   const frame = { type: "run", ref, message: text, deep_research: deep, files: ids };
@@ -282,9 +322,14 @@ async function loadHistory(sessionId) {
   try {
     const runs = await api.runs(sessionId);
     if (token !== state.loadToken) return; // another session was opened meanwhile
-    conversation.showHistory(runs);
+    conversation.showHistory(runs, liveTurns()); // answers still streaming stay, after the history
   } catch (error) {
     if (token !== state.loadToken) return;
+    const live = liveTurns();
+    if (error.status === 404 && live.length) {
+      conversation.showHistory([], live); // a new chat: nothing stored until its first answer ends
+      return;
+    }
     conversation.clear();
     if (error.status === 404) composer.notice("This chat does not exist (or is not yours).");
     else if (error.status === 401) onState("unauthenticated");
@@ -328,11 +373,6 @@ async function deleteSession(session) {
   }
   if (session.session_id === state.sessionId) openSession(null, { push: true });
   await refreshSessions();
-}
-
-function reload() {
-  refreshSessions();
-  if (state.sessionId) loadHistory(state.sessionId);
 }
 
 // -- layout --------------------------------------------------------------------------------

@@ -100,6 +100,8 @@ export class Turn {
     this.joined = joined;
     this.finished = false;
     this.frame = 0;
+    this.lastSeq = -1; // the last event (its seq) shown: a resumed stream continues after it
+    this.userNode = null; // the message it answers
 
     this.node = el("article", "msg assistant");
     this.node.dataset.status = "pending";
@@ -123,6 +125,21 @@ export class Turn {
     this.meta = el("footer", "meta");
     body.append(this.delegations, this.reasoning, this.answerNode, this.typing, this.errorNode, this.meta);
     this.node.append(avatar, body);
+  }
+
+  // The socket dropped while this answer streamed; it resumes when the socket is back.
+  reconnecting(on) {
+    if (this.finished) return;
+    this.node.dataset.reconnecting = on ? "true" : "false";
+    if (on) {
+      this.typing.dataset.before = this.typing.textContent;
+      this.typing.textContent = "Reconnecting…";
+      this.typing.hidden = false;
+    } else if (this.typing.dataset.before !== undefined) {
+      this.typing.textContent = this.typing.dataset.before;
+      this.typing.hidden = Boolean(this.answer);
+      delete this.typing.dataset.before;
+    }
   }
 
   bind(runId) {
@@ -329,7 +346,9 @@ export class Conversation {
     this.turns.set(runId, turn);
   }
 
-  showHistory(runs) {
+  // The session's stored runs; `keep`: answers still streaming, shown after them as they were.
+  showHistory(runs, keep = []) {
+    const live = new Set(keep.map((turn) => turn.runId));
     this.clear();
     const members = new Map();
     for (const run of runs) {
@@ -339,7 +358,7 @@ export class Conversation {
       }
     }
     for (const run of runs) {
-      if (run.agent_id) continue;
+      if (run.agent_id || live.has(run.run_id)) continue;
       const files = ["images", "audio", "videos", "files"].flatMap((kind) =>
         (run[kind] || []).map((f) => ({ name: f.filename || f.name || kind, kind })));
       this.addUser(run.run_input || "", files);
@@ -347,6 +366,12 @@ export class Conversation {
       turn.fromHistory(run, members.get(run.run_id) || []);
       this.turns.set(run.run_id, turn);
     }
+    for (const turn of keep) {
+      if (turn.userNode) this.root.append(turn.userNode);
+      this.root.append(turn.node);
+      this.turns.set(turn.runId, turn);
+    }
+    if (keep.length) this.welcome.hidden = true;
     this.stickToBottom(true);
   }
 }

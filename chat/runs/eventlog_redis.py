@@ -1,0 +1,313 @@
+"""The Redis side of run event logs (chat.runs.eventlog), when `REDIS_URL` is set.
+
+Keys (under CIRKELLINE_REDIS_PREFIX):
+- `<prefix>:log:<run id>`: a Redis Stream. Each stream entry holds a batch of log entries, one per
+  line, `<event_index> <event name> <JSON>` (compact JSON has no raw newline), in field `b`; the
+  last holds the run's summary in field `end`. Bounded with `XADD MAXLEN ~`
+  (CIRKELLINE_EVENT_LOG_MAXLEN batches).
+- `<prefix>:log:<run id>:meta`: a hash: `meta` (who and what, JSON), `end` (the summary, once ended).
+- `<prefix>:log:live:<user id>:<session id>`: a set of the session's runs whose logs are open.
+All expire: while the run is live after its deadline plus CIRKELLINE_EVENT_LOG_TTL (a worker that
+dies leaves nothing behind for ever), after its end after CIRKELLINE_EVENT_LOG_TTL.
+
+Writes cost one pipelined round trip per loop turn for every run with new entries (the sink
+below), plus one at a run's start (`open`, awaited: a reader that hears of the run finds it).
+Readers in another process mirror a run's stream: one task per run and process (XRANGE for what
+is there, then XREAD BLOCK), however many of its clients read it.
+
+redis-py gives a connection a 5 s read timeout by default; a blocking XREAD must return before
+it, so the mirrors use a client of their own whose timeout is BLOCK_SECONDS longer than the block.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextvars
+import json
+import logging
+import weakref
+from collections.abc import Callable
+from typing import Any
+
+from django.conf import settings
+
+logger = logging.getLogger(__name__)
+
+BLOCK_SECONDS = 5.0
+# Consecutive Redis failures after which a mirror gives up (its readers' streams end; they resume).
+MIRROR_FAILURES = 5
+
+_NO_RUN = contextvars.Context()
+
+
+def stream_key(run_id: str) -> str:
+    return f"{settings.CIRKELLINE_REDIS_PREFIX}:log:{run_id}"
+
+
+def meta_key(run_id: str) -> str:
+    return f"{settings.CIRKELLINE_REDIS_PREFIX}:log:{run_id}:meta"
+
+
+def live_key(user_id: Any, session_id: str) -> str:
+    return f"{settings.CIRKELLINE_REDIS_PREFIX}:log:live:{user_id}:{session_id}"
+
+
+def _dumps(value: Any) -> str:
+    return json.dumps(value, separators=(",", ":"), ensure_ascii=False)
+
+
+def lines(entries: list) -> str:
+    return "\n".join(f"{number} {name} {data}" for number, name, data in entries)
+
+
+def parse(batch: str) -> list[tuple[int, str, str]]:
+    out = []
+    for line in batch.split("\n"):
+        number, name, data = line.split(" ", 2)
+        out.append((int(number), name, data))
+    return out
+
+
+# --- clients, sink and mirrors: one of each per event loop -------------------------------------
+
+
+class _PerLoop:
+    def __init__(self) -> None:
+        import redis.asyncio as aioredis
+
+        url = settings.REDIS_URL
+        self.client = aioredis.Redis.from_url(url, socket_connect_timeout=2, socket_timeout=5,
+                                              decode_responses=True)
+        self.blocking = aioredis.Redis.from_url(url, socket_connect_timeout=2,
+                                                socket_timeout=BLOCK_SECONDS * 2, decode_responses=True)
+        self.sink = Sink(self.client)
+        self.mirrors = Mirrors(self.blocking)
+
+
+_per_loop: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+
+
+def _here() -> _PerLoop:
+    loop = asyncio.get_running_loop()
+    here = _per_loop.get(loop)
+    if here is None:
+        here = _per_loop[loop] = _PerLoop()
+    return here
+
+
+def sink() -> Sink:
+    return _here().sink
+
+
+def mirrors() -> Mirrors:
+    return _here().mirrors
+
+
+class _Pending:
+    __slots__ = ("batches", "first", "summary", "meta")
+
+    def __init__(self) -> None:
+        self.batches: list[str] = []
+        self.first = False
+        self.summary: dict | None = None
+        self.meta: dict | None = None
+
+
+class Sink:
+    """Writes logs to Redis: what every run added since the last write, in one pipeline."""
+
+    def __init__(self, client: Any):
+        self.client = client
+        self._pending: dict[str, _Pending] = {}
+        self._lifetimes: dict[str, int] = {}  # runs whose stream has not been written yet
+        self._task: asyncio.Task | None = None
+        self._failures = 0
+
+    async def open(self, run_id: str, meta: dict, *, lifetime: float) -> None:
+        ttl = int(lifetime) + 1
+        self._lifetimes[run_id] = ttl
+        try:
+            async with self.client.pipeline(transaction=False) as pipe:
+                pipe.hset(meta_key(run_id), "meta", _dumps(meta))
+                pipe.expire(meta_key(run_id), ttl)
+                pipe.sadd(live_key(meta["user_id"], meta["session_id"]), run_id)
+                pipe.expire(live_key(meta["user_id"], meta["session_id"]), ttl)
+                await pipe.execute()
+        except Exception as exc:  # noqa: BLE001 - the run streams all the same; other workers won't see it
+            logger.warning("run %s: could not open its event log in Redis (%s); it can be resumed only on "
+                           "this worker", run_id, exc)
+
+    def _for(self, run_id: str) -> _Pending:
+        pending = self._pending.get(run_id)
+        if pending is None:
+            pending = self._pending[run_id] = _Pending()
+        if self._task is None or self._task.done():
+            self._task = asyncio.get_running_loop().create_task(self._flush(), name="cirkelline-eventlog-sink",
+                                                                context=_NO_RUN)
+        return pending
+
+    def add(self, run_id: str, entries: list) -> None:
+        self._for(run_id).batches.append(lines(entries))
+
+    def end(self, run_id: str, meta: dict, summary: dict) -> None:
+        pending = self._for(run_id)
+        pending.summary, pending.meta = summary, meta
+
+    async def _flush(self) -> None:
+        # Everything added while a write is on its way goes in the next one: under load, one round
+        # trip carries many runs' entries.
+        await asyncio.sleep(0)
+        while self._pending:
+            batch, self._pending = self._pending, {}
+            try:
+                await self._write(batch)
+                self._failures = 0
+            except Exception as exc:  # noqa: BLE001 - the local log is whole; only other workers miss these
+                self._failures += 1
+                if self._failures in (1, 10, 100) or self._failures % 1000 == 0:
+                    logger.warning("event log: could not write %d runs' entries to Redis (%s; %d failures "
+                                   "in a row)", len(batch), exc, self._failures)
+
+    async def _write(self, batch: dict[str, _Pending]) -> None:
+        ttl = int(settings.CIRKELLINE_EVENT_LOG_TTL) + 1
+        maxlen = settings.CIRKELLINE_EVENT_LOG_MAXLEN
+        async with self.client.pipeline(transaction=False) as pipe:
+            for run_id, pending in batch.items():
+                key = stream_key(run_id)
+                if pending.batches:
+                    pipe.xadd(key, {"b": "\n".join(pending.batches)}, maxlen=maxlen, approximate=True)
+                    lifetime = self._lifetimes.pop(run_id, None)
+                    if lifetime is not None:
+                        pipe.expire(key, lifetime)
+                if pending.summary is not None:
+                    self._lifetimes.pop(run_id, None)
+                    summary = _dumps(pending.summary)
+                    pipe.xadd(key, {"end": summary}, maxlen=maxlen, approximate=True)
+                    pipe.expire(key, ttl)
+                    pipe.hset(meta_key(run_id), "end", summary)
+                    pipe.expire(meta_key(run_id), ttl)
+                    pipe.srem(live_key(pending.meta["user_id"], pending.meta["session_id"]), run_id)
+            await pipe.execute()
+
+
+class Mirrors:
+    """This process's copies of other processes' logs, one per run however many read it."""
+
+    def __init__(self, client: Any):
+        self.client = client
+        self._mirrors: dict[str, list] = {}  # run id -> [log, task, readers, synced]
+
+    async def acquire(self, run_id: str, make: Callable[[], Any]) -> Any:
+        """The mirror of the run's log, holding at least what Redis had when this was called."""
+        mirror = self._mirrors.get(run_id)
+        if mirror is None:
+            log = make()
+            synced = asyncio.get_running_loop().create_future()
+            task = asyncio.get_running_loop().create_task(self._tail(log, synced), name=f"cirkelline-mirror-{run_id}",
+                                                          context=_NO_RUN)
+            mirror = self._mirrors[run_id] = [log, task, 0, synced]
+        mirror[2] += 1
+        try:
+            await asyncio.shield(mirror[3])
+        except BaseException:
+            self.release(run_id)
+            raise
+        return mirror[0]
+
+    def release(self, run_id: str) -> None:
+        mirror = self._mirrors.get(run_id)
+        if mirror is None:
+            return
+        mirror[2] -= 1
+        if mirror[2] <= 0:
+            del self._mirrors[run_id]
+            mirror[1].cancel()
+
+    async def _tail(self, log: Any, synced: asyncio.Future) -> None:
+        client, key, mkey = self.client, stream_key(log.run_id), meta_key(log.run_id)
+        last = "0-0"
+        failures = 0
+        try:
+            while not log.ended:
+                try:
+                    if not synced.done():  # what is there already, without blocking
+                        items = await client.xrange(key, min="-", max="+")
+                    else:
+                        found = await client.xread({key: last}, count=1000, block=int(BLOCK_SECONDS * 1000))
+                        items = found[0][1] if found else []
+                    # Nothing, and no record: the log expired (its worker died long ago, or it ended
+                    # CIRKELLINE_EVENT_LOG_TTL seconds ago).
+                    gone = not items and not await client.exists(mkey)
+                    failures = 0
+                except asyncio.CancelledError:
+                    raise
+                except Exception as exc:  # noqa: BLE001
+                    failures += 1
+                    logger.warning("event log mirror of run %s: Redis failed (%s)", log.run_id, exc)
+                    if failures >= MIRROR_FAILURES:
+                        log.end(None)
+                        return
+                    await asyncio.sleep(min(2.0 ** failures / 4, 4.0))
+                    continue
+                for entry_id, fields in items:
+                    last = entry_id
+                    if "b" in fields:
+                        log.add(parse(fields["b"]))
+                    if "end" in fields:
+                        log.end(json.loads(fields["end"]))
+                        break
+                if gone:
+                    log.end(None)
+                if not synced.done():
+                    synced.set_result(None)
+        finally:
+            if not synced.done():
+                synced.set_result(None)
+
+
+async def read_meta(run_id: str) -> tuple[dict, bool] | None:
+    """(meta, ended) of a run's log in Redis; None when there is none."""
+    found = await sink().client.hgetall(meta_key(run_id))
+    if not found or "meta" not in found:
+        return None
+    return json.loads(found["meta"]), "end" in found
+
+
+async def live_runs(user_id: int, session_id: str) -> dict[str, tuple[dict, bool]]:
+    """The logs of the user's runs in the session that Redis lists as open: run id -> (meta, ended)."""
+    client = sink().client
+    run_ids = sorted(await client.smembers(live_key(user_id, session_id)))
+    if not run_ids:
+        return {}
+    async with client.pipeline(transaction=False) as pipe:
+        for run_id in run_ids:
+            pipe.hgetall(meta_key(run_id))
+        found = await pipe.execute()
+    return {run_id: (json.loads(h["meta"]), "end" in h) for run_id, h in zip(run_ids, found, strict=True)
+            if h and "meta" in h}
+
+
+async def close_elsewhere(run_id: str, make_entry: Callable[[int], tuple], summary: dict) -> bool:
+    """End a run's log in Redis for a worker that is gone: its terminal entry, then its summary."""
+    client = sink().client
+    key, mkey = stream_key(run_id), meta_key(run_id)
+    found = await client.hget(mkey, "meta")
+    if found is None:
+        return False
+    # Whoever sets `end` first closes the log (two workers reaping the same run close it once).
+    if not await client.hsetnx(mkey, "end", _dumps(summary)):
+        return False
+    meta = json.loads(found)
+    last = await client.xrevrange(key, max="+", min="-", count=1)
+    number = 0
+    if last and "b" in last[0][1]:
+        number = parse(last[0][1]["b"].rsplit("\n", 1)[-1])[0][0] + 1
+    ttl = int(settings.CIRKELLINE_EVENT_LOG_TTL) + 1
+    async with client.pipeline(transaction=False) as pipe:
+        pipe.xadd(key, {"b": lines([make_entry(number)])})
+        pipe.xadd(key, {"end": _dumps(summary)})
+        pipe.expire(key, ttl)
+        pipe.expire(mkey, ttl)
+        pipe.srem(live_key(meta["user_id"], meta["session_id"]), run_id)
+        await pipe.execute()
+    return True
