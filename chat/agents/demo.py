@@ -2,8 +2,9 @@
 
 `demo_script` decides what the scripted model (chat.agents.scripted) says in the `demo` model
 (`CIRKELLINE_MODEL=demo`, the default without keys) and the `scripted` one (tests, benchmarks):
-the leader delegates to the specialist a message is about (`route`), and anyone asked an
-arithmetic question answers it exactly (`arithmetic`).
+the leader delegates to the specialist a message is about (`route`), anyone asked an
+arithmetic question answers it exactly (`arithmetic`), and "remember that ...", "forget ..." and
+"what do you remember about ..." use the memory tools (chat.agents.demo_memory).
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ import ast
 import operator
 import re
 
+from .demo_memory import leader_turn, memory_turn
 from .runtime import DELEGATE_TOOL
 from .scripted import ScriptedCall, ToolCall, Turn
 
@@ -101,7 +103,11 @@ DEMO_NOTICE = "(Offline demo: no AI provider is configured, so these answers are
 
 
 def demo_script(call: ScriptedCall) -> Turn:
-    """The offline demo: honest about itself, delegates visibly, exact arithmetic."""
+    """The offline demo: honest about itself, delegates visibly, exact arithmetic, remembers
+    (chat.agents.demo_memory) when the user has memories on."""
+    remembered = memory_turn(call) or (leader_turn(call, DEMO_NOTICE) if call.is_leader else None)
+    if remembered is not None:
+        return remembered
     if call.is_leader:
         if call.tool_results:
             findings = " ".join(r.strip() for r in call.tool_results if r.strip()) or "(no answer)"

@@ -90,6 +90,13 @@ USAGE_FIELDS = ("input_tokens", "output_tokens", "total_tokens", "reasoning_toke
                 "cache_write_tokens")
 
 
+def _ledger_agent(model: Any, run_response: Any) -> str:
+    """Whom a call is billed to in the run's ledger: the model's `ledger_agent`, else the agent or
+    team whose run made it."""
+    return (getattr(model, "ledger_agent", None) or getattr(run_response, "agent_id", None)
+            or getattr(run_response, "team_id", None) or "")
+
+
 class _Attempt:
     """One attempt of a provider call, as the retry layer saw it: what to bill if agno never does.
 
@@ -124,8 +131,7 @@ class _Attempt:
         ctx = current_run.get()
         if ctx is None:
             return
-        run_response = self.kwargs.get("run_response")
-        agent = getattr(run_response, "agent_id", None) or getattr(run_response, "team_id", None) or ""
+        agent = _ledger_agent(self.model, self.kwargs.get("run_response"))
         if self.usage is not None and calls:
             tokens, estimated = dict(self.usage), False
         else:
@@ -151,6 +157,10 @@ class ResilientModel(AgnoModelOverrides):
     """
 
     max_attempts_override: int | None = None
+    # Set on a model whose calls agno reports through no event (the memory manager's: it calls
+    # its model directly, outside any agent run): this layer bills every call of it, to this
+    # agent of the run's ledger (chat.agents.memory).
+    ledger_agent: str | None = None
 
     def _attempts(self) -> int:
         if self.max_attempts_override is not None:
@@ -196,8 +206,7 @@ class ResilientModel(AgnoModelOverrides):
         ctx = current_run.get()
         if cost is None or ctx is None:
             return
-        agent = getattr(run_response, "agent_id", None) or getattr(run_response, "team_id", None) or ""
-        key = (agent, str(self.id or ""), str(self.provider or ""))
+        key = (_ledger_agent(self, run_response), str(self.id or ""), str(self.provider or ""))
         ctx.provider_costs[key] = ctx.provider_costs.get(key, Decimal(0)) + Decimal(str(cost))
 
     async def ainvoke(self, *args: Any, **kwargs: Any) -> Any:
@@ -222,7 +231,10 @@ class ResilientModel(AgnoModelOverrides):
                 raise
             hooks.provider_call_ended(ok=True)
             self._note_provider_cost(response, kwargs.get("run_response"))
-            if getattr(response, "response_usage", None) is None:
+            if self.ledger_agent is not None:  # no agno event will count this call: bill it here
+                billing.saw(response)
+                billing.bill()
+            elif getattr(response, "response_usage", None) is None:
                 # agno's event counts the call, with no tokens: add the estimate
                 answer = TextCount()
                 answer.add(delta_text(response))
@@ -247,7 +259,9 @@ class ResilientModel(AgnoModelOverrides):
                             delta = await anext(stream)
                     except StopAsyncIteration:
                         hooks.provider_call_ended(ok=True)
-                        if billing.usage is None:  # agno's event counts the call, with no tokens
+                        if self.ledger_agent is not None:  # no agno event will count this call
+                            billing.bill()
+                        elif billing.usage is None:  # agno's event counts the call, with no tokens
                             billing.bill(calls=0)
                         billing.settled = True
                         return
@@ -273,12 +287,12 @@ class ResilientModel(AgnoModelOverrides):
                 # An attempt that had begun answering (or that the deadline cut off) consumed its
                 # prompt; one refused outright did not. Usage the provider did send stays with
                 # agno's event for the call, unless no attempt follows to carry it.
-                answered = billing.usage is None and (billing.deltas or cut)
+                answered = (billing.usage is None or self.ledger_agent is not None) and (billing.deltas or cut)
                 if answered:
                     billing.bill()
                 billing.settled = True
                 if not await self._should_retry(error, attempt, mid_stream=produced):
-                    if billing.usage is not None:
+                    if billing.usage is not None and not answered:
                         billing.bill()
                     raise
                 if produced:

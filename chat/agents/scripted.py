@@ -76,6 +76,8 @@ class ScriptedCall:
     # The usage this call reported (None: it failed before reporting any), so tests know the
     # tokens of every attempt.
     usage: MessageMetrics | None = None
+    # The tools whose results are in `tool_results`, in the same order.
+    tool_result_names: list[str] = field(default_factory=list)
 
     @property
     def is_leader(self) -> bool:
@@ -221,7 +223,8 @@ class ScriptedModel(Model):
         user_indices = [i for i, m in enumerate(messages) if m.role == "user"]
         last_user = user_indices[-1] if user_indices else -1
         user_text = _text_of(messages[last_user]) if last_user >= 0 else ""
-        tool_results = [_text_of(m) for m in messages[last_user + 1 :] if m.role == "tool"]
+        tool_messages = [m for m in messages[last_user + 1 :] if m.role == "tool"]
+        tool_results = [_text_of(m) for m in tool_messages]
         media = {}
         if last_user >= 0:
             msg = messages[last_user]
@@ -247,6 +250,7 @@ class ScriptedModel(Model):
             members=_MEMBER_RE.findall(system),
             media=media,
             stream=stream,
+            tool_result_names=[str(m.tool_name or "") for m in tool_messages],
         )
 
     def _usage(self, messages: list[Message], turn: Turn) -> MessageMetrics:

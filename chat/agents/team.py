@@ -28,6 +28,7 @@ from django.conf import settings
 
 from chat.errors import TeamNotFound
 
+from .memory import LEADER_MEMORY_INSTRUCTIONS, MEMORY_AGENT, memory_manager, search_tool
 from .personal import ForUser, run_notes, user_section
 from .providers import ModelSpec, build_model, model_spec
 from .specialists import (
@@ -72,13 +73,19 @@ def build_cirkelline_team(model: ModelSpec | None = None, *, db: Any = None, dee
     """The Cirkelline team, for one run (or to describe it), storing through `db` (an agno AsyncBaseDb).
 
     `user`: whom the run answers (chat.agents.personal): their name, local time and preferences
-    end the leader's prompt, after its instructions and rules. None (describing the team): none.
+    end the leader's prompt, after its instructions and rules; with their memories on, the leader
+    may store and search them (chat.agents.memory). None (describing the team): none of that.
     """
     model = model or model_spec()
     instructions = list(LEADER_INSTRUCTIONS) + list(SAFETY_RULES)
     instructions += list(DEEP_RESEARCH_LEADER) if deep_research else []
     if user is not None:
         instructions += run_notes(previous_run_cancelled=user.previous_run_cancelled)
+    memory: dict[str, Any] = {}
+    if user is not None and user.profile.memories_enabled:  # chat.agents.memory
+        instructions += list(LEADER_MEMORY_INSTRUCTIONS)
+        memory = {"memory_manager": memory_manager(model_factory(MEMORY_AGENT, model), db),
+                  "enable_agentic_memory": True, "add_memories_to_context": False, "tools": [search_tool(db)]}
     return Team(
         id=CIRKELLINE_TEAM_ID,
         name="Cirkelline",
@@ -100,6 +107,7 @@ def build_cirkelline_team(model: ModelSpec | None = None, *, db: Any = None, dee
         telemetry=False,
         retries=0,
         tool_call_limit=12 if deep_research else None,
+        **memory,
     )
 
 

@@ -1,9 +1,9 @@
-"""The API's routes: AgentOS runs, sessions and teams; the token routes; uploads; usage; the profile; the
-OpenAPI document."""
+"""The API's routes: AgentOS runs, sessions and teams; the token routes; uploads; usage; the profile and
+memories; the OpenAPI document."""
 
 from django.urls import path
 
-from . import profile, tokens, usage, views
+from . import memories, profile, tokens, usage, views
 
 urlpatterns = [
     path("api/token/", tokens.LoginView.as_view(), name="token_obtain_pair"),
@@ -24,5 +24,9 @@ urlpatterns = [
     path("uploads", views.upload, name="uploads"),
     path("usage", usage.usage, name="usage"),
     path("profile", profile.profile, name="profile"),
+    path("memories", memories.memories, name="memories"),
+    path("memories/<str:memory_id>", memories.memory_detail, name="memory"),
+    path("memory_topics", memories.memory_topics, name="memory-topics"),
+    path("user_memory_stats", memories.user_memory_stats, name="user-memory-stats"),
     path("openapi.json", views.openapi_json, name="openapi"),
 ]

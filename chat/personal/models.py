@@ -1,4 +1,5 @@
-"""A user's profile: display name, timezone, custom instructions and the memory switch.
+"""A user's profile: display name, timezone, custom instructions and the memory switch; and,
+from chat.personal.memories, what Cirkelline remembers about each user.
 
 A profile row is created lazily, by the first change (`Profile.objects.change`); until then the
 user has the defaults (`DEFAULTS`): no display name, UTC, no custom instructions, memories off.
@@ -98,3 +99,7 @@ class Profile(models.Model):
 
     def __str__(self) -> str:
         return f"profile of {self.user_id}"
+
+
+# The memories' models live in a module of their own; Django finds them through this one.
+from .memories import MemoryTopic, UserMemory  # noqa: E402, F401

@@ -4,7 +4,11 @@ agno calls it on the event loop, so every ORM call goes through the executor (ch
 executor.run_db). Inside a run it answers agno's first `get_session` from the run's claim and
 buffers agno's writes on the run's `RunContext` (chat.storage.buffer says why); outside a run
 (admin tooling, tests) every method reads and writes the database directly. Sessions are read and
-listed through the `ChatSession` QuerySet (chat.models), always for their owner.
+listed through the `ChatSession` QuerySet (chat.models), always for their owner. Memories (agno's
+memory manager: the team's `update_user_memory` tool; the search tool of chat.agents.memory) are
+read and written through chat.personal's QuerySet, always for one user: every memory method needs
+its `user_id`, which inside a run must be the run's own user, and `clear_memories` (which agno
+calls without a user) clears only the run's user's.
 
 The one module of chat.storage that imports agno (the adapter is agno's interface).
 """
@@ -16,6 +20,7 @@ import logging
 from typing import Any
 
 from agno.db.base import AsyncBaseDb, SessionType
+from agno.db.schemas import UserMemory
 from agno.run.agent import RunOutput
 from agno.run.team import TeamRunOutput
 from agno.session import TeamSession
@@ -24,7 +29,9 @@ from django.conf import settings
 from chat.context import current_run
 from chat.errors import SessionNotFound
 from chat.models import ChatRun, ChatSession
-from chat.records import owner_pk, run_row, session_record
+from chat.personal.memories import MEMORY_MAX
+from chat.personal.memories import UserMemory as UserMemoryRow
+from chat.records import epoch, owner_pk, run_row, session_record
 
 from .buffer import settle_status, write_direct
 from .executor import run_db
@@ -33,7 +40,7 @@ logger = logging.getLogger(__name__)
 
 
 class DjangoAgnoDb(AsyncBaseDb):
-    """agno storage over the Django ORM: sessions and runs (see the module docstring)."""
+    """agno storage over the Django ORM: sessions, runs and memories (see the module docstring)."""
 
     def __init__(self) -> None:
         super().__init__(id="cirkelline-django")
@@ -179,6 +186,91 @@ class DjangoAgnoDb(AsyncBaseDb):
             raise
 
 
+    # -- memories (chat.personal): always one user's -------------------------------------------
+
+    @staticmethod
+    def _memory_owner(user_id: Any) -> int:
+        """The user whose memories a call may touch: `user_id`, which must be the run's own user
+        when called inside a run (agno passes the run's user; nothing a model says chooses it)."""
+        owner = owner_pk(user_id)
+        if owner is None:
+            raise NotImplementedError("Cirkelline keeps memories per user only: pass user_id")
+        ctx = current_run.get()
+        if ctx is not None and owner != ctx.user_id:
+            raise PermissionError(f"a run of user {ctx.user_id} cannot reach the memories of user {owner}")
+        return owner
+
+    async def upsert_user_memory(self, memory: UserMemory, deserialize: bool | None = True):
+        owner = self._memory_owner(memory.user_id)
+        text = (memory.memory if isinstance(memory.memory, str) else str(memory.memory or "")).strip()
+        if not text:
+            return None
+        saved = await run_db(UserMemoryRow.objects.save_for, owner, memory=text[:MEMORY_MAX],
+                             memory_id=memory.memory_id, topics=memory.topics, input=memory.input,
+                             agent_id=memory.agent_id, team_id=memory.team_id)
+        if saved is None:  # the id is another user's memory: never overwritten
+            logger.warning("memory %s not stored for user %s: the id is taken", memory.memory_id, owner)
+            return None
+        return UserMemory.from_dict(saved) if deserialize else saved
+
+    async def get_user_memory(self, memory_id: str, deserialize: bool | None = True, user_id: str | None = None):
+        found = await run_db(UserMemoryRow.objects.one, self._memory_owner(user_id), memory_id)
+        if found is None or not deserialize:
+            return found
+        return UserMemory.from_dict(found)
+
+    async def get_user_memories(
+        self,
+        user_id: str | None = None,
+        agent_id: str | None = None,
+        team_id: str | None = None,
+        topics: list[str] | None = None,
+        search_content: str | None = None,
+        limit: int | None = None,
+        page: int | None = None,
+        sort_by: str | None = None,
+        sort_order: str | None = None,
+        deserialize: bool | None = True,
+    ):
+        rows, total = await run_db(
+            UserMemoryRow.objects.page, self._memory_owner(user_id), topics=topics, search=search_content,
+            agent_id=agent_id, team_id=team_id, limit=limit, page=page or 1, sort_by=sort_by, sort_order=sort_order,
+        )
+        if deserialize:
+            return [UserMemory.from_dict(row) for row in rows]
+        return rows, total
+
+    async def search_memories(self, user_id: str, *, topics: list[str] | None = None, text: str | None = None,
+                              limit: int = 20) -> list[dict]:
+        """The user's memories with any of `topics` or containing `text` (Cirkelline's search tool)."""
+        return await run_db(UserMemoryRow.objects.search, self._memory_owner(user_id), topics=topics, text=text,
+                            limit=limit)
+
+    async def get_all_memory_topics(self, user_id: str | None = None) -> list[str]:
+        return await run_db(UserMemoryRow.objects.topics_of, self._memory_owner(user_id))
+
+    async def get_user_memory_stats(self, limit: int | None = None, page: int | None = None,
+                                    user_id: str | None = None) -> tuple[list[dict], int]:
+        stats = await run_db(UserMemoryRow.objects.stats, self._memory_owner(user_id))
+        if stats is None or (page or 1) > 1:
+            return [], int(stats is not None)
+        return [{**stats, "last_memory_updated_at": epoch(stats["last_memory_updated_at"])}], 1
+
+    async def delete_user_memory(self, memory_id: str, user_id: str | None = None) -> None:
+        await run_db(UserMemoryRow.objects.remove, self._memory_owner(user_id), [memory_id])
+
+    async def delete_user_memories(self, memory_ids: list[str], user_id: str | None = None) -> None:
+        await run_db(UserMemoryRow.objects.remove, self._memory_owner(user_id), list(memory_ids))
+
+    async def clear_memories(self) -> None:
+        # agno's memory manager calls this with no user: every user's memories, in agno's own
+        # adapters. Here it clears the memories of the run's user, and nothing outside a run.
+        ctx = current_run.get()
+        if ctx is None:
+            raise NotImplementedError("DjangoAgnoDb.clear_memories: only inside a run, for its user")
+        await run_db(UserMemoryRow.objects.clear, ctx.user_id)
+
+
 def _unused(name: str):
     async def method(self: DjangoAgnoDb, *args: Any, **kwargs: Any) -> Any:
         raise NotImplementedError(
@@ -190,8 +282,8 @@ def _unused(name: str):
     return method
 
 
-# Memories, knowledge, evals, traces, learnings and agno-side metrics are not enabled for the
-# Cirkelline team; each such method says so instead of silently doing nothing.
+# Knowledge, evals, traces, learnings and agno-side metrics are not enabled for the Cirkelline
+# team; each such method says so instead of silently doing nothing.
 for _name in sorted(AsyncBaseDb.__abstractmethods__ - set(vars(DjangoAgnoDb))):
     setattr(DjangoAgnoDb, _name, _unused(_name))
 abc.update_abstractmethods(DjangoAgnoDb)

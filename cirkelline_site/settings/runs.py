@@ -62,6 +62,9 @@ CIRKELLINE_HISTORY_RUNS = non_negative_int("CIRKELLINE_HISTORY_RUNS", 5)
 CIRKELLINE_MAX_MESSAGE_CHARS = non_negative_int("CIRKELLINE_MAX_MESSAGE_CHARS", 32_000)
 # Characters a user's custom instructions (their profile) may hold; they go into every run's prompt.
 CIRKELLINE_CUSTOM_INSTRUCTIONS_MAX = non_negative_int("CIRKELLINE_CUSTOM_INSTRUCTIONS_MAX", 2_000)
+# Memories a user may keep (the memory manager reads them all into its prompt each time it
+# changes one, so this bounds what that model call costs); at the limit, adding one is refused.
+CIRKELLINE_MEMORIES_MAX = non_negative_int("CIRKELLINE_MEMORIES_MAX", 500)
 # Levels of objects/arrays a JSON body's field (session_state, dependencies, metadata, ...) may
 # nest; deeper is a 400 before anything runs. At most 100: agno copies and serialises these values
 # recursively, and a few hundred levels exhaust Python's recursion limit mid-run.

@@ -115,3 +115,43 @@ async def test_agnos_sse_reader_resumes_a_run_after_its_last_event_index(server,
     assert isinstance(rest[-1], RunCompletedEvent)
     text = "".join(e.content for e in seen + rest if isinstance(e, RunContentEvent) and isinstance(e.content, str))
     assert text == rest[-1].content
+
+
+async def test_agentos_client_memory_calls_work_against_ours(server, alice, bob):
+    """agno's AgentOSClient memory methods, unchanged, against a live Cirkelline: always alice's own."""
+    import httpx
+    from agno.client import AgentOSClient
+
+    client = AgentOSClient(base_url=server, timeout=30)
+    headers = {"Authorization": f"Bearer {AccessToken.for_user(alice)}"}
+    me = str(alice.pk)
+
+    ida = await client.create_memory("Has a sister called Ida.", user_id=me, topics=["family"], headers=headers)
+    coffee = await client.create_memory("Drinks black coffee.", user_id=me, topics=["food", "mornings"],
+                                        headers=headers)
+    assert ida.memory_id and ida.topics == ["family"] and ida.user_id == me and ida.updated_at is not None
+    page = await client.list_memories(user_id=me, headers=headers)
+    assert [m.memory_id for m in page.data] == [coffee.memory_id, ida.memory_id] and page.meta.total_count == 2
+    found = await client.list_memories(topics=["food", "mornings"], search_content="coffee", headers=headers)
+    assert [m.memory for m in found.data] == ["Drinks black coffee."]
+    assert (await client.get_memory(ida.memory_id, user_id=me, headers=headers)).memory == "Has a sister called Ida."
+    changed = await client.update_memory(ida.memory_id, "Has a sister, Ida, in Aarhus.", user_id=me,
+                                         topics=["family", "location"], headers=headers)
+    assert changed.memory == "Has a sister, Ida, in Aarhus." and changed.topics == ["family", "location"]
+    assert await client.get_memory_topics(headers=headers) == ["family", "food", "location", "mornings"]
+    stats = await client.get_user_memory_stats(headers=headers)
+    assert [(s.user_id, s.total_memories) for s in stats.data] == [(me, 2)]
+
+    bobs = {"Authorization": f"Bearer {AccessToken.for_user(bob)}"}
+    with pytest.raises(httpx.HTTPStatusError) as refused:
+        await client.get_memory(ida.memory_id, headers=bobs)
+    assert refused.value.response.status_code == 404
+    with pytest.raises(httpx.HTTPStatusError) as refused:
+        await client.list_memories(user_id=me, headers=bobs)
+    assert refused.value.response.status_code == 403
+    await client.delete_memories([ida.memory_id], headers=bobs)  # bob's among them: none
+    assert (await client.list_memories(headers=headers)).meta.total_count == 2
+
+    await client.delete_memory(coffee.memory_id, user_id=me, headers=headers)
+    await client.delete_memories([ida.memory_id], user_id=me, headers=headers)
+    assert (await client.list_memories(headers=headers)).data == []

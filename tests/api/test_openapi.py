@@ -30,7 +30,8 @@ UNDOCUMENTED_PREFIXES = ("/admin/",)
 # contract): listed here until it lands; the test below fails once the route exists, saying so.
 DOCUMENTED_AHEAD: set[str] = set()
 CSRF_SECRET = "a" * 32
-SAMPLE_PARAMS = {"team_id": "cirkelline", "session_id": "no-such-session", "run_id": "no-such-run"}
+SAMPLE_PARAMS = {"team_id": "cirkelline", "session_id": "no-such-session", "run_id": "no-such-run",
+                 "memory_id": "no-such-memory"}
 
 
 def routed_paths(patterns=None, prefix: str = "") -> set[str]:

@@ -132,4 +132,5 @@ def test_the_fuzzing_reached_the_success_paths():
     succeeded = {operation for operation, statuses in STATUSES.items() if any(200 <= s < 300 for s in statuses)}
     assert {"GET /health", "GET /ready", "GET /config", "GET /openapi.json", "GET /teams", "GET /teams/{team_id}",
             "POST /teams/{team_id}/runs", "GET /sessions", "POST /uploads", "GET /usage", "GET /profile",
-            "PATCH /profile"} <= succeeded, STATUSES
+            "PATCH /profile", "GET /memories", "POST /memories", "DELETE /memories", "GET /memory_topics",
+            "GET /user_memory_stats"} <= succeeded, STATUSES

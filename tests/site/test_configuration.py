@@ -121,6 +121,6 @@ async def test_storage_methods_cirkelline_does_not_use_say_so():
     from chat.storage.agno_db import DjangoAgnoDb
 
     db = DjangoAgnoDb()
-    for name in ("get_user_memories", "upsert_trace", "get_knowledge_content", "create_eval_run"):
+    for name in ("get_metrics", "upsert_trace", "get_knowledge_content", "create_eval_run"):
         with pytest.raises(NotImplementedError, match="stores sessions and runs only"):
             await getattr(db, name)()

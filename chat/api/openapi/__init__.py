@@ -50,6 +50,7 @@ def document() -> dict[str, Any]:
             {"name": "teams", "description": "The teams."},
             {"name": "usage", "description": "Your own tokens and cost."},
             {"name": "profile", "description": "Your profile: name, timezone, custom instructions, memories on/off."},
+            {"name": "memories", "description": "What Cirkelline remembers about you (AgentOS' memory routes)."},
             {"name": "service", "description": "Health, readiness, metrics, configuration and this document."},
             {"name": "pages", "description": "The browser pages (HTML, login cookie)."},
         ],

@@ -51,6 +51,14 @@ export const api = {
   usage: (from, to) => call("GET", `/usage?from=${from}&to=${to}`),
   profile: () => call("GET", "/profile"),
   saveProfile: (changes) => call("PATCH", "/profile", { json: changes }),
+  memories: ({ search, page, limit }) => {
+    const query = new URLSearchParams({ page: String(page), limit: String(limit) });
+    if (search) query.set("search_content", search);
+    return call("GET", `/memories?${query}`);
+  },
+  remember: (memory) => call("POST", "/memories", { json: { memory } }),
+  forget: (memoryId) => call("DELETE", `/memories/${path(memoryId)}`),
+  forgetAll: () => call("DELETE", "/memories", { json: { all: true } }),
   upload: (files) => {
     const form = new FormData();
     for (const file of files) form.append("files", file, file.name);

@@ -5,6 +5,7 @@
 
 import { api, ApiError } from "./api.js";
 import { Composer } from "./composer.js";
+import { MemoriesDialog } from "./memories.js";
 import { SessionList } from "./sessions.js";
 import { SettingsDialog } from "./settings.js";
 import { ChatSocket } from "./socket.js";
@@ -22,7 +23,8 @@ const state = {
   loadToken: 0,
 };
 
-const conversation = new Conversation($("messages"), config);
+const memories = new MemoriesDialog();
+const conversation = new Conversation($("messages"), config, { onMemoryUse: () => memories.refresh() });
 const list = new SessionList($("sessions"), $("sessions-empty"), {
   onOpen: (id) => openSession(id, { push: true }),
   onRename: renameSession,
@@ -392,6 +394,11 @@ $("close-sidebar").addEventListener("click", closeSidebar);
 $("scrim").addEventListener("click", closeSidebar);
 $("new-chat").addEventListener("click", () => openSession(null, { push: true }));
 $("open-settings").addEventListener("click", () => settings.open());
+$("open-memories").addEventListener("click", () => memories.open());
+$("settings-memories").addEventListener("click", () => {
+  $("settings").close();
+  memories.open();
+});
 window.addEventListener("popstate", () => openSession(sessionFromPath(), { push: false }));
 for (const chip of document.querySelectorAll(".suggestion")) {
   chip.addEventListener("click", () => {

@@ -5,6 +5,11 @@
 import { renderMarkdown } from "./markdown.js";
 
 const DELEGATE = new Set(["delegate_task_to_member", "delegate_task_to_members"]);
+// The memory tools (chat/agents/memory.py): shown as a line each, so the user sees when they are used.
+const MEMORY_TOOLS = {
+  update_user_memory: (args) => ["Updating memory", args.task || ""],
+  search_memories: (args) => ["Looking in memories", [args.query, (args.topics || []).join(", ")].filter(Boolean).join(" · ")],
+};
 
 function el(tag, className, text) {
   const node = document.createElement(tag);
@@ -189,6 +194,11 @@ export class Turn {
     } else if (name === "TeamToolCallStarted" && event.tool && DELEGATE.has(event.tool.tool_name)) {
       const args = event.tool.tool_args || {};
       if (event.tool.tool_name === "delegate_task_to_member") this.delegation(args.member_id, args.task);
+    } else if (name === "TeamToolCallStarted" && event.tool && MEMORY_TOOLS[event.tool.tool_name] && isLeader) {
+      this.memoryUse(event.tool);
+    } else if (name === "TeamToolCallCompleted" && event.tool && MEMORY_TOOLS[event.tool.tool_name] && isLeader) {
+      const line = this.delegations.querySelector(`.memory-use[data-call="${CSS.escape(event.tool.tool_call_id || "")}"]`);
+      if (line) line.dataset.state = "done";
     } else if (name === "RunStarted" && event.agent_id) {
       this.memberOf(event);
     } else if (name === "RunContent" && event.agent_id) {
@@ -214,6 +224,17 @@ export class Turn {
     } else if (name === "TeamRunError" && isLeader) {
       this.showError(event.content || "The run failed.");
     }
+  }
+
+  // A memory tool call of the leader's: what it did, as text.
+  memoryUse(tool, state = "working") {
+    const [what, detail] = MEMORY_TOOLS[tool.tool_name](tool.tool_args || {});
+    const line = el("div", "memory-use");
+    line.dataset.call = tool.tool_call_id || "";
+    line.dataset.state = state;
+    line.append(el("span", "route", what), el("span", "task", detail ? `: ${detail}` : ""));
+    this.delegations.append(line);
+    this.conversation.onMemoryUse(tool.tool_name);
   }
 
   addReasoning(text) {
@@ -272,6 +293,9 @@ export class Turn {
   // A stored run of the session's history (GET /sessions/{id}/runs).
   fromHistory(run, memberRuns) {
     this.bind(run.run_id);
+    for (const tool of run.tools || []) {
+      if (tool && MEMORY_TOOLS[tool.tool_name]) this.memoryUse(tool, "done");
+    }
     for (const member of memberRuns) {
       const item = this.delegation(member.agent_id, member.run_input);
       item.runId = member.run_id;
@@ -295,10 +319,11 @@ export class Turn {
 }
 
 export class Conversation {
-  constructor(root, { members, teamName }) {
+  constructor(root, { members, teamName }, { onMemoryUse } = {}) {
     this.root = root;
     this.members = members;
     this.teamName = teamName;
+    this.onMemoryUse = onMemoryUse || (() => {});
     this.welcome = root.querySelector("#welcome");
     this.turns = new Map();
   }
