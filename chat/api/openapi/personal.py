@@ -61,9 +61,9 @@ MEMORY_EXAMPLE = {"memory_id": "f9361a69-2997-40c7-ae4e-a5861d434047", "memory":
                   "topics": ["family"], "agent_id": None, "team_id": None, "user_id": "7",
                   "updated_at": "2026-12-01T09:30:00Z"}
 # Text a person sends: no control characters but new lines and tabs, something besides white space.
-_LINES = r"^[^\u0000-\u0008\u000b-\u001f]*\S[^\u0000-\u0008\u000b-\u001f]*$"
+_LINES = r"^[^\u0000-\u0008\u000b-\u001f]*[^\s\u0000-\u001f][^\u0000-\u0008\u000b-\u001f]*$"
 _TOPIC = {"type": "string", "minLength": 1, "maxLength": TOPIC_MAX,
-          "pattern": r"^[^\u0000-\u001f]*\S[^\u0000-\u001f]*$"}
+          "pattern": r"^[^\u0000-\u001f]*[^\s\u0000-\u001f][^\u0000-\u001f]*$"}
 _USER_ID = {**TEXT, "type": ["string", "integer", "null"],
             "description": "Yours (your user id or username) or absent: anyone else's is a 403."}
 _PAGE_META = obj({"page": INT, "limit": INT, "total_pages": INT, "total_count": INT, "search_time_ms": NUM},
