@@ -6,6 +6,10 @@ VENV   ?= .venv
 PY     := $(VENV)/bin/python
 HOST   ?= 127.0.0.1
 PORT   ?= 7777
+# The suite runs in parallel (pytest-xdist; tests/parallel.py): 3 workers on a 2-core machine, as
+# many tests wait on servers, sockets and the database. A file's tests stay on one worker.
+# `make test PYTEST_ARGS="-n 0"` runs it in one process; PYTEST_ARGS=tests/api/test_api.py one file.
+PYTEST_WORKERS ?= 3
 
 .PHONY: run test install install-dev migrate lint agent-ui bench-smoke clean
 
@@ -33,7 +37,7 @@ run: migrate
 	$(PY) -m daphne -e tcp:port=$(PORT):interface=$(HOST):backlog=2048 cirkelline_site.asgi:application
 
 test: install-dev
-	$(PY) -m pytest $(PYTEST_ARGS)
+	$(PY) -m pytest -n $(PYTEST_WORKERS) --dist loadfile $(PYTEST_ARGS)
 
 # ruff, and the import direction between chat's packages (.importlinter, docs/ARCHITECTURE.md).
 lint: install-dev
@@ -46,4 +50,4 @@ agent-ui: install-dev
 	$(PY) -m tests.web.agent_ui build
 
 clean:
-	rm -rf $(VENV) var/*.sqlite3* var/test-db-*
+	rm -rf $(VENV) var/*.sqlite3* var/test-db-* var/test-workers

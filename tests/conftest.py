@@ -13,6 +13,7 @@ from dataclasses import dataclass
 
 import httpx
 import pytest
+from django.test import override_settings
 from rest_framework_simplejwt.tokens import AccessToken
 
 from chat.agents import scripted
@@ -54,6 +55,14 @@ def offline_team(settings, worker_redis_prefix):
     yield
     teams.prototype.cache_clear()
     scripted.FAILURES.clear()
+
+
+@pytest.fixture(scope="session", autouse=True)
+def quick_password_hashing():
+    """Users' passwords hashed in milliseconds, not the half second per hash (and per login) of the
+    real settings. Tests of hashing itself set PASSWORD_HASHERS themselves."""
+    with override_settings(PASSWORD_HASHERS=["tests.hashers.QuickPBKDF2PasswordHasher"]):
+        yield
 
 
 @pytest.fixture(scope="session")

@@ -7,6 +7,7 @@ environment a test gives it (model, latencies).
 from __future__ import annotations
 
 import os
+import random
 import socket
 import subprocess
 import sys
@@ -23,10 +24,23 @@ from django.db import connection
 ROOT = Path(__file__).resolve().parent.parent
 
 
+# Servers listen on ports below the kernel's ephemeral range (32768-60999 on Linux), which every
+# outgoing connection draws from: a port found free in that range can be taken by a client socket
+# before the server binds it. Test processes running side by side (pytest-xdist) may still pick the
+# same port at the same moment; the second server then fails to listen, and live_server starts it
+# again on another.
+SERVER_PORTS = range(20000, 32000)
+
+
 def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
+    while True:
+        port = random.choice(SERVER_PORTS)
+        with socket.socket() as sock:
+            try:
+                sock.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+            return port
 
 
 def test_database_url() -> str:
@@ -38,54 +52,96 @@ def test_database_url() -> str:
     return f"postgres://{auth}@{db['HOST'] or '127.0.0.1'}:{db['PORT'] or 5432}/{db['NAME']}"
 
 
+class PortTaken(Exception):
+    """The server could not listen: another process took the port after free_port chose it."""
+
+
 @contextmanager
 def live_server(env: dict[str, str] | None = None, *, server: str = "daphne") -> Iterator[str]:
-    """Start a server, wait for /health, yield its base URL, stop it."""
-    port = free_port()
-    full_env = {
-        **os.environ,
-        "DJANGO_SETTINGS_MODULE": "cirkelline_site.settings",
-        "DATABASE_URL": test_database_url(),
-        "GOOGLE_API_KEY": "",
-        "GEMINI_API_KEY": "",
-        "OPENAI_API_KEY": "",
-        "CIRKELLINE_MODEL": "demo",
-        "CIRKELLINE_SERVE_STATIC": "false",
-        "CIRKELLINE_REDIS_PREFIX": settings.CIRKELLINE_REDIS_PREFIX,
-        **(env or {}),
-    }
-    if server == "daphne":
-        cmd = [sys.executable, "-m", "daphne", "-e", f"tcp:port={port}:interface=127.0.0.1:backlog=2048",
-               "cirkelline_site.asgi:application"]
-    else:
-        cmd = [sys.executable, "-m", "uvicorn", "--host", "127.0.0.1", "--port", str(port), "--log-level",
-               "warning", "cirkelline_site.asgi:application"]
-    # The server's output goes to a file, not a pipe: nobody reads a pipe while the test runs, and
-    # once its buffer (64 KiB of access log lines) is full the server blocks on its next log line.
-    output_file = tempfile.TemporaryFile()
-    proc = subprocess.Popen(cmd, cwd=ROOT, env=full_env, stdout=output_file, stderr=subprocess.STDOUT)
-    base_url = f"http://127.0.0.1:{port}"
-    try:
+    """Start a server, wait until it listens and answers /health, yield its base URL, stop it."""
+    for attempt in range(5):
+        try:
+            started = _Server(env, server)
+        except PortTaken:
+            if attempt == 4:
+                raise
+            continue
+        with started:
+            yield started.base_url
+        return
+
+
+class _Server:
+    def __init__(self, env: dict[str, str] | None, server: str) -> None:
+        port = free_port()
+        full_env = {
+            **os.environ,
+            "DJANGO_SETTINGS_MODULE": "tests.server_settings",
+            "DATABASE_URL": test_database_url(),
+            "GOOGLE_API_KEY": "",
+            "GEMINI_API_KEY": "",
+            "OPENAI_API_KEY": "",
+            "CIRKELLINE_MODEL": "demo",
+            "CIRKELLINE_SERVE_STATIC": "false",
+            "CIRKELLINE_REDIS_PREFIX": settings.CIRKELLINE_REDIS_PREFIX,
+            **(env or {}),
+        }
+        if server == "daphne":
+            cmd = [sys.executable, "-m", "daphne", "-e", f"tcp:port={port}:interface=127.0.0.1:backlog=2048",
+                   "cirkelline_site.asgi:application"]
+            # Daphne goes on running when it cannot listen; its log says whether it does.
+            self.listening = f"Listening on TCP address 127.0.0.1:{port}"
+        else:
+            cmd = [sys.executable, "-m", "uvicorn", "--host", "127.0.0.1", "--port", str(port), "--log-level",
+                   "warning", "cirkelline_site.asgi:application"]
+            self.listening = ""  # uvicorn exits when it cannot listen
+        # The server's output goes to a file, not a pipe: nobody reads a pipe while the test runs, and
+        # once its buffer (64 KiB of access log lines) is full the server blocks on its next log line.
+        self.output_file = tempfile.TemporaryFile()
+        self.proc = subprocess.Popen(cmd, cwd=ROOT, env=full_env, stdout=self.output_file, stderr=subprocess.STDOUT)
+        self.base_url = f"http://127.0.0.1:{port}"
+        try:
+            self._wait_ready()
+        except BaseException:
+            self.stop()
+            raise
+
+    def output(self) -> str:
+        self.output_file.seek(0)
+        return self.output_file.read().decode(errors="replace")
+
+    def _wait_ready(self) -> None:
         deadline = time.monotonic() + 30
         while True:
-            if proc.poll() is not None:
-                output_file.seek(0)
-                output = output_file.read().decode(errors="replace")
-                raise RuntimeError(f"server exited early ({proc.returncode}):\n{output}")
-            try:
-                if httpx.get(f"{base_url}/health", timeout=1).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
+            if self.proc.poll() is not None:
+                output = self.output()
+                if "address already in use" in output.lower():
+                    raise PortTaken(output)
+                raise RuntimeError(f"server exited early ({self.proc.returncode}):\n{output}")
+            output = self.output()
+            if "Listen failure" in output:
+                raise PortTaken(output)
+            if self.listening in output:
+                try:
+                    if httpx.get(f"{self.base_url}/health", timeout=1).status_code == 200:
+                        return
+                except httpx.HTTPError:
+                    pass
             if time.monotonic() > deadline:
-                raise RuntimeError("server did not answer /health within 30 s")
-            time.sleep(0.1)
-        yield base_url
-    finally:
-        proc.terminate()
+                raise RuntimeError(f"server did not answer /health within 30 s:\n{output}")
+            time.sleep(0.05)
+
+    def stop(self) -> None:
+        self.proc.terminate()
         try:
-            proc.wait(timeout=10)
+            self.proc.wait(timeout=10)
         except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
-        output_file.close()
+            self.proc.kill()
+            self.proc.wait()
+        self.output_file.close()
+
+    def __enter__(self) -> _Server:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.stop()

@@ -158,18 +158,21 @@ DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 # --- Channels ---------------------------------------------------------------------------
 REDIS_URL = env.str("REDIS_URL", default="")
-# Namespace of Cirkelline's Redis keys (admission leases, live runs, the cancel channel), so
-# several deployments can share one Redis.
+# Namespace of Cirkelline's Redis keys (admission leases, live runs, the cancel channel, the channel
+# layer's groups and channels), so several deployments can share one Redis.
 CIRKELLINE_REDIS_PREFIX = env.str("CIRKELLINE_REDIS_PREFIX", default="cirkelline")
-if REDIS_URL:
-    CHANNEL_LAYERS = {
-        "default": {
-            "BACKEND": "channels_redis.core.RedisChannelLayer",
-            "CONFIG": {"hosts": [REDIS_URL]},
-        }
-    }
-else:
-    CHANNEL_LAYERS = {"default": {"BACKEND": "channels.layers.InMemoryChannelLayer"}}
+
+
+def channel_layers(redis_url: str, prefix: str) -> dict:
+    """The channel layer: Redis under `prefix` (a socket's group names hold a user id, which another
+    deployment sharing the Redis has too), or in process memory without a Redis URL."""
+    if not redis_url:
+        return {"default": {"BACKEND": "channels.layers.InMemoryChannelLayer"}}
+    return {"default": {"BACKEND": "channels_redis.core.RedisChannelLayer",
+                        "CONFIG": {"hosts": [redis_url], "prefix": f"{prefix}:asgi"}}}
+
+
+CHANNEL_LAYERS = channel_layers(REDIS_URL, CIRKELLINE_REDIS_PREFIX)
 
 # Django's cache holds the failed-login counters (chat/identity/login_throttle.py): in Redis when
 # REDIS_URL is set, so every process counts together; in process memory otherwise.

@@ -16,8 +16,10 @@ RUNS = "/teams/cirkelline/runs"
 
 @pytest.fixture
 def provider(settings):
-    # 200 deltas a second: paced like a real provider, so deltas reach the client one by one
-    with FakeProvider(answer_words=12, tokens_per_second=200, keep_alive=False) as fake:
+    # 50 deltas a second, paced like a real provider, so deltas reach the client one by one: the
+    # run's stream merges the deltas that are already waiting when it writes (chat.runs.events), and
+    # on a loaded machine 5 ms apart (200 a second) several often were.
+    with FakeProvider(answer_words=12, tokens_per_second=50, keep_alive=False) as fake:
         settings.CIRKELLINE_MODEL = "openai-like:fake"
         settings.CIRKELLINE_MODEL_BASE_URL = fake.base_url
         teams.prototype.cache_clear()

@@ -17,6 +17,7 @@ from django.conf import settings
 from django.db import connection
 from rest_framework_simplejwt.tokens import AccessToken
 
+import bench.run
 from bench.common import profile_named
 from bench.procstats import PgConnectionCounter
 from bench.report import write_report
@@ -38,14 +39,19 @@ def _pg_counter() -> PgConnectionCounter | None:
     return PgConnectionCounter(f"{base}/postgres", connection.settings_dict["NAME"])
 
 
-def test_the_harness_runs_a_round_and_writes_a_result(tmp_path, django_user_model):
+def test_the_harness_runs_a_round_and_writes_a_result(tmp_path, django_user_model, monkeypatch):
     """Guards against a harness that no longer measures a round end to end, or writes a result whose
     summary (what the tables are regenerated from, the raw per-run file being git-ignored) is missing."""
+    # The server's port from where tests' servers take theirs (tests/live.py), not from the range
+    # every client connection draws from.
+    monkeypatch.setattr(bench.run, "free_port", live.free_port)
     users = [django_user_model.objects.create_user(f"bench-smoke-{i}") for i in range(N)]
     tokens_file = tmp_path / "tokens.txt"
     tokens_file.write_text("\n".join(str(AccessToken.for_user(user)) for user in users) + "\n")
-    profile = profile_named("0.1s")
-    scenario = Scenario("cirkelline-daphne-1w-test-0.1s", "cirkelline", "daphne", 1, connection.vendor, profile)
+    # Deltas 28 ms apart (0.5 s calls): the server merges the deltas already waiting when it writes,
+    # and on a loaded machine 5 ms apart (0.1 s calls) too many were for the event count below.
+    profile = profile_named("0.5s")
+    scenario = Scenario("cirkelline-daphne-1w-test-0.5s", "cirkelline", "daphne", 1, connection.vendor, profile)
     options = Options(results_dir=tmp_path / "results", date="2000-01-01", warmup=0, run_timeout=30)
     counter = _pg_counter()
 
@@ -76,11 +82,11 @@ def test_the_harness_runs_a_round_and_writes_a_result(tmp_path, django_user_mode
 
     path = write_result(scenario, [result], options, started=0.0)
     saved = json.loads(path.read_text())
-    assert path.name == "2000-01-01-cirkelline-daphne-1w-test-0.1s.json"
+    assert path.name == "2000-01-01-cirkelline-daphne-1w-test-0.5s.json"
     assert len(saved["rounds"][0]["records"]) == N and saved["rounds"][0]["efficiency"] is not None
-    summary = json.loads((path.parent / "2000-01-01-cirkelline-daphne-1w-test-0.1s.summary.json").read_text())
+    summary = json.loads((path.parent / "2000-01-01-cirkelline-daphne-1w-test-0.5s.summary.json").read_text())
     assert "records" not in summary["rounds"][0] and summary["rounds"][0]["runs"] == N
 
     path.unlink()  # the raw result is not kept (git ignores it): the table comes from the summary
     table = write_report(options.results_dir, "2000-01-01").read_text()
-    assert "| cirkelline-daphne-1w-test-0.1s | 5 |" in table
+    assert "| cirkelline-daphne-1w-test-0.5s | 5 |" in table
