@@ -34,13 +34,21 @@ async def nothing_written_but(user, runs: int = 1) -> None:
 
 @pytest.fixture
 def admissions(monkeypatch):
-    """The users the admission coordinator was asked to admit (a refused budget must take no slot)."""
-    asked: list[int] = []
-    original = admission.Coordinator.admit
+    """The users the admission coordinator admitted, and whose slots it released (a run refused for
+    its budget gives its slot back at once)."""
+    seen: dict[str, list[int]] = {"admitted": [], "released": []}
+    admit, release = admission.Coordinator.admit, admission.Coordinator.release
 
-    async def admit(self, **kwargs):
-        asked.append(kwargs["user_id"])
-        return await original(self, **kwargs)
+    async def admitting(self, **kwargs):
+        refusal = await admit(self, **kwargs)
+        if refusal is None:
+            seen["admitted"].append(kwargs["user_id"])
+        return refusal
 
-    monkeypatch.setattr(admission.Coordinator, "admit", admit)
-    return asked
+    async def releasing(self, **kwargs):
+        seen["released"].append(kwargs["user_id"])
+        return await release(self, **kwargs)
+
+    monkeypatch.setattr(admission.Coordinator, "admit", admitting)
+    monkeypatch.setattr(admission.Coordinator, "release", releasing)
+    return seen

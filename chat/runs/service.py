@@ -75,18 +75,12 @@ async def start_run(request: RunRequest) -> RunHandle:
     """Check the user's budget, admit the run, claim its session for the user, and start the run.
 
     `request.team_id` is a resolved team id (chat.agents.team.resolve_team: the transport resolved it).
-    Raises BudgetExceeded (the month's spend is at or over the user's budget: nothing is written
-    and no admission slot is taken), AdmissionRefused, or SessionNotFound when the session is
+    Raises AdmissionRefused, BudgetExceeded (the month's spend is at or over the user's budget:
+    nothing is written and the admission slot is given back), or SessionNotFound when the session is
     someone else's (then nothing has run and the admission slot is given back).
     """
     loop = asyncio.get_running_loop()
     install_task_tracking(loop)
-    # One indexed query (the budget and the month's spend together; no row when the user has no
-    # budget), before admission, so a refused run holds no slot.
-    refusal = await run_db(budget_refusal, request.user_id, timezone.now())
-    if refusal is not None:
-        hooks.admission_refused(scope="budget", user_id=request.user_id, retry_after=0)
-        raise BudgetExceeded(refusal)
     coord = coordinator()
     coord.ensure_listener(cancel_local)  # cancels and revocations published by other processes
     timeout = run_deadline(request.deep_research)
@@ -104,6 +98,13 @@ async def start_run(request: RunRequest) -> RunHandle:
                                     limit=refusal.limit)
             raise AdmissionRefused(refusal.detail, refusal.retry_after)
         admitted = True
+        # The budget: one indexed query (the budget and the month's spend together; no row when the
+        # user has no budget), after admission, so it counts every run of the user that holds no
+        # slot: at most CIRKELLINE_MAX_RUNS_PER_USER runs can go past the budget (docs/COST.md).
+        over_budget = await run_db(budget_refusal, request.user_id, timezone.now())
+        if over_budget is not None:
+            hooks.admission_refused(scope="budget", user_id=request.user_id, retry_after=0)
+            raise BudgetExceeded(over_budget)
         is_new = request.session_id is None
         session_id = request.session_id or str(uuid.uuid4())
         account = RunAccount(run_id=request.run_id)

@@ -3,12 +3,14 @@ refused (HTTP 402; the websocket in tests/ws/testbudget.py) before anything runs
 
 from __future__ import annotations
 
+import asyncio
 from datetime import timedelta
 
 import pytest
 from django.utils import timezone
 
-from chat.runs import RunRequest, live_run, start_run
+from chat.errors import AdmissionRefused, BudgetExceeded
+from chat.runs import RunRequest, live_run, service, start_run
 from metrics.budgets import month_start
 from tests import budgets
 from tests.budgets import budget, nothing_written_but, spent
@@ -28,7 +30,7 @@ async def test_a_used_up_budget_is_a_402_before_anything_runs(api, alice, admiss
     assert response.status_code == 402, response.text
     detail = error_body(response)["detail"]
     assert detail.startswith("Your monthly budget of $5.00 is used up: $5.00 spent since 01 ")
-    assert admissions == [] and recorder.calls == []
+    assert admissions["admitted"] == admissions["released"] == [alice.pk] and recorder.calls == []
     await nothing_written_but(alice)
 
 
@@ -61,3 +63,38 @@ async def test_a_run_in_flight_finishes_when_thebudget_runs_out_meanwhile(api, a
     assert (await handle.wait()).status == "completed"
     refused = await api.post(RUNS, data={"message": "again", "stream": "false"}, headers=bearer(alice))
     assert refused.status_code == 402
+
+
+async def test_no_more_than_the_per_user_run_cap_of_runs_goes_past_the_budget(alice, settings, use_latency,
+                                                                               monkeypatch):
+    """The worst case of spend past the budget is bounded by CIRKELLINE_MAX_RUNS_PER_USER runs (their
+    cost is unknown until they end). Guards against a start whose budget check passed while another
+    run went on, admitted once that run had ended over the budget: with a cap of 1, a second run
+    past the limit. The check comes after admission, so it sees every run that holds no slot."""
+    settings.CIRKELLINE_MAX_RUNS_PER_USER = 1
+    await adb(budget, alice, "1.00")
+    await adb(spent, alice, "0.50000000")
+    use_latency(0.3)
+    first = await start_run(RunRequest(user_id=alice.pk, message="hi"))
+
+    checked, go_on = asyncio.Event(), asyncio.Event()
+    run_db = service.run_db
+
+    async def budget_check_then_wait(fn, *args):
+        result = await run_db(fn, *args)
+        if fn is service.budget_refusal:  # checked while the first run goes on: hold the start here
+            checked.set()
+            await go_on.wait()
+        return result
+
+    monkeypatch.setattr(service, "run_db", budget_check_then_wait)
+    second = asyncio.create_task(start_run(RunRequest(user_id=alice.pk, message="again")))
+    waiting = asyncio.create_task(checked.wait())
+    await asyncio.wait([second, waiting], return_when=asyncio.FIRST_COMPLETED)
+    waiting.cancel()
+    assert (await first.wait()).status == "completed"
+    await adb(spent, alice, "2.00000000", run_id="first-runs-cost")  # the first run took alice over
+    go_on.set()
+    with pytest.raises((AdmissionRefused, BudgetExceeded)):
+        handle = await second
+        await handle.wait()  # (before: it ran, a second run past the budget with a cap of 1)

@@ -21,5 +21,5 @@ async def test_the_websocket_gets_a_402_error_frame(connect, alice, admissions, 
     frame = await socket.until(lambda f: f.get("ref") == "r1")
     assert frame["type"] == "error" and frame["status"] == 402 and frame["code"] == "budget_exceeded"
     assert frame["detail"].startswith("Your monthly budget of $0.50 is used up: $0.75 spent since 01 ")
-    assert admissions == [] and recorder.calls == []
+    assert admissions["admitted"] == admissions["released"] == [alice.pk] and recorder.calls == []
     await nothing_written_but(alice)
