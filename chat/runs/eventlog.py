@@ -18,7 +18,8 @@ they see the same frames with the same `event_index`.
   every run with new entries, bounded length, expiring CIRKELLINE_EVENT_LOG_TTL seconds after the
   run ended); readers in other processes mirror it from there, one Redis reader per run and
   process. Without Redis, an ended run's log stays in this process for CIRKELLINE_EVENT_LOG_TTL
-  seconds (at most RETAINED_RUNS of them).
+  seconds (at most RETAINED_RUNS of them); with Redis, a few seconds (while its end is on its way
+  to Redis).
 - The end: when a run ends, its log gets its terminal event and a summary (status, tokens, cost:
   the websocket's `run_finished`). `close()` ends the log of a run whose worker is gone (another
   process calls it with the terminal event it decided on).
@@ -243,10 +244,11 @@ _kept: OrderedDict[str, tuple[RunLog, float]] = OrderedDict()  # ended logs, wit
 
 
 def _ended(log: RunLog, *, kept: bool) -> None:
+    """An ended log stays here CIRKELLINE_EVENT_LOG_TTL seconds without Redis; with Redis, a few
+    seconds, while its end is on its way to Redis, so a reader here never sees it live again."""
     _live.pop(log.run_id, None)
-    if not kept:
-        return
-    _kept[log.run_id] = (log, time.monotonic() + settings.CIRKELLINE_EVENT_LOG_TTL)
+    keep_for = settings.CIRKELLINE_EVENT_LOG_TTL if kept else 10.0
+    _kept[log.run_id] = (log, time.monotonic() + keep_for)
     _prune()
 
 
@@ -355,7 +357,8 @@ async def live_in_session(user_id: int, session_id: str) -> list[LogRef]:
             if log.user_id == user_id and log.session_id == session_id and not log.ended}
     if settings.REDIS_URL:
         for run_id, (meta, ended) in (await eventlog_redis.live_runs(user_id, session_id)).items():
-            if run_id not in refs and not ended:
+            local = _local(run_id)  # ended here, its end maybe not in Redis yet
+            if run_id not in refs and not ended and (local is None or not local.ended):
                 refs[run_id] = LogRef(run_id, meta, ended)
     return sorted(refs.values(), key=lambda ref: ref.meta.get("started_at", ""))
 

@@ -47,8 +47,7 @@ async def expire_logs() -> None:
     eventlog._kept.clear()
     if settings.REDIS_URL:
         sink = eventlog_redis.sink()
-        if sink._task is not None:
-            await sink._task  # the last writes landed
+        await sink.idle()  # the last writes landed
         async for key in sink.client.scan_iter(f"{settings.CIRKELLINE_REDIS_PREFIX}:log:*"):
             await sink.client.delete(key)
 

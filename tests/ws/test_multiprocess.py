@@ -139,3 +139,34 @@ async def test_a_socket_on_another_process_gets_an_http_run_from_its_start(two_s
     assert [e["seq"] for e in late.events(run_id)] == [f.data["event_index"] for f in sse]
     assert late.events(run_id) == early.events(run_id)
     assert late.events(run_id)[-1]["content"] == sse[-1].data["content"]
+
+
+async def test_a_page_cut_off_mid_answer_resumes_on_the_other_process(two_servers, alice):
+    """Guards against a reconnecting page that lands on another worker losing the answer (the run
+    stopped with its socket, or its events only in the first worker's memory), or getting a word
+    twice: the run goes on, and `watch` with `after` gives exactly the rest."""
+    first, second = two_servers
+    session_id = await a_session_of(first, alice)
+    async with AsyncExitStack() as stack:
+        ws = await stack.enter_async_context(connect(first.replace("http", "ws") + "/ws/chat/",
+                                                     subprotocols=["bearer", token_for(alice)]))
+        tab = Client(ws)
+        await tab.until(lambda f: f["type"] == "ready")
+        await tab.send(type="run", message="Please research the history of Copenhagen", session_id=session_id,
+                       ref="r1")
+        run_id = (await tab.until(lambda f: f.get("ref") == "r1"))["run_id"]
+        await tab.until(lambda f: f["type"] == "events" and f["run_id"] == run_id)
+        seen = tab.events(run_id)
+        await ws.close()  # the network drops
+        again = await open_client(stack, second, alice)
+        await again.send(type="watch", session_id=session_id, after={run_id: seen[-1]["seq"]})
+        watching = await again.until(lambda f: f["type"] == "watching")
+        assert watching["runs"] == [run_id]
+        finished = await again.until(lambda f: f["type"] == "run_finished" and f["run_id"] == run_id)
+    assert finished["status"] == "completed"
+    rest = again.events(run_id)
+    assert rest[0]["seq"] > seen[-1]["seq"] and rest[-1]["event"] == "TeamRunCompleted"
+    answer = "".join(e.get("content") or "" for e in seen + rest if e["event"] == "TeamRunContent")
+    assert answer == rest[-1]["content"]
+    row = await adb(RunUsage.objects.get, run_id=run_id)
+    assert row.status == "completed"
