@@ -12,6 +12,10 @@ upstream function's source, and names the override to re-check when one changes.
 - `AgnoModelOverrides.create_function_call_result`, agno's with one change (a bug fix: a member
   retried after partial output would reach the leader with its discarded text glued in front of
   its answer, and so would the stored tool result and the final answer's token bill).
+- `SharedDerivations`: agno's per-closure introspection cache, for the delegation tool of a team
+  on Cirkelline's models, made to share its results between the closures of one code (a saving:
+  agno rebuilds `delegate_task_to_member` as a new closure every run and derived its JSON schema
+  and signature facts from scratch twice per run; docs/PERFORMANCE.md).
 - `event_json`: a run event's JSON, byte-identical to agno's `to_json` by a direct attribute walk
   (a saving: agno's shallow-copies and `asdict`-walks every event; docs/PERFORMANCE.md).
 - Shared SDK clients: agno's OpenAI models build an SDK client (and connection pool) in
@@ -241,6 +245,114 @@ class SharedGeminiClient:
         build = super().get_client
         self.client = _shared_client(key, build)
         return self.client
+
+
+# --- the delegation tool, derived once ---------------------------------------------------
+
+# agno builds the delegation tool as a new closure in every run (it captures the run's state),
+# and introspects a callable that carries state once per callable object: its JSON schema,
+# signature facts and docstring, twice per run (the closure, then its validation wrapper). What
+# that derives depends only on the code (signature, annotations, docstring), the same every run.
+_DELEGATE_FUNCTIONS = frozenset({"adelegate_task_to_member", "delegate_task_to_member",
+                                 "adelegate_task_to_members", "delegate_task_to_members"})
+_DEFAULT_TOOLS_FILE = "/agno/team/_default_tools.py"
+_VALIDATION_WRAPPER = ("async_gen_wrapper", "/agno/tools/function.py")
+_derived: dict[tuple, Any] = {}
+
+
+def _derivation_key(entrypoint: Any) -> tuple | None:
+    """A key naming the code of agno's delegation closure (or of agno's validation wrapper around
+    one) in a team on Cirkelline's models; None for anything else, which agno handles as it would."""
+    wrapper = None
+    function = entrypoint
+    inner = getattr(entrypoint, "__wrapped__", None)
+    if inner is not None:
+        code = getattr(entrypoint, "__code__", None)
+        if code is None or code.co_name != _VALIDATION_WRAPPER[0] or not code.co_filename.endswith(
+                _VALIDATION_WRAPPER[1]):
+            return None
+        wrapper, function = code, inner
+    code = getattr(function, "__code__", None)
+    if code is None or code.co_name not in _DELEGATE_FUNCTIONS or not code.co_filename.endswith(_DEFAULT_TOOLS_FILE):
+        return None
+    try:  # the closure's team: only teams on Cirkelline's models share (a stock team stays stock)
+        team = function.__closure__[code.co_freevars.index("team")].cell_contents
+    except (ValueError, IndexError, TypeError, AttributeError):
+        return None
+    if not isinstance(getattr(team, "model", None), AgnoModelOverrides):
+        return None
+    return (wrapper, code, function.__defaults__, function.__kwdefaults__)
+
+
+class SharedDerivations:
+    """agno's `_CallableLifetimeCache` of one delegation closure, its introspection shared by code.
+
+    The schema, the framework-owned parameters and whether media is wanted are pure results of
+    the code (agno's `_EntrypointSchema` says so) and are derived once per process. What is bound
+    to this closure stays its own: the validation wrapper that calls it, and so the template
+    Function holding that wrapper (built from the shared shape, which keeps no closure: nothing of
+    a run outlives it). A derivation that fails is not stored (agno replays failures).
+    """
+
+    __slots__ = ("_own", "_key", "wrapped_entrypoint")
+
+    def __init__(self, own: Any, key: tuple) -> None:
+        self._own = own
+        self._key = key
+        self.wrapped_entrypoint = own.wrapped_entrypoint
+
+    def _shared(self, what: tuple, derive: Any) -> Any:
+        key = (self._key, *what)
+        try:
+            return _derived[key]
+        except KeyError:
+            value = _derived[key] = derive()
+            return value
+
+    def entrypoint_schema(self, strict: bool, requires_user_input: bool, user_input_fields: Any) -> Any:
+        return self._shared(("schema", strict, requires_user_input, user_input_fields),
+                            lambda: self._own.entrypoint_schema(strict, requires_user_input, user_input_fields))
+
+    def framework_params(self) -> frozenset:
+        return self._shared(("framework_params",), self._own.framework_params)
+
+    def entrypoint_accepts_media(self) -> bool:
+        return self._shared(("accepts_media",), self._own.entrypoint_accepts_media)
+
+    def from_callable_template(self, cls: type, name: str | None, strict: bool) -> Any:
+        key = (self._key, "template", cls, name, strict)
+        shape = _derived.get(key)
+        if shape is None:
+            template = self._own.from_callable_template(cls, name, strict)
+            shape = template._per_run_copy()
+            shape.entrypoint = None  # keeps no closure (nor, through it, any run)
+            _derived[key] = shape
+            return template
+        template = shape._per_run_copy()
+        template.entrypoint = self.wrapped_entrypoint()
+        return template
+
+
+@functools.cache
+def share_delegation_derivations() -> None:
+    """Route agno's per-callable introspection cache through `SharedDerivations` (once per process).
+
+    Wraps `agno.tools.function._get_lifetime_cache`, which every introspection of a callable that
+    carries state goes through; callables other than the delegation closures of teams on
+    Cirkelline's models get agno's own cache unchanged."""
+    from agno.tools import function as agno_function
+
+    original = agno_function._get_lifetime_cache
+
+    @functools.wraps(original)  # __wrapped__: the drift test still reads agno's source
+    def get_lifetime_cache(entrypoint: Any) -> Any:
+        cache = original(entrypoint)
+        if cache is None:
+            return None
+        key = _derivation_key(entrypoint)
+        return cache if key is None else SharedDerivations(cache, key)
+
+    agno_function._get_lifetime_cache = get_lifetime_cache
 
 
 # --- run events as JSON ------------------------------------------------------------------

@@ -28,6 +28,7 @@ from django.conf import settings
 
 from chat.errors import TeamNotFound
 
+from .agno_overrides import share_delegation_derivations
 from .memory import LEADER_MEMORY_INSTRUCTIONS, MEMORY_AGENT, memory_manager, search_tool
 from .personal import ForUser, run_notes, user_section
 from .providers import ModelSpec, build_model, model_spec
@@ -77,6 +78,7 @@ def build_cirkelline_team(model: ModelSpec | None = None, *, db: Any = None, dee
     may store and search them (chat.agents.memory). None (describing the team): none of that.
     """
     model = model or model_spec()
+    share_delegation_derivations()  # once per process: the delegation tool's schema derived once
     instructions = list(LEADER_INSTRUCTIONS) + list(SAFETY_RULES)
     instructions += list(DEEP_RESEARCH_LEADER) if deep_research else []
     if user is not None:

@@ -1,7 +1,8 @@
 """The agno internals Cirkelline's overrides copy or rely on are the ones they were written against.
 
 chat/agents/agno_overrides.py overrides two agno methods (a copy of `Model.aprocess_response_stream`
-and `create_function_call_result`) and reproduces agno's event JSON (`event_json`);
+and `create_function_call_result`), reproduces agno's event JSON (`event_json`), shares the
+delegation tool's introspection between runs (`SharedDerivations`, over agno's tool cache);
 and overrides how agno's models get their SDK clients (shared clients).
 Each upstream function is pinned here by a hash of its source: when agno changes one, the test
 names the override to re-read against the new code, then the hash (and the pinned version) is
@@ -26,7 +27,36 @@ UPSTREAM = {
                             "member's streamed deltas concatenated, then passed to create_function_call_result)"),
     "agno.team._default_tools:_get_delegate_task_function": (
         "407f43b2333b4f29", "AgnoModelOverrides.create_function_call_result (a streamed member's content events "
-                            "are the tool's output)"),
+                            "are the tool's output) and agno_overrides._derivation_key (the closure's names, its "
+                            "`team` cell)"),
+    "agno.tools.function:_get_lifetime_cache": (
+        "42118490d712e332", "agno_overrides.share_delegation_derivations (wraps it)"),
+    "agno.tools.function:_CallableLifetimeCache.__init__": (
+        "1950c2417d7ae69f", "agno_overrides.SharedDerivations (stands in for it: same methods)"),
+    "agno.tools.function:_EntrypointSchema": (
+        "e29a92cccd1b58da", "agno_overrides.SharedDerivations (shared because it holds no callable)"),
+    "agno.tools.function:_derive_entrypoint_schema": (
+        "3aae3ec545f60df7", "agno_overrides.SharedDerivations (a pure result of the code)"),
+    "agno.tools.function:_compute_framework_params": (
+        "6f7db676196dd1a5", "agno_overrides.SharedDerivations.framework_params"),
+    "agno.tools.function:entrypoint_accepts_media": (
+        "c069f31172e2fd95", "agno_overrides.SharedDerivations.entrypoint_accepts_media"),
+    "agno.tools.function:Function.from_callable": (
+        "4d6565edd189483a", "agno_overrides.SharedDerivations.from_callable_template"),
+    "agno.tools.function:Function._build_from_callable": (
+        "6768fdf5f44a26d8", "agno_overrides.SharedDerivations.from_callable_template (the fields it fills)"),
+    "agno.tools.function:Function.process_entrypoint": (
+        "2d9ee1ac177d5ef7", "agno_overrides.SharedDerivations.entrypoint_schema"),
+    "agno.tools.function:Function._resolve_framework_params": (
+        "ab4c91433247e874", "agno_overrides.SharedDerivations.framework_params"),
+    "agno.tools.function:Function._wrap_callable": (
+        "ea982119b58c280e", "agno_overrides.SharedDerivations (the wrapper stays per closure)"),
+    "agno.tools.function:Function._validate_callable": (
+        "89e167f68f0b2220", "agno_overrides._derivation_key (the async_gen_wrapper it recognises)"),
+    "agno.tools.function:Function._per_run_copy": (
+        "f1c3136981971f5c", "agno_overrides.SharedDerivations.from_callable_template (copies the shape)"),
+    "agno.team._tools:_determine_tools_for_model": (
+        "19147758a0968009", "agno_overrides._derivation_key (the delegation closure is built here every run)"),
     "agno.models.base:Model.aprocess_response_stream": (
         "9eeb0d5541a2ca75", "AgnoModelOverrides.aprocess_response_stream (a copy of it, plus StreamRestart)"),
     "agno.models.base:Model._ainvoke_stream_with_retry": (
