@@ -29,6 +29,8 @@ logger = logging.getLogger(__name__)
 
 # Extra lease time past a run's deadline before Redis forgets it (finalisation included).
 LEASE_GRACE = 60.0
+# The cancel listener PINGs Redis after this long without a message (see _relay_cancels).
+LISTENER_PING_INTERVAL = 10.0
 
 _ADMIT = """
 redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', ARGV[1])
@@ -123,21 +125,31 @@ class Coordinator:
             self._listeners[loop] = loop.create_task(self._listen(on_cancel), name="cirkelline-cancel-listener")
 
     async def _listen(self, on_cancel: Callable[[str], Any]) -> None:
+        import redis.asyncio as aioredis
+
+        # A connection of its own, named so an operator finds it in CLIENT LIST.
+        client = aioredis.Redis.from_url(
+            self.redis_url, socket_connect_timeout=2, socket_timeout=2, decode_responses=True,
+            client_name=f"{settings.CIRKELLINE_REDIS_PREFIX}:cancel-listener",
+        )
         backoff = 1.0
-        while True:
-            try:
-                pubsub = self._redis().pubsub()
-                await pubsub.subscribe(_cancel_channel())
-                backoff = 1.0
-                async for message in pubsub.listen():
-                    if message.get("type") == "message":
-                        on_cancel(message["data"])
-            except asyncio.CancelledError:
-                raise
-            except Exception as exc:  # Redis restarted or unreachable: keep trying
-                logger.warning("cancel listener lost Redis (%s); reconnecting in %.0f s", exc, backoff)
-                await asyncio.sleep(backoff)
-                backoff = min(backoff * 2, 30.0)
+        try:
+            while True:
+                pubsub = client.pubsub()
+                try:
+                    await pubsub.subscribe(_cancel_channel())
+                    backoff = 1.0
+                    await _relay_cancels(pubsub, on_cancel, LISTENER_PING_INTERVAL)
+                except asyncio.CancelledError:
+                    raise
+                except Exception as exc:  # Redis restarted, unreachable or silent: keep trying
+                    logger.warning("cancel listener lost Redis (%s); reconnecting in %.0f s", exc, backoff)
+                    await asyncio.sleep(backoff)
+                    backoff = min(backoff * 2, 30.0)
+                finally:
+                    await _close_quietly(pubsub)
+        finally:
+            await _close_quietly(client)
 
     # -- admission ----------------------------------------------------------------------------
 
@@ -201,6 +213,40 @@ class Coordinator:
                 return True
             await asyncio.sleep(0.05)
         return False
+
+
+async def _close_quietly(closable) -> None:
+    """Close a Redis client or subscription, bounded: this runs while the listener is being
+    cancelled (a test's or a server's event loop closing waits for it) or after Redis was lost."""
+    try:
+        await asyncio.wait_for(closable.aclose(), 2)
+    except Exception:  # noqa: BLE001 - a connection already gone is closed enough
+        pass
+
+
+async def _relay_cancels(pubsub, on_cancel: Callable[[str], Any], interval: float) -> None:
+    """Hand every cancel published to `on_cancel`, until Redis goes quiet.
+
+    A subscribed connection is silent until someone cancels, so a read timeout cannot tell an
+    idle channel from a dead Redis: each read waits at most `interval` and returns None (never a
+    timeout error, whatever the client's `socket_timeout`), and after a quiet interval a PING goes
+    out. Redis answers it within the next one, or the connection is given up (ConnectionError):
+    a Redis that vanished without closing the connection is noticed within two intervals instead
+    of when TCP keepalive gives up, and the listener subscribes afresh.
+    """
+    loop = asyncio.get_running_loop()
+    heard = loop.time()
+    while True:
+        message = await pubsub.get_message(timeout=interval)
+        now = loop.time()
+        if message is not None:
+            heard = now
+            if message["type"] == "message":
+                on_cancel(message["data"])
+        elif now - heard > 1.5 * interval:
+            raise ConnectionError(f"Redis did not answer a PING within {interval:g} s")
+        else:
+            await pubsub.ping()
 
 
 _coordinator: Coordinator | None = None

@@ -161,6 +161,15 @@ REDIS_URL = env.str("REDIS_URL", default="")
 # Namespace of Cirkelline's Redis keys (admission leases, live runs, the cancel channel, the channel
 # layer's groups and channels), so several deployments can share one Redis.
 CIRKELLINE_REDIS_PREFIX = env.str("CIRKELLINE_REDIS_PREFIX", default="cirkelline")
+# The channel layer's read timeout on its Redis connections. channels_redis waits for a socket's
+# next message in a blocking BZPOPMIN that Redis answers (empty) after the layer's
+# `brpop_timeout`, 5 s; redis-py 8 gives every connection a default `socket_timeout` of 5 s too,
+# so the read gave up just as the empty answer was due, the exception killed the consumer and
+# every websocket idle for 5 s was closed with 1011. The timeout must stay well above the
+# blocking read (a test pins it against channels_redis); it still bounds how long a command
+# waits on a Redis that stopped answering. TCP keepalive (redis-py's default) notices a peer
+# that vanished. docs/OPERATIONS.md, "Redis: connections and timeouts".
+CHANNEL_LAYER_SOCKET_TIMEOUT = 15.0
 
 
 def channel_layers(redis_url: str, prefix: str) -> dict:
@@ -168,8 +177,9 @@ def channel_layers(redis_url: str, prefix: str) -> dict:
     deployment sharing the Redis has too), or in process memory without a Redis URL."""
     if not redis_url:
         return {"default": {"BACKEND": "channels.layers.InMemoryChannelLayer"}}
+    host = {"address": redis_url, "socket_timeout": CHANNEL_LAYER_SOCKET_TIMEOUT}
     return {"default": {"BACKEND": "channels_redis.core.RedisChannelLayer",
-                        "CONFIG": {"hosts": [redis_url], "prefix": f"{prefix}:asgi"}}}
+                        "CONFIG": {"hosts": [host], "prefix": f"{prefix}:asgi"}}}
 
 
 CHANNEL_LAYERS = channel_layers(REDIS_URL, CIRKELLINE_REDIS_PREFIX)
