@@ -28,12 +28,13 @@ class ChatRunInline(admin.TabularInline):
 
 @admin.register(ChatSession)
 class ChatSessionAdmin(ReadOnlyAdmin):
-    list_display = ("session_id", "session_name", "user", "team_id", "created_at", "updated_at")
+    list_display = ("session_id", "session_name", "named_by", "user", "team_id", "created_at", "updated_at")
     search_fields = ("session_id", "session_name", "user__username")
-    list_filter = ("team_id",)
+    list_filter = ("team_id", "named_by")
     date_hierarchy = "created_at"
     exclude = ("data",)
-    readonly_fields = ("session_id", "user", "session_type", "team_id", "session_name", "created_at", "updated_at")
+    readonly_fields = ("session_id", "user", "session_type", "team_id", "session_name", "named_by", "created_at",
+                       "updated_at")
     inlines = [ChatRunInline]
     list_select_related = ("user",)
 

@@ -41,6 +41,18 @@ HISTORY_SKIP_STATUSES = ("PAUSED", "CANCELLED", "ERROR", "REGENERATED")
 RUNNING_STATUS = "RUNNING"
 # A stored run the user stopped (agno's RunStatus.cancelled): the session's next run is told.
 CANCELLED_STATUS = "CANCELLED"
+COMPLETED_STATUS = "COMPLETED"
+
+
+class NamedBy(models.TextChoices):
+    """Where a session's name comes from. The model names a session only while it still has its
+    first message's name, and a name the user gave is never replaced (chat.runs.naming)."""
+
+    MESSAGE = "message", "its first message"
+    MODEL = "model", "the model"
+    USER = "user", "the user"
+
+
 _SESSION_COLUMNS = ("session_id", "user_id", "session_type", "team_id", "session_name", "data", "created_at",
                     "updated_at")
 
@@ -117,9 +129,29 @@ class ChatSessionQuerySet(models.QuerySet):
             data["session_data"] = {**(data.get("session_data") or {}), "session_name": name}
             row.data = data
             row.session_name = name
+            row.named_by = NamedBy.USER  # the model never names it again (name_by_model)
             row.updated_at = timezone.now()
-            row.save(update_fields=["data", "session_name", "updated_at"])
+            row.save(update_fields=["data", "session_name", "named_by", "updated_at"])
             return session_record(row)
+
+    def name_by_model(self, user_pk: int, session_id: str, name: str) -> bool:
+        """Give the user's session the model's `name` if it still has its first message's name; whether it did.
+
+        One conditional UPDATE, so a rename by the user racing it wins either way: committed
+        first, it leaves nothing to match; committed after, it overwrites. `updated_at` stays:
+        a name is not activity (the chat list is ordered by it).
+        """
+        return bool(self.owned_by(user_pk).filter(session_id=session_id, named_by=NamedBy.MESSAGE)
+                    .update(session_name=name, named_by=NamedBy.MODEL))
+
+    def awaiting_name(self, user_pk: int, session_id: str) -> bool:
+        """Whether the user's session still has its first message's name and exactly one answer
+        (one completed top-level run): the moment the model names it (chat.runs.naming)."""
+        session = self.owned_by(user_pk).filter(session_id=session_id, named_by=NamedBy.MESSAGE).values("pk").first()
+        if session is None:
+            return False
+        answers = ChatRun.objects.filter(session_id=session["pk"], parent_run_id__isnull=True, status=COMPLETED_STATUS)
+        return len(answers.values_list("pk", flat=True)[:2]) == 1
 
     def remove(self, user_pk: int, session_id: str) -> bool:
         """Delete the user's shown session and its runs; False if they have no such session shown."""
@@ -175,6 +207,8 @@ class ChatSession(models.Model):
     session_type = models.CharField(max_length=16, default="team")
     team_id = models.CharField(max_length=64, blank=True, default="")
     session_name = models.CharField(max_length=255, blank=True, default="")
+    # A database default: the claim inserts sessions with prepared SQL that names its columns.
+    named_by = models.CharField(max_length=8, choices=NamedBy.choices, db_default=NamedBy.MESSAGE)
     data = models.JSONField(default=dict, encoder=PayloadEncoder)
     created_at = models.DateTimeField(default=timezone.now)
     updated_at = models.DateTimeField(default=timezone.now)
@@ -217,6 +251,12 @@ class ChatRun(models.Model):
 # closes their sockets, in every process (chat.runs.revocation, chat.ws.revocation; connected in
 # chat.apps), so access ends at once, not only at the next request.
 access_revoked = Signal()
+
+# Sent (with `user_id`, `session_id`, `session_name`, `named_by`) once a session's new name is
+# committed: its user renamed it, or the model named it (chat.runs.naming). The websocket
+# transport tells every socket of the user (chat.ws.notices), in every process, so each open chat
+# list shows the new name at once. Async senders use `asend`.
+session_renamed = Signal()
 
 
 def announce_revocation(user_id: int) -> None:

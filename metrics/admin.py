@@ -47,9 +47,9 @@ class ReportMixin:
 
 @admin.register(RunUsage)
 class RunUsageAdmin(ReportMixin, ReadOnlyAdmin):
-    list_display = ("run_id", "user", "model", "status", "total_tokens", "cost", "pricing", "duration_ms", "ttft_ms",
-                    "delegations", "started_at")
-    list_filter = ("status", "pricing", "model", "team_id", "error_type", "deep_research", "streamed")
+    list_display = ("run_id", "kind", "user", "model", "status", "total_tokens", "cost", "pricing", "duration_ms",
+                    "ttft_ms", "delegations", "started_at")
+    list_filter = ("kind", "status", "pricing", "model", "team_id", "error_type", "deep_research", "streamed")
     search_fields = ("run_id", "session_id", "username")
     date_hierarchy = "started_at"
     ordering = ("-started_at",)

@@ -20,12 +20,12 @@ from django.utils import timezone
 from django.utils.http import urlencode
 
 from .charts import daily_bars
-from .models import DelegationFailure, RunStatus, RunUsage
+from .models import DelegationFailure, RunStatus, RunUsage, UsageKind
 from .reports import EARLIEST_DAY, LATEST_DAY, days_between
 
 MAX_DAYS = 366
 FORMULA_STARTS = frozenset("=+-@\t\r")
-GROUP_CHOICES = [("day", "day"), ("user", "user"), ("model", "model")]
+GROUP_CHOICES = [("day", "day"), ("user", "user"), ("model", "model"), ("kind", "kind (chat runs, naming calls)")]
 USAGE_COLUMNS = [
     ("key", "group"), ("runs", "runs"), ("input_tokens", "input tokens"), ("output_tokens", "output tokens"),
     ("reasoning_tokens", "reasoning tokens"), ("cache_read_tokens", "cache read tokens"),
@@ -82,6 +82,8 @@ class UsageFilterForm(PeriodForm):
     user = forms.CharField(required=False, help_text="username")
     model = forms.ChoiceField(required=False)
     status = forms.ChoiceField(required=False, choices=[("", "any")] + list(RunStatus.choices))
+    kind = forms.ChoiceField(required=False, choices=[("", "any")] + list(UsageKind.choices),
+                             help_text="chat runs, or the calls that name sessions")
     group = forms.ChoiceField(required=False, choices=GROUP_CHOICES)
 
     def __init__(self, *args, **kwargs):
@@ -124,7 +126,7 @@ def usage_report(request: HttpRequest, context: dict) -> HttpResponse:
         return TemplateResponse(request, "admin/metrics/usage_report.html", {**context, "form": form}, status=400)
     params = form.cleaned_data
     runs = RunUsage.objects.for_period(params["start"], params["end"]).matching(
-        user_id=params["user"], model=params["model"], status=params["status"])
+        user_id=params["user"], model=params["model"], status=params["status"], kind=params["kind"])
     rows, totals = runs.report_with_totals(params["group"])
     headers, body, total = usage_table(rows, totals)
     if request.GET.get("format") == "csv":

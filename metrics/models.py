@@ -2,7 +2,8 @@
 
 - `RunUsage`: the one row every team run leaves behind, whatever its ending: written `running`
   when the run is admitted, then given its terminal status, tokens summed over the leader and
-  every member run, timings, retries, and its cost.
+  every member run, timings, retries, and its cost. A model call made for a session outside its
+  runs (naming it) has a row of its own, of another `kind`.
 - `ModelCall`: the ledger under a RunUsage, one row per agent x model of the run, each priced
   with the `PriceRule` in force when the run started (the rule is snapshotted on the row).
 - `PriceRule`: list prices per million tokens, versioned by effective dates.
@@ -44,6 +45,14 @@ class RunStatus(models.TextChoices):
     CANCELLED = "cancelled", "cancelled"
 
 
+class UsageKind(models.TextChoices):
+    """What a usage row bills: a team run, or a model call made for one outside it (docs/COST.md)."""
+
+    CHAT = "chat", "chat run"
+    # The title a session gets from the model after its first answer (chat.runs.naming).
+    NAMING = "naming", "session naming"
+
+
 class Pricing(models.TextChoices):
     PRICED = "priced", "priced"
     PARTIAL = "partial", "partly priced"  # runs only: some of its calls had no price rule
@@ -65,6 +74,10 @@ class RunUsage(models.Model):
     # its log lines, so a user quoting it from an error body finds the run.
     request_id = models.CharField(max_length=64, blank=True, default="", db_index=True)
     team_id = models.CharField(max_length=64)
+    # A chat run, or a call made for the session outside any run (naming): reports show them apart,
+    # budgets and GET /usage count both. A database default too: rows inserted by prepared SQL.
+    kind = models.CharField(max_length=16, choices=UsageKind.choices, default=UsageKind.CHAT,
+                            db_default=UsageKind.CHAT)
     model = models.CharField(max_length=128, blank=True, default="")
     status = models.CharField(max_length=16, choices=RunStatus.choices, db_index=True)
     # timeout | rate_limited | provider_error | internal | worker_lost (its server process died

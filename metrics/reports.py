@@ -25,7 +25,7 @@ TOKENS = ("input_tokens", "output_tokens", "total_tokens", "reasoning_tokens", "
           "cache_write_tokens")
 OUTCOMES = ("error", "rate_limited", "timed_out", "cancelled")
 RUNNING = "running"  # RunStatus.RUNNING (metrics.models imports this module)
-GROUPS = ("day", "user", "model")
+GROUPS = ("day", "user", "model", "kind")
 ZERO = Decimal("0")
 # The days a report may name: an end day's next midnight must exist, and before 1970 there is no usage.
 EARLIEST_DAY, LATEST_DAY = date(1970, 1, 1), date(9999, 12, 30)
@@ -73,8 +73,11 @@ class RunUsageQuerySet(models.QuerySet):
         since, until = day_bounds(start, end)
         return self.ended().filter(started_at__gte=since, started_at__lt=until)
 
-    def matching(self, *, user_id: int | None = None, model: str = "", status: str = "") -> RunUsageQuerySet:
+    def matching(self, *, user_id: int | None = None, model: str = "", status: str = "",
+                 kind: str = "") -> RunUsageQuerySet:
         qs = self
+        if kind:
+            qs = qs.filter(kind=kind)
         if user_id:
             qs = qs.filter(user_id=user_id)
         if model:
@@ -95,7 +98,8 @@ class RunUsageQuerySet(models.QuerySet):
                 "unpriced_tokens": agg["unpriced_tokens"] or 0}
 
     def report(self, group: str) -> list[dict]:
-        """One row per day, user or model: runs, tokens, cost, coverage gap, latency, outcome rates."""
+        """One row per day, user, model or kind (chat runs apart from naming calls): runs, tokens,
+        cost, coverage gap, latency, outcome rates."""
         return self.report_with_totals(group, totals=False)[0]
 
     def report_with_totals(self, group: str, *, totals: bool = True) -> tuple[list[dict], dict | None]:
@@ -119,6 +123,12 @@ class RunUsageQuerySet(models.QuerySet):
         `pricing` is `pricing_of` the runs' own statuses (a `partial` run makes the group partial).
         """
         return self._usage(None)[None]
+
+    def usage_by_kind(self) -> list[dict]:
+        """`usage_totals` of each kind of usage row (chat runs, naming calls), chat first; kinds
+        without rows are left out."""
+        rows = self._usage("kind")
+        return [{"kind": kind, **rows[kind]} for kind in sorted(rows, key=lambda k: (k != "chat", k))]
 
     def usage_by_day(self, start: date, end: date) -> list[dict]:
         """`usage_totals` of every day from start to end (current time zone), days without runs as zeros."""
@@ -158,7 +168,7 @@ class RunUsageQuerySet(models.QuerySet):
         # deleted account's rows have no user any more, but keep its id (account_id).
         if group == "user":
             return Coalesce("user_id", "account_id", output_field=models.BigIntegerField())
-        return F("model")
+        return F(group)  # model, kind
 
     def _summarize(self, group: str | None, *, with_totals: bool = False) -> tuple[list[dict], dict | None]:
         aggregates = {

@@ -49,6 +49,9 @@ def offline_team(settings, worker_redis_prefix):
     settings.OPENAI_API_KEY = ""
     settings.CIRKELLINE_MODEL = "scripted"
     settings.CIRKELLINE_SCRIPTED_LATENCY = 0.0
+    # Naming a session is one more model call and usage row after a first answer: tests of naming
+    # turn it on (tests/runs/test_naming.py); the others count only their runs' calls and rows.
+    settings.CIRKELLINE_AUTO_NAME_SESSIONS = False
     teams.prototype.cache_clear()
     scripted.RECORDER.clear()
     scripted.FAILURES.clear()

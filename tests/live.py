@@ -84,6 +84,8 @@ class _Server:
             "CIRKELLINE_MODEL": "demo",
             "CIRKELLINE_SERVE_STATIC": "false",
             "CIRKELLINE_REDIS_PREFIX": settings.CIRKELLINE_REDIS_PREFIX,
+            # One more model call and usage row after a first answer: on only where a test asks for it.
+            "CIRKELLINE_AUTO_NAME_SESSIONS": "false",
             **(env or {}),
         }
         if server == "daphne":

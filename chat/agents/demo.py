@@ -3,8 +3,10 @@
 `demo_script` decides what the scripted model (chat.agents.scripted) says in the `demo` model
 (`CIRKELLINE_MODEL=demo`, the default without keys) and the `scripted` one (tests, benchmarks):
 the leader delegates to the specialist a message is about (`route`), anyone asked an
-arithmetic question answers it exactly (`arithmetic`), and "remember that ...", "forget ..." and
-"what do you remember about ..." use the memory tools (chat.agents.demo_memory).
+arithmetic question answers it exactly (`arithmetic`), "remember that ...", "forget ..." and
+"what do you remember about ..." use the memory tools (chat.agents.demo_memory), and a naming
+call gets a title made from the chat's first message alone (chat.agents.titles.demo_title),
+deterministic and offline.
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ import re
 from .demo_memory import leader_turn, memory_turn
 from .runtime import DELEGATE_TOOL
 from .scripted import ScriptedCall, ToolCall, Turn
+from .titles import NAMING_LABEL, demo_title, first_message_of
 
 # Specialist ids (chat/agents/specialists.py) and the words that send a message to each, most specific first.
 ROUTES: list[tuple[str, tuple[str, ...]]] = [
@@ -104,7 +107,9 @@ DEMO_NOTICE = "(Offline demo: no AI provider is configured, so these answers are
 
 def demo_script(call: ScriptedCall) -> Turn:
     """The offline demo: honest about itself, delegates visibly, exact arithmetic, remembers
-    (chat.agents.demo_memory) when the user has memories on."""
+    (chat.agents.demo_memory) when the user has memories on, titles from the first message."""
+    if call.model_label == NAMING_LABEL:
+        return Turn(text=demo_title(first_message_of(call.user_text)))
     remembered = memory_turn(call) or (leader_turn(call, DEMO_NOTICE) if call.is_leader else None)
     if remembered is not None:
         return remembered

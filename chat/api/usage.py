@@ -6,7 +6,9 @@
 The user is the authenticated caller, always: there is no parameter naming a user, and any
 parameter other than `from` and `to` is refused (400), so `?user_id=` can never look like it
 worked. Every number comes from the QuerySet methods in metrics/reports.py (`usage_totals`,
-`usage_by_day`, `usage_by_model`); costs are exact decimal strings with 8 places, or null when
+`usage_by_kind`, `usage_by_day`, `usage_by_model`). Everything billed to the user counts: chat
+runs and the calls that named their sessions (`by_kind` tells them apart; `runs` counts both);
+costs are exact decimal strings with 8 places, or null when
 nothing in the group had a price (docs/API.md, docs/COST.md).
 """
 
@@ -84,6 +86,7 @@ def usage_report(user_id: int, start: date, end: date) -> dict:
     with timezone.override(UTC):
         runs = RunUsage.objects.filter(user_id=user_id).for_period(start, end)
         totals = runs.usage_totals()
+        by_kind = runs.usage_by_kind()
         by_day = runs.usage_by_day(start, end)
         by_model = ModelCall.objects.of_user(user_id).for_period(start, end).usage_by_model()
     return {
@@ -91,6 +94,7 @@ def usage_report(user_id: int, start: date, end: date) -> dict:
         "to": end.isoformat(),
         "currency": "USD",
         "totals": _numbers(totals),
+        "by_kind": [_numbers(row) for row in by_kind],
         "by_day": [{**_numbers(row), "day": row["day"].isoformat()} for row in by_day],
         "by_model": [_numbers(row) for row in by_model],
     }

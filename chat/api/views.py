@@ -21,7 +21,7 @@ from chat.agents.runtime import chat_history
 from chat.agents.team import team_ids
 from chat.errors import BadRequest, RunNotFound, SessionNotFound
 from chat.identity import Caller
-from chat.models import SESSION_SORT_FIELDS, ChatRun, ChatSession, validate_session_id
+from chat.models import SESSION_SORT_FIELDS, ChatRun, ChatSession, NamedBy, session_renamed, validate_session_id
 from chat.payload import check_text
 from chat.records import session_record
 from chat.runs import uploads
@@ -260,6 +260,11 @@ async def rename_session(request: HttpRequest, session_id: str, caller: Caller) 
     record = await run_db(ChatSession.objects.rename, caller.pk, session_id, name.strip())
     if record is None:
         raise SessionNotFound(session_id)
+    try:  # the user's open pages show the new name at once (chat.ws.notices)
+        await session_renamed.asend(sender=ChatSession, user_id=caller.pk, session_id=session_id,
+                                    session_name=name.strip(), named_by=NamedBy.USER)
+    except Exception:  # noqa: BLE001 - the rename stands; other pages see it at their next refresh
+        logger.exception("could not tell the sockets of user %s that session %s was renamed", caller.pk, session_id)
     return JsonResponse(schemas.session_detail(record))
 
 

@@ -13,10 +13,11 @@ teams (agno teams with Cirkelline's storage). No module here imports agno: what 
 comes from chat.agents.runtime.
 """
 
+from . import naming
 from .handle import RunHandle, live_run, live_run_count, live_runs_of, when_idle, when_live
 from .request import Attachment, RunRequest
 from .result import RunResult
 from .service import cancel_run, start_run
 
 __all__ = ["Attachment", "RunHandle", "RunRequest", "RunResult", "cancel_run", "live_run", "live_run_count",
-           "live_runs_of", "start_run", "when_idle", "when_live"]
+           "live_runs_of", "naming", "start_run", "when_idle", "when_live"]

@@ -27,6 +27,7 @@ from metrics.recording import record_run
 
 from .admission import coordinator
 from .handle import _END, RunHandle, unregister
+from .naming import schedule_naming
 from .outcome import ERROR_MESSAGES, outcome, terminal_event, usage_fields
 from .result import AGNO_STATUS
 
@@ -226,3 +227,5 @@ async def finalize(handle: RunHandle, output: Any, failure: BaseException | None
                 handle._publish(result.terminal)
             handle._publish(_END)
             handle._done.set()
+            # The session's first answer: its title from the model, in a task of its own (chat.runs.naming).
+            schedule_naming(handle)

@@ -67,11 +67,14 @@ def _statements(vendor: str) -> _Statements:
         f"{', '.join(f'p.{_column(Profile, n)}' for n in PROFILE_COLUMNS)} "
         f"FROM {s} LEFT JOIN {p} p ON p.{_column(Profile, 'user')} = {s}.{sc('user')} WHERE {s}.{sc('session_id')} = %s"
     )
+    # The stored name wins over the one in agno's session: that is only the name the run's claim
+    # loaded, and a name given meanwhile (the user's rename, the model's title: chat.runs.naming)
+    # must outlast a run that was live while it was given.
     update_session = (
         f"UPDATE {s} SET "
         f"{sc('team_id')} = CASE WHEN %s <> '' THEN %s ELSE {sc('team_id')} END, "
         f"{sc('data')} = %s, {sc('updated_at')} = %s, "
-        f"{sc('session_name')} = COALESCE(%s, NULLIF({sc('session_name')}, ''), %s) "
+        f"{sc('session_name')} = COALESCE(NULLIF({sc('session_name')}, ''), %s, %s) "
         f"WHERE {sc('session_id')} = %s AND {sc('user')} = %s RETURNING {sc('id')}"
     )
     owned_session = f"SELECT {sc('id')} FROM {s} WHERE {sc('session_id')} = %s AND {sc('user')} = %s"

@@ -16,6 +16,8 @@ A transport like the HTTP views: it authenticates, parses with the run API's own
 - `watch`: the socket follows every live run of the user's in the session, on any worker and
   started by any transport, replayed from its start (or after the `seq` the client names) then
   live. Runs started later reach it through a notice on the session's group (chat.ws.fanout).
+- A session renamed (by the user, or named by the model) reaches all of the user's sockets
+  (chat.ws.notices).
 
 The protocol (frames, close codes, errors) is documented in docs/API.md.
 """
@@ -46,7 +48,7 @@ from chat.runs.request import run_request_from_fields
 from chat.storage.executor import run_db
 from metrics.models import RunStatus
 
-from . import frames, revocation
+from . import frames, notices, revocation
 from .fanout import Fanout, group_name
 from .revocation import user_group
 
@@ -212,6 +214,11 @@ class ChatConsumer(AsyncJsonWebsocketConsumer):
             await self.close(code=frames.CLOSE_UNAUTHENTICATED, reason="revoked")
         except Exception:  # noqa: BLE001 - the database is down: the next frame checks again
             logger.exception("could not re-check a socket's credentials after a revocation")
+
+    async def session_renamed(self, message: dict) -> None:
+        """One of the user's sessions got a new name (chat.ws.notices): tell the page."""
+        if self.caller is not None and not self.closed:
+            await self.send_json(notices.renamed_frame(message))
 
     async def _check_credentials(self) -> None:
         """Before every run, watch and cancel: the token has not expired or been revoked, or the

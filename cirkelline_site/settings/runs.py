@@ -59,6 +59,12 @@ CIRKELLINE_FLUSH_RETRY_INTERVAL = positive_float("CIRKELLINE_FLUSH_RETRY_INTERVA
 # Threads that run ORM work for the run path (chat/storage/executor.py).
 CIRKELLINE_DB_THREADS = env.int("CIRKELLINE_DB_THREADS", default=8)
 CIRKELLINE_HISTORY_RUNS = non_negative_int("CIRKELLINE_HISTORY_RUNS", 5)
+# After a session's first answer, ask the model for a short title in the background (one small
+# model call, billed as a usage row of kind `naming`; chat/runs/naming.py). False: a session keeps
+# the name of its first message.
+CIRKELLINE_AUTO_NAME_SESSIONS = env.bool("CIRKELLINE_AUTO_NAME_SESSIONS", default=True)
+# Seconds that naming call may take, retries included; past it the first-message name stays.
+CIRKELLINE_NAMING_TIMEOUT = positive_float("CIRKELLINE_NAMING_TIMEOUT", 30.0)
 CIRKELLINE_MAX_MESSAGE_CHARS = non_negative_int("CIRKELLINE_MAX_MESSAGE_CHARS", 32_000)
 # Characters a user's custom instructions (their profile) may hold; they go into every run's prompt.
 CIRKELLINE_CUSTOM_INSTRUCTIONS_MAX = non_negative_int("CIRKELLINE_CUSTOM_INSTRUCTIONS_MAX", 2_000)

@@ -9,7 +9,15 @@ from django.conf import settings
 from django.test import Client
 
 from tests.conftest import adb, bearer, error_body
-from tests.metrics.helpers import ALICE_BY_DAY, ALICE_BY_MODEL, ALICE_TOTALS, seed_usage, zero_day
+from tests.metrics.helpers import (
+    ALICE_BY_DAY,
+    ALICE_BY_KIND,
+    ALICE_BY_MODEL,
+    ALICE_TOTALS,
+    seed_naming_call,
+    seed_usage,
+    zero_day,
+)
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -25,7 +33,22 @@ async def test_a_user_gets_their_own_usage_by_day_and_model(api, alice, seeded):
     response = await api.get(RANGE, headers=bearer(alice))
     assert response.status_code == 200, response.text
     assert response.json() == {"from": "2026-11-30", "to": "2026-12-04", "currency": "USD", "totals": ALICE_TOTALS,
-                               "by_day": ALICE_BY_DAY, "by_model": ALICE_BY_MODEL}
+                               "by_kind": ALICE_BY_KIND, "by_day": ALICE_BY_DAY, "by_model": ALICE_BY_MODEL}
+
+
+async def test_the_calls_that_named_sessions_count_and_are_shown_apart(api, alice, seeded):
+    """Guards against a naming call missing from the user's spend, or hidden among the chat runs."""
+    await adb(seed_naming_call, alice)
+    body = (await api.get(RANGE, headers=bearer(alice))).json()
+    naming = {"kind": "naming", "runs": 1, "input_tokens": 30, "output_tokens": 5, "total_tokens": 35,
+              "reasoning_tokens": 0, "cache_read_tokens": 0, "cache_write_tokens": 0, "unpriced_tokens": 0,
+              "pricing": "priced", "cost": "0.00000100"}
+    assert body["by_kind"] == [*ALICE_BY_KIND, naming]
+    assert (body["totals"]["runs"], body["totals"]["total_tokens"], body["totals"]["cost"]) == (5, 305, "0.10000103")
+    december_first = next(d for d in body["by_day"] if d["day"] == "2026-12-01")
+    assert (december_first["runs"], december_first["cost"]) == (2, "0.00000103")
+    gemini = next(m for m in body["by_model"] if m["model"] == "gemini-2.5-flash")
+    assert (gemini["runs"], gemini["calls"], gemini["total_tokens"]) == (3, 5, 225)
 
 
 async def test_another_users_rows_never_appear(api, bob, seeded):

@@ -42,11 +42,11 @@ def call(agent="cirkelline", model="scripted", provider="Scripted", calls=1, **t
 GEMINI, LOCAL = ("google", "gemini-2.5-flash"), ("openai-like", "local")
 
 
-def _run(run_id, user, started, *, cost, pricing, unpriced=0, calls=(), **tokens):
+def _run(run_id, user, started, *, cost, pricing, unpriced=0, calls=(), kind="chat", **tokens):
     from metrics.models import ModelCall, RunUsage
 
     tokens.setdefault("total_tokens", tokens.get("input_tokens", 0) + tokens.get("output_tokens", 0))
-    RunUsage.objects.create(run_id=run_id, user=user, session_id="s", team_id="cirkelline", model="m",
+    RunUsage.objects.create(run_id=run_id, user=user, session_id="s", team_id="cirkelline", model="m", kind=kind,
                             status="completed", started_at=started, finished_at=started,
                             cost=None if cost is None else Decimal(cost), pricing=pricing, unpriced_tokens=unpriced,
                             **tokens)
@@ -84,6 +84,13 @@ def seed_usage(alice, bob) -> None:
                  dict(input_tokens=1000, output_tokens=1000))])
 
 
+def seed_naming_call(alice) -> None:
+    """A call that named one of alice's sessions, on 1 December: 30 + 5 tokens of Gemini, priced."""
+    _run("a-naming", alice, datetime(2026, 12, 1, 0, 11, tzinfo=UTC), cost="0.00000100", pricing="priced",
+         kind="naming", input_tokens=30, output_tokens=5,
+         calls=[("naming", GEMINI, 1, "0.00000100", "priced", dict(input_tokens=30, output_tokens=5))])
+
+
 def zero_day(day: str) -> dict:
     return {"day": day, "runs": 0, "input_tokens": 0, "output_tokens": 0, "total_tokens": 0, "reasoning_tokens": 0,
             "cache_read_tokens": 0, "cache_write_tokens": 0, "unpriced_tokens": 0, "pricing": "none",
@@ -94,6 +101,7 @@ def zero_day(day: str) -> dict:
 ALICE_TOTALS = {"runs": 4, "input_tokens": 187, "output_tokens": 83, "total_tokens": 270, "reasoning_tokens": 5,
                 "cache_read_tokens": 20, "cache_write_tokens": 3, "unpriced_tokens": 70, "pricing": "partial",
                 "cost": "0.10000003"}
+ALICE_BY_KIND = [{"kind": "chat", **ALICE_TOTALS}]
 ALICE_BY_DAY = [
     {"day": "2026-11-30", "runs": 1, "input_tokens": 100, "output_tokens": 50, "total_tokens": 150,
      "reasoning_tokens": 5, "cache_read_tokens": 20, "cache_write_tokens": 3, "unpriced_tokens": 0,

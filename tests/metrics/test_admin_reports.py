@@ -62,6 +62,23 @@ def test_the_usage_report_groups_by_user_and_filters(staff_client, report_rows):
     assert [r[:2] for r in body[1:]] == [["google:gemini-2.5-flash", "1"], ["openai-like:local", "2"], ["all", "3"]]
 
 
+def test_the_usage_report_shows_naming_calls_apart(staff_client, report_rows, alice):
+    RunUsage.objects.create(run_id="n1", user=alice, session_id="s", team_id="cirkelline", kind="naming",
+                            model="google:gemini-2.5-flash", status="completed",
+                            started_at=datetime(2026, 12, 2, 9, tzinfo=UTC), duration_ms=300, input_tokens=30,
+                            output_tokens=6, total_tokens=36, cost=Decimal("0.00000500"), pricing="priced")
+    page = staff_client.get(reverse(USAGE), {**PERIOD, "group": "kind"}).content.decode()
+    rows = {r[0]: r for r in _cells(page, "usage-table")[1:]}
+    assert (rows["chat"][1], rows["chat"][8]) == ("6", "0.60000001")
+    assert (rows["naming"][1], rows["naming"][7], rows["naming"][8]) == ("1", "36", "0.00000500")
+    assert (rows["all"][1], rows["all"][8]) == ("7", "0.60000501")
+    only_naming = staff_client.get(reverse(USAGE), {**PERIOD, "group": "user", "kind": "naming", "format": "csv"})
+    body = list(csv.reader(io.StringIO(only_naming.content.decode())))
+    assert [r[:2] for r in body[1:]] == [["alice", "1"], ["all", "1"]]
+    changelist = staff_client.get(reverse("admin:metrics_runusage_changelist"), {"kind__exact": "naming"})
+    assert changelist.status_code == 200 and ">n1<" in changelist.content.decode()
+
+
 def test_the_chart_has_one_bar_per_day_in_range(staff_client, report_rows):
     page = staff_client.get(reverse(USAGE), {"start": "2026-12-01", "end": "2026-12-07"}).content.decode()
     assert page.count('class="bar runs"') == 7 and page.count('class="bar cost"') == 7

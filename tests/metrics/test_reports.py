@@ -65,6 +65,29 @@ def test_totals_filters_and_period(report_rows, alice):
     assert RunUsage.objects.for_period(*DEC).matching(model=LOCAL).totals()["runs"] == 2
 
 
+def _naming_call(user, run_id="n1"):
+    return RunUsage.objects.create(
+        run_id=run_id, user=user, session_id="s", team_id="cirkelline", kind="naming", model=GEMINI,
+        status="completed", started_at=datetime(2026, 12, 2, 9, 1, tzinfo=UTC), finished_at=None, duration_ms=300,
+        ttft_ms=None, input_tokens=30, output_tokens=6, total_tokens=36, cost=Decimal("0.00000500"), pricing="priced")
+
+
+def test_naming_calls_are_a_kind_of_their_own(report_rows, alice):
+    """Guards against the calls that name sessions being counted as chat runs, or left out of the costs."""
+    _naming_call(alice)
+    kinds = _by_key(RunUsage.objects.for_period(*DEC).report("kind"))
+    assert list(kinds) == ["chat", "naming"]
+    assert (kinds["chat"]["runs"], kinds["chat"]["total_tokens"], kinds["chat"]["cost"]) == (6, 610,
+                                                                                            Decimal("0.60000001"))
+    assert (kinds["naming"]["runs"], kinds["naming"]["total_tokens"], kinds["naming"]["cost"]) == (
+        1, 36, Decimal("0.00000500"))
+    assert kinds["naming"]["p50_duration_ms"] == pytest.approx(300)
+    runs = RunUsage.objects.for_period(*DEC)
+    assert runs.matching(kind="chat").totals()["runs"] == 6
+    assert (runs.matching(kind="naming").totals()["cost"], runs.totals()["cost"]) == (
+        Decimal("0.00000500"), Decimal("0.60000501"))
+
+
 def test_the_daily_series_has_every_day_of_the_range(report_rows):
     series = RunUsage.objects.daily_series(date(2026, 12, 1), date(2026, 12, 4))
     assert [(s["day"].day, s["runs"], s["cost"]) for s in series] == [

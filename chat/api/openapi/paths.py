@@ -282,7 +282,7 @@ def all_paths() -> dict[str, Any]:
                 "schema": ref("UploadRequest"),
                 "encoding": {"files": {"contentType": FILE_TYPES}}}}})},
         "/usage": {"get": op(
-            "Your own usage: runs, tokens and cost per day and per model", "usage",
+            "Your own usage: runs, tokens and cost per kind, per day and per model", "usage",
             {**ok(ref("Usage")), **errors(400, 401, 405, 503)}, security=READ_AUTH,
             parameters=[query("from", "First UTC day, inclusive (default: 29 days before `to`).",
                                {**USAGE_DAY, "example": "2026-11-01"}),
@@ -291,7 +291,8 @@ def all_paths() -> dict[str, Any]:
             operation_id="get_usage",
             description="UTC days, both included; only your own usage (there is no user parameter). A bad or "
                         "reversed date, a range over 366 days, a parameter given twice or any other parameter is "
-                        "a 400 naming it. Costs: docs/COST.md.")},
+                        "a 400 naming it. The calls that named your sessions count with your runs (`by_kind` shows "
+                        "them apart). Costs: docs/COST.md.")},
         # The pages (HTML; the browser's login cookie). Documented so the contract names every route.
         "/": {"get": op("The chat page (a new chat)", "pages", {"200": copy.deepcopy(html_page),
                                                                  "302": copy.deepcopy(to_login)},

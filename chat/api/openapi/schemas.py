@@ -247,13 +247,18 @@ def component_schemas() -> dict[str, Any]:
         "Usage": obj({
             "from": {"type": "string", "format": "date"}, "to": {"type": "string", "format": "date"},
             "currency": {"const": "USD"}, "totals": ref("UsageFigures"),
+            "by_kind": {"type": "array", "description": (
+                "The totals split by what was billed: `chat` (runs) and `naming` (the calls that named your "
+                "sessions after their first answer); kinds without rows are left out. `totals`, `by_day` and "
+                "`by_model` count both."),
+                "items": {"allOf": [obj({"kind": {"enum": ["chat", "naming"]}}, ["kind"]), ref("UsageFigures")]}},
             "by_day": {"type": "array", "items": {"allOf": [ref("UsageFigures"),
                                                             obj({"day": {"type": "string", "format": "date"}},
                                                                  ["day"])]}},
             "by_model": {"type": "array", "items": {"allOf": [
                 obj({"provider": STR, "model": STR, "calls": INT}, ["provider", "model", "calls"]),
                 obj({k: v for k, v in usage_row["properties"].items() if k != "runs"})]}},
-        }, ["from", "to", "currency", "totals", "by_day", "by_model"]),
+        }, ["from", "to", "currency", "totals", "by_kind", "by_day", "by_model"]),
         "SseFrame": obj({"id": {"type": "string", "pattern": r"^\d+$",
                                 "description": "The event's `event_index` (so a standard "
                                                                  "`Last-Event-ID` names it); absent on the "

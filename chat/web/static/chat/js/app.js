@@ -21,6 +21,7 @@ const state = {
   refs: 0,
   everReady: false,
   loadToken: 0,
+  listToken: 0,
 };
 
 const memories = new MemoriesDialog();
@@ -111,6 +112,9 @@ function onFrame(frame) {
     case "presence":
       showPresence(frame);
       break;
+    case "session_renamed":
+      onSessionRenamed(frame);
+      break;
     case "error":
       onError(frame);
       break;
@@ -144,6 +148,15 @@ function onWatching(frame) {
   }
   updateStop();
   loadHistory(state.sessionId);
+}
+
+// A session got a new name: the model's title after its first answer, or a rename elsewhere.
+function onSessionRenamed(frame) {
+  list.setName(frame.session_id, frame.session_name);
+  if (frame.session_id === state.sessionId) setTitle(frame.session_name);
+  // And from the API: a list read before the name was stored (the one asked for when the answer
+  // ended) must not bring the old name back, and a chat not listed yet appears.
+  refreshSessions();
 }
 
 function showPresence(frame) {
@@ -283,8 +296,11 @@ function setTitle(name) {
 }
 
 async function refreshSessions() {
+  const token = ++state.listToken;
   try {
-    list.render((await api.sessions()).data);
+    const sessions = (await api.sessions()).data;
+    if (token !== state.listToken) return; // a later refresh was asked for: its answer is newer
+    list.render(sessions);
     list.setCurrent(state.sessionId);
     if (state.sessionId) setTitle(list.nameOf(state.sessionId));
   } catch (error) {

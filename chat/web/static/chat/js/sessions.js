@@ -35,6 +35,25 @@ export class SessionList {
     }
   }
 
+  // A new name from the server (the model's title, or a rename in another window): changed in
+  // place, so an inline rename in progress is left alone. Text only, never markup.
+  setName(sessionId, name) {
+    const session = this.sessions.find((s) => s.session_id === sessionId);
+    if (!session) return false;
+    session.session_name = name;
+    const li = [...this.root.children].find((node) => node.dataset.sessionId === sessionId);
+    const link = li && li.querySelector("a.session-link");
+    if (link) {
+      link.textContent = name || "Untitled chat";
+      link.title = name || "";
+      const rename = li.querySelector("button.rename");
+      const remove = li.querySelector("button.delete");
+      if (rename) rename.setAttribute("aria-label", `Rename “${name || "Untitled chat"}”`);
+      if (remove) remove.setAttribute("aria-label", `Delete “${name || "Untitled chat"}”`);
+    }
+    return true;
+  }
+
   nameOf(sessionId) {
     const session = this.sessions.find((s) => s.session_id === sessionId);
     return session ? session.session_name || "Untitled chat" : null;
