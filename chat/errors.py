@@ -79,6 +79,13 @@ class RunAlreadyEnded(CirkellineError):
         self.extra = {"status": run_status}
 
 
+class RunNotEnded(CirkellineError):
+    """Feedback on a run still in progress: its answer can be rated once it has ended."""
+
+    status = 409
+    detail = "The run has not ended yet: rate its answer once it is complete."
+
+
 class RunUnreachable(CirkellineError):
     """A cancel for a run that is live in another server process, with no Redis to reach it through."""
 

@@ -13,7 +13,7 @@ from django.urls import path
 from django.utils import timezone
 
 from . import admin_reports
-from .models import Budget, DelegationFailure, ModelCall, PriceRule, RunUsage
+from .models import Budget, DelegationFailure, Feedback, FeedbackStatus, ModelCall, PriceRule, RunUsage
 
 
 class ReadOnlyAdmin(admin.ModelAdmin):
@@ -143,3 +143,69 @@ class BudgetAdmin(admin.ModelAdmin):
     search_fields = ("user__username",)
     raw_id_fields = ("user",)
     list_select_related = ("user",)
+
+
+class FeedbackModelFilter(admin.SimpleListFilter):
+    """The model that gave the rated answer (its usage row's), among the models with feedback."""
+
+    title = "model"
+    parameter_name = "model"
+
+    def lookups(self, request, model_admin):
+        models = Feedback.objects.order_by("run__model").values_list("run__model", flat=True).distinct()
+        return [(m, m or "(none)") for m in models]
+
+    def queryset(self, request, queryset):
+        return queryset.matching(model=self.value()) if self.value() else queryset
+
+
+@admin.register(Feedback)
+class FeedbackAdmin(admin.ModelAdmin):
+    """Users' ratings of answers: read-only but for staff's status (unread, seen, done)."""
+
+    list_display = ("updated_at", "rating", "status", "user", "model", "run_link", "short_comment")
+    list_filter = ("status", "rating", FeedbackModelFilter, ("created_at", admin.DateFieldListFilter))
+    search_fields = ("run__run_id", "session_id", "user__username", "comment")
+    date_hierarchy = "created_at"
+    ordering = ("-updated_at",)
+    list_select_related = ("user", "run")
+    fields = ("run_link", "session_id", "user", "model", "rating", "comment", "status", "created_at", "updated_at")
+    readonly_fields = ("run_link", "session_id", "user", "model", "rating", "comment", "created_at", "updated_at")
+    actions = ("mark_seen", "mark_done", "mark_unread")
+
+    def has_add_permission(self, request):
+        return False  # feedback is the users' to give
+
+    def has_delete_permission(self, request, obj=None):
+        return request.user.is_superuser and super().has_delete_permission(request, obj)
+
+    @admin.display(description="model", ordering="run__model")
+    def model(self, obj):
+        return obj.run.model
+
+    @admin.display(description="run")
+    def run_link(self, obj):
+        from django.utils.html import format_html
+
+        link = admin_reports.run_link(obj.run_id)
+        return format_html('<a href="{}" class="run-link">{}</a>', link, obj.run_id) if link else obj.run_id
+
+    @admin.display(description="comment")
+    def short_comment(self, obj):
+        return obj.comment[:120]
+
+    def _mark(self, request, queryset, status: str) -> None:
+        changed = queryset.mark(status)
+        self.message_user(request, f"{changed} marked {status}.")
+
+    @admin.action(description="Mark as seen", permissions=["change"])
+    def mark_seen(self, request, queryset):
+        self._mark(request, queryset, FeedbackStatus.SEEN)
+
+    @admin.action(description="Mark as done", permissions=["change"])
+    def mark_done(self, request, queryset):
+        self._mark(request, queryset, FeedbackStatus.DONE)
+
+    @admin.action(description="Mark as unread", permissions=["change"])
+    def mark_unread(self, request, queryset):
+        self._mark(request, queryset, FeedbackStatus.UNREAD)

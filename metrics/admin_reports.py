@@ -20,7 +20,7 @@ from django.utils import timezone
 from django.utils.http import urlencode
 
 from .charts import daily_bars
-from .models import DelegationFailure, RunStatus, RunUsage, UsageKind
+from .models import DelegationFailure, Feedback, RunStatus, RunUsage, UsageKind
 from .reports import EARLIEST_DAY, LATEST_DAY, days_between
 
 MAX_DAYS = 366
@@ -43,7 +43,7 @@ def _text(name: str, value) -> str:
         return "-"
     if name == "cost":
         return f"{Decimal(value):.8f}"
-    if name.endswith("_rate") or name == "unpriced_share":
+    if name.endswith(("_rate", "_share")):
         return f"{value * 100:.1f}%"
     if name.endswith("_ms"):
         return f"{value:.0f}"
@@ -104,6 +104,23 @@ class UsageFilterForm(PeriodForm):
         return self.cleaned_data.get("group") or "day"
 
 
+FEEDBACK_COLUMNS = [("key", "group"), ("runs", "answers"), ("rated", "rated"), ("up", "thumbs up"),
+                    ("down", "thumbs down"), ("up_share", "up share"), ("rated_share", "rated share")]
+
+
+def feedback_tables(runs, start: date, end: date) -> list[tuple[str, str, list[str], list[list[str]]]]:
+    """(title, table id, headers, cells) of the feedback on `runs`' answers, by model and by day."""
+    chat_runs = runs.filter(kind=UsageKind.CHAT)  # naming calls are no answers: nothing to rate
+    headers = [label for _, label in FEEDBACK_COLUMNS]
+    tables = []
+    for group, title in (("model", "Feedback by model"), ("day", "Feedback by day")):
+        rows = Feedback.objects.rates(chat_runs, group, start, end)
+        cells = [[_text(name, row[name]) if name != "key" or row[name] is not None else "(none)"
+                  for name, _ in FEEDBACK_COLUMNS] for row in rows]
+        tables.append((title, f"feedback-by-{group}", headers, cells))
+    return tables
+
+
 def csv_cell(text: str) -> str:
     """A text cell a spreadsheet shows rather than runs: OWASP's advice for CSV exports is a
     leading quote before = + - @ tab or CR, which would otherwise start a formula (a username
@@ -143,6 +160,7 @@ def usage_report(request: HttpRequest, context: dict) -> HttpResponse:
         **context, "form": form, "params": params, "headers": headers, "body": body, "total": total,
         "chart": daily_bars(series), "days": len(days_between(params["start"], params["end"])),
         "gap": totals, "csv_query": csv_query, "title": "Usage report",
+        "feedback": feedback_tables(runs, params["start"], params["end"]),
     })
 
 

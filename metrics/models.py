@@ -9,6 +9,8 @@
 - `PriceRule`: list prices per million tokens, versioned by effective dates.
 - `Budget`: an optional monthly spend limit per user.
 - `DelegationFailure`: a delegation that went wrong (see chat/runs/delegation.py).
+- `Feedback`: what a user said about one of their answers (thumbs up or down, a comment), with
+  staff's status; one per run, under the run's usage row (metrics/feedback.py has its queries).
 
 Report queries live on the QuerySets in metrics/reports.py.
 """
@@ -25,6 +27,7 @@ from django.db import models, transaction
 from django.db.models import Q
 from django.utils import timezone
 
+from .feedback import FeedbackQuerySet
 from .reports import BudgetQuerySet, DelegationFailureQuerySet, ModelCallQuerySet, RunUsageQuerySet
 
 # Cost columns: USD with 8 decimal places (the rounding rule is in metrics/pricing.py).
@@ -324,3 +327,48 @@ class DelegationFailure(models.Model):
 
     def __str__(self) -> str:
         return f"{self.run_id} {self.kind} {self.member}"
+
+
+class Rating(models.TextChoices):
+    UP = "up", "thumbs up"
+    DOWN = "down", "thumbs down"
+
+
+class FeedbackStatus(models.TextChoices):
+    """Where staff are with a piece of feedback; a change by its user makes it unread again."""
+
+    UNREAD = "unread", "unread"
+    SEEN = "seen", "seen"
+    DONE = "done", "done"
+
+
+# The longest comment a user may leave with their rating (characters).
+FEEDBACK_COMMENT_CHARS = 2000
+
+
+class Feedback(models.Model):
+    """A user's rating of one of their answers (a chat run), with an optional comment.
+
+    One per run (changeable by its user), under the run's usage row: it outlives the chat (a
+    deleted session keeps its usage rows and their feedback, for staff), and goes with the account.
+    """
+
+    run = models.OneToOneField(RunUsage, to_field="run_id", db_column="run_id", on_delete=models.CASCADE,
+                               related_name="feedback")
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="run_feedback")
+    session_id = models.CharField(max_length=64)
+    rating = models.CharField(max_length=4, choices=Rating.choices, db_index=True)
+    comment = models.TextField(blank=True, default="", max_length=FEEDBACK_COMMENT_CHARS)
+    status = models.CharField(max_length=8, choices=FeedbackStatus.choices, default=FeedbackStatus.UNREAD,
+                              db_index=True)
+    created_at = models.DateTimeField(default=timezone.now, db_index=True)
+    updated_at = models.DateTimeField(default=timezone.now)
+
+    objects = FeedbackQuerySet.as_manager()
+
+    class Meta:
+        verbose_name_plural = "feedback"
+        indexes = [models.Index(fields=["user", "session_id"], name="feedback_user_session")]
+
+    def __str__(self) -> str:
+        return f"{self.run_id} {self.rating}"

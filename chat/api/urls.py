@@ -1,9 +1,9 @@
 """The API's routes: AgentOS runs, sessions and teams; the token routes; uploads; usage; the profile and
-memories; the OpenAPI document."""
+memories; feedback on answers; the OpenAPI document."""
 
 from django.urls import path
 
-from . import memories, profile, tokens, usage, views
+from . import feedback, memories, profile, tokens, usage, views
 
 urlpatterns = [
     path("api/token/", tokens.LoginView.as_view(), name="token_obtain_pair"),
@@ -21,6 +21,8 @@ urlpatterns = [
     path("sessions/<str:session_id>", views.session_detail, name="session"),
     path("sessions/<str:session_id>/runs", views.session_runs, name="session-runs"),
     path("sessions/<str:session_id>/rename", views.rename_session, name="session-rename"),
+    path("sessions/<str:session_id>/feedback", feedback.session_feedback, name="session-feedback"),
+    path("runs/<str:run_id>/feedback", feedback.run_feedback, name="run-feedback"),
     path("uploads", views.upload, name="uploads"),
     path("usage", usage.usage, name="usage"),
     path("profile", profile.profile, name="profile"),
