@@ -5,6 +5,7 @@
 
 import { api, ApiError } from "./api.js";
 import { Composer } from "./composer.js";
+import { FeedbackBar } from "./feedback.js";
 import { MemoriesDialog } from "./memories.js";
 import { SessionList } from "./sessions.js";
 import { SettingsDialog } from "./settings.js";
@@ -25,7 +26,10 @@ const state = {
 };
 
 const memories = new MemoriesDialog();
-const conversation = new Conversation($("messages"), config, { onMemoryUse: () => memories.refresh() });
+const conversation = new Conversation($("messages"), config, {
+  onMemoryUse: () => memories.refresh(),
+  onAnswer: (turn) => turn.attach(new FeedbackBar(turn.runId)),
+});
 const list = new SessionList($("sessions"), $("sessions-empty"), {
   onOpen: (id) => openSession(id, { push: true }),
   onRename: renameSession,
@@ -338,9 +342,15 @@ async function refreshSpend() {
 async function loadHistory(sessionId) {
   const token = ++state.loadToken;
   try {
-    const runs = await api.runs(sessionId);
+    // The ratings given to its answers come alongside; without them the chat still shows.
+    const [runs, feedback] = await Promise.all([api.runs(sessionId),
+      api.sessionFeedback(sessionId).catch(() => ({ data: [] }))]);
     if (token !== state.loadToken) return; // another session was opened meanwhile
     conversation.showHistory(runs, liveTurns()); // answers still streaming stay, after the history
+    for (const item of feedback.data) {
+      const turn = conversation.turns.get(item.run_id);
+      if (turn && turn.feedback) turn.feedback.show(item);
+    }
   } catch (error) {
     if (token !== state.loadToken) return;
     const live = liveTurns();

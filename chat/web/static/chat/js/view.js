@@ -29,6 +29,8 @@ const ICONS = {
   trash: "M4 7h16M9 7V4h6v3M6 7l1 13h10l1-13",
   close: "M6 6l12 12M18 6L6 18",
   clip: "M16 7l-7.5 7.5a2.5 2.5 0 0 0 3.5 3.5l7.5-7.5a4.5 4.5 0 0 0-6.4-6.4l-7.5 7.5a6.5 6.5 0 0 0 9.2 9.2L20 15.6",
+  // A thumb up; the thumb down is the same icon turned over (chat.css).
+  thumb: "M7 11v9H4v-9h3zM7 11l4-8c1.5 0 2.5 1 2.2 2.6L12.6 9H19a2 2 0 0 1 2 2.3l-1.2 7A2 2 0 0 1 17.8 20H7",
 };
 
 // A stroked SVG icon (no emoji: a system may lack the font).
@@ -129,6 +131,8 @@ export class Turn {
     this.errorNode.hidden = true;
     this.meta = el("footer", "meta");
     body.append(this.delegations, this.reasoning, this.answerNode, this.typing, this.errorNode, this.meta);
+    this.body = body;
+    this.feedback = null; // the thumbs under a finished answer (chat/js/feedback.js, given by the page)
     this.node.append(avatar, body);
   }
 
@@ -279,6 +283,13 @@ export class Turn {
       `${(frame.duration_ms / 1000).toFixed(1)} s`,
       frame.saved === false ? "not saved yet" : null,
     ]);
+    this.conversation.answered(this);
+  }
+
+  // The page's part under a finished answer (its feedback bar), added once.
+  attach(part) {
+    this.feedback = part;
+    this.body.append(part.node);
   }
 
   // A failure before the run started (refused by the server, or never sent).
@@ -315,17 +326,24 @@ export class Turn {
       typeof duration === "number" ? `${duration.toFixed(1)} s` : null,
     ]);
     this.finished = true;
+    this.conversation.answered(this);
   }
 }
 
 export class Conversation {
-  constructor(root, { members, teamName }, { onMemoryUse } = {}) {
+  constructor(root, { members, teamName }, { onMemoryUse, onAnswer } = {}) {
     this.root = root;
     this.members = members;
     this.teamName = teamName;
     this.onMemoryUse = onMemoryUse || (() => {});
+    this.onAnswer = onAnswer || (() => {});
     this.welcome = root.querySelector("#welcome");
     this.turns = new Map();
+  }
+
+  // A turn's answer has ended (streamed, or from the history): the page may add its part once.
+  answered(turn) {
+    if (turn.runId && !turn.feedback) this.onAnswer(turn);
   }
 
   clear() {
