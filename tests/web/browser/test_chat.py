@@ -101,7 +101,11 @@ async def test_stop_ends_a_slow_run_and_it_is_recorded_as_cancelled(slow_server,
     await expect(page.locator("#send")).to_be_visible()
     run_id = await turn.get_attribute("data-run-id")
     row = await adb(RunUsage.objects.get, run_id=run_id)
-    assert row.status == "cancelled" and row.model_calls == 0
+    assert row.status == "cancelled"
+    # The call Stop cut off is billed for what it consumed, counted locally (docs/COST.md).
+    calls = await adb(lambda: list(row.calls.all()))
+    assert row.model_calls == sum(c.calls for c in calls)
+    assert all(c.estimated and c.input_tokens > 0 for c in calls), calls
     assert await turn.locator(".answer").text_content() == ""
 
 
