@@ -208,6 +208,22 @@ def test_every_example_matches_its_schema():
     assert checked >= 10
 
 
+def test_text_patterns_refuse_what_the_server_refuses():
+    """A NUL anywhere, or nothing but white space, is a 400 from the server: a pattern that lets
+    either through sends schemathesis (and client generators) after values the API refuses."""
+    from chat.api.openapi.common import NONBLANK, TEXT
+
+    def valid(schema, value):
+        return jsonschema.Draft202012Validator(schema).is_valid(value)
+
+    for value in ["\x00", "a\x00", "\x00a", " \x00 "]:
+        assert not valid(TEXT, value) and not valid(NONBLANK, value), repr(value)
+    for value in ["", "  ", "\t\n"]:
+        assert not valid(NONBLANK, value), repr(value)
+    for value in ["a", " a ", "Hvad er 6 x 7?"]:
+        assert valid(TEXT, value) and valid(NONBLANK, value), repr(value)
+
+
 @pytest.mark.django_db(transaction=True)
 async def test_usage_and_a_budget_refusal_match_their_documented_bodies(api, alice):
     """With real rows (schemathesis's user has none): /usage's day and model rows, and the 402."""

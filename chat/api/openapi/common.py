@@ -49,7 +49,7 @@ STR = {"type": "string"}
 # What a client sends: any string but one with a NUL character (a 400 in every field).
 TEXT = {"type": "string", "pattern": "^[^\\u0000]*$"}
 # ... with something besides whitespace (fields the server strips first).
-NONBLANK = {"type": "string", "pattern": "^[^\\u0000]*\\S[^\\u0000]*$"}
+NONBLANK = {"type": "string", "pattern": "^[^\\u0000]*[^\\s\\u0000][^\\u0000]*$"}
 INT = {"type": "integer"}
 NUM = {"type": "number"}
 BOOL = {"type": "boolean"}
