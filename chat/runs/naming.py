@@ -13,7 +13,7 @@ is already out: naming never delays it):
 3. one transaction: its usage row (`kind` naming, its own run id, the session's id; priced like a
    run's, with its ModelCall ledger: metrics.recording.record_run) and the new name, given by a
    conditional UPDATE (`ChatSession.objects.name_by_model`), so a rename by the user racing it
-   wins;
+   wins; retried while the database is unavailable, as a run's final write is;
 4. `chat.models.session_renamed`, which the websocket transport turns into a `session_renamed`
    frame to every socket of the user (chat.ws.notices).
 
@@ -40,6 +40,7 @@ from chat.agents.providers import model_spec
 from chat.context import RunContext, current_run
 from chat.models import ChatSession, NamedBy, session_renamed
 from chat.observability.request_id import bind_run, current_request_id
+from chat.storage.buffer import is_refusal
 from chat.storage.executor import run_db
 from metrics.budgets import budget_refusal
 from metrics.models import RunStatus, UsageKind
@@ -122,6 +123,31 @@ def _store(usage: dict[str, Any], calls: list[dict[str, Any]], title: str | None
         return bool(title) and ChatSession.objects.name_by_model(usage["user_id"], usage["session_id"], title)
 
 
+async def _store_when_possible(usage: dict[str, Any], calls: list[dict[str, Any]], title: str | None) -> bool:
+    """`_store`, retried while the database is unavailable (as a run's final write is, for
+    CIRKELLINE_FLUSH_RETRY_WINDOW with the same backoff): the call was made, so it is billed once
+    the database is back. Data the database refuses is not retried (it cannot help). Whether the
+    session was renamed; False when the call could not be billed (logged with its numbers)."""
+    loop = asyncio.get_running_loop()
+    give_up = loop.time() + settings.CIRKELLINE_FLUSH_RETRY_WINDOW
+    delay = settings.CIRKELLINE_FLUSH_RETRY_INTERVAL
+    while True:
+        try:
+            return await run_db(_store, usage, calls, title)
+        except Exception as exc:  # noqa: BLE001 - logged below; the first message's name stays
+            failure = exc
+        if is_refusal(failure) or loop.time() + delay >= give_up:
+            break
+        logger.warning("naming call %s: database unavailable (%s); retrying its usage write", usage["run_id"],
+                       failure)
+        await asyncio.sleep(delay)
+        delay = min(delay * 2, 30.0)
+    logger.error("naming call %s for session %s: could not store its usage (%s: %s); usage=%s", usage["run_id"],
+                 usage["session_id"], type(failure).__name__, failure,
+                 {k: usage[k] for k in ("status", "model", "total_tokens")})
+    return False
+
+
 async def name_session(*, user_id: int, username: str, session_id: str, team_id: str, first_message: str,
                        answer: str, request_id: str = "") -> str | None:
     """Ask the model for the session's title, bill the call and give the session the title; the new
@@ -165,16 +191,12 @@ async def name_session(*, user_id: int, username: str, session_id: str, team_id:
         "backoff_seconds": round(ctx.backoff_seconds, 3), "streamed": False, "started_at": started_at,
         "finished_at": datetime.now(UTC), "duration_ms": int((time.monotonic() - started) * 1000),
     }
-    store = asyncio.ensure_future(run_db(_store, usage, calls, title))
+    store = asyncio.ensure_future(_store_when_possible(usage, calls, title))
     try:
         renamed = await asyncio.shield(store)
     except asyncio.CancelledError:
         cancelled = True
-        renamed = False  # the write goes on in its thread; the sockets are not told
-    except Exception:  # noqa: BLE001 - the database is down: this call goes unbilled, the name stays
-        logger.error("naming call %s for session %s: could not store its usage (%s); usage=%s", run_id, session_id,
-                     "database unavailable", {k: usage[k] for k in ("status", "model", "total_tokens")})
-        renamed = False
+        renamed = False  # the write goes on (its retries too); the sockets are not told
     if cancelled:
         raise asyncio.CancelledError
     if not renamed:

@@ -6,6 +6,7 @@ from __future__ import annotations
 from decimal import Decimal
 
 import pytest
+from django.db import IntegrityError, OperationalError
 
 from chat.agents.scripted import Turn, provider_error
 from chat.agents.titles import NAMING_LABEL
@@ -186,6 +187,42 @@ async def test_a_failed_naming_call_is_recorded_and_the_name_stays(alice, failur
     assert result.status == "completed"
     [named] = await adb(usage, handle.session_id, UsageKind.NAMING)
     assert (named.status, named.error_type) == ("rate_limited", "rate_limited")
+    assert (await adb(session, handle.session_id)).session_name == MESSAGE
+
+
+async def test_a_naming_write_during_an_outage_is_retried_and_billed_once(alice, recorder, settings, monkeypatch):
+    """Guards against a naming call lost to a short database outage: the call was made, so its
+    usage row (and the title) is written once the database answers again, exactly once."""
+    settings.CIRKELLINE_FLUSH_RETRY_INTERVAL = 0.01
+    settings.CIRKELLINE_FLUSH_RETRY_WINDOW = 30.0
+    real_store, attempts = naming._store, []
+
+    def store_after_an_outage(*args):
+        attempts.append(args)
+        if len(attempts) <= 2:
+            raise OperationalError("connection refused")
+        return real_store(*args)
+
+    monkeypatch.setattr(naming, "_store", store_after_an_outage)
+    handle, _ = await run_to_end(alice)
+    assert len(attempts) == 3
+    [named] = await adb(usage, handle.session_id, UsageKind.NAMING)
+    assert named.status == "completed" and named.total_tokens > 0
+    assert (await adb(session, handle.session_id)).session_name == TITLE
+
+
+async def test_a_naming_write_the_database_refuses_is_not_retried(alice, recorder, settings, monkeypatch):
+    settings.CIRKELLINE_FLUSH_RETRY_INTERVAL = 0.01
+    attempts = []
+
+    def refused(*args):
+        attempts.append(args)
+        raise IntegrityError("refused")
+
+    monkeypatch.setattr(naming, "_store", refused)
+    handle, _ = await run_to_end(alice)
+    assert len(attempts) == 1
+    assert await adb(usage, handle.session_id, UsageKind.NAMING) == []
     assert (await adb(session, handle.session_id)).session_name == MESSAGE
 
 
