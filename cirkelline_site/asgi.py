@@ -66,6 +66,12 @@ from chat.runs.uploads import swept  # noqa: E402
 # connection on.
 application = swept(application)
 
+from chat.runs.reaper import reaping  # noqa: E402
+
+# Every worker renews its lease on the runs it owns and closes the runs of workers that died
+# (chat.runs.lease, chat.runs.reaper), from its first connection on.
+application = reaping(application)
+
 from chat.observability.loop_watch import watched  # noqa: E402
 
 # The event loop watched in production: lag histogram, stalls logged with their stack.

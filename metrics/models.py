@@ -9,6 +9,8 @@
 - `PriceRule`: list prices per million tokens, versioned by effective dates.
 - `Budget`: an optional monthly spend limit per user.
 - `DelegationFailure`: a delegation that went wrong (see chat/runs/delegation.py).
+- `WorkerLease`: each server process's heartbeat; a running row whose worker's lease expired is
+  closed by another process (metrics/leases.py).
 - `Feedback`: what a user said about one of their answers (thumbs up or down, a comment), with
   staff's status; one per run, under the run's usage row (metrics/feedback.py has its queries).
 
@@ -28,6 +30,7 @@ from django.db.models import Q
 from django.utils import timezone
 
 from .feedback import FeedbackQuerySet
+from .leases import WorkerLeaseQuerySet
 from .reports import BudgetQuerySet, DelegationFailureQuerySet, ModelCallQuerySet, RunUsageQuerySet
 
 # Cost columns: USD with 8 decimal places (the rounding rule is in metrics/pricing.py).
@@ -139,6 +142,19 @@ class RunUsage(models.Model):
 
     def __str__(self) -> str:
         return f"{self.run_id} ({self.status})"
+
+
+class WorkerLease(models.Model):
+    """A server process's lease on the runs it owns (metrics/leases.py): renewed every heartbeat."""
+
+    # host:pid:nonce, as on RunUsage.worker (chat.runs.worker).
+    worker = models.CharField(max_length=128, unique=True)
+    expires_at = models.DateTimeField()
+
+    objects = WorkerLeaseQuerySet.as_manager()
+
+    def __str__(self) -> str:
+        return f"{self.worker} until {self.expires_at:%Y-%m-%d %H:%M:%S}"
 
 
 class PriceRuleQuerySet(models.QuerySet):

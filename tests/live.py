@@ -59,6 +59,13 @@ class PortTaken(Exception):
 @contextmanager
 def live_server(env: dict[str, str] | None = None, *, server: str = "daphne") -> Iterator[str]:
     """Start a server, wait until it listens and answers /health, yield its base URL, stop it."""
+    with live_server_process(env, server=server) as started:
+        yield started.base_url
+
+
+@contextmanager
+def live_server_process(env: dict[str, str] | None = None, *, server: str = "daphne") -> Iterator[_Server]:
+    """As live_server, yielding the server itself: `base_url`, `proc` (a test may kill it), `output()`."""
     for attempt in range(5):
         try:
             started = _Server(env, server)
@@ -67,7 +74,7 @@ def live_server(env: dict[str, str] | None = None, *, server: str = "daphne") ->
                 raise
             continue
         with started:
-            yield started.base_url
+            yield started
         return
 
 
@@ -134,6 +141,9 @@ class _Server:
             time.sleep(0.05)
 
     def stop(self) -> None:
+        if self.proc.poll() is not None:  # killed by the test
+            self.output_file.close()
+            return
         self.proc.terminate()
         try:
             self.proc.wait(timeout=10)

@@ -2,7 +2,8 @@
 
 It sets the run's `RunContext` (so everything agno spawns reports to it), iterates agno's event
 stream of a team built for this run alone, accounts every event (chat.runs.accounting), watches
-it for delegation failures (chat.runs.monitor), queues
+it for delegation failures (chat.runs.monitor), notes its completed provider calls for its live
+ledger (chat.runs.liveledger: billed if its process dies), queues
 what the client should see on the handle (agno's terminal event is held back until the run's rows
 are written) and, whatever happened (completion, cancel, deadline, crash), finalises the run.
 """
@@ -18,6 +19,7 @@ from chat.agents.runtime import TeamRunEvent, is_run_output, stream_team_run
 from chat.context import current_run
 from chat.observability.request_id import bind_run
 
+from . import liveledger
 from .events import ContentDiscarded
 from .finalize import finalize
 from .handle import RunHandle
@@ -59,11 +61,15 @@ async def drive(handle: RunHandle) -> None:
             metadata=request.metadata,
             attachments=request.attachments,
         )
+        billed = 0  # calls seen completed (agno's events + the retry layer's own), for the live ledger
         async for item in stream:
             if is_run_output(item):
                 output = item
                 continue
             account.observe(item)
+            if account.model_calls + len(ctx.cut_calls) != billed:
+                billed = account.model_calls + len(ctx.cut_calls)
+                liveledger.note(handle)
             monitor.observe(item)
             if account.terminal is not None:
                 continue  # agno follows TeamRunCancelled with a TeamRunCompleted: one terminal only

@@ -363,15 +363,16 @@ async def live_in_session(user_id: int, session_id: str) -> list[LogRef]:
     return sorted(refs.values(), key=lambda ref: ref.meta.get("started_at", ""))
 
 
-async def close(run_id: str, terminal: Any, *, summary: dict) -> bool:
+async def close(run_id: str, terminal: Any, *, summary: dict, index: int | None = None) -> bool:
     """End the log of a run whose worker is gone, with `terminal` (an agno event, or a dict with its
-    `event`) as its last entry and `summary` (run_finished's fields) as its outcome. Readers
-    everywhere get both. False if the log had ended already, or no log of the run exists."""
+    `event`) as its last entry, numbered `index` (default: after the log's last entry), and
+    `summary` (run_finished's fields) as its outcome. Readers everywhere get both. False if the
+    log had ended already, or no log of the run exists."""
     log = _live.get(run_id)
     if log is not None:  # the run is (was) this process's: end it here, and in Redis after
         if log.ended:
             return False
-        entry = _terminal_entry(log.last_index + 1, terminal)
+        entry = _terminal_entry(log.last_index + 1 if index is None else index, terminal)
         log.add([entry])
         log.end(summary)
         if settings.REDIS_URL:
@@ -382,7 +383,8 @@ async def close(run_id: str, terminal: Any, *, summary: dict) -> bool:
         return True
     if not settings.REDIS_URL:
         return False
-    return await eventlog_redis.close_elsewhere(run_id, lambda number: _terminal_entry(number, terminal), summary)
+    return await eventlog_redis.close_elsewhere(
+        run_id, lambda number: _terminal_entry(number if index is None else index, terminal), summary)
 
 
 def _terminal_entry(number: int, terminal: Any) -> Entry:

@@ -20,12 +20,21 @@ _COMPLETED = TeamRunEvent.run_completed.value
 _CANCELLED = TeamRunEvent.run_cancelled.value
 _ERROR = TeamRunEvent.run_error.value
 
+# A run whose server process died (chat.runs.reaper closes it), and the index of its terminal
+# event: its worker's last index is unknown (it may have sent its client events that never
+# reached Redis), so the terminal is numbered after any index a run can reach, and a client
+# resuming after the last event it had still gets it.
+WORKER_LOST = "worker_lost"
+LOST_EVENT_INDEX = 1_000_000_000
 ERROR_MESSAGES = {
     "timeout": "The run took longer than its deadline and was stopped.",
     "first_token": "The AI provider did not start answering in time, so the run was stopped.",
     "rate_limited": "The AI provider is rate limiting requests right now. Please try again shortly.",
     "provider_error": "The AI provider failed to answer. Please try again.",
     "internal": "Something went wrong while running your request.",
+    # The server process running the answer died (chat.runs.reaper); also the stored answer.
+    WORKER_LOST: ("This answer was interrupted: the server running it stopped before it finished. Please send "
+                  "your message again."),
 }
 
 

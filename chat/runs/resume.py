@@ -26,7 +26,7 @@ from metrics.models import RunUsage
 from . import eventlog
 from .admission import coordinator
 from .handle import live_run
-from .outcome import ERROR_MESSAGES
+from .outcome import ERROR_MESSAGES, LOST_EVENT_INDEX, WORKER_LOST
 from .result import AGNO_STATUS
 from .teams import team_name
 
@@ -44,6 +44,8 @@ class Found:
     ref: eventlog.LogRef | None = None
     stored: dict | None = None
     error_type: str = ""
+    # A streamed run closed because its worker died (its terminal has no index of its own).
+    interrupted: bool = False
 
 
 async def find_run(user_id: int, team_id: str, run_id: str, session_id: str | None = None) -> Found:
@@ -74,18 +76,26 @@ async def find_run(user_id: int, team_id: str, run_id: str, session_id: str | No
     status = str(stored["status"] or payload.get("status") or "COMPLETED").upper()
     found = Found(run_id, status, stored=stored)
     if status == "ERROR":
-        found.error_type = await run_db(_error_type, run_id) or "internal"
+        error_type, streamed = await run_db(_error_type, run_id) or ("internal", False)
+        found.error_type = error_type or "internal"
+        found.interrupted = found.error_type == WORKER_LOST and streamed
     return found
 
 
-def _error_type(run_id: str) -> str | None:
-    return RunUsage.objects.filter(run_id=run_id).values_list("error_type", flat=True).first()
+def _error_type(run_id: str) -> tuple[str, bool] | None:
+    return RunUsage.objects.filter(run_id=run_id).values_list("error_type", "streamed").first()
 
 
 def stored_terminal(found: Found) -> tuple[int, Any] | None:
-    """A stored run's terminal event and the index it was streamed with; None when it was not streamed."""
+    """A stored run's terminal event and the index it was streamed with; None when it was not streamed.
+
+    A streamed run whose worker died (closed by chat.runs.reaper) has the index its log's
+    terminal was given, LOST_EVENT_INDEX: after whatever its client had.
+    """
     payload = found.stored["payload"] or {}
     index = payload.get("last_event_index")
+    if index is None and found.interrupted:
+        index = LOST_EVENT_INDEX
     if index is None:
         return None
     team_id = payload.get("team_id") or found.stored.get("component_id") or ""

@@ -46,7 +46,7 @@ from chat.storage.executor import run_db
 from metrics.budgets import budget_refusal
 from metrics.models import RunStatus
 
-from . import eventlog
+from . import eventlog, reaper
 from .accounting import RunAccount
 from .admission import coordinator
 from .drive import drive
@@ -193,12 +193,24 @@ async def cancel_run(user_id: int, run_id: str) -> str:
     if handle is None:
         coord = coordinator()
         if await coord.owner_elsewhere(run_id) == user_id:
-            await coord.cancel_elsewhere(run_id)
+            # Its worker may be dead (its lease expired): nobody would answer the cancel, so the
+            # run is closed here and now (worker_lost), its slot freed.
+            if not await reaper.close_if_orphaned(run_id) and not await coord.cancel_elsewhere(run_id):
+                if not await reaper.close_if_orphaned(run_id):  # its lease may have run out meanwhile
+                    raise RunUnreachable()  # its worker neither answers nor has lost its lease yet
             stored = await run_db(ChatRun.objects.find, user_id, run_id)
-            return stored["status"].lower() if stored else RunStatus.CANCELLED
+            return _usage_status(stored)
     stored = await run_db(ChatRun.objects.find, user_id, run_id)
     if stored is None:
         raise RunNotFound(run_id)
     if stored["status"] == RUNNING:
+        if await reaper.close_if_orphaned(run_id):  # its worker is gone
+            return _usage_status(await run_db(ChatRun.objects.find, user_id, run_id))
         raise RunUnreachable()  # in another process, and no Redis to reach it through
     raise RunAlreadyEnded(stored["status"].lower())
+
+
+def _usage_status(stored: dict | None) -> str:
+    """An ended run's status as the cancel route says it (cancelled; error for a run closed because
+    its worker died)."""
+    return stored["status"].lower() if stored else RunStatus.CANCELLED

@@ -81,6 +81,25 @@ if not 1 <= CIRKELLINE_MAX_JSON_DEPTH <= 100:
 # per server process. Beyond them a new run gets 429 with Retry-After.
 CIRKELLINE_MAX_RUNS_PER_USER = non_negative_int("CIRKELLINE_MAX_RUNS_PER_USER", 3)
 CIRKELLINE_MAX_CONCURRENT_RUNS = non_negative_int("CIRKELLINE_MAX_CONCURRENT_RUNS", 1000)
+# A server process that dies mid-run (kill -9, OOM, a lost host) cannot end its runs: every
+# process renews a lease every CIRKELLINE_WORKER_HEARTBEAT_SECONDS (one database write, whatever
+# its runs), valid CIRKELLINE_WORKER_LEASE_SECONDS; every CIRKELLINE_REAPER_INTERVAL_SECONDS
+# (and when it starts) each process closes the runs whose worker's lease expired: status error,
+# error_type worker_lost, billed for the calls they completed, their admission slots freed
+# (chat/runs/reaper.py). A loop stalled longer than lease - heartbeat would lose its runs.
+CIRKELLINE_WORKER_HEARTBEAT_SECONDS = positive_float("CIRKELLINE_WORKER_HEARTBEAT_SECONDS", 10.0)
+CIRKELLINE_WORKER_LEASE_SECONDS = positive_float("CIRKELLINE_WORKER_LEASE_SECONDS", 45.0)
+if CIRKELLINE_WORKER_LEASE_SECONDS < 2 * CIRKELLINE_WORKER_HEARTBEAT_SECONDS:
+    raise ImproperlyConfigured("CIRKELLINE_WORKER_LEASE_SECONDS must be at least twice "
+                               "CIRKELLINE_WORKER_HEARTBEAT_SECONDS (one late heartbeat must not lose a worker's runs)")
+CIRKELLINE_REAPER_INTERVAL_SECONDS = positive_float("CIRKELLINE_REAPER_INTERVAL_SECONDS", 15.0)
+# A running run's completed provider calls are written to its usage row (its live ledger) at most
+# this many seconds after they complete, for every run of the process in one statement, so a run
+# whose worker dies is billed for them. 0: at the next turn of the event loop (more writes).
+CIRKELLINE_LIVE_LEDGER_SECONDS = env.float("CIRKELLINE_LIVE_LEDGER_SECONDS", default=0.5)
+if CIRKELLINE_LIVE_LEDGER_SECONDS < 0:
+    raise ImproperlyConfigured(
+        f"CIRKELLINE_LIVE_LEDGER_SECONDS must be zero or more, got {CIRKELLINE_LIVE_LEDGER_SECONDS}")
 CIRKELLINE_MAX_FILES = non_negative_int("CIRKELLINE_MAX_FILES", 10)
 CIRKELLINE_MAX_FILE_BYTES = non_negative_int("CIRKELLINE_MAX_FILE_BYTES", 20 * 1024 * 1024)
 # Whole request bodies (JSON/form, and multipart minus file parts) above this are refused (413).

@@ -20,7 +20,7 @@ HTML = "text/html"
 SESSION_ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.:-]{0,63}$"
 DELEGATION_FAILURE_KINDS = ["announced_not_executed", "unknown_member", "empty_task", "member_error",
                             "member_empty_result", "member_stalled"]
-RUN_ERROR_TYPES = ["provider_error", "timeout", "rate_limited", "internal"]
+RUN_ERROR_TYPES = ["provider_error", "timeout", "rate_limited", "internal", "worker_lost"]
 
 # Who may call: a bearer token, or the login cookie (plus the CSRF token for writes).
 BEARER = {"bearerAuth": []}

@@ -1,0 +1,205 @@
+"""Runs whose server process died are closed, not lost (chat.runs.reaper, chat.runs.lease).
+
+In one process: the rows a dead worker leaves behind are put on record as its admission wrote
+them (the session claim's transaction), with the calls its live ledger had, and an expired lease
+(or none). Real worker processes killed mid-run: tests/runs/test_worker_death.py.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal
+
+import pytest
+
+from chat.models import ChatRun
+from chat.records import running_run_row
+from chat.runs import reaper
+from chat.runs.worker import worker_id
+from chat.storage.buffer import _claim_for_run
+from metrics.models import ModelCall, RunUsage, WorkerLease
+from metrics.recording import record_run, update_live_ledgers
+from tests.conftest import adb, bearer, parse_sse
+from tests.metrics.helpers import call, rule, usage
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+RUNS = "/teams/cirkelline/runs"
+
+
+@pytest.fixture
+def no_sweeps(monkeypatch):
+    """The in-process app's own reaper kept out (it would close the test's runs before the code under test)."""
+    monkeypatch.setattr(reaper, "ensure_reaping", lambda: None)
+
+
+def previous_incarnation() -> str:
+    """This process's worker id as a previous process on this host with this pid had it (a restart)."""
+    host, pid, _ = worker_id().rsplit(":", 2)
+    return f"{host}:{pid}:0ld0ld00"
+
+
+def put_on_record(user, run_id: str, *, worker: str, message: str = "Tell me about Copenhagen", streamed=True,
+                  started: datetime | None = None, session_id: str | None = None) -> str:
+    """A run as its admission put it on record (its own row RUNNING, its usage row running); its session id."""
+    started = started or datetime.now(UTC)
+    session_id = session_id or f"s-{run_id}"
+    _claim_for_run(session_id, user.pk, is_new=True, team_id="cirkelline", name=message[:40], history_runs=5,
+                   run_row=running_run_row(run_id=run_id, session_id=session_id, team_id="cirkelline",
+                                           team_name="Cirkelline", user_pk=user.pk, message=message,
+                                           created_at=started),
+                   usage={"run_id": run_id, "user_id": user.pk, "username": user.username, "session_id": session_id,
+                          "team_id": "cirkelline", "model": "scripted:scripted", "deep_research": False,
+                          "streamed": streamed, "started_at": started, "worker": worker})
+    return session_id
+
+
+def lease(worker: str, seconds_from_now: float) -> None:
+    WorkerLease.objects.renew(worker, datetime.now(UTC) + timedelta(seconds=seconds_from_now))
+
+
+def live_ledger(run_id: str) -> None:
+    """Two calls completed before the death: the leader's and a member's (1 M + 2 M input tokens)."""
+    ledger = [call(input_tokens=1_000_000, output_tokens=500_000),
+              call(agent="research-specialist", calls=1, input_tokens=2_000_000)]
+    update_live_ledgers([(run_id, {"input_tokens": 3_000_000, "output_tokens": 500_000, "total_tokens": 3_500_000},
+                          2, ledger)])
+
+
+async def until(condition, within: float = 20.0):
+    """Wait for `condition()` (sync, run off the loop) to be truthy; its value."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + within
+    while True:
+        value = await adb(condition)
+        if value or loop.time() > deadline:
+            return value
+        await asyncio.sleep(0.05)
+
+
+async def test_a_starting_worker_closes_its_previous_incarnations_runs_and_bills_their_calls(api, alice, bob):
+    """Guards against a restart leaving the runs of the process it replaced `running` for ever (no
+    reaper, or one that only runs later): their usage rows unbilled, their sessions silent.
+
+    The previous process (same host, same pid, another nonce: a container restarted) left a run
+    whose lease has expired, with two completed calls in its live ledger. The first connection
+    to this process starts its reaper, which closes that run at once; bob's run on a worker whose
+    lease is live, and a run of a worker that never held a lease (an older process mid upgrade,
+    still within its deadline), are left alone."""
+    await adb(rule)
+    dead, alive = previous_incarnation(), "elsewhere:7:a11ve000"
+    session = await adb(put_on_record, alice, "r-dead", worker=dead)
+    await adb(live_ledger, "r-dead")
+    await adb(lease, dead, -1)
+    await adb(put_on_record, bob, "r-bobs", worker=alive)
+    await adb(lease, alive, 60)
+    await adb(put_on_record, bob, "r-unleased", worker="older:8:00000000")
+    reaper.stop_reaping()
+    try:
+        await api.get("/health")  # the first connection: heartbeat and reaper start
+        row = await until(lambda: RunUsage.objects.exclude(status="running").filter(run_id="r-dead").first())
+    finally:
+        reaper.stop_reaping()
+    assert row is not None, "the previous incarnation's run was not closed"
+    assert (row.status, row.error_type, row.finished_at is not None, row.live_ledger) == (
+        "error", "worker_lost", True, None)
+    assert (row.input_tokens, row.output_tokens, row.total_tokens, row.model_calls) == (3_000_000, 500_000,
+                                                                                        3_500_000, 2)
+    assert row.cost == Decimal("4") and row.pricing == "priced"  # 1 + 1 (output at 2/M) + 2
+    calls = await adb(lambda: sorted(ModelCall.objects.filter(run_id="r-dead").values_list("agent", "calls")))
+    assert calls == [("cirkelline", 1), ("research-specialist", 1)]
+    others = await adb(lambda: dict(RunUsage.objects.exclude(run_id="r-dead").values_list("run_id", "status")))
+    assert others == {"r-bobs": "running", "r-unleased": "running"}
+    # This process holds a lease of its own now.
+    assert await adb(lambda: WorkerLease.objects.filter(worker=worker_id(), expires_at__gt=datetime.now(UTC)).exists())
+
+    # The session keeps alice's message, and says the answer was interrupted.
+    runs = await api.get(f"/sessions/{session}/runs", headers=bearer(alice))
+    assert runs.status_code == 200, runs.text
+    [stored] = runs.json()
+    assert stored["run_input"] == "Tell me about Copenhagen" and stored["status"] == "ERROR"
+    assert stored["content"] == reaper.INTERRUPTED and "interrupted" in stored["content"]
+
+
+async def test_a_run_is_closed_once_whoever_races_for_it(alice):
+    """Guards against two reapers (or a reaper and the run's late owner) each writing a terminal
+    row: the close is a conditional UPDATE, and the owner's final write after it adds nothing."""
+    await adb(put_on_record, alice, "r-race", worker="gone:1:deadbeef")
+    await adb(lease, "gone:1:deadbeef", -5)
+    found = await adb(reaper._orphans)
+    results = await asyncio.gather(*(reaper.close_orphan(dict(found[0])) for _ in range(4)))
+    assert sorted(results) == [False, False, False, True]
+    late = await adb(record_run, usage("r-race", user=alice, started=datetime.now(UTC)), [call(input_tokens=9)])
+    row = await adb(RunUsage.objects.get, run_id="r-race")
+    assert late is None and (row.status, row.error_type, row.input_tokens) == ("error", "worker_lost", 0)
+    assert await reaper.sweep() == []  # nothing left to close
+
+
+async def test_cancelling_a_run_whose_worker_died_closes_it_at_once(api, alice, no_sweeps):
+    """Guards against a cancel of a dead worker's run answering 503 (no Redis: "in another process")
+    or waiting for a process that will never answer, while the run stays `running`."""
+    await adb(put_on_record, alice, "r-cancel", worker="gone:2:deadbeef")
+    await adb(lease, "gone:2:deadbeef", -1)
+    loop = asyncio.get_running_loop()
+    began = loop.time()
+    response = await api.post(f"{RUNS}/r-cancel/cancel", headers=bearer(alice))
+    took = loop.time() - began
+    assert response.status_code == 200, response.text
+    assert response.json() == {"run_id": "r-cancel", "status": "error"}
+    assert took < 5  # not the 10 s wait for an answer from another process
+    row = await adb(RunUsage.objects.get, run_id="r-cancel")
+    assert (row.status, row.error_type) == ("error", "worker_lost")
+    again = await api.post(f"{RUNS}/r-cancel/cancel", headers=bearer(alice))
+    assert again.status_code == 409
+
+
+async def test_a_live_workers_run_is_not_closed_by_a_cancel(api, alice, no_sweeps):
+    """The other side: a run whose worker's lease is live is not closed for it; without Redis to
+    reach that process the cancel is a 503 as before."""
+    await adb(put_on_record, alice, "r-live", worker="alive:3:a11ve000")
+    await adb(lease, "alive:3:a11ve000", 60)
+    response = await api.post(f"{RUNS}/r-live/cancel", headers=bearer(alice))
+    assert response.status_code == 503
+    assert (await adb(RunUsage.objects.get, run_id="r-live")).status == "running"
+
+
+async def test_a_resumed_stream_of_a_lost_run_ends_with_its_terminal_error(api, alice, no_sweeps):
+    """Guards against silence (a replay with no events) for a streamed run whose worker died and
+    whose event log died with it: the resumed stream gets TeamRunError worker_lost, numbered after
+    the last event the client had (its index is one no run reaches: the client's is unknown)."""
+    await adb(put_on_record, alice, "r-resume", worker="gone:4:deadbeef")
+    await adb(lease, "gone:4:deadbeef", -1)
+    assert await adb(reaper._orphans) and await reaper.sweep() == ["r-resume"]
+    response = await api.post(f"{RUNS}/r-resume/resume", headers=bearer(alice), data={"last_event_index": "7"})
+    assert response.status_code == 200, response.text
+    frames = parse_sse(response.text)
+    assert [f.event for f in frames] == ["replay", "TeamRunError"]
+    assert frames[0].data["status"] == "ERROR"
+    error = frames[1].data
+    assert (error["error_type"], error["event_index"], error["run_id"]) == ("worker_lost", 1_000_000_000, "r-resume")
+    assert error["content"] == reaper.INTERRUPTED
+    stored = await adb(lambda: ChatRun.objects.values_list("status", flat=True).get(run_id="r-resume"))
+    assert stored == "ERROR"
+
+
+async def test_a_running_runs_completed_calls_are_on_its_row_before_it_ends(alice, use_latency):
+    """Guards against a run's calls reaching its usage row only with its final write (a worker
+    killed mid-run would leave calls the provider billed and nobody here did): the live ledger
+    holds each call soon after it completed, while the run goes on; the final write replaces it."""
+    from chat.runs import RunRequest, start_run
+
+    use_latency(1.0)  # per provider call: the leader's, the member's, the leader's again
+    handle = await start_run(RunRequest(user_id=alice.pk, message="Please research the history of Copenhagen"))
+    try:
+        live = await until(lambda: RunUsage.objects.filter(run_id=handle.run_id, status="running", model_calls__gte=1)
+                           .values("live_ledger", "model_calls", "total_tokens").first())
+        assert live is not None and not handle.is_finished, "no live ledger while the run was running"
+        assert live["model_calls"] >= 1 and live["total_tokens"] > 0
+        assert sum(entry["calls"] for entry in live["live_ledger"]) == live["model_calls"]
+        assert sum(entry["tokens"]["total_tokens"] for entry in live["live_ledger"]) == live["total_tokens"]
+    finally:
+        result = await handle.wait()
+    assert result.status == "completed"
+    row = await adb(RunUsage.objects.get, run_id=handle.run_id)
+    assert row.live_ledger is None and row.model_calls >= 3 and row.total_tokens > live["total_tokens"]
