@@ -119,6 +119,49 @@ class ChatSessionQuerySet(models.QuerySet):
         return list(ChatRun.objects.ended().filter(session_id=session["pk"]).order_by("id")
                     .values_list("payload", flat=True))
 
+    def run_page(self, user_pk: int, session_id: str, *, limit: int,
+                 before: str | None = None) -> tuple[list[dict], str | None] | None:
+        """One page of the runs of the user's shown session, and the cursor of the page before it.
+
+        A page holds the `limit` latest ended team runs (top-level runs) stored before the team
+        run `before` (all of them up to the latest without it), with the member runs each one
+        delegated to, in stored order (oldest first, as run_payloads). Stored order is admission
+        order: a run's own row is written when it is admitted. The cursor is the run id of the
+        page's oldest team run when older ones exist, else None. None if the session is not shown
+        to the user; BadRequest if `before` is not a team run of it.
+
+        Two queries whatever the page size: the session with the cursor run's row id (its
+        unique run_id index), then the page: its team runs by chat_run_history (session,
+        parent_run_id IS NULL, id descending, limit + 1 to know whether more exist) and their
+        member runs by the parent_run_id index, in one statement.
+        """
+        sessions = self.shown_to(user_pk).filter(session_id=session_id)
+        if before is not None:
+            sessions = sessions.annotate(cursor=models.Subquery(ChatRun.objects.filter(
+                session_id=models.OuterRef("pk"), run_id=before, parent_run_id__isnull=True).values("pk")[:1]))
+        session = sessions.values("pk", *(("cursor",) if before is not None else ())).first()
+        if session is None:
+            return None
+        if before is not None and session["cursor"] is None:
+            raise BadRequest(400, "'before' must be the id of a team run of this session, as the previous page's "
+                                  "cursor gives it.")
+        team_runs = ChatRun.objects.ended().filter(session_id=session["pk"], parent_run_id__isnull=True)
+        if before is not None:
+            team_runs = team_runs.filter(pk__lt=session["cursor"])
+        team_runs = team_runs.order_by("-pk")
+        rows = list(
+            ChatRun.objects.ended().filter(session_id=session["pk"])
+            .filter(models.Q(pk__in=team_runs.values("pk")[: limit + 1])
+                    | models.Q(parent_run_id__in=team_runs.values("run_id")[:limit]))
+            .order_by("pk").values_list("run_id", "parent_run_id", "payload")
+        )
+        team_ids = [run_id for run_id, parent, _ in rows if parent is None]
+        cursor = None
+        if len(team_ids) > limit:  # one more than a page: the oldest is the next page's
+            rows = [row for row in rows if row[0] != team_ids[0]]
+            cursor = team_ids[1]
+        return [payload for _, _, payload in rows], cursor
+
     def rename(self, user_pk: int, session_id: str, name: str) -> dict | None:
         """Rename the user's shown session; its agno session record, or None if it is not shown to them."""
         with transaction.atomic():

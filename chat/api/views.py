@@ -11,6 +11,7 @@ import asyncio
 import logging
 import time
 from datetime import UTC, datetime
+from urllib.parse import quote, urlencode
 
 from django.conf import settings
 from django.http import HttpRequest, HttpResponse, JsonResponse, StreamingHttpResponse
@@ -21,7 +22,15 @@ from chat.agents.runtime import chat_history
 from chat.agents.team import team_ids
 from chat.errors import BadRequest, RunNotFound, SessionNotFound
 from chat.identity import Caller
-from chat.models import SESSION_SORT_FIELDS, ChatRun, ChatSession, NamedBy, session_renamed, validate_session_id
+from chat.models import (
+    SESSION_ID_RE,
+    SESSION_SORT_FIELDS,
+    ChatRun,
+    ChatSession,
+    NamedBy,
+    session_renamed,
+    validate_session_id,
+)
 from chat.payload import check_text
 from chat.records import session_record
 from chat.runs import uploads
@@ -244,12 +253,35 @@ def _session_with_history(user_pk: int, session_id: str) -> dict | None:
     return record
 
 
+RUNS_PAGE_SIZE = 20  # GET /sessions/{id}/runs with `before` and no `limit`
+
+
 @api(("GET",))
 async def session_runs(request: HttpRequest, session_id: str, caller: Caller) -> HttpResponse:
-    payloads = await run_db(ChatSession.objects.run_payloads, caller.pk, session_id)
-    if payloads is None:
+    """Without `limit` and `before`: every ended run, AgentOS's answer (agent-ui reads it). With
+    either: a page of it, latest first (ChatSessionQuerySet.run_page), the same array of runs; the
+    cursor of the page before it in `X-Next-Before` and a `Link: <...>; rel="next"` header, both
+    absent on the oldest page."""
+    if "limit" not in request.GET and "before" not in request.GET:
+        payloads = await run_db(ChatSession.objects.run_payloads, caller.pk, session_id)
+        if payloads is None:
+            raise SessionNotFound(session_id)
+        return JsonResponse([schemas.run(p, str(caller.pk)) for p in payloads], safe=False)
+    check_text("The query", dict(request.GET.items()))
+    limit = _int_param(request, "limit", RUNS_PAGE_SIZE, lo=1, hi=100)
+    before = request.GET.get("before")
+    if before is not None and not SESSION_ID_RE.match(before):
+        raise BadRequest(400, "'before' must be a run id: 1-64 letters, digits, '-', '_', '.' or ':'.")
+    page = await run_db(ChatSession.objects.run_page, caller.pk, session_id, limit=limit, before=before)
+    if page is None:
         raise SessionNotFound(session_id)
-    return JsonResponse([schemas.run(p, str(caller.pk)) for p in payloads], safe=False)
+    payloads, cursor = page
+    response = JsonResponse([schemas.run(p, str(caller.pk)) for p in payloads], safe=False)
+    if cursor is not None:
+        response["X-Next-Before"] = cursor
+        query = urlencode({"limit": limit, "before": cursor})
+        response["Link"] = f'</sessions/{quote(session_id, safe="")}/runs?{query}>; rel="next"'
+    return response
 
 
 @api(("POST",))

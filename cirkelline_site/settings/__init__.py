@@ -221,6 +221,8 @@ SESSION_COOKIE_SAMESITE = "Lax"
 CORS_ALLOWED_ORIGINS = env.list("CIRKELLINE_CORS_ORIGINS", default=[])
 CORS_URLS_REGEX = r"^/(health|config|agents|teams|sessions)(/.*)?$"
 CORS_ALLOW_CREDENTIALS = False
+# The cursor of a page of GET /sessions/{id}/runs: a script on another origin may read it.
+CORS_EXPOSE_HEADERS = ["X-Next-Before", "Link"]
 
 # Content-Security-Policy of every response (django-csp): scripts and styles only from this
 # site's own static files (no inline script, no CDN); fetch and the websocket to this site only.

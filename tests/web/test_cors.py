@@ -63,3 +63,16 @@ async def test_pages_and_the_admin_get_no_cors_headers(api, agent_ui_allowed):
     for path in ("/login/", "/admin/login/", "/uploads"):
         response = await api.options(path, headers=preflight(AGENT_UI, "POST"))
         assert "access-control-allow-origin" not in response.headers, path
+
+
+async def test_a_page_of_runs_shows_its_cursor_to_another_origin(api, agent_ui_allowed, alice):
+    """Guards against a cross-origin client that gets a page of runs but cannot read where the
+    next one starts (a browser hides response headers CORS does not expose)."""
+    from tests.api.test_session_runs_paging import make_session
+    from tests.conftest import adb
+
+    await adb(make_session, alice, "long", 3)
+    response = await api.get("/sessions/long/runs?limit=1", headers={"Origin": AGENT_UI, **bearer(alice)})
+    assert response.headers["x-next-before"] == "long-t3"
+    exposed = {h.strip().lower() for h in response.headers["access-control-expose-headers"].split(",")}
+    assert {"x-next-before", "link"} <= exposed

@@ -38,6 +38,26 @@ from .common import (
     ref,
 )
 
+SESSION_RUNS_DESCRIPTION = (
+    "Without `limit` and `before`: every ended run of the session in stored order (oldest first), AgentOS's answer. "
+    "With either: a page. A page holds the `limit` latest ended team runs stored before the team run `before` (the "
+    "latest ones without it), each with its member runs, in the same order. Runs are stored as they are admitted, so "
+    "the order is the order the messages were sent; a run still in progress is on no page. `X-Next-Before` (and a "
+    "`Link` header, `rel=\"next\"`) gives the cursor of the page before this one; neither is sent on the oldest "
+    "page.")
+
+
+def _session_runs_ok() -> dict:
+    answer = ok({"type": "array", "items": ref("StoredRun")})
+    answer["200"]["headers"] = {
+        "X-Next-Before": {"description": "Paged answers only, and only when older runs exist: the `before` of the "
+                                         "page before this one (the id of this page's oldest team run).",
+                          "schema": {"type": "string", "pattern": SESSION_ID_PATTERN}},
+        "Link": {"description": 'Paged answers only, with `X-Next-Before`: `</sessions/{id}/runs?limit=..&before=..>; '
+                                'rel="next"` (RFC 8288).', "schema": STR},
+    }
+    return answer
+
 
 def _run_request_body() -> dict:
     return {"required": True, "content": {
@@ -262,9 +282,19 @@ def all_paths() -> dict[str, Any]:
                           security=WRITE_AUTH, parameters=[SESSION_ID], operation_id="delete_session"),
         },
         "/sessions/{session_id}/runs": {"get": op(
-            "Every run of a session of yours: team runs and member runs", "sessions",
-            {**ok({"type": "array", "items": ref("StoredRun")}), **errors(400, 401, 404, 405, 503)},
-            security=READ_AUTH, parameters=[SESSION_ID], operation_id="get_session_runs")},
+            "The runs of a session of yours (team runs and member runs): all of them, or a page", "sessions",
+            {**_session_runs_ok(), **errors(400, 401, 404, 405, 503)},
+            security=READ_AUTH, description=SESSION_RUNS_DESCRIPTION, operation_id="get_session_runs",
+            parameters=[
+                SESSION_ID,
+                query("limit", "A page of this many team runs (with their member runs), the latest first. Given "
+                               "alone or with `before`, the answer is a page; without both, every run.",
+                      {"type": "integer", "minimum": 1, "maximum": 100, "default": 20}),
+                query("before", "The page before this team run (the `X-Next-Before` of the page after it): its "
+                                "id must be a team run of this session, else 400.",
+                      {"type": "string", "pattern": SESSION_ID_PATTERN,
+                       "example": "f0f2334e-62a2-433a-97c3-bf37761fe342"}),
+            ])},
         "/sessions/{session_id}/rename": {"post": op(
             "Rename a session of yours", "sessions",
             {**ok(ref("SessionDetail")), **errors(400, 401, 403, 404, 405, 413, 503)},

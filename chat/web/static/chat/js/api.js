@@ -11,7 +11,8 @@ export class ApiError extends Error {
   }
 }
 
-async function call(method, url, { json, form } = {}) {
+// The JSON answer of a call; `withResponse`: {data, response} (for its headers).
+async function call(method, url, { json, form, withResponse = false } = {}) {
   const headers = { Accept: "application/json" };
   let body;
   if (method !== "GET") headers["X-CSRFToken"] = csrfToken();
@@ -27,7 +28,7 @@ async function call(method, url, { json, form } = {}) {
   } catch {
     throw new ApiError(0, "The server cannot be reached. Check your connection and try again.");
   }
-  if (response.status === 204) return null;
+  if (response.status === 204) return withResponse ? { data: null, response } : null;
   let data = null;
   try {
     data = await response.json();
@@ -38,14 +39,21 @@ async function call(method, url, { json, form } = {}) {
     const detail = (data && data.detail) || `The server answered ${response.status}.`;
     throw new ApiError(response.status, detail, data);
   }
-  return data;
+  return withResponse ? { data, response } : data;
 }
 
 const path = (id) => encodeURIComponent(id);
 
 export const api = {
   sessions: () => call("GET", "/sessions?type=team&limit=100&sort_by=updated_at&sort_order=desc"),
-  runs: (sessionId) => call("GET", `/sessions/${path(sessionId)}/runs`),
+  // A page of a session's runs: the `limit` latest team runs before the team run `before` (the
+  // latest without it), with their member runs; `next`: the `before` of the page before it, or null.
+  runs: async (sessionId, { limit, before } = {}) => {
+    const query = new URLSearchParams({ limit: String(limit) });
+    if (before) query.set("before", before);
+    const { data, response } = await call("GET", `/sessions/${path(sessionId)}/runs?${query}`, { withResponse: true });
+    return { runs: data, next: response.headers.get("X-Next-Before") };
+  },
   rename: (sessionId, name) => call("POST", `/sessions/${path(sessionId)}/rename`, { json: { session_name: name } }),
   remove: (sessionId) => call("DELETE", `/sessions/${path(sessionId)}`),
   giveFeedback: (runId, rating, comment) => call("POST", `/runs/${path(runId)}/feedback`, { json: { rating, comment } }),

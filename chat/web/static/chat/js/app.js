@@ -23,12 +23,17 @@ const state = {
   everReady: false,
   loadToken: 0,
   listToken: 0,
+  older: null, // the `before` cursor of the page of history above the oldest message shown
+  feedback: new Map(), // run id -> the user's rating of it (GET /sessions/{id}/feedback)
 };
+// Team runs per page of history: the latest load first, older ones as the user scrolls up.
+const HISTORY_PAGE = 20;
 
 const memories = new MemoriesDialog();
 const conversation = new Conversation($("messages"), config, {
   onMemoryUse: () => memories.refresh(),
   onAnswer: (turn) => turn.attach(new FeedbackBar(turn.runId)),
+  onOlder: () => loadOlder(),
 });
 const list = new SessionList($("sessions"), $("sessions-empty"), {
   onOpen: (id) => openSession(id, { push: true }),
@@ -339,18 +344,21 @@ async function refreshSpend() {
   node.hidden = false;
 }
 
+// The latest runs of the session (as many as were on screen, when it is shown again after a
+// reconnect), then older ones on scroll (loadOlder).
 async function loadHistory(sessionId) {
   const token = ++state.loadToken;
+  // (Opening a chat clears the conversation first: then this is a first page.)
+  const limit = Math.min(100, Math.max(HISTORY_PAGE, conversation.historyCount()));
   try {
     // The ratings given to its answers come alongside; without them the chat still shows.
-    const [runs, feedback] = await Promise.all([api.runs(sessionId),
+    const [page, feedback] = await Promise.all([api.runs(sessionId, { limit }),
       api.sessionFeedback(sessionId).catch(() => ({ data: [] }))]);
     if (token !== state.loadToken) return; // another session was opened meanwhile
-    conversation.showHistory(runs, liveTurns()); // answers still streaming stay, after the history
-    for (const item of feedback.data) {
-      const turn = conversation.turns.get(item.run_id);
-      if (turn && turn.feedback) turn.feedback.show(item);
-    }
+    state.feedback = new Map(feedback.data.map((item) => [item.run_id, item]));
+    conversation.showHistory(page.runs, liveTurns()); // answers still streaming stay, after the history
+    showFeedback(conversation.turns.values());
+    setOlder(page.next);
   } catch (error) {
     if (token !== state.loadToken) return;
     const live = liveTurns();
@@ -363,6 +371,40 @@ async function loadHistory(sessionId) {
     else if (error.status === 401) onState("unauthenticated");
     else composer.notice(`The chat could not be loaded: ${error.detail}`);
   }
+}
+
+function showFeedback(turns) {
+  for (const turn of turns) {
+    const item = state.feedback.get(turn.runId);
+    if (item && turn.feedback) turn.feedback.show(item);
+  }
+}
+
+// More history above: a chat too short to scroll loads it at once (no scroll would ask for it).
+function setOlder(cursor) {
+  state.older = cursor;
+  conversation.setOlder(Boolean(cursor));
+  if (cursor && conversation.fitsOnScreen()) loadOlder();
+}
+
+// The page of history before the oldest message shown, put above it (the view does not move).
+async function loadOlder() {
+  const token = state.loadToken;
+  const before = state.older;
+  if (!before) return;
+  conversation.setOlder(true, "loading");
+  let page;
+  try {
+    page = await api.runs(state.sessionId, { limit: HISTORY_PAGE, before });
+  } catch (error) {
+    if (token !== state.loadToken) return;
+    if (error.status === 401) onState("unauthenticated");
+    conversation.setOlder(true, "failed", `Earlier messages could not be loaded: ${error.detail}`);
+    return;
+  }
+  if (token !== state.loadToken || before !== state.older) return; // another chat, or a reload
+  showFeedback(conversation.prependHistory(page.runs));
+  setOlder(page.next);
 }
 
 function openSession(sessionId, { push }) {

@@ -330,8 +330,27 @@ export class Turn {
   }
 }
 
+// How close to the top of the conversation (px) older messages start loading.
+const OLDER_MARGIN = 200;
+
+// A message of the user's, with the names of the files it carried.
+function userMessage(text, files = []) {
+  const node = el("article", "msg user");
+  node.append(el("div", "bubble", text));
+  if (files.length) {
+    const list = el("ul", "sent-files");
+    for (const file of files) {
+      const item = el("li", `file ${file.kind || ""}`);
+      item.append(icon("clip"), ` ${file.name}`);
+      list.append(item);
+    }
+    node.append(list);
+  }
+  return node;
+}
+
 export class Conversation {
-  constructor(root, { members, teamName }, { onMemoryUse, onAnswer } = {}) {
+  constructor(root, { members, teamName }, { onMemoryUse, onAnswer, onOlder } = {}) {
     this.root = root;
     this.members = members;
     this.teamName = teamName;
@@ -339,6 +358,39 @@ export class Conversation {
     this.onAnswer = onAnswer || (() => {});
     this.welcome = root.querySelector("#welcome");
     this.turns = new Map();
+    // Above the oldest message shown, while the session has older ones: they load when the
+    // conversation is scrolled to its top (or with the button, for keyboards and screen readers).
+    this.older = el("div", "older");
+    this.older.hidden = true;
+    this.olderButton = el("button", "btn small", "Show earlier messages");
+    this.olderButton.type = "button";
+    this.olderNote = el("span", "older-note");
+    this.older.append(this.olderButton, this.olderNote);
+    const wantOlder = () => !this.older.hidden && this.older.dataset.state !== "loading" && (onOlder || (() => {}))();
+    this.olderButton.addEventListener("click", wantOlder);
+    root.addEventListener("scroll", () => {
+      if (root.scrollTop < OLDER_MARGIN && this.older.dataset.state !== "failed") wantOlder();
+    }, { passive: true });
+    root.prepend(this.older);
+  }
+
+  // Whether older messages exist, and the state of loading them ("idle", "loading", "failed").
+  setOlder(more, state = "idle", note = "") {
+    this.older.hidden = !more;
+    this.older.dataset.state = state;
+    this.olderButton.disabled = state === "loading";
+    this.olderButton.textContent = state === "failed" ? "Try again" : "Show earlier messages";
+    this.olderNote.textContent = state === "loading" ? "Loading earlier messages…" : note;
+  }
+
+  // Whether the conversation is too short to scroll: older messages then load without a scroll.
+  fitsOnScreen() {
+    return this.root.scrollHeight - this.root.clientHeight < OLDER_MARGIN;
+  }
+
+  // The team runs shown from the history.
+  historyCount() {
+    return this.root.querySelectorAll(".msg.assistant[data-history]").length;
   }
 
   // A turn's answer has ended (streamed, or from the history): the page may add its part once.
@@ -347,7 +399,8 @@ export class Conversation {
   }
 
   clear() {
-    this.root.replaceChildren(this.welcome);
+    this.root.replaceChildren(this.older, this.welcome);
+    this.setOlder(false);
     this.welcome.hidden = false;
     this.turns.clear();
   }
@@ -359,18 +412,7 @@ export class Conversation {
 
   addUser(text, files = []) {
     this.welcome.hidden = true;
-    const node = el("article", "msg user");
-    const bubble = el("div", "bubble", text);
-    node.append(bubble);
-    if (files.length) {
-      const list = el("ul", "sent-files");
-      for (const file of files) {
-        const item = el("li", `file ${file.kind || ""}`);
-        item.append(icon("clip"), ` ${file.name}`);
-        list.append(item);
-      }
-      node.append(list);
-    }
+    const node = userMessage(text, files);
     this.root.append(node);
     this.stickToBottom(true);
     return node;
@@ -389,10 +431,39 @@ export class Conversation {
     this.turns.set(runId, turn);
   }
 
-  // The session's stored runs; `keep`: answers still streaming, shown after them as they were.
+  // The session's latest stored runs (a page of GET /sessions/{id}/runs); `keep`: answers still
+  // streaming, shown after them as they were.
   showHistory(runs, keep = []) {
     const live = new Set(keep.map((turn) => turn.runId));
     this.clear();
+    this.root.append(this.historyNodes(runs.filter((run) => !live.has(run.run_id))));
+    for (const turn of keep) {
+      if (turn.userNode) this.root.append(turn.userNode);
+      this.root.append(turn.node);
+      this.turns.set(turn.runId, turn);
+    }
+    this.welcome.hidden = !this.turns.size;
+    // At once, not smoothly: a scroll passing near the top on its way down would load older messages.
+    this.root.scrollTo({ top: this.root.scrollHeight, behavior: "instant" });
+  }
+
+  // Older stored runs (the page before the oldest shown), put above it without moving what is on
+  // screen: the distance to the bottom is kept. The turns added.
+  prependHistory(runs) {
+    const root = this.root;
+    const fromBottom = root.scrollHeight - root.scrollTop;
+    const before = new Set(this.turns.keys());
+    const nodes = this.historyNodes(runs.filter((run) => !this.turns.has(run.run_id)));
+    this.welcome.after(nodes);
+    // "instant": the conversation scrolls smoothly (chat.css), which would animate this jump back.
+    root.scrollTo({ top: root.scrollHeight - fromBottom, behavior: "instant" });
+    return [...this.turns.values()].filter((turn) => !before.has(turn.runId));
+  }
+
+  // The messages of stored runs: each team run's message and its answer, with the member runs it
+  // delegated to.
+  historyNodes(runs) {
+    const fragment = document.createDocumentFragment();
     const members = new Map();
     for (const run of runs) {
       if (run.agent_id && run.parent_run_id) {
@@ -401,20 +472,17 @@ export class Conversation {
       }
     }
     for (const run of runs) {
-      if (run.agent_id || live.has(run.run_id)) continue;
+      if (run.agent_id) continue;
       const files = ["images", "audio", "videos", "files"].flatMap((kind) =>
         (run[kind] || []).map((f) => ({ name: f.filename || f.name || kind, kind })));
-      this.addUser(run.run_input || "", files);
-      const turn = this.addTurn();
+      fragment.append(userMessage(run.run_input || "", files));
+      const turn = new Turn(this);
+      turn.node.dataset.history = "";
+      fragment.append(turn.node);
       turn.fromHistory(run, members.get(run.run_id) || []);
       this.turns.set(run.run_id, turn);
     }
-    for (const turn of keep) {
-      if (turn.userNode) this.root.append(turn.userNode);
-      this.root.append(turn.node);
-      this.turns.set(turn.runId, turn);
-    }
-    if (keep.length) this.welcome.hidden = true;
-    this.stickToBottom(true);
+    if (runs.length) this.welcome.hidden = true;
+    return fragment;
   }
 }
