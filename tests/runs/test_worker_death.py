@@ -11,17 +11,20 @@ from __future__ import annotations
 import asyncio
 import json
 import signal
+from contextlib import AsyncExitStack
 
 import httpx
 import pytest
 from django.conf import settings
 from django.db import connection
+from websockets.asyncio.client import connect
 
 from chat.runs.reaper import INTERRUPTED
 from metrics.models import ModelCall, RunUsage
 from tests.conftest import adb, bearer, parse_sse
 from tests.live import live_server_process
 from tests.metrics.helpers import rule
+from tests.ws.conftest import FRAME_WAIT, token_for
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.live]
 
@@ -55,6 +58,33 @@ async def until(condition, within: float = 30.0):
         await asyncio.sleep(0.05)
 
 
+class Watcher:
+    """A chat page's socket (the `websockets` library, JWT) watching one session."""
+
+    def __init__(self, ws):
+        self.ws, self.frames = ws, []
+
+    async def until(self, predicate) -> dict:
+        while True:
+            frame = json.loads(await asyncio.wait_for(self.ws.recv(), FRAME_WAIT))
+            self.frames.append(frame)
+            if predicate(frame):
+                return frame
+
+    def events(self, run_id: str) -> list[dict]:
+        return [e for f in self.frames if f["type"] == "events" and f["run_id"] == run_id for e in f["events"]]
+
+
+async def watch(stack: AsyncExitStack, base_url: str, user, session_id: str) -> Watcher:
+    ws = await stack.enter_async_context(connect(base_url.replace("http", "ws") + "/ws/chat/",
+                                                 subprotocols=["bearer", token_for(user)]))
+    watcher = Watcher(ws)
+    await watcher.until(lambda f: f["type"] == "ready")
+    await ws.send(json.dumps({"type": "watch", "session_id": session_id}))
+    await watcher.until(lambda f: f["type"] == "watching")
+    return watcher
+
+
 async def read_until(lines, predicate) -> list[dict]:
     """SSE data objects read from `lines` up to the first one matching `predicate`."""
     seen = []
@@ -73,13 +103,19 @@ async def test_a_killed_workers_run_is_closed_billed_and_told_while_the_other_wo
     a live worker's runs."""
     doomed, survivor = workers
     await adb(rule)  # the scripted model's price: the dead run's calls are billed at it
-    async with httpx.AsyncClient(timeout=60) as client:
-        # alice's delegated run streams from the worker about to die ...
-        async with client.stream("POST", f"{doomed.base_url}{RUNS}", data={"message": RESEARCH},
-                                 headers=bearer(alice)) as response:
+    async with httpx.AsyncClient(timeout=60) as client, AsyncExitStack() as stack:
+        # alice's chat (a first answer), watched by a page served by the worker that will live ...
+        first_answer = await client.post(f"{survivor.base_url}{RUNS}", headers=bearer(alice),
+                                         data={"message": "What is 2+2?", "stream": "false"})
+        assert first_answer.status_code == 200, first_answer.text
+        session_id = first_answer.json()["session_id"]
+        page = await watch(stack, survivor.base_url, alice, session_id)
+        # ... and her delegated run in it, streaming from the worker about to die ...
+        async with client.stream("POST", f"{doomed.base_url}{RUNS}", headers=bearer(alice),
+                                 data={"message": RESEARCH, "session_id": session_id}) as response:
             lines = response.aiter_lines()
             first = await read_until(lines, lambda data: True)
-            run_id, session_id = first[0]["run_id"], first[0]["session_id"]
+            run_id = first[0]["run_id"]
             # ... until its first provider call (the leader's) completed and is on its row.
             live = await until(lambda: RunUsage.objects.filter(run_id=run_id, status="running", model_calls__gte=1)
                                .values("model_calls", "total_tokens").first())
@@ -107,7 +143,15 @@ async def test_a_killed_workers_run_is_closed_billed_and_told_while_the_other_wo
         # The session keeps alice's message, with the interrupted answer.
         runs = await client.get(f"{survivor.base_url}/sessions/{session_id}/runs", headers=bearer(alice))
         assert runs.status_code == 200, runs.text
-        assert [(r["run_input"], r["status"], r["content"]) for r in runs.json()] == [(RESEARCH, "ERROR", INTERRUPTED)]
+        assert [(r["run_input"], r["status"], r["content"]) for r in runs.json()][-1] == (RESEARCH, "ERROR",
+                                                                                          INTERRUPTED)
+
+        # The page watching her chat on the live worker heard the run end.
+        finished = await page.until(lambda f: f["type"] == "run_finished" and f["run_id"] == run_id)
+        assert (finished["status"], finished["error_type"]) == ("error", "worker_lost")
+        told = page.events(run_id)
+        assert told[0]["event"] == "TeamRunStarted" and told[-1]["event"] == "TeamRunError"
+        assert told[-1]["error_type"] == "worker_lost" and told[-1]["content"] == INTERRUPTED
 
         # A resumed stream (on the surviving worker) ends with the terminal error, after what was seen.
         resumed = await client.post(f"{survivor.base_url}{RUNS}/{run_id}/resume", headers=bearer(alice),
@@ -127,3 +171,4 @@ async def test_a_killed_workers_run_is_closed_billed_and_told_while_the_other_wo
     bob_row = await adb(RunUsage.objects.get, user=bob)
     assert (bob_row.status, bob_row.error_type) == ("completed", "")
     assert await adb(RunUsage.objects.filter(error_type="worker_lost").count) == 1
+    assert await adb(RunUsage.objects.filter(user=alice, status="completed").count) == 2  # before and after

@@ -117,8 +117,8 @@ def all_paths() -> dict[str, Any]:
     runs_429["content"][JSON]["schema"] = {"anyOf": [ref("RateLimited"), ref("RunFailed")]}
     cancel_503 = copy.deepcopy(E503)
     cancel_503["description"] = ("The database is unavailable, or the run is in progress in another server process "
-                                 "that this one cannot reach (cancels across processes need Redis); retry after "
-                                 "`Retry-After` seconds.")
+                                 "that this one cannot reach (cancels across processes need Redis) or that did not "
+                                 "answer within 10 s while its lease still runs; retry after `Retry-After` seconds.")
     runs_503 = copy.deepcopy(E503)
     runs_503["description"] = ("The database is unavailable (`Retry-After`), or the run's answer could not be "
                                "saved (`RunFailed`).")
@@ -242,7 +242,10 @@ def all_paths() -> dict[str, Any]:
                                                  "status": "cancelled"}),
              **errors(400, 401, 403, 404, 405),
              "409": error_response("The run has already ended.", "RunAlreadyEnded"), "503": cancel_503},
-            security=WRITE_AUTH, parameters=[TEAM_ID, RUN_ID], operation_id="cancel_run")},
+            security=WRITE_AUTH, parameters=[TEAM_ID, RUN_ID], operation_id="cancel_run",
+            description="`status` is the run's final status: `cancelled`; `error` for a run whose server "
+                        "process had died (its lease expired), which the cancel closes at once as "
+                        "`worker_lost`.")},
         "/teams/{team_id}/runs/{run_id}/resume": {
             "post": op("Resume a run's stream after `last_event_index`, on any worker (AgentOS)", "runs",
                        resume_responses, security=WRITE_AUTH, parameters=[TEAM_ID, RUN_ID, LAST_EVENT_ID],
