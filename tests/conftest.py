@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import json
 import os
-import uuid
 from dataclasses import dataclass
 
 import httpx
@@ -70,8 +69,9 @@ def quick_password_hashing():
 
 @pytest.fixture(scope="session")
 def worker_redis_prefix() -> str:
-    """Redis keys of this test process live apart from any server's and earlier runs'."""
-    return f"cirkelline-test-{os.getpid()}-{uuid.uuid4().hex[:8]}"
+    """Redis keys of this test process live apart from any server's and earlier runs': the prefix
+    tests.parallel gave the process before the settings (and CHANNEL_LAYERS) were read."""
+    return os.environ["CIRKELLINE_REDIS_PREFIX"]
 
 
 @pytest.fixture

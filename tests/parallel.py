@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import uuid
 from collections import Counter
 from pathlib import Path
 
@@ -38,7 +39,10 @@ if WORKER:
     # A metrics directory given outside would be shared by the workers: /metrics adds up every
     # process's files there, so one worker's requests would show in another's counts.
     os.environ["CIRKELLINE_METRICS_DIR"] = str(_var / "metrics")
-os.environ["CIRKELLINE_REDIS_PREFIX"] = f"cirkelline-test-{WORKER or 'serial'}-{os.getpid()}"
+# Redis keys and channel-layer groups of this test process live apart from any server's, other
+# workers' and earlier runs'. Read at settings import (CHANNEL_LAYERS) and by tests.conftest: one
+# prefix for both, or a group send from a test never reaches the live servers it starts.
+os.environ["CIRKELLINE_REDIS_PREFIX"] = f"cirkelline-test-{WORKER or 'serial'}-{os.getpid()}-{uuid.uuid4().hex[:8]}"
 
 
 def _is_live(item: pytest.Item) -> bool:
