@@ -29,6 +29,8 @@ from django.conf import settings
 from chat.errors import TeamNotFound
 
 from .agno_overrides import share_delegation_derivations
+from .knowledge import LEADER_DOCUMENT_INSTRUCTIONS
+from .knowledge import search_tool as documents_tool
 from .memory import LEADER_MEMORY_INSTRUCTIONS, MEMORY_AGENT, memory_manager, search_tool
 from .personal import ForUser, run_notes, user_section
 from .providers import ModelSpec, build_model, model_spec
@@ -70,12 +72,15 @@ def _member(spec: Specialist, model: ModelSpec, model_factory: ModelFactory, *, 
 
 
 def build_cirkelline_team(model: ModelSpec | None = None, *, db: Any = None, deep_research: bool = False,
-                          model_factory: ModelFactory = build_model, user: ForUser | None = None) -> Team:
+                          model_factory: ModelFactory = build_model, user: ForUser | None = None,
+                          documents: Callable | None = None) -> Team:
     """The Cirkelline team, for one run (or to describe it), storing through `db` (an agno AsyncBaseDb).
 
     `user`: whom the run answers (chat.agents.personal): their name, local time and preferences
     end the leader's prompt, after its instructions and rules; with their memories on, the leader
     may store and search them (chat.agents.memory). None (describing the team): none of that.
+    `documents`: the run service's document search, for the leader's `search_my_documents` tool
+    (chat.agents.knowledge); None: no such tool.
     """
     model = model or model_spec()
     share_delegation_derivations()  # once per process: the delegation tool's schema derived once
@@ -88,6 +93,9 @@ def build_cirkelline_team(model: ModelSpec | None = None, *, db: Any = None, dee
         instructions += list(LEADER_MEMORY_INSTRUCTIONS)
         memory = {"memory_manager": memory_manager(model_factory(MEMORY_AGENT, model), db),
                   "enable_agentic_memory": True, "add_memories_to_context": False, "tools": [search_tool(db)]}
+    if user is not None and documents is not None:  # chat.agents.knowledge
+        instructions += list(LEADER_DOCUMENT_INSTRUCTIONS)
+        memory["tools"] = [*memory.get("tools", []), documents_tool(documents)]
     return Team(
         id=CIRKELLINE_TEAM_ID,
         name="Cirkelline",
@@ -127,13 +135,14 @@ def resolve_team(team_id: str) -> str:
     return team_id
 
 
-def build_team(team_id: str, *, db: Any, deep_research: bool = False, user: ForUser | None = None) -> Team:
+def build_team(team_id: str, *, db: Any, deep_research: bool = False, user: ForUser | None = None,
+               documents: Callable | None = None) -> Team:
     """A team of its own for one run (of a resolved team id), configured for that run and its user."""
     try:
         build = _BUILDERS[team_id]
     except KeyError:
         raise TeamNotFound(team_id) from None
-    return build(db=db, deep_research=deep_research, user=user)
+    return build(db=db, deep_research=deep_research, user=user, documents=documents)
 
 
 def _model_summary(model: Model | None) -> dict | None:

@@ -1,9 +1,9 @@
 """The API's routes: AgentOS runs, sessions and teams; the token routes; uploads; usage; the profile and
-memories; feedback on answers; the OpenAPI document."""
+memories; the user's documents (AgentOS' knowledge routes); feedback on answers; the OpenAPI document."""
 
 from django.urls import path
 
-from . import feedback, memories, profile, tokens, usage, views
+from . import feedback, knowledge, memories, profile, tokens, usage, views
 
 urlpatterns = [
     path("api/token/", tokens.LoginView.as_view(), name="token_obtain_pair"),
@@ -30,5 +30,9 @@ urlpatterns = [
     path("memories/<str:memory_id>", memories.memory_detail, name="memory"),
     path("memory_topics", memories.memory_topics, name="memory-topics"),
     path("user_memory_stats", memories.user_memory_stats, name="user-memory-stats"),
+    path("knowledge/content", knowledge.contents, name="knowledge-contents"),
+    path("knowledge/content/<str:content_id>", knowledge.content_detail, name="knowledge-content"),
+    path("knowledge/content/<str:content_id>/status", knowledge.content_status, name="knowledge-content-status"),
+    path("knowledge/search", knowledge.search, name="knowledge-search"),
     path("openapi.json", views.openapi_json, name="openapi"),
 ]

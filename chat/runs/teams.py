@@ -15,6 +15,7 @@ from chat.agents.personal import ForUser
 from chat.storage.agno_db import DjangoAgnoDb
 
 from .delegation import Member
+from .knowledge import search as search_documents
 
 # Stateless: every call reaches the database through chat.storage.executor.
 DB = DjangoAgnoDb()
@@ -22,7 +23,8 @@ DB = DjangoAgnoDb()
 
 def team_for_run(team_id: str, *, deep_research: bool = False, user: ForUser | None = None) -> Any:
     """A fresh agno Team of its own for one run, storing through Cirkelline's database, told about `user`."""
-    return agents_team.build_team(team_id, db=DB, deep_research=deep_research, user=user)
+    return agents_team.build_team(team_id, db=DB, deep_research=deep_research, user=user,
+                                  documents=search_documents)
 
 
 @functools.cache

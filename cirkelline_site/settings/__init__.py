@@ -80,6 +80,7 @@ INSTALLED_APPS = [
     "metrics",
     "chat",
     "chat.personal",
+    "chat.knowledge",
 ]
 
 # Django's standard middleware, with their hooks run inline on the event loop instead of each

@@ -118,3 +118,20 @@ CIRKELLINE_STATS_DIR = env.str("CIRKELLINE_STATS_DIR", default="")
 
 # The scripted model (CIRKELLINE_MODEL=scripted): seconds per provider call. Tests and bench.
 CIRKELLINE_SCRIPTED_LATENCY = env.float("CIRKELLINE_SCRIPTED_LATENCY", default=0.0)
+
+# Documents ("My documents", chat/knowledge): an upload's bytes (more is a 413), the pages and
+# characters of text kept from one document (more fails its processing, saying why), the documents
+# a user may keep, and how long processing may take before a document still `processing` is
+# reported failed (its server process died).
+CIRKELLINE_KNOWLEDGE_MAX_BYTES = non_negative_int("CIRKELLINE_KNOWLEDGE_MAX_BYTES", 10 * 1024 * 1024)
+CIRKELLINE_KNOWLEDGE_MAX_PAGES = non_negative_int("CIRKELLINE_KNOWLEDGE_MAX_PAGES", 500)
+CIRKELLINE_KNOWLEDGE_MAX_CHARS = non_negative_int("CIRKELLINE_KNOWLEDGE_MAX_CHARS", 2_000_000)
+CIRKELLINE_KNOWLEDGE_MAX_DOCUMENTS = non_negative_int("CIRKELLINE_KNOWLEDGE_MAX_DOCUMENTS", 200)
+CIRKELLINE_KNOWLEDGE_PROCESS_TIMEOUT = positive_float("CIRKELLINE_KNOWLEDGE_PROCESS_TIMEOUT", 300.0)
+# An embedding model for documents (`openai:<id>`, or `openai-like:<id>` with
+# CIRKELLINE_EMBEDDING_BASE_URL): chunks are embedded at upload and questions at search, and the
+# vector ranking is fused with the lexical one. Empty: lexical search only (works offline).
+CIRKELLINE_EMBEDDING_MODEL = env.str("CIRKELLINE_EMBEDDING_MODEL", default="")
+CIRKELLINE_EMBEDDING_BASE_URL = env.str("CIRKELLINE_EMBEDDING_BASE_URL", default="")
+# The embedding endpoint's key; empty: OPENAI_API_KEY.
+CIRKELLINE_EMBEDDING_API_KEY = env.str("CIRKELLINE_EMBEDDING_API_KEY", default="")

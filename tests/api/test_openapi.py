@@ -31,7 +31,7 @@ UNDOCUMENTED_PREFIXES = ("/admin/",)
 DOCUMENTED_AHEAD: set[str] = set()
 CSRF_SECRET = "a" * 32
 SAMPLE_PARAMS = {"team_id": "cirkelline", "session_id": "no-such-session", "run_id": "no-such-run",
-                 "memory_id": "no-such-memory"}
+                 "memory_id": "no-such-memory", "content_id": "no-such-content"}
 
 
 def routed_paths(patterns=None, prefix: str = "") -> set[str]:

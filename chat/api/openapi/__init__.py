@@ -20,6 +20,7 @@ from django.conf import settings
 
 from .common import BEARER, COOKIE
 from .feedback import feedback_paths, feedback_schemas
+from .knowledge import knowledge_paths, knowledge_schemas
 from .paths import all_paths
 from .personal import personal_paths, personal_schemas
 from .schemas import component_schemas
@@ -52,14 +53,16 @@ def document() -> dict[str, Any]:
             {"name": "usage", "description": "Your own tokens and cost."},
             {"name": "profile", "description": "Your profile: name, timezone, custom instructions, memories on/off."},
             {"name": "memories", "description": "What Cirkelline remembers about you (AgentOS' memory routes)."},
+            {"name": "knowledge", "description": "Your documents and the shared ones (AgentOS' knowledge routes)."},
             {"name": "feedback", "description": "Your ratings of answers: thumbs up or down, a comment."},
             {"name": "service", "description": "Health, readiness, metrics, configuration and this document."},
             {"name": "pages", "description": "The browser pages (HTML, login cookie)."},
         ],
         "security": [BEARER, COOKIE],
-        "paths": {**all_paths(), **personal_paths(), **feedback_paths()},
+        "paths": {**all_paths(), **personal_paths(), **feedback_paths(), **knowledge_paths()},
         "components": {
-            "schemas": {**component_schemas(), **personal_schemas(), **feedback_schemas()},
+            "schemas": {**component_schemas(), **personal_schemas(), **feedback_schemas(),
+                        **knowledge_schemas()},
             "securitySchemes": {
                 "bearerAuth": {"type": "http", "scheme": "bearer", "bearerFormat": "JWT",
                                "description": "An access token from `POST /api/token/`. A present but bad header is "
