@@ -1,11 +1,15 @@
 """The shipped deployment, tested: deploy/nginx's configuration in front of two workers on
 PostgreSQL + Redis. Through nginx only: SSE streams frame by frame, websockets upgrade and stream,
-the request id reaches the worker and its usage row."""
+the request id reaches the worker and its usage row; a page cut off mid-answer resumes it on either
+worker; a worker killed mid-run (SIGKILL) leaves its run closed as `worker_lost` and its client's
+resumed stream told, while nginx sends everything else to the worker that lives; every run started
+through nginx has exactly one usage row and none is left running."""
 
 from __future__ import annotations
 
 import asyncio
 import json
+import signal
 import subprocess
 import time
 import uuid
@@ -15,10 +19,11 @@ import pytest
 from django.conf import settings
 from websockets.asyncio.client import connect
 
+from chat.models import ChatRun
 from metrics.models import RunUsage
 
 from ..conftest import adb, bearer, parse_sse
-from ..live import live_server
+from ..live import live_server, live_server_process
 from ..ws.conftest import FRAME_WAIT, token_for
 from .nginx import main_config, nginx, nginx_executable, render
 
@@ -95,3 +100,144 @@ async def test_a_websocket_run_streams_through_nginx(cluster, alice):
     run_id = frames[-1]["run_id"]
     usage = await adb(lambda: RunUsage.objects.get(run_id=run_id))
     assert usage.status == "completed"
+
+
+async def ws_frames_until(ws, predicate) -> list[dict]:
+    frames = []
+    while not frames or not predicate(frames[-1]):
+        frames.append(json.loads(await asyncio.wait_for(ws.recv(), FRAME_WAIT)))
+    return frames
+
+
+def events_of(frames: list[dict], run_id: str) -> list[dict]:
+    return [e for f in frames if f["type"] == "events" and f["run_id"] == run_id for e in f["events"]]
+
+
+def text_of(events: list[dict]) -> str:
+    return "".join(e.get("content") or "" for e in events if e["event"] == "TeamRunContent")
+
+
+@pytest.mark.django_db(transaction=True)
+@pytest.mark.live
+async def test_a_page_cut_off_mid_answer_resumes_it_through_nginx_on_either_worker(cluster, alice):
+    """Guards against a resume that only works on the worker running the run (nginx sends the new
+    socket wherever it likes), and against a gap or a repeated word where the answer resumes. Two
+    new sockets resume from the same point one after the other: nginx's round robin puts them on
+    different workers, so both the run's own worker and the other one are tried."""
+    proxy, _ = cluster
+    socket_url = proxy.replace("http", "ws") + "/ws/chat/"
+    async with connect(socket_url, subprotocols=["bearer", token_for(alice)]) as ws:
+        await ws_frames_until(ws, lambda f: f["type"] == "ready")
+        await ws.send(json.dumps({"type": "run", "message": "Please research Copenhagen"}))
+        seen = await ws_frames_until(ws, lambda f: f["type"] == "events" and any(
+            e["event"] == "TeamRunContent" for e in f["events"]))
+        started = next(f for f in seen if f["type"] == "run_started")
+        run_id, session_id = started["run_id"], started["session_id"]
+    # The socket is gone mid-answer (a network blip): the run goes on.
+    before = events_of(seen, run_id)
+    last_seq = before[-1]["seq"]
+    resumed_texts = []
+    for _ in range(2):
+        async with connect(socket_url, subprotocols=["bearer", token_for(alice)]) as ws:
+            await ws_frames_until(ws, lambda f: f["type"] == "ready")
+            await ws.send(json.dumps({"type": "watch", "session_id": session_id, "after": {run_id: last_seq}}))
+            frames = await ws_frames_until(ws, lambda f: f["type"] == "run_finished" and f["run_id"] == run_id)
+        after = events_of(frames, run_id)
+        indexes = [e["event_index"] for e in after]
+        assert indexes and indexes[0] > before[-1]["event_index"] and indexes == sorted(set(indexes)), indexes
+        assert after[-1]["event"] == "TeamRunCompleted"
+        resumed_texts.append(text_of(before + after))
+    usage = await adb(lambda: RunUsage.objects.get(run_id=run_id))
+    assert usage.status == "completed"
+    stored = await adb(lambda: ChatRun.objects.get(run_id=run_id).payload["content"])
+    assert resumed_texts == [stored, stored]
+
+
+# Each call of the scripted model takes this long in the killed-worker test: the run is live for
+# several seconds, the lease and the reaper act within about a second (settings).
+KILL_ENV = {
+    "CIRKELLINE_MODEL": "scripted", "CIRKELLINE_SCRIPTED_LATENCY": "1.5",
+    "CIRKELLINE_WORKER_HEARTBEAT_SECONDS": "0.3", "CIRKELLINE_WORKER_LEASE_SECONDS": "1.2",
+    "CIRKELLINE_REAPER_INTERVAL_SECONDS": "0.5", "CIRKELLINE_LIVE_LEDGER_SECONDS": "0.1",
+}
+
+
+@pytest.fixture
+def doomed_cluster(django_db_setup, django_db_blocker):
+    """Two worker processes (one to be killed) behind nginx: (nginx URL, the two _Servers)."""
+    if not settings.REDIS_URL or settings.DATABASES["default"]["ENGINE"].endswith("sqlite3"):
+        pytest.skip("several workers need PostgreSQL and Redis (the CI PostgreSQL + Redis pass runs this)")
+    env = {**KILL_ENV, "REDIS_URL": settings.REDIS_URL}
+    with django_db_blocker.unblock(), live_server_process(env) as first, live_server_process(env) as second, \
+            nginx([first.base_url, second.base_url]) as proxy:
+        yield proxy, (first, second)
+
+
+async def _sse_data(lines) -> list[dict]:
+    """The data of every frame read until the stream ends or is cut (a worker killed under it)."""
+    seen = []
+    try:
+        async for line in lines:
+            if line.startswith("data: "):
+                seen.append(json.loads(line[6:]))
+    except httpx.HTTPError:  # nginx passes the cut on: the body ends short
+        pass
+    return seen
+
+
+@pytest.mark.django_db(transaction=True)
+@pytest.mark.live
+async def test_a_worker_killed_mid_run_behind_nginx_loses_no_run(doomed_cluster, alice, bob):
+    """Guards against a deployment where one dead worker loses runs: its run left `running` (or
+    never billed), its client's resume hanging on a run nobody will end, requests still sent to
+    the dead worker, another user's run on the living worker disturbed, a run counted twice."""
+    proxy, workers = doomed_cluster
+    by_pid = {w.proc.pid: w for w in workers}
+    async with httpx.AsyncClient(timeout=60) as http:
+        async with http.stream("POST", f"{proxy}/teams/cirkelline/runs", headers=bearer(alice),
+                               data={"message": "Please research the history of Copenhagen"}) as response:
+            assert response.status_code == 200
+            lines = response.aiter_lines()
+            first = None
+            async for line in lines:
+                if line.startswith("data: "):
+                    first = json.loads(line[6:])
+                    break
+            alices = first["run_id"]
+            row = await adb(lambda: RunUsage.objects.get(run_id=alices))
+            doomed = by_pid[int(row.worker.split(":")[-2])]
+            # bob's run, sent next: nginx's round robin gives it to the other worker.
+            bobs = asyncio.create_task(http.post(f"{proxy}/teams/cirkelline/runs", headers=bearer(bob),
+                                                 data={"message": "Please research Aarhus", "stream": "false"}))
+            bob_row = None
+            while bob_row is None:
+                bob_row = await adb(lambda: RunUsage.objects.filter(user=bob).first())
+                await asyncio.sleep(0.05)
+            assert by_pid[int(bob_row.worker.split(":")[-2])] is not doomed
+            doomed.proc.send_signal(signal.SIGKILL)
+            doomed.proc.wait()
+            seen = [first] + await _sse_data(lines)
+        assert seen[-1]["event"] not in ("TeamRunCompleted", "TeamRunError")  # cut off, not ended
+
+        # The client resumes through nginx: the dead worker refuses connections, nginx tries the
+        # other one, which tells the end once the reaper closed the run.
+        resumed = await http.post(f"{proxy}/teams/cirkelline/runs/{alices}/resume", headers=bearer(alice),
+                                  data={"last_event_index": str(seen[-1]["event_index"])})
+        assert resumed.status_code == 200, resumed.text
+        frames = [f for f in parse_sse(resumed.text) if f.event not in ("replay", "catch_up", "subscribed")]
+        assert frames[-1].event == "TeamRunError" and frames[-1].data["error_type"] == "worker_lost", resumed.text
+
+        # Requests keep being answered through nginx, by the worker that lives.
+        again = await http.post(f"{proxy}/teams/cirkelline/runs", headers=bearer(alice),
+                                data={"message": "What is 2+2?", "stream": "false"})
+        assert again.status_code == 200 and again.json()["status"] == "COMPLETED", again.text
+        bob_response = await bobs
+    assert bob_response.status_code == 200 and bob_response.json()["status"] == "COMPLETED"
+
+    # Every run started through nginx: one row each, none running, the dead one closed as lost.
+    rows = await adb(lambda: list(RunUsage.objects.filter(user__in=[alice, bob]).values_list("run_id", "status",
+                                                                                             "error_type")))
+    assert sorted(r[0] for r in rows) == sorted([alices, bob_row.run_id, again.json()["run_id"]])
+    assert dict((r[0], r[1:]) for r in rows) == {alices: ("error", "worker_lost"),
+                                                 bob_row.run_id: ("completed", ""),
+                                                 again.json()["run_id"]: ("completed", "")}
