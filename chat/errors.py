@@ -79,6 +79,23 @@ class RunAlreadyEnded(CirkellineError):
         self.extra = {"status": run_status}
 
 
+class RunNotPaused(CirkellineError):
+    """A continue for a run that is not waiting for its user: running (maybe continued already),
+    ended, or expired (paused longer than CIRKELLINE_PAUSE_TTL_SECONDS). `run_status` says which."""
+
+    status = 409
+
+    def __init__(self, run_status: str) -> None:
+        if run_status == "expired":
+            detail = ("The run waited for your answer too long and has expired; send your message again to "
+                      "start a new run.")
+        else:
+            detail = f"The run is not waiting for an answer ({run_status})."
+        super().__init__(detail=detail)
+        self.run_status = run_status
+        self.extra = {"status": run_status}
+
+
 class RunNotEnded(CirkellineError):
     """Feedback on a run still in progress: its answer can be rated once it has ended."""
 

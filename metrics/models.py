@@ -49,6 +49,14 @@ class RunStatus(models.TextChoices):
     RATE_LIMITED = "rate_limited", "rate limited"
     TIMED_OUT = "timed_out", "timed out"
     CANCELLED = "cancelled", "cancelled"
+    # The run asked its user something (a tool that needs confirmation, agno's get_user_input) and
+    # waits for the answer (POST /teams/{team_id}/runs/{run_id}/continue): tokens and cost so far.
+    # Not running (no admission slot, no worker); continuing it makes the same row running again
+    # and its end adds the continued part (docs/COST.md).
+    PAUSED = "paused", "paused (waiting for its user)"
+    # A paused run nobody continued within CIRKELLINE_PAUSE_TTL_SECONDS: terminal, billed for the
+    # part before its pause.
+    EXPIRED = "expired", "expired while paused"
 
 
 class UsageKind(models.TextChoices):

@@ -16,6 +16,7 @@ import operator
 import re
 
 from .demo_memory import leader_turn, memory_turn
+from .hitl import DEEP_RESEARCH_TOOL, USER_INPUT_TOOL
 from .runtime import DELEGATE_TOOL
 from .scripted import ScriptedCall, ToolCall, Turn
 from .titles import NAMING_LABEL, demo_title, first_message_of
@@ -102,6 +103,35 @@ def arithmetic(text: str) -> str | None:
     return None
 
 
+# The demo's human in the loop (chat.agents.hitl), deterministic: "ask me" makes the leader ask for a
+# field (agno's get_user_input), "deep research" makes it ask to confirm a deep research first.
+ASK_CUE, DEEP_RESEARCH_CUE = "ask me", "deep research"
+ASK_FIELD = {"field_name": "focus", "field_type": "str", "field_description": "What should the answer focus on?"}
+CONFIRMED_PREFIX = "The user confirmed"
+
+
+def hitl_turn(call: ScriptedCall) -> Turn | None:
+    """The leader's turn when it asks its user (or hears back), else None."""
+    text = call.user_text.lower()
+    last = call.tool_result_names[-1] if call.tool_result_names else None
+    if last == USER_INPUT_TOOL:
+        return Turn(text=f"{DEMO_NOTICE} Thank you. {call.tool_results[-1].strip()}")
+    if last == DEEP_RESEARCH_TOOL:
+        if call.tool_results[-1].startswith(CONFIRMED_PREFIX):
+            return Turn(tool_calls=[ToolCall(DELEGATE_TOOL, {"member_id": "research-specialist",
+                                                             "task": call.user_text})])
+        return Turn(text=f"{DEMO_NOTICE} Understood: no deep research. A short answer instead.")
+    if DEEP_RESEARCH_TOOL in call.tool_result_names and last == DELEGATE_TOOL:
+        return Turn(text=f"{DEMO_NOTICE} The deep research is done: {call.tool_results[-1].strip()}")
+    if call.tool_results:
+        return None
+    if ASK_CUE in text and USER_INPUT_TOOL in call.tool_names:
+        return Turn(tool_calls=[ToolCall(USER_INPUT_TOOL, {"user_input_fields": [ASK_FIELD]})])
+    if DEEP_RESEARCH_CUE in text and DEEP_RESEARCH_TOOL in call.tool_names:
+        return Turn(tool_calls=[ToolCall(DEEP_RESEARCH_TOOL, {"topic": call.user_text[:200]})])
+    return None
+
+
 DEMO_NOTICE = "(Offline demo: no AI provider is configured, so these answers are scripted.)"
 
 
@@ -114,6 +144,9 @@ def demo_script(call: ScriptedCall) -> Turn:
     if remembered is not None:
         return remembered
     if call.is_leader:
+        paused = hitl_turn(call)
+        if paused is not None:
+            return paused
         if call.tool_results:
             findings = " ".join(r.strip() for r in call.tool_results if r.strip()) or "(no answer)"
             return Turn(text=f"{DEMO_NOTICE} Here is what my specialist found: {findings}")

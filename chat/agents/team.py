@@ -29,6 +29,7 @@ from django.conf import settings
 from chat.errors import TeamNotFound
 
 from .agno_overrides import share_delegation_derivations
+from .hitl import LEADER_HITL_INSTRUCTIONS, leader_tools
 from .knowledge import LEADER_DOCUMENT_INSTRUCTIONS
 from .knowledge import search_tool as documents_tool
 from .memory import LEADER_MEMORY_INSTRUCTIONS, MEMORY_AGENT, memory_manager, search_tool
@@ -85,17 +86,20 @@ def build_cirkelline_team(model: ModelSpec | None = None, *, db: Any = None, dee
     model = model or model_spec()
     share_delegation_derivations()  # once per process: the delegation tool's schema derived once
     instructions = list(LEADER_INSTRUCTIONS) + list(SAFETY_RULES)
-    instructions += list(DEEP_RESEARCH_LEADER) if deep_research else []
+    instructions += list(DEEP_RESEARCH_LEADER) if deep_research else list(LEADER_HITL_INSTRUCTIONS)
     if user is not None:
         instructions += run_notes(previous_run_cancelled=user.previous_run_cancelled)
     memory: dict[str, Any] = {}
+    # Tools that pause the run for its user (chat.agents.hitl): a question, a confirmation.
+    tools = leader_tools(deep_research=deep_research)
     if user is not None and user.profile.memories_enabled:  # chat.agents.memory
         instructions += list(LEADER_MEMORY_INSTRUCTIONS)
         memory = {"memory_manager": memory_manager(model_factory(MEMORY_AGENT, model), db),
-                  "enable_agentic_memory": True, "add_memories_to_context": False, "tools": [search_tool(db)]}
+                  "enable_agentic_memory": True, "add_memories_to_context": False}
+        tools.append(search_tool(db))
     if user is not None and documents is not None:  # chat.agents.knowledge
         instructions += list(LEADER_DOCUMENT_INSTRUCTIONS)
-        memory["tools"] = [*memory.get("tools", []), documents_tool(documents)]
+        tools.append(documents_tool(documents))
     return Team(
         id=CIRKELLINE_TEAM_ID,
         name="Cirkelline",
@@ -117,6 +121,7 @@ def build_cirkelline_team(model: ModelSpec | None = None, *, db: Any = None, dee
         telemetry=False,
         retries=0,
         tool_call_limit=12 if deep_research else None,
+        tools=tools,
         **memory,
     )
 

@@ -16,6 +16,7 @@ urlpatterns = [
     path("teams/<str:team_id>/runs", views.create_run, name="team-runs"),
     path("teams/<str:team_id>/runs/<str:run_id>", views.run_detail, name="team-run"),
     path("teams/<str:team_id>/runs/<str:run_id>/cancel", views.cancel_run, name="team-run-cancel"),
+    path("teams/<str:team_id>/runs/<str:run_id>/continue", views.continue_run, name="team-run-continue"),
     path("teams/<str:team_id>/runs/<str:run_id>/resume", views.resume_run, name="team-run-resume"),
     path("sessions", views.sessions, name="sessions"),
     path("sessions/<str:session_id>", views.session_detail, name="session"),

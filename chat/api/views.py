@@ -34,6 +34,7 @@ from chat.models import (
 from chat.payload import check_text
 from chat.records import session_record
 from chat.runs import uploads
+from chat.runs.pause import expire_run_if_stale
 from chat.runs.resume import find_run
 from chat.runs.teams import describe_team, describe_team_detail
 from chat.storage.executor import run_db
@@ -98,6 +99,11 @@ async def team_detail(request: HttpRequest, team_id: str, caller: Caller) -> Htt
 async def create_run(request: HttpRequest, team_id: str, caller: Caller) -> HttpResponse:
     run_request, stream = parse_run_request(request, caller, team_id)
     handle = await runs.start_run(run_request)
+    return await _answer(handle, stream)
+
+
+async def _answer(handle: runs.RunHandle, stream: bool) -> HttpResponse:
+    """A run's response: its SSE stream, or (stream=false) its result once it ended."""
     if stream:
         return StreamingHttpResponse(sse.stream(handle), content_type="text/event-stream", headers=sse.HEADERS)
     try:
@@ -118,6 +124,20 @@ async def create_run(request: HttpRequest, team_id: str, caller: Caller) -> Http
             **({"retry_after": result.retry_after or 1} if result.error_type == "rate_limited" else {}),
         )
     return JsonResponse(result.output_dict())
+
+
+@api(("POST",))
+async def continue_run(request: HttpRequest, team_id: str, run_id: str, caller: Caller) -> HttpResponse:
+    """`POST /teams/{team_id}/runs/{run_id}/continue` (AgentOS's route and form fields): a paused
+    run continued with its user's answers (`requirements`), streamed or not, on any worker."""
+    if (request.content_type or "").lower() == "application/json":
+        fields = json_body(request)
+    else:
+        fields = form_fields(request)
+    continued = runs.continue_request_from_fields(fields, user_pk=caller.pk, username=caller.username,
+                                                  team_id=team_id, run_id=run_id)
+    handle = await runs.continue_run(continued)
+    return await _answer(handle, continued.streamed)
 
 
 @api(("POST",))
@@ -181,6 +201,8 @@ async def run_detail(request: HttpRequest, team_id: str, run_id: str, caller: Ca
             }
         )
     stored = await run_db(ChatRun.objects.find, caller.pk, run_id)
+    if stored is not None and stored["status"] == "PAUSED" and await expire_run_if_stale(caller.pk, run_id):
+        stored = await run_db(ChatRun.objects.find, caller.pk, run_id)  # expired just now
     if stored is None:
         raise RunNotFound(run_id)
     payload = stored["payload"]

@@ -165,7 +165,7 @@ _RUN_FIELDS = ("run_id", "request_id", "user_id", "session_id", "team_id", "mode
                "input_tokens", "output_tokens", "total_tokens", "reasoning_tokens", "cache_read_tokens",
                "cache_write_tokens", "cost_usd", "duration_ms", "ttft_ms", "model_calls", "retries",
                "backoff_seconds", "delegations", "member_runs", "deep_research", "streamed")
-_QUIET_STATUSES = frozenset({"completed", "cancelled"})
+_QUIET_STATUSES = frozenset({"completed", "cancelled", "paused"})  # paused: waiting for its user
 
 
 def _emit(logger: logging.Logger, level: int, message: str, fields: dict[str, Any]) -> None:

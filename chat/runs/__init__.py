@@ -15,9 +15,11 @@ comes from chat.agents.runtime.
 
 from . import naming
 from .handle import RunHandle, live_run, live_run_count, live_runs_of, when_idle, when_live
+from .pause import ContinueRequest, continue_request_from_fields, continue_run
 from .request import Attachment, RunRequest
 from .result import RunResult
 from .service import cancel_run, start_run
 
-__all__ = ["Attachment", "RunHandle", "RunRequest", "RunResult", "cancel_run", "live_run", "live_run_count",
+__all__ = ["Attachment", "ContinueRequest", "continue_request_from_fields", "continue_run",
+            "RunHandle", "RunRequest", "RunResult", "cancel_run", "live_run", "live_run_count",
            "live_runs_of", "naming", "start_run", "when_idle", "when_live"]

@@ -19,7 +19,7 @@ from chat.context import CutCall
 TOKEN_FIELDS = ("input_tokens", "output_tokens", "total_tokens", "reasoning_tokens", "cache_read_tokens",
                 "cache_write_tokens")
 TEAM_TERMINAL = frozenset({TeamRunEvent.run_completed.value, TeamRunEvent.run_error.value,
-                           TeamRunEvent.run_cancelled.value})
+                           TeamRunEvent.run_cancelled.value, TeamRunEvent.run_paused.value})
 _LEADER_CONTENT = TeamRunEvent.run_content.value
 _LEADER_TOOL_CALL = TeamRunEvent.tool_call_started.value
 _MEMBER_STARTED = RunEvent.run_started.value

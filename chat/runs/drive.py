@@ -14,6 +14,7 @@ import asyncio
 import logging
 from typing import Any
 
+from chat.agents.hitl import continue_team_run
 from chat.agents.personal import ForUser
 from chat.agents.runtime import TeamRunEvent, is_run_output, stream_team_run
 from chat.context import current_run
@@ -50,7 +51,10 @@ async def drive(handle: RunHandle) -> None:
     try:
         team = team_for_run(request.team_id, deep_research=request.deep_research,
                             user=ForUser(ctx.profile, request.username, ctx.previous_run_cancelled))
-        stream = stream_team_run(
+        stream = continue_team_run(
+            team, run_id=handle.run_id, session_id=handle.session_id, user_id=request.user_id,
+            requirements=handle.continuation,
+        ) if handle.continuation is not None else stream_team_run(
             team,
             message=request.message,
             session_id=handle.session_id,

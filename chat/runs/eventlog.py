@@ -193,7 +193,8 @@ class _Writer:
         self.cursor = end
         if start < end and not self.broken and not log.ended:
             try:
-                entries = [encode(number, event) for number, event in coalesce_numbered(raw[start:end], start)]
+                entries = [encode(number, event) for number, event in coalesce_numbered(raw[start:end],
+                                                                                     handle.index_base + start)]
             except Exception:  # noqa: BLE001 - a bug encoding an event: stop the run, end its log honestly
                 logger.exception("run %s: encoding its events failed; the run is stopped", handle.run_id)
                 self.broken = True
@@ -211,7 +212,7 @@ class _Writer:
             return
         if self.broken:
             # The run's own terminal event could not be sent: ours ends the log in its place.
-            number = max(len(handle._raw) - 1, log.last_index + 1)
+            number = max(handle.event_count - 1, log.last_index + 1)
             entry = error_entry(number, run_id=handle.run_id, session_id=handle.session_id, team_id=handle.team_id,
                                 team_name=log.meta.get("team_name", handle.team_id))
             log.add([entry])

@@ -134,7 +134,10 @@ for i = 1, #KEYS / 3 do
 end
 return 1
 """
+# A paused run's continuation opens its run's log again: the paused part's stream and end go.
 _OPEN = """
+redis.call('DEL', KEYS[3])
+redis.call('HDEL', KEYS[1], 'end')
 redis.call('HSET', KEYS[1], 'meta', ARGV[1])
 redis.call('EXPIRE', KEYS[1], ARGV[2])
 redis.call('SADD', KEYS[2], ARGV[3])
@@ -172,7 +175,7 @@ class Sink:
         self._lifetimes[run_id] = ttl
         self._lives[run_id] = live
         try:
-            await self._open(keys=[meta_key(run_id), live], args=[_dumps(meta), ttl, run_id])
+            await self._open(keys=[meta_key(run_id), live, stream_key(run_id)], args=[_dumps(meta), ttl, run_id])
         except Exception as exc:  # noqa: BLE001 - the run streams all the same; other workers won't see it
             logger.warning("run %s: could not open its event log in Redis (%s); it can be resumed only on "
                            "this worker", run_id, exc)

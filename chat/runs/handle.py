@@ -47,6 +47,13 @@ class RunHandle:
         # Every event the run published, in order: an event's index is its position here. Kept for
         # the run's life (the log holds their encoded form; `events()` serves them in-process).
         self._raw: list[Any] = []
+        # The index of the run's first event here: 0, or for a paused run's continuation the one
+        # after its paused part's last (its log goes on numbering where the pause left it).
+        self.index_base = 0
+        # A continuation (chat.runs.pause): the paused run's requirements with its user's answers,
+        # and what its usage row held before the pause (added to the continued part's).
+        self.continuation: list[dict] | None = None
+        self.prior: dict | None = None
         self._closed = False  # _END was published
         self._consumed = 0  # how many of _raw `events()` / `event_batches()` have handed out
         self._raw_waiter: asyncio.Future | None = None
@@ -97,8 +104,8 @@ class RunHandle:
 
     @property
     def event_count(self) -> int:
-        """Events published so far; the next one's index."""
-        return len(self._raw)
+        """The next event's index (events published so far, after `index_base`)."""
+        return self.index_base + len(self._raw)
 
     async def wait(self) -> RunResult:
         await self._done.wait()

@@ -19,6 +19,7 @@ from .teams import team_name
 _COMPLETED = TeamRunEvent.run_completed.value
 _CANCELLED = TeamRunEvent.run_cancelled.value
 _ERROR = TeamRunEvent.run_error.value
+_PAUSED = TeamRunEvent.run_paused.value
 
 # A run whose server process died (chat.runs.reaper closes it), and the index of its terminal
 # event: its worker's last index is unknown (it may have sent its client events that never
@@ -67,8 +68,11 @@ def outcome(handle: RunHandle, output: Any, failure: BaseException | None) -> Ru
                 result.status, result.error_type = RunStatus.ERROR, "provider_error"
         else:
             result.status, result.error_type = RunStatus.ERROR, "internal"
+    elif name == _PAUSED:
+        # It asks its user (a confirmation, fields): continued later (chat.runs.pause).
+        result.status = RunStatus.PAUSED
     elif name != _COMPLETED:
-        # agno ended without saying how (e.g. a paused run): treat as a failure, visibly.
+        # agno ended without saying how: treat as a failure, visibly.
         result.status, result.error_type = RunStatus.ERROR, "internal"
     if result.error_type and not result.message:
         result.message = ERROR_MESSAGES[result.error_type]
@@ -85,7 +89,7 @@ def terminal_event(handle: RunHandle, result: RunResult) -> Any:
         if name == _CANCELLED:
             return terminal
         return cancelled_event(**common, content=result.content or None)
-    if not result.error_type and name == _COMPLETED:
+    if not result.error_type and name in (_COMPLETED, _PAUSED):
         return terminal
     return error_event(**common, content=result.message or ERROR_MESSAGES["internal"],
                        error_type=result.error_type or "internal", retry_after=result.retry_after)
@@ -99,6 +103,7 @@ def usage_fields(handle: RunHandle, result: RunResult, finished: datetime) -> di
     if result.error_type:
         detail = ctx.last_provider_failure.message if ctx.last_provider_failure else getattr(terminal, "content", "")
         raw_error = storable(f"{result.message} [{detail or result.error_type}]"[:2000])
+    prior = handle.prior or {}  # a continuation: the run's part before its pause (chat.runs.pause)
     return {
         "run_id": handle.run_id,
         "user_id": handle.user_id,
@@ -112,14 +117,24 @@ def usage_fields(handle: RunHandle, result: RunResult, finished: datetime) -> di
         **account.tokens,
         "estimated_tokens": account.estimated_tokens,
         "model_calls": account.model_calls,
-        "member_runs": len(account.member_runs),
+        "member_runs": len(account.member_runs) + prior.get("member_runs", 0),
         "delegations": account.delegations,
-        "retries": ctx.retries,
-        "backoff_seconds": round(ctx.backoff_seconds, 3),
+        "retries": ctx.retries + prior.get("retries", 0),
+        "backoff_seconds": round(ctx.backoff_seconds + prior.get("backoff_seconds", 0.0), 3),
         "deep_research": handle.request.deep_research,
         "streamed": handle.request.streamed,
         "started_at": handle.started_at,
         "finished_at": finished,
-        "duration_ms": int(account.elapsed() * 1000),
-        "ttft_ms": int(account.ttft * 1000) if account.ttft is not None else None,
+        "duration_ms": int(account.elapsed() * 1000) + prior.get("duration_ms", 0),
+        "ttft_ms": _ttft_ms(account, prior),
     }
+
+
+def _ttft_ms(account: Any, prior: dict) -> int | None:
+    """The run's time to first token: its paused part's, if that streamed any text, else this part's
+    (counted from the continuation's start plus the paused part's duration)."""
+    if prior.get("ttft_ms") is not None:
+        return prior["ttft_ms"]
+    if account.ttft is None:
+        return None
+    return int(account.ttft * 1000) + prior.get("duration_ms", 0)

@@ -47,4 +47,7 @@ AGNO_STATUS = {
     RunStatus.ERROR: "ERROR",
     RunStatus.RATE_LIMITED: "ERROR",
     RunStatus.TIMED_OUT: "ERROR",
+    # Waiting for its user (chat.runs.pause); expired: nobody answered in time.
+    RunStatus.PAUSED: "PAUSED",
+    RunStatus.EXPIRED: "CANCELLED",
 }

@@ -136,6 +136,13 @@ async def start_run(request: RunRequest) -> RunHandle:
             del _starting[request.user_id]
         if admitted and not registered:
             await coord.release(user_id=request.user_id, run_id=request.run_id)
+    launch(handle, timeout, gone)
+    return handle
+
+
+def launch(handle: RunHandle, timeout: float, gone: bool) -> None:
+    """Start a registered run's task and its deadline (a new run, or a paused run's continuation)."""
+    loop = asyncio.get_running_loop()
     # The run task must not be tracked as a task of the request's run (there is none).
     token = current_run.set(None)
     try:
@@ -150,9 +157,8 @@ async def start_run(request: RunRequest) -> RunHandle:
         # cancelled run, with its rows: a row never stays `running`.
         loop.call_soon(handle.abort, RunStatus.CANCELLED)
         raise asyncio.CancelledError
-    if request.streamed:
+    if handle.request.streamed:
         announce_live(handle)
-    return handle
 
 
 def _running_usage(request: RunRequest, session_id: str, started_at: datetime) -> dict:

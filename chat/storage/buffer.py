@@ -34,7 +34,7 @@ from . import final_write
 from .executor import run_db
 
 
-def _existing_session(session_id: str, user_pk: int, history_runs: int) -> tuple[dict, dict] | None:
+def existing_session(session_id: str, user_pk: int, history_runs: int) -> tuple[dict, dict] | None:
     """The user's session `session_id` as (its agno record with its last `history_runs` top-level
     runs, what was read along with it), None if there is none; SessionNotFound if it is another's."""
     row = final_write.claimed_session(session_id)
@@ -73,7 +73,7 @@ def _claim_for_run(session_id: str, user_pk: int, *, is_new: bool, team_id: str,
 def _claim(session_id: str, user_pk: int, *, is_new: bool, team_id: str, name: str,
            history_runs: int) -> tuple[dict | None, dict]:
     if not is_new:
-        claimed = _existing_session(session_id, user_pk, history_runs)
+        claimed = existing_session(session_id, user_pk, history_runs)
         if claimed is not None:
             return claimed
     with connection.cursor() as cursor:
@@ -83,13 +83,13 @@ def _claim(session_id: str, user_pk: int, *, is_new: bool, team_id: str, name: s
             return None, profile
     # Claimed by someone else between the read and the insert (or a run of the same user on
     # the same new id, which may go on in it): the owner decides.
-    claimed = _existing_session(session_id, user_pk, history_runs)
+    claimed = existing_session(session_id, user_pk, history_runs)
     if claimed is None:  # claimed, then deleted at once: nobody's now, and this run did not get it
         raise SessionNotFound(session_id)
     return claimed
 
 
-def _profile(about: dict) -> UserProfile:
+def profile_of(about: dict) -> UserProfile:
     """The profile columns the claim read (None throughout for a user without a profile row)."""
     defaults = UserProfile()
     return UserProfile(
@@ -119,7 +119,7 @@ async def claim_session(ctx: RunContext, session_id: str, user_pk: int, *, is_ne
                                  run_row=run_row, usage=usage)
     ctx.prefetched_session = (session_id, record)
     ctx.running_row = run_row
-    ctx.profile = _profile(about)
+    ctx.profile = profile_of(about)
     ctx.previous_run_cancelled = about.get("last_run_status") == CANCELLED_STATUS
 
 

@@ -60,6 +60,8 @@ STREAMED_RUNS = 256
 # Fields of a `run` frame handed to the run API's checks (the rest of a frame is ignored).
 RUN_FIELDS = ("message", "session_id", "deep_research", "session_state", "dependencies", "metadata",
               "stream_events", "user_id")
+# Fields of a `continue` frame handed to the continue checks (chat.runs.pause).
+CONTINUE_FIELDS = ("requirements", "session_id", "stream_events", "user_id")
 _tasks: set[asyncio.Task] = set()
 
 
@@ -94,7 +96,9 @@ def _announce(handle: runs.RunHandle) -> None:
     layer = get_channel_layer()
     if layer is None:
         return
-    message = {"type": "run.live", "run_id": handle.run_id, "session_id": handle.session_id}
+    # `after`: a paused run's continuation is announced with the index its events follow.
+    message = {"type": "run.live", "run_id": handle.run_id, "session_id": handle.session_id,
+               "after": handle.index_base - 1}
     _spawn(_send_notice(layer, group_name(handle.user_id, handle.session_id), message), "ws-run-live")
 
 
@@ -146,7 +150,7 @@ class ChatConsumer(AsyncJsonWebsocketConsumer):
         self.runs: dict[str, _Following] = {}
         # Runs this socket has streamed (the last STREAMED_RUNS): a `run.live` notice that arrives
         # after such a run ended (quick runs do) must not replay it a second time.
-        self.streamed: dict[str, None] = {}
+        self.streamed: dict[str, int] = {}  # run id -> the seq its stream here began after
         self.closed = False
         self.fanout = Fanout(self.channel_layer, self.channel_name)
         self._auth_timer: asyncio.TimerHandle | None = None
@@ -255,11 +259,13 @@ class ChatConsumer(AsyncJsonWebsocketConsumer):
             await self._start_run(content, ref)
         elif kind == "cancel":
             _spawn(self._cancel(content.get("run_id"), ref), "ws-cancel")
+        elif kind == "continue":
+            await self._continue_run(content, ref)
         elif kind == "watch":
             await self._watch(content.get("session_id"), content.get("after"), ref)
         else:
-            await self.send_json(frames.error(400, f"Unknown frame type {kind[:40]!r}: use run, cancel, watch or "
-                                                   "auth.", ref=ref))
+            await self.send_json(frames.error(400, f"Unknown frame type {kind[:40]!r}: use run, continue, cancel, "
+                                                   "watch or auth.", ref=ref))
 
     async def _start_run(self, content: dict, ref: Any) -> None:
         try:
@@ -276,11 +282,34 @@ class ChatConsumer(AsyncJsonWebsocketConsumer):
             return
         self._follow(eventlog.LogRef.of(handle.log), -1, own=True, ref=ref)
 
+    async def _continue_run(self, content: dict, ref: Any) -> None:
+        """A paused run of the user's, continued with their answers (`requirements`), streamed here
+        from the event after its paused part's last."""
+        try:
+            await self._check_credentials()
+            run_id = content.get("run_id")
+            if not isinstance(run_id, str):
+                raise BadRequest(400, "'run_id' is required.")
+            try:
+                validate_session_id(run_id)
+            except BadRequest:
+                raise BadRequest(400, "Invalid run id.") from None
+            fields = {name: content[name] for name in CONTINUE_FIELDS if name in content}
+            team_id = resolve_team(str(content.get("team_id") or CIRKELLINE_TEAM_ID))
+            request = runs.continue_request_from_fields(fields, user_pk=self.caller.pk, username=self.caller.username,
+                                                        team_id=team_id, run_id=run_id)
+            request.streamed = True
+            handle = await runs.continue_run(request)
+        except Exception as exc:  # noqa: BLE001 - every refusal becomes an error frame (frames.error_for)
+            await self.send_json(frames.error_for(exc, ref=ref, run_id=content.get("run_id")))
+            return
+        self._follow(eventlog.LogRef.of(handle.log), handle.index_base - 1, own=True, ref=ref)
+
     def _follow(self, log_ref: eventlog.LogRef, after: int, *, own: bool, ref: Any = None) -> None:
         following = _Following(frames.RunFrames(log_ref.run_id, log_ref.meta, ref), own)
         following.frames.seq = after
         self.runs[log_ref.run_id] = following
-        self.streamed[log_ref.run_id] = None
+        self.streamed[log_ref.run_id] = after
         if len(self.streamed) > STREAMED_RUNS:
             del self.streamed[next(iter(self.streamed))]
         following.task = _spawn(self._pump(following, log_ref, after), f"ws-run-{log_ref.run_id}")
@@ -373,12 +402,17 @@ class ChatConsumer(AsyncJsonWebsocketConsumer):
     async def run_live(self, message: dict) -> None:
         """A run of the user's started in the session this socket watches (on any worker)."""
         run_id = message.get("run_id")
-        if message.get("session_id") != self.fanout.session or run_id in self.streamed or self.closed:
+        after = message.get("after", -1)  # a continuation: the events after its paused part's
+        if message.get("session_id") != self.fanout.session or self._streamed_from(run_id, after) or self.closed:
             return
         log_ref = await eventlog.lookup(run_id)
         if (log_ref is not None and log_ref.user_id == self.caller.pk and log_ref.session_id == self.fanout.session
-                and run_id not in self.streamed and not self.closed):
-            self._follow(log_ref, -1, own=False)
+                and not self._streamed_from(run_id, after) and not self.closed):
+            self._follow(log_ref, after, own=False)
+
+    def _streamed_from(self, run_id: Any, after: int) -> bool:
+        """Whether this socket streams (or streamed) the run's events after `after` already."""
+        return run_id in self.runs or (run_id in self.streamed and self.streamed[run_id] >= after)
 
     async def presence_join(self, message: dict) -> None:
         if self.fanout.peer_joined(message):

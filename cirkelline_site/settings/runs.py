@@ -47,6 +47,9 @@ if CIRKELLINE_ON_DISCONNECT not in ("continue", "cancel"):
 # kept this many seconds after the run ended (in Redis with REDIS_URL, in the process otherwise),
 # and at most this many entries per run (older ones are dropped first).
 CIRKELLINE_EVENT_LOG_TTL = positive_float("CIRKELLINE_EVENT_LOG_TTL", 600.0)
+# A run paused for its user (a question, a confirmation) can be continued for this long after it
+# paused; later it is expired (usage status `expired`, run CANCELLED) and continuing it is a 409.
+CIRKELLINE_PAUSE_TTL_SECONDS = positive_float("CIRKELLINE_PAUSE_TTL_SECONDS", 86_400.0)
 CIRKELLINE_EVENT_LOG_MAXLEN = env.int("CIRKELLINE_EVENT_LOG_MAXLEN", default=10_000)
 if CIRKELLINE_EVENT_LOG_MAXLEN < 100:
     raise ImproperlyConfigured(f"CIRKELLINE_EVENT_LOG_MAXLEN must be at least 100, got {CIRKELLINE_EVENT_LOG_MAXLEN}")

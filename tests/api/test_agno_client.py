@@ -155,3 +155,48 @@ async def test_agentos_client_memory_calls_work_against_ours(server, alice, bob)
     await client.delete_memory(coffee.memory_id, user_id=me, headers=headers)
     await client.delete_memories([ida.memory_id], user_id=me, headers=headers)
     assert (await client.list_memories(headers=headers)).data == []
+
+
+async def test_agentos_client_continues_a_paused_run(server, alice, bob):
+    """agno's own client answers a paused run: the question as agno's TeamRunPaused event with its
+    requirements, answered with RunRequirement's own methods and sent back by continue_team_run
+    (non-streamed) and continue_team_run_stream; another user's continue is a 404."""
+    import httpx
+    from agno.client import AgentOSClient
+    from agno.run.requirement import RunRequirement
+    from agno.run.team import RunCompletedEvent, RunContinuedEvent, RunPausedEvent
+
+    client = AgentOSClient(base_url=server, timeout=30)
+    headers = {"Authorization": f"Bearer {AccessToken.for_user(alice)}"}
+
+    events = [e async for e in client.run_team_stream(
+        team_id="cirkelline", message="Please ask me what to focus on", headers=headers)]
+    paused = events[-1]
+    assert isinstance(paused, RunPausedEvent)
+    requirements = [r if isinstance(r, RunRequirement) else RunRequirement.from_dict(r) for r in paused.requirements]
+    assert requirements[0].needs_user_input
+    requirements[0].provide_user_input({"focus": "the old town"})
+
+    stranger = {"Authorization": f"Bearer {AccessToken.for_user(bob)}"}
+    with pytest.raises(httpx.HTTPStatusError) as refused:
+        await client.continue_team_run(team_id="cirkelline", run_id=paused.run_id, requirements=requirements,
+                                       session_id=paused.session_id, headers=stranger)
+    assert refused.value.response.status_code == 404
+
+    output = await client.continue_team_run(team_id="cirkelline", run_id=paused.run_id, requirements=requirements,
+                                            session_id=paused.session_id, headers=headers)
+    assert output.status == "COMPLETED" and "the old town" in output.content
+    assert output.run_id == paused.run_id
+
+    events = [e async for e in client.run_team_stream(
+        team_id="cirkelline", message="Do a deep research on the harbour", session_id=paused.session_id,
+        headers=headers)]
+    paused = events[-1]
+    assert isinstance(paused, RunPausedEvent)
+    requirements = [r if isinstance(r, RunRequirement) else RunRequirement.from_dict(r) for r in paused.requirements]
+    requirements[0].confirm()
+    continued = [e async for e in client.continue_team_run_stream(
+        team_id="cirkelline", run_id=paused.run_id, requirements=requirements, session_id=paused.session_id,
+        headers=headers)]
+    assert isinstance(continued[0], RunContinuedEvent) and isinstance(continued[-1], RunCompletedEvent)
+    assert "deep research is done" in continued[-1].content

@@ -66,6 +66,8 @@ def map_case(context, case):
         for name in JSON_TEXT_FIELDS:
             if isinstance(case.body.get(name), str):
                 case.body[name] = json.dumps({"generated": case.body[name]})
+        if isinstance(case.body.get("requirements"), str):  # a continue's answers: a JSON array's text
+            case.body["requirements"] = json.dumps([{"id": case.body["requirements"], "confirmation": True}])
     return case
 
 

@@ -12,6 +12,7 @@ from django.db import connection
 from django.test.utils import CaptureQueriesContext
 
 from chat.agents import personal
+from chat.agents.hitl import LEADER_HITL_INSTRUCTIONS
 from chat.agents.specialists import LEADER_INSTRUCTIONS, SAFETY_RULES
 from chat.personal.models import Profile
 from chat.runs import RunRequest, cancel_run, start_run, teams
@@ -107,7 +108,7 @@ async def test_the_shared_prototype_team_is_never_changed(alice, recorder):
     await run(alice)
     prototype = teams.prototype("cirkelline")
     assert prototype.additional_context is None
-    assert list(prototype.instructions) == [*LEADER_INSTRUCTIONS, *SAFETY_RULES]
+    assert list(prototype.instructions) == [*LEADER_INSTRUCTIONS, *SAFETY_RULES, *LEADER_HITL_INSTRUCTIONS]
     assert "Answer in French." not in str(teams.describe_team_detail("cirkelline"))
 
 

@@ -211,9 +211,10 @@ def all_paths() -> dict[str, Any]:
             "Run the team on a message: an SSE stream of agno's events, or one JSON answer", "runs",
             {"200": {"description": "`stream=true` (default): `text/event-stream`, one frame per agno event "
                                     "(`event: <name>` and `data: <one line of JSON>`, see `SseEvent`), ending with "
-                                    "exactly one terminal event (`TeamRunCompleted`, `TeamRunCancelled` or "
-                                    "`TeamRunError`). `stream=false`: the run as JSON (a cancelled run has "
-                                    "`status: CANCELLED`).",
+                                    "exactly one terminal event (`TeamRunCompleted`, `TeamRunCancelled`, "
+                                    "`TeamRunError`, or `TeamRunPaused` when it asks you something: continue it "
+                                    "with `.../continue`). `stream=false`: the run as JSON (a cancelled run has "
+                                    "`status: CANCELLED`, a paused one `PAUSED` and its `requirements`).",
                      "headers": {"Cache-Control": {"schema": {"const": "no-cache"}},
                                  "X-Accel-Buffering": {"schema": {"const": "no"}}},
                      "content": {SSE: {"schema": ref("SseFrame"), "example": SSE_EXAMPLE},
@@ -246,6 +247,30 @@ def all_paths() -> dict[str, Any]:
             description="`status` is the run's final status: `cancelled`; `error` for a run whose server "
                         "process had died (its lease expired), which the cancel closes at once as "
                         "`worker_lost`.")},
+        "/teams/{team_id}/runs/{run_id}/continue": {"post": op(
+            "Continue a paused run of yours with your answers (AgentOS): an SSE stream or one JSON answer", "runs",
+            {"200": {"description": "As `POST /teams/{team_id}/runs`: `stream=true` (default), the continued "
+                                    "part's events (from `TeamRunContinued`, numbered after the paused part's) "
+                                    "to its terminal event (which may be `TeamRunPaused` again); `stream=false`, "
+                                    "the run as JSON.",
+                     "headers": {"Cache-Control": {"schema": {"const": "no-cache"}},
+                                 "X-Accel-Buffering": {"schema": {"const": "no"}}},
+                     "content": {SSE: {"schema": ref("SseFrame")}, JSON: {"schema": ref("TeamRunOutput")}}},
+             **errors(400, 401),
+             "402": error_response("Your monthly budget is spent: the continuation is refused before it starts.",
+                                    example="Your monthly budget of 20.00 USD is spent; runs resume next month."),
+             **errors(403, 404, 405),
+             "409": error_response("The run is not waiting for an answer: `status` is `running`, how it ended, or "
+                                   "`expired` (paused longer than `CIRKELLINE_PAUSE_TTL_SECONDS`).", "RunAlreadyEnded"),
+             **errors(413, 415),
+             "429": copy.deepcopy(runs_429), "503": copy.deepcopy(runs_503), **copy.deepcopy(run_failed)},
+            security=WRITE_AUTH, parameters=[TEAM_ID, RUN_ID], operation_id="continue_run",
+            request_body={"required": True, "content": {
+                JSON: {"schema": ref("ContinueRequest")}, FORM: {"schema": ref("ContinueRequestForm")},
+                MULTIPART: {"schema": ref("ContinueRequestForm")}}},
+            description="Only your own paused runs (another user's, another team's, another session's: 404), on any "
+                        "worker. The continuation is the same run: the same `run_id` and usage row, billed for both "
+                        "parts (docs/COST.md). It is admitted and budget-checked like a new run.")},
         "/teams/{team_id}/runs/{run_id}/resume": {
             "post": op("Resume a run's stream after `last_event_index`, on any worker (AgentOS)", "runs",
                        resume_responses, security=WRITE_AUTH, parameters=[TEAM_ID, RUN_ID, LAST_EVENT_ID],

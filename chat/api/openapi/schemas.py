@@ -94,6 +94,13 @@ def component_schemas() -> dict[str, Any]:
                                        "members' responses.", content=ANY, content_type=STR, metrics=OBJ,
                                        member_responses={"type": "array"}, session_state=NULLABLE_OBJ),
         "TeamRunCancelled": team_event("TeamRunCancelled", "Terminal: the run was cancelled.", reason=NULLABLE_STR),
+        "TeamRunPaused": team_event(
+            "TeamRunPaused", "Terminal for now: the run asks its user (a tool that needs confirmation, or "
+            "`get_user_input` fields). Answer each of `requirements` and send them back to "
+            "`POST /teams/{team_id}/runs/{run_id}/continue`.", tools=NULLABLE_ARRAY,
+            requirements={"type": "array", "items": ref("RunRequirement")}),
+        "TeamRunContinued": team_event("TeamRunContinued", "A paused run goes on with its user's answers (the first "
+                                       "event of a continuation)."),
         "TeamRunError": team_event("TeamRunError", "Terminal: the run failed; `content` is a sentence for a person.",
                                    content=STR, error_type={"type": "string", "enum": RUN_ERROR_TYPES},
                                    error_id=NULLABLE_STR,
@@ -202,7 +209,9 @@ def component_schemas() -> dict[str, Any]:
         "TeamRunOutput": obj({
             "run_id": STR, "team_id": STR, "team_name": STR, "session_id": STR, "user_id": NULLABLE_STR,
             "content": ANY, "content_type": STR, "model": NULLABLE_STR, "model_provider": NULLABLE_STR,
-            "created_at": INT, "status": {"type": "string", "description": "`COMPLETED` or `CANCELLED`."},
+            "created_at": INT, "status": {"type": "string", "description": "`COMPLETED`, `CANCELLED`, or `PAUSED` "
+                                          "(then `requirements` says what the run asks its user)."},
+            "requirements": {"type": ["array", "null"], "items": ref("RunRequirement")},
             "metrics": OBJ, "messages": {"type": "array"}, "member_responses": {"type": "array"}, "input": OBJ,
         }, ["run_id", "session_id", "status", "content"], description="agno's `TeamRunOutput.to_dict()`."),
         "StoredRun": obj({
@@ -286,6 +295,36 @@ def component_schemas() -> dict[str, Any]:
             description="AgentOS's notices on a resumed stream (`event: <name>`, no `id:`): `catch_up` before the "
                         "events missed of a live run, `subscribed` before its live events, `replay` before the "
                         "events of an ended run (`total_events` of them)."),
+        "RunRequirement": obj({
+            "id": STR,
+            "tool_execution": obj({"tool_call_id": NULLABLE_STR, "tool_name": STR, "tool_args": NULLABLE_OBJ,
+                                   "requires_confirmation": {"type": ["boolean", "null"]},
+                                   "requires_user_input": {"type": ["boolean", "null"]},
+                                   "confirmed": {"type": ["boolean", "null"]}}),
+            "confirmation": {"type": ["boolean", "null"],
+                             "description": "Your answer to a tool that needs confirmation."},
+            "confirmation_note": {"type": ["string", "null"], "maxLength": 2000},
+            "user_input_schema": {"type": ["array", "null"], "items": obj({
+                "name": STR, "field_type": STR, "description": NULLABLE_STR,
+                "value": {"type": ["string", "number", "boolean", "null"]}}, ["name"])},
+            "values": {"type": "object", "description": "Cirkelline's shorthand: field name -> value."},
+        }, description="What a paused run asks (agno's `RunRequirement.to_dict()`). To answer, send it back with "
+                       "`confirmation` (true/false) or the `value` of each field of `user_input_schema`; only the "
+                       "answers are read, matched to the run's own requirements by `id` (or `tool_call_id`)."),
+        "ContinueRequest": obj({
+            "requirements": {"type": "array", "items": ref("RunRequirement"), "minItems": 1,
+                             "description": "The paused run's requirements, answered (a JSON array; as JSON text in "
+                                            "forms). Unanswered ones keep the run paused."},
+            "session_id": {"type": "string", "pattern": SESSION_ID_PATTERN,
+                           "description": "The run's session (optional; another session's: 404)."},
+            "user_id": {**TEXT, "type": ["string", "integer", "null"],
+                        "description": "Optional; if sent, your own user id or username (else 403)."},
+            "stream": {**BOOLISH, "default": True},
+            "stream_events": {**BOOLISH, "default": True},
+            "background": {"enum": [False, "false", "0", "no", "off", "", None],
+                           "description": "Background runs are not offered: `true` is a 400."},
+        }, ["requirements"], example={"requirements": [{"id": "60335ce9-67bf-4b21-8b92-771b2db16b25",
+                                                        "confirmation": True}], "stream": False}),
         "ResumeRequest": obj({
             "last_event_index": {"type": ["integer", "string"], "pattern": r"^-?\d+$",
                                  "description": "The last `event_index` you received (-1 or absent: from the "
@@ -295,8 +334,11 @@ def component_schemas() -> dict[str, Any]:
             example={"last_event_index": "41", "session_id": "s-2026-12-01-a"}),
     }
     schemas.update(events)
-    for name in ("LoginRequest", "RefreshRequest", "LogoutRequest", "RenameRequest", "RunRequest"):
+    for name in ("LoginRequest", "RefreshRequest", "LogoutRequest", "RenameRequest", "RunRequest", "ContinueRequest"):
         schemas[name + "Form"] = _form_of(schemas[name])
+    schemas["ContinueRequestForm"]["properties"]["requirements"] = {
+        **TEXT, "contentMediaType": JSON, "contentSchema": {"type": "array", "items": ref("RunRequirement")},
+        "description": "A JSON array, as JSON text."}
     # `files` only as file parts (multipart): a text field of that name is a 400.
     schemas["RunRequestForm"]["propertyNames"] = {**TEXT, "not": {"const": "files"}}
     schemas["RunRequestMultipart"] = _form_of(schemas["RunRequest"], files=True)
