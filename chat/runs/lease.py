@@ -31,15 +31,16 @@ logger = logging.getLogger(__name__)
 _timers: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, asyncio.TimerHandle | None] = (
     weakref.WeakKeyDictionary())
 _beating: set[asyncio.Task] = set()
-# When this process's lease was last renewed (time.monotonic()), for /ready and the logs.
-last_renewed: float | None = None
+# When the running loop's heartbeat last renewed the lease (time.monotonic()).
+_renewed: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, float] = weakref.WeakKeyDictionary()
 
 
 async def renew() -> None:
     """Renew this process's lease now (CIRKELLINE_WORKER_LEASE_SECONDS from now)."""
-    global last_renewed
+    loop = asyncio.get_running_loop()
     expires = datetime.now(UTC) + timedelta(seconds=settings.CIRKELLINE_WORKER_LEASE_SECONDS)
     await run_db(WorkerLease.objects.renew, worker_id(), expires)
+    last_renewed = _renewed.get(loop)
     if last_renewed is not None and time.monotonic() - last_renewed > settings.CIRKELLINE_WORKER_LEASE_SECONDS:
         # The lease ran out meanwhile (a stalled loop, an unreachable database): other processes
         # may have closed this process's runs as worker_lost; their own final writes then add
@@ -47,7 +48,7 @@ async def renew() -> None:
         logger.error("worker %s: its lease was not renewed for %.0f s (lease %.0f s); its runs may have been "
                      "closed as worker_lost", worker_id(), time.monotonic() - last_renewed,
                      settings.CIRKELLINE_WORKER_LEASE_SECONDS)
-    last_renewed = time.monotonic()
+    _renewed[loop] = time.monotonic()
 
 
 def _beat(loop: asyncio.AbstractEventLoop) -> None:

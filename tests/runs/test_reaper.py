@@ -139,8 +139,16 @@ async def test_a_run_is_closed_once_whoever_races_for_it(alice):
 async def test_cancelling_a_run_whose_worker_died_closes_it_at_once(api, alice, no_sweeps):
     """Guards against a cancel of a dead worker's run answering 503 (no Redis: "in another process")
     or waiting for a process that will never answer, while the run stays `running`."""
+    from django.conf import settings
+
+    from chat.runs.admission import coordinator
+
     await adb(put_on_record, alice, "r-cancel", worker="gone:2:deadbeef")
     await adb(lease, "gone:2:deadbeef", -1)
+    if settings.REDIS_URL:  # its slot and owner key, as its admission left them in Redis
+        assert await coordinator().admit(user_id=alice.pk, run_id="r-cancel", local_user_runs=0, local_runs=0,
+                                         lease=60) is None
+        assert await coordinator().owner_elsewhere("r-cancel") == alice.pk
     loop = asyncio.get_running_loop()
     began = loop.time()
     response = await api.post(f"{RUNS}/r-cancel/cancel", headers=bearer(alice))
@@ -150,6 +158,7 @@ async def test_cancelling_a_run_whose_worker_died_closes_it_at_once(api, alice, 
     assert took < 5  # not the 10 s wait for an answer from another process
     row = await adb(RunUsage.objects.get, run_id="r-cancel")
     assert (row.status, row.error_type) == ("error", "worker_lost")
+    assert await coordinator().owner_elsewhere("r-cancel") is None  # its slot was given back
     again = await api.post(f"{RUNS}/r-cancel/cancel", headers=bearer(alice))
     assert again.status_code == 409
 
