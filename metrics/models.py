@@ -65,6 +65,9 @@ class UsageKind(models.TextChoices):
     CHAT = "chat", "chat run"
     # The title a session gets from the model after its first answer (chat.runs.naming).
     NAMING = "naming", "session naming"
+    # Embedding calls made outside a run: a document's chunks at upload, a question searched over
+    # the API (chat.runs.embedding). Inside a run they are on the run's ledger (agent `embedding`).
+    EMBEDDING = "embedding", "document embedding"
 
 
 class Pricing(models.TextChoices):

@@ -36,16 +36,17 @@ def from_bytes(blob: bytes | memoryview) -> np.ndarray:
 
 
 class VectorIndex(Protocol):
-    def rank(self, user_pk: int, query: list[float], *, candidates: list[int], limit: int) -> list[int]:
-        """Chunk ids the user may read, nearest to `query` first (sync; `candidates`: the lexical
-        ranking's ids, which a backend with an index of its own may ignore)."""
+    def rank(self, user_pk: int, query: list[float], *, model: str, candidates: list[int], limit: int) -> list[int]:
+        """Chunk ids the user may read embedded by `model`, nearest to `query` first (sync;
+        `candidates`: the lexical ranking's ids, which a backend with an index of its own may ignore)."""
 
 
 class PortableVectors:
     """Vectors in the chunk rows, cosine similarity in numpy over a bounded candidate set."""
 
-    def rank(self, user_pk: int, query: list[float], *, candidates: list[int], limit: int) -> list[int]:
-        visible = KnowledgeChunk.objects.visible(user_pk).filter(embedding__isnull=False)
+    def rank(self, user_pk: int, query: list[float], *, model: str, candidates: list[int], limit: int) -> list[int]:
+        visible = KnowledgeChunk.objects.visible(user_pk).filter(embedding__isnull=False,
+                                                                 document__embedding_model=model)
         if visible.count() > FULL_SCAN_MAX:
             visible = visible.filter(id__in=candidates[:CANDIDATES])
         rows = list(visible.values_list("id", "embedding")[:FULL_SCAN_MAX])
@@ -57,7 +58,7 @@ class PortableVectors:
         norms = np.linalg.norm(matrix, axis=1) * np.linalg.norm(q)
         scores = matrix @ q / np.where(norms == 0, 1, norms)
         order = np.argsort(-scores, kind="stable")[:limit]
-        return [rows[i][0] for i in order]
+        return [rows[i][0] for i in order if scores[i] > 0]  # nothing in common is no match
 
 
 def fuse(*rankings: list[int], limit: int) -> list[int]:

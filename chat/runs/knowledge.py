@@ -105,8 +105,8 @@ async def search(user_pk: int, query: str, *, limit: int = 5, username: str = ""
     vector = await embedding.embed_query(query, user_pk=user_pk, username=username)
     if vector is None:
         return lexical_hits[:limit]
-    nearest = await run_db(VECTORS.rank, user_pk, vector, candidates=[h.chunk_id for h in lexical_hits],
-                           limit=CANDIDATES)
+    nearest = await run_db(VECTORS.rank, user_pk, vector, model=embedding.model_name(),
+                           candidates=[h.chunk_id for h in lexical_hits], limit=CANDIDATES)
     fused = fuse([h.chunk_id for h in lexical_hits], nearest, limit=limit)
     known = {h.chunk_id: h for h in lexical_hits}
     missing = [i for i in fused if i not in known]

@@ -23,7 +23,10 @@ The parts:
 Faults: HTTP 429 (with or without ``Retry-After``), 500, 503, 529, the client errors 400,
 401, 403, 404, 413 and 422 (never worth a retry), a TCP reset mid-stream, a stalled stream,
 a malformed chunk, slow response headers, and delegation to an unknown member or with an
-empty task. Observability: ``open_connections``, ``active_requests``, ``total_requests``,
+empty task. Embeddings: ``POST /v1/embeddings`` answers OpenAI's shape with deterministic vectors
+(``wire.embedding``: a word, or its synonym group in ``wire.SYNONYMS``, per dimension; one token
+per word), logs each body in ``embedding_requests`` and answers the statuses queued in
+``embedding_failures`` first. Observability: ``open_connections``, ``active_requests``, ``total_requests``,
 ``requests`` (body, behaviour and ``Outcome`` of each call) and ``wait_idle``.
 
 In-process use (tests)::

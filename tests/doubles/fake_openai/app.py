@@ -41,6 +41,7 @@ Headers = list[tuple[bytes, bytes]]
 _MAX_BODY_BYTES: Final = 64 * 1024 * 1024
 _CHAT_PATHS: Final = ("/v1/chat/completions", "/chat/completions")
 _MODELS_PATHS: Final = ("/v1/models", "/models")
+_EMBEDDINGS_PATHS: Final = ("/v1/embeddings", "/embeddings")
 _JSON: Final = (b"content-type", b"application/json")
 
 
@@ -115,6 +116,9 @@ class ChatCompletionsApp:
         method, path = scope["method"], scope["path"].rstrip("/")
         if method == "POST" and path in _CHAT_PATHS:
             await self._chat_completions(scope, receive, send, body, received, keep_alive)
+        elif method == "POST" and path in _EMBEDDINGS_PATHS:
+            status, response = self.provider.embed(body)
+            await _send_whole(send, status, [_JSON], response, keep_alive)
         elif method == "GET" and path in _MODELS_PATHS:
             await _send_whole(send, 200, [_JSON], wire.models_body(self.provider.model), keep_alive)
         else:

@@ -27,15 +27,18 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import socket
 import struct
 import threading
+from collections import deque
 from types import TracebackType
 from typing import Any, Final, Self
 
 import uvicorn
 from uvicorn.server import ServerState
 
+from . import wire
 from .app import ChatCompletionsApp
 from .behaviours import Behaviour, check_knobs
 from .recording import Ledger
@@ -156,12 +159,33 @@ class FakeProvider(Ledger):
         self.keep_alive = keep_alive
         self.http = http  # uvicorn's protocol: "httptools", or "h11" to compare their cost
         self.stopping = False
+        # /v1/embeddings: every request's body, and the statuses to answer the next ones with.
+        self.embedding_requests: list[dict] = []
+        self.embedding_failures: deque[int] = deque()
 
         # Touched only on the server's loop.
         self._connections: dict[Peer, _TrackedConnection] = {}
         self._server: asyncio.Server | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._thread: threading.Thread | None = None
+
+    # -- embeddings --
+
+    def embed(self, raw: bytes) -> tuple[int, bytes]:
+        """`POST /v1/embeddings`: OpenAI's shape, vectors from wire.embedding (deterministic, with a
+        few synonyms sharing a dimension), usage one token per word; or the next queued failure."""
+        try:
+            body = json.loads(raw)
+        except ValueError:
+            body = None
+        if not isinstance(body, dict) or not isinstance(body.get("input"), (str, list)):
+            return 400, wire.error_body("'input' is required.", "invalid_request_error", "invalid_input")
+        self.embedding_requests.append(body)
+        if self.embedding_failures:
+            status = self.embedding_failures.popleft()
+            return status, wire.error_body(f"Simulated {status}.", "server_error", None)
+        texts = [body["input"]] if isinstance(body["input"], str) else body["input"]
+        return 200, wire.embeddings_body(body.get("model") or self.model, texts)
 
     # -- connections --
 

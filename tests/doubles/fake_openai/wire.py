@@ -149,3 +149,35 @@ def models_body(model: str) -> bytes:
     return to_bytes(
         {"object": "list", "data": [{"id": model, "object": "model", "created": 0, "owned_by": "fake-provider"}]}
     )
+
+
+EMBEDDING_DIMENSIONS = 384
+# Words the fake's embedding treats as one meaning, so a test can find a chunk by a synonym that
+# the lexical search cannot match.
+SYNONYMS = {"car": "vehicle", "automobile": "vehicle", "auto": "vehicle", "vehicle": "vehicle",
+            "salary": "pay", "wage": "pay", "pay": "pay", "income": "pay"}
+
+
+def embedding(text: str) -> list[float]:
+    """A deterministic unit vector: each word (or its synonym group) adds to one dimension."""
+    import hashlib
+    import math
+    import re
+
+    vector = [0.0] * EMBEDDING_DIMENSIONS
+    for word in re.findall(r"\w+", text.lower()):
+        word = SYNONYMS.get(word, word)
+        vector[int(hashlib.blake2b(word.encode(), digest_size=4).hexdigest(), 16) % EMBEDDING_DIMENSIONS] += 1.0
+    norm = math.sqrt(sum(v * v for v in vector)) or 1.0
+    return [v / norm for v in vector]
+
+
+def embeddings_body(model: str, texts: list[str]) -> bytes:
+    """OpenAI's embeddings response: one vector per input, usage one token per word."""
+    import re
+
+    tokens = sum(len(re.findall(r"\w+", t)) or 1 for t in texts)
+    return to_bytes({"object": "list", "model": model,
+                     "data": [{"object": "embedding", "index": i, "embedding": embedding(t)}
+                              for i, t in enumerate(texts)],
+                     "usage": {"prompt_tokens": tokens, "total_tokens": tokens}})
