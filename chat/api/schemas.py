@@ -84,7 +84,10 @@ def run(payload: dict, user_id: str | None = None) -> dict:
     }
     if payload.get("agent_id"):
         return {**common, "agent_id": payload["agent_id"], "agent_session_id": payload.get("session_id")}
-    return {**common, "team_id": payload.get("team_id"), "session_id": payload.get("session_id")}
+    team = {**common, "team_id": payload.get("team_id"), "session_id": payload.get("session_id")}
+    if payload.get("status") == "PAUSED":  # what it asks its user (docs/API.md, "Runs that ask you")
+        team["requirements"] = payload.get("requirements")
+    return team
 
 
 def page_meta(*, page: int, limit: int, total: int, elapsed_ms: float) -> dict:

@@ -221,6 +221,8 @@ def component_schemas() -> dict[str, Any]:
             "events": NULLABLE_ARRAY, "created_at": DATE_TIME, "session_state": NULLABLE_OBJ,
             "images": NULLABLE_ARRAY, "videos": NULLABLE_ARRAY, "audio": NULLABLE_ARRAY, "files": NULLABLE_ARRAY,
             "team_id": NULLABLE_STR, "session_id": NULLABLE_STR, "agent_id": STR, "agent_session_id": NULLABLE_STR,
+            "requirements": {"type": ["array", "null"], "items": ref("RunRequirement"),
+                             "description": "A paused team run's: what it asks you."},
         }, ["run_id", "status"], description="AgentOS `TeamRunSchema` (team runs, with `team_id`) or `RunSchema` "
                                              "(member runs, with `agent_id` and `parent_run_id`)."),
         "LiveRun": obj({"run_id": STR, "team_id": STR, "session_id": STR, "user_id": STR,

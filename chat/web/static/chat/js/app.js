@@ -34,6 +34,7 @@ const conversation = new Conversation($("messages"), config, {
   onMemoryUse: () => memories.refresh(),
   onAnswer: (turn) => turn.attach(new FeedbackBar(turn.runId)),
   onOlder: () => loadOlder(),
+  onContinue: continueRun,
 });
 const list = new SessionList($("sessions"), $("sessions-empty"), {
   onOpen: (id) => openSession(id, { push: true }),
@@ -77,7 +78,8 @@ function onState(kind, delay) {
     conn.textContent = "Offline";
     banner(`Connection lost. Reconnecting in ${Math.ceil(delay / 1000)} s…`);
     for (const [ref, entry] of state.pending) {
-      entry.turn.fail("The connection dropped before the answer started.", () => retry(entry));
+      if (entry.continuing) entry.turn.question.error("The connection dropped; send your answer again.");
+      else entry.turn.fail("The connection dropped before the answer started.", () => retry(entry));
       state.pending.delete(ref);
     }
     // Live answers stay on screen: the runs go on at the server, and are resumed on reconnect.
@@ -239,6 +241,12 @@ function onError(frame) {
   if (frame.status === 401) onState("unauthenticated");
   // Not watching a chat (say, one another window just started) only costs its live copy.
   if (frame.ref === "watch") return;
+  if (entry && entry.continuing) {
+    // The answers were refused (the run expired, was answered elsewhere, a budget): said on the form.
+    state.pending.delete(frame.ref);
+    entry.turn.question.error(frame.detail);
+    return;
+  }
   if (entry) {
     state.pending.delete(frame.ref);
     const wait = frame.retry_after ? ` (try again in ${Math.ceil(frame.retry_after)} s)` : "";
@@ -289,6 +297,22 @@ async function send({ text, files, deep }) {
   if (!socket.send(frame)) {
     state.pending.delete(ref);
     turn.fail("Not connected: the message was not sent.", () => retry(entry));
+  }
+  return true;
+}
+
+// A paused answer's question answered (chat/js/question.js): the run goes on in the same answer.
+function continueRun(turn, answers) {
+  if (!socket.ready) {
+    turn.question.error("Not connected right now; try again in a moment.");
+    socket.reconnectNow();
+    return false;
+  }
+  const ref = `r${++state.refs}`;
+  state.pending.set(ref, { turn, continuing: true });
+  if (!socket.send({ type: "continue", ref, run_id: turn.runId, requirements: answers })) {
+    state.pending.delete(ref);
+    return false;
   }
   return true;
 }

@@ -3,6 +3,7 @@
 // reasoning (collapsible), errors with a retry action, and its tokens and duration.
 
 import { renderMarkdown } from "./markdown.js";
+import { Question } from "./question.js";
 
 const DELEGATE = new Set(["delegate_task_to_member", "delegate_task_to_members"]);
 // The memory tools (chat/agents/memory.py): shown as a line each, so the user sees when they are used.
@@ -54,6 +55,7 @@ function icon(name) {
 export { el, formatSize, icon };
 
 const STATUS_TEXT = {
+  paused: "Waiting for your answer",
   cancelled: "Stopped",
   timed_out: "Timed out",
   rate_limited: "Rate limited",
@@ -109,6 +111,7 @@ export class Turn {
     this.frame = 0;
     this.lastSeq = -1; // the last event (its seq) shown: a resumed stream continues after it
     this.userNode = null; // the message it answers
+    this.question = null; // what a paused run asks (chat/js/question.js)
 
     this.node = el("article", "msg assistant");
     this.node.dataset.status = "pending";
@@ -222,12 +225,28 @@ export class Turn {
       if (item) item.done("stalled");
     } else if (/Reasoning/.test(name) && (event.reasoning_content || event.content)) {
       this.addReasoning(event.reasoning_content || event.content);
+    } else if (name === "TeamRunPaused" && isLeader) {
+      this.ask(event.requirements);
+    } else if (name === "TeamRunContinued" && isLeader) {
+      if (this.question) this.question.answered();
+      this.node.dataset.status = "running";
+      this.typing.textContent = "Thinking…";
+      this.typing.hidden = false;
     } else if (name === "TeamRunCompleted" && isLeader) {
       if (typeof event.content === "string") this.answer = event.content;
       this.scheduleRender();
     } else if (name === "TeamRunError" && isLeader) {
       this.showError(event.content || "The run failed.");
     }
+  }
+
+  // The run asks its user (TeamRunPaused): the question as a small form; answering continues the run.
+  ask(requirements) {
+    if (this.question) this.question.node.remove();
+    this.question = new Question(requirements, (answers) => this.conversation.onContinue(this, answers));
+    this.typing.hidden = true;
+    this.body.insertBefore(this.question.node, this.errorNode);
+    this.conversation.stickToBottom(true);
   }
 
   // A memory tool call of the leader's: what it did, as text.
@@ -266,13 +285,14 @@ export class Turn {
   // models have a price (an exact decimal string, shown with its trailing zeros dropped), and
   // the duration.
   finish(frame, retry) {
-    this.finished = true;
+    // Paused: the answer waits for its user (its question is shown); the continuation goes on here.
+    this.finished = frame.status !== "paused";
     this.typing.hidden = true;
     this.members.forEach((d) => d.node.dataset.state === "working" && d.done("done"));
     this.node.dataset.status = frame.status;
     this.answerNode.setAttribute("aria-busy", "false");
     renderMarkdown(this.answerNode, this.answer);
-    if (frame.status !== "completed" && frame.status !== "cancelled") {
+    if (frame.status !== "completed" && frame.status !== "cancelled" && frame.status !== "paused") {
       this.showError(frame.detail || "The run failed.", retry);
     }
     const tokens = frame.tokens ? frame.tokens.total_tokens : null;
@@ -283,7 +303,8 @@ export class Turn {
       `${(frame.duration_ms / 1000).toFixed(1)} s`,
       frame.saved === false ? "not saved yet" : null,
     ]);
-    this.conversation.answered(this);
+    if (this.finished) this.conversation.answered(this);
+    else if (this.question) this.question.focus();
   }
 
   // The page's part under a finished answer (its feedback bar), added once.
@@ -325,6 +346,12 @@ export class Turn {
       tokens ? `${tokens.toLocaleString()} tokens` : null,
       typeof duration === "number" ? `${duration.toFixed(1)} s` : null,
     ]);
+    if (status === "paused" && run.requirements) {
+      this.answer = ""; // agno's note that it waits, not an answer
+      renderMarkdown(this.answerNode, this.answer);
+      this.ask(run.requirements);
+      return;
+    }
     this.finished = true;
     this.conversation.answered(this);
   }
@@ -350,8 +377,10 @@ function userMessage(text, files = []) {
 }
 
 export class Conversation {
-  constructor(root, { members, teamName }, { onMemoryUse, onAnswer, onOlder } = {}) {
+  constructor(root, { members, teamName }, { onMemoryUse, onAnswer, onOlder, onContinue } = {}) {
     this.root = root;
+    // A paused answer's question answered: (turn, answers) -> whether they were sent.
+    this.onContinue = onContinue || (() => false);
     this.members = members;
     this.teamName = teamName;
     this.onMemoryUse = onMemoryUse || (() => {});
