@@ -301,10 +301,11 @@ def resume_paused(run_id: str, *, worker: str) -> dict[str, Any] | None:
     return {**row, "calls": calls}
 
 
-def expire_paused(run_id: str) -> bool:
-    """End a paused run's row as `expired` (nobody continued it in time); False when it was not
-    paused. Its tokens and cost stay those of the part before its pause. Sync."""
-    return bool(RunUsage.objects.filter(run_id=run_id, status=RunStatus.PAUSED).update(status=RunStatus.EXPIRED))
+def expire_paused(run_id: str, status: str = RunStatus.EXPIRED) -> bool:
+    """End a paused run's row as `expired` (nobody continued it in time) or `cancelled` (its user
+    cancelled it instead of answering); False when it was not paused. Its tokens and cost stay
+    those of the part before its pause. Sync."""
+    return bool(RunUsage.objects.filter(run_id=run_id, status=RunStatus.PAUSED).update(status=status))
 
 
 def paused_before(cutoff: datetime, limit: int = 500) -> list[dict[str, Any]]:

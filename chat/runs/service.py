@@ -43,6 +43,7 @@ from chat.observability.request_id import current_request_id
 from chat.records import running_run_row
 from chat.storage import buffer
 from chat.storage.executor import run_db
+from chat.storage.paused import expire_run
 from metrics.budgets import budget_refusal
 from metrics.models import RunStatus
 
@@ -209,6 +210,8 @@ async def cancel_run(user_id: int, run_id: str) -> str:
     stored = await run_db(ChatRun.objects.find, user_id, run_id)
     if stored is None:
         raise RunNotFound(run_id)
+    if stored["status"] == "PAUSED" and await run_db(expire_run, user_id, run_id, timezone.now(), cancelled=True):
+        return RunStatus.CANCELLED  # it waited for its user, who cancels it instead of answering
     if stored["status"] == RUNNING:
         if await reaper.close_if_orphaned(run_id):  # its worker is gone
             return _usage_status(await run_db(ChatRun.objects.find, user_id, run_id))

@@ -17,13 +17,14 @@ from django.db import transaction
 
 from chat.models import ChatRun
 from chat.records import run_row
-from metrics.models import RunUsage
+from metrics.models import RunStatus, RunUsage
 from metrics.recording import expire_paused, resume_paused
 
 from .buffer import existing_session
 
 PAUSED = "PAUSED"
 EXPIRED_CONTENT = "This run waited for its user's answer too long and expired."
+CANCELLED_CONTENT = "Cancelled instead of answered."
 
 
 def load_paused(user_pk: int, run_id: str) -> dict | None:
@@ -52,7 +53,9 @@ def claim_continuation(session_id: str, user_pk: int, run_id: str, *, worker: st
         if stored is None:  # the usage row said paused, the run row not (cannot happen): not continuable
             transaction.set_rollback(True)
             return None
-        ChatRun.objects.filter(run_id=run_id, user_id=user_pk).update(status="RUNNING")
+        # Stored as running again (agno is handed the paused payload it continues from).
+        ChatRun.objects.filter(run_id=run_id, user_id=user_pk).update(
+            status="RUNNING", payload={**stored["payload"], "status": "RUNNING"})
         claimed = existing_session(session_id, user_pk, history_runs)
         if claimed is None:
             transaction.set_rollback(True)
@@ -62,16 +65,18 @@ def claim_continuation(session_id: str, user_pk: int, run_id: str, *, worker: st
     return record, about, prior, run_row(stored["payload"], stored["run_index"])
 
 
-def expire_run(user_pk: int | None, run_id: str, now: datetime) -> bool:
+def expire_run(user_pk: int | None, run_id: str, now: datetime, *, cancelled: bool = False) -> bool:
     """Expire a paused run (nobody answered in CIRKELLINE_PAUSE_TTL_SECONDS): its usage row
-    `expired`, its run row CANCELLED saying why. False when it was not paused any more."""
+    `expired`, its run row CANCELLED saying why; or, `cancelled`, end it as its user's cancel
+    (usage `cancelled`). False when it was not paused any more."""
     with transaction.atomic():
-        if not expire_paused(run_id):
+        if not expire_paused(run_id, RunStatus.CANCELLED if cancelled else RunStatus.EXPIRED):
             return False
         runs = ChatRun.objects.filter(run_id=run_id, status=PAUSED)
         if user_pk is not None:
             runs = runs.filter(user_id=user_pk)
         for row in runs.select_for_update().values("pk", "payload"):
-            payload = {**(row["payload"] or {}), "status": "CANCELLED", "content": EXPIRED_CONTENT}
+            payload = {**(row["payload"] or {}), "status": "CANCELLED",
+                       "content": CANCELLED_CONTENT if cancelled else EXPIRED_CONTENT}
             ChatRun.objects.filter(pk=row["pk"]).update(status="CANCELLED", payload=payload, updated_at=now)
     return True

@@ -218,3 +218,19 @@ async def test_a_paused_runs_cost_counts_toward_the_budget_and_usage(api, alice)
         "requirements": json.dumps(answered(paused["requirements"], focus="z"))}, headers=bearer(alice))
     assert refused.status_code == 402
     assert (await adb(RunUsage.objects.get, run_id=paused["run_id"])).status == "paused"
+
+
+async def test_cancelling_a_paused_run_ends_it_billed_for_its_first_part(api, alice, bob):
+    paused = (await pause(api, alice))[-1].data
+    cancel = f"{RUNS}/{paused['run_id']}/cancel"
+    assert (await api.post(cancel, headers=bearer(bob))).status_code == 404
+    response = await api.post(cancel, headers=bearer(alice))
+    assert response.status_code == 200 and response.json()["status"] == "cancelled"
+    usage = await adb(RunUsage.objects.get, run_id=paused["run_id"])
+    assert usage.status == "cancelled" and usage.cost > 0
+    assert (await adb(ChatRun.objects.get, run_id=paused["run_id"])).status == "CANCELLED"
+    refused = await api.post(continue_url(paused["run_id"]), data={
+        "requirements": json.dumps(answered(paused["requirements"], focus="x"))}, headers=bearer(alice))
+    assert refused.status_code == 409 and error_body(refused)["status"] == "cancelled"
+    again = await api.post(cancel, headers=bearer(alice))
+    assert again.status_code == 409

@@ -257,3 +257,31 @@ async def test_a_delegation_failure_event_matches_its_documented_shape(api, alic
     response = await api.post(RUNS, data={"message": "Please research the history of Copenhagen"},
                               headers=bearer(alice))
     assert "DelegationFailureDetected" in _validate_events(parse_sse(response.text))
+
+
+@pytest.mark.django_db(transaction=True)
+async def test_a_paused_run_and_its_continuation_match_their_documented_shapes(api, alice):
+    import json
+
+    paused_frames = parse_sse((await api.post(RUNS, data={"message": "Please ask me anything"},
+                                              headers=bearer(alice))).text)
+    assert "TeamRunPaused" in _validate_events(paused_frames)
+    paused = paused_frames[-1].data
+    url = f"{RUNS}/{paused['run_id']}/continue"
+    answered = [{"id": paused["requirements"][0]["id"], "values": {"focus": "x"}}]
+    continued = parse_sse((await api.post(url, data={"requirements": json.dumps(answered)},
+                                          headers=bearer(alice))).text)
+    assert {"TeamRunContinued", "TeamRunCompleted"} <= _validate_events(continued)
+    again = await api.post(url, json={"requirements": answered}, headers=bearer(alice))
+    assert again.status_code == 409
+    assert_conforms("/teams/{team_id}/runs/{run_id}/continue", "post", 409, again.json())
+
+    body = (await api.post(RUNS, data={"message": "Do a deep research on tides", "stream": "false"},
+                           headers=bearer(alice))).json()
+    assert body["status"] == "PAUSED"
+    assert_conforms("/teams/{team_id}/runs", "post", 200, body)
+    done = await api.post(f"{RUNS}/{body['run_id']}/continue", json={
+        "requirements": [{"id": body["requirements"][0]["id"], "confirmation": True}], "stream": False},
+        headers=bearer(alice))
+    assert done.status_code == 200 and done.json()["status"] == "COMPLETED"
+    assert_conforms("/teams/{team_id}/runs/{run_id}/continue", "post", 200, done.json())

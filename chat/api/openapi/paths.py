@@ -246,7 +246,8 @@ def all_paths() -> dict[str, Any]:
             security=WRITE_AUTH, parameters=[TEAM_ID, RUN_ID], operation_id="cancel_run",
             description="`status` is the run's final status: `cancelled`; `error` for a run whose server "
                         "process had died (its lease expired), which the cancel closes at once as "
-                        "`worker_lost`.")},
+                        "`worker_lost`. A paused run (waiting for your answer) is ended as `cancelled` too, "
+                        "billed for its part before the pause.")},
         "/teams/{team_id}/runs/{run_id}/continue": {"post": op(
             "Continue a paused run of yours with your answers (AgentOS): an SSE stream or one JSON answer", "runs",
             {"200": {"description": "As `POST /teams/{team_id}/runs`: `stream=true` (default), the continued "
