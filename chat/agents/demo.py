@@ -4,7 +4,8 @@
 (`CIRKELLINE_MODEL=demo`, the default without keys) and the `scripted` one (tests, benchmarks):
 the leader delegates to the specialist a message is about (`route`), anyone asked an
 arithmetic question answers it exactly (`arithmetic`), "remember that ...", "forget ..." and
-"what do you remember about ..." use the memory tools (chat.agents.demo_memory), and a naming
+"what do you remember about ..." use the memory tools (chat.agents.demo_memory), a question about
+"my documents" (or files) searches them and answers citing document and chunk, and a naming
 call gets a title made from the chat's first message alone (chat.agents.titles.demo_title),
 deterministic and offline.
 """
@@ -12,11 +13,13 @@ deterministic and offline.
 from __future__ import annotations
 
 import ast
+import json
 import operator
 import re
 
 from .demo_memory import leader_turn, memory_turn
 from .hitl import DEEP_RESEARCH_TOOL, USER_INPUT_TOOL
+from .knowledge import SEARCH_TOOL as DOCUMENTS_TOOL
 from .runtime import DELEGATE_TOOL
 from .scripted import ScriptedCall, ToolCall, Turn
 from .titles import NAMING_LABEL, demo_title, first_message_of
@@ -133,6 +136,22 @@ def hitl_turn(call: ScriptedCall) -> Turn | None:
 
 
 DEMO_NOTICE = "(Offline demo: no AI provider is configured, so these answers are scripted.)"
+_DOCUMENTS_CUE = re.compile(r"\bmy (?:documents?|files?|uploads?)\b", re.I)
+
+
+def documents_turn(call: ScriptedCall) -> Turn | None:
+    """The leader's turn for a question about the user's documents: search them, then quote what
+    was found with its citation ([document, chunk N]); else None."""
+    if DOCUMENTS_TOOL in call.tool_result_names:
+        try:
+            found = json.loads(call.tool_results[call.tool_result_names.index(DOCUMENTS_TOOL)])
+        except ValueError:
+            return Turn(text=f"{DEMO_NOTICE} I found nothing about that in your documents.")
+        quotes = [f"> {hit['text'][:300]}\n\n[{hit['document']}, chunk {hit['chunk']}]" for hit in found["results"][:3]]
+        return Turn(text=f"{DEMO_NOTICE} From your documents:\n\n" + "\n\n".join(quotes))
+    if call.tool_results or DOCUMENTS_TOOL not in call.tool_names or not _DOCUMENTS_CUE.search(call.user_text):
+        return None
+    return Turn(tool_calls=[ToolCall(DOCUMENTS_TOOL, {"query": call.user_text[:300]})])
 
 
 def demo_script(call: ScriptedCall) -> Turn:
@@ -144,6 +163,9 @@ def demo_script(call: ScriptedCall) -> Turn:
     if remembered is not None:
         return remembered
     if call.is_leader:
+        searched = documents_turn(call)
+        if searched is not None:
+            return searched
         paused = hitl_turn(call)
         if paused is not None:
             return paused

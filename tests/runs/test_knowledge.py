@@ -92,3 +92,13 @@ async def test_shared_documents_are_found_by_every_user(alice, bob, django_user_
     for user in (alice, bob):
         _, _, [found] = await run(user, "When is the office closed?")
         assert [(h["document"], h["shared"]) for h in found["results"]] == [("holidays.txt", True)]
+
+
+async def test_the_offline_demo_searches_my_documents_and_cites_them(alice, bob):
+    """The demo (and `make run` without keys): a question about "my documents" searches them."""
+    await upload(alice, "lease.txt", "The rent is 9000 kroner a month, paid on the first.")
+    await upload(bob, "bob.txt", "Bob's rent is 12000 kroner.")
+    _, result, [found] = await run(alice, "What do my documents say about the rent?")
+    assert [h["document"] for h in found["results"]] == ["lease.txt"]
+    assert "[lease.txt, chunk 1]" in result.content and "9000 kroner" in result.content
+    assert "12000" not in result.content

@@ -70,6 +70,9 @@ export const api = {
   remember: (memory) => call("POST", "/memories", { json: { memory } }),
   forget: (memoryId) => call("DELETE", `/memories/${path(memoryId)}`),
   forgetAll: () => call("DELETE", "/memories", { json: { all: true } }),
+  documents: () => call("GET", "/knowledge/content?limit=100"),
+  documentStatus: (id) => call("GET", `/knowledge/content/${path(id)}/status`),
+  deleteDocument: (id) => call("DELETE", `/knowledge/content/${path(id)}`),
   upload: (files) => {
     const form = new FormData();
     for (const file of files) form.append("files", file, file.name);

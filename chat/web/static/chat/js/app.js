@@ -6,6 +6,7 @@
 import { api, ApiError } from "./api.js";
 import { Composer } from "./composer.js";
 import { FeedbackBar } from "./feedback.js";
+import { DocumentsDialog } from "./documents.js";
 import { MemoriesDialog } from "./memories.js";
 import { SessionList } from "./sessions.js";
 import { SettingsDialog } from "./settings.js";
@@ -30,6 +31,7 @@ const state = {
 const HISTORY_PAGE = 20;
 
 const memories = new MemoriesDialog();
+const documents = new DocumentsDialog();
 const conversation = new Conversation($("messages"), config, {
   onMemoryUse: () => memories.refresh(),
   onAnswer: (turn) => turn.attach(new FeedbackBar(turn.runId)),
@@ -487,6 +489,7 @@ $("scrim").addEventListener("click", closeSidebar);
 $("new-chat").addEventListener("click", () => openSession(null, { push: true }));
 $("open-settings").addEventListener("click", () => settings.open());
 $("open-memories").addEventListener("click", () => memories.open());
+$("open-documents").addEventListener("click", () => documents.open());
 $("settings-memories").addEventListener("click", () => {
   $("settings").close();
   memories.open();

@@ -10,7 +10,24 @@ const DELEGATE = new Set(["delegate_task_to_member", "delegate_task_to_members"]
 const MEMORY_TOOLS = {
   update_user_memory: (args) => ["Updating memory", args.task || ""],
   search_memories: (args) => ["Looking in memories", [args.query, (args.topics || []).join(", ")].filter(Boolean).join(" · ")],
+  // The documents tool (chat/agents/knowledge.py): its line, then the passages it found as sources.
+  search_my_documents: (args) => ["Searching your documents", args.query || ""],
 };
+
+// "Sources: lease.pdf (chunk 3, p. 2) · ..." from a document search's result (JSON), or "".
+function documentSources(result) {
+  let found;
+  try {
+    found = JSON.parse(result);
+  } catch {
+    return "";
+  }
+  const seen = (found && Array.isArray(found.results) ? found.results : []).map((hit) => {
+    const where = [`chunk ${hit.chunk}`, hit.page ? `p. ${hit.page}` : ""].filter(Boolean).join(", ");
+    return `${hit.document} (${where})`;
+  });
+  return seen.length ? `Sources: ${[...new Set(seen)].join(" · ")}` : "";
+}
 
 function el(tag, className, text) {
   const node = document.createElement(tag);
@@ -206,6 +223,7 @@ export class Turn {
     } else if (name === "TeamToolCallCompleted" && event.tool && MEMORY_TOOLS[event.tool.tool_name] && isLeader) {
       const line = this.delegations.querySelector(`.memory-use[data-call="${CSS.escape(event.tool.tool_call_id || "")}"]`);
       if (line) line.dataset.state = "done";
+      this.sources(event.tool);
     } else if (name === "RunStarted" && event.agent_id) {
       this.memberOf(event);
     } else if (name === "RunContent" && event.agent_id) {
@@ -258,6 +276,13 @@ export class Turn {
     line.append(el("span", "route", what), el("span", "task", detail ? `: ${detail}` : ""));
     this.delegations.append(line);
     this.conversation.onMemoryUse(tool.tool_name);
+  }
+
+  // The passages a document search found, under its line (text only).
+  sources(tool) {
+    if (tool.tool_name !== "search_my_documents" || typeof tool.result !== "string") return;
+    const text = documentSources(tool.result);
+    if (text) this.delegations.append(el("p", "doc-sources", text));
   }
 
   addReasoning(text) {
@@ -326,7 +351,10 @@ export class Turn {
   fromHistory(run, memberRuns) {
     this.bind(run.run_id);
     for (const tool of run.tools || []) {
-      if (tool && MEMORY_TOOLS[tool.tool_name]) this.memoryUse(tool, "done");
+      if (tool && MEMORY_TOOLS[tool.tool_name]) {
+        this.memoryUse(tool, "done");
+        this.sources(tool);
+      }
     }
     for (const member of memberRuns) {
       const item = this.delegation(member.agent_id, member.run_input);
