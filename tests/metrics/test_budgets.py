@@ -73,3 +73,21 @@ def test_member_calls_count_toward_the_budget(alice, priced):
                 call(agent="research-specialist", input_tokens=400_000)])
     assert budget_status(alice.pk, NOW).spent == Decimal("1.00000000")
     assert budget_refusal(alice.pk, NOW) is not None
+
+
+def test_paused_and_expired_runs_count_toward_the_budget_and_the_reports(alice, priced):
+    """A run waiting for its user (`paused`) has spent its first part; one that expired too. Both are
+    in the month's spend and the usage report's cost, as every row that is not running is."""
+    from metrics.models import RunUsage
+
+    Budget.objects.create(user=alice, monthly_limit=Decimal("5.00"))
+    record_run(usage("paused", user=alice, started=datetime(2026, 12, 5, tzinfo=UTC), status="paused"),
+               [call(input_tokens=3_000_000)])
+    record_run(usage("expired", user=alice, started=datetime(2026, 12, 5, tzinfo=UTC), status="expired"),
+               [call(input_tokens=1_000_000)])
+    assert budget_status(alice.pk, NOW).spent == Decimal("4")
+    assert budget_refusal(alice.pk, NOW) is None
+    totals = RunUsage.objects.for_period(datetime(2026, 12, 1).date(), datetime(2026, 12, 31).date()).totals()
+    assert totals["runs"] == 2 and totals["cost"] == Decimal("4")
+    _spend(alice, "r3", 1)
+    assert budget_refusal(alice.pk, NOW) is not None
