@@ -31,10 +31,13 @@ install-dev: $(VENV)/.installed-dev
 migrate: install
 	$(PY) manage.py migrate --noinput
 
+# Websockets get a ping after 20 s without a frame from the client (and are closed when it goes
+# unanswered for 30 s): a proxy's idle timeout (nginx's proxy_read_timeout) never cuts a quiet one.
 run: migrate
 	$(PY) manage.py ensure_admin
 	@echo "Cirkelline on http://$(HOST):$(PORT)  (admin: http://$(HOST):$(PORT)/admin/)"
-	$(PY) -m daphne -e tcp:port=$(PORT):interface=$(HOST):backlog=2048 cirkelline_site.asgi:application
+	$(PY) -m daphne -e tcp:port=$(PORT):interface=$(HOST):backlog=2048 --ping-interval 20 --ping-timeout 30 \
+		cirkelline_site.asgi:application
 
 test: install-dev
 	$(PY) -m pytest -n $(PYTEST_WORKERS) --dist loadfile $(PYTEST_ARGS)

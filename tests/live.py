@@ -57,18 +57,21 @@ class PortTaken(Exception):
 
 
 @contextmanager
-def live_server(env: dict[str, str] | None = None, *, server: str = "daphne") -> Iterator[str]:
-    """Start a server, wait until it listens and answers /health, yield its base URL, stop it."""
-    with live_server_process(env, server=server) as started:
+def live_server(env: dict[str, str] | None = None, *, server: str = "daphne",
+                args: tuple[str, ...] = ()) -> Iterator[str]:
+    """Start a server, wait until it listens and answers /health, yield its base URL, stop it.
+    `args`: more command-line options for Daphne (e.g. its websocket ping interval)."""
+    with live_server_process(env, server=server, args=args) as started:
         yield started.base_url
 
 
 @contextmanager
-def live_server_process(env: dict[str, str] | None = None, *, server: str = "daphne") -> Iterator[_Server]:
+def live_server_process(env: dict[str, str] | None = None, *, server: str = "daphne",
+                        args: tuple[str, ...] = ()) -> Iterator[_Server]:
     """As live_server, yielding the server itself: `base_url`, `proc` (a test may kill it), `output()`."""
     for attempt in range(5):
         try:
-            started = _Server(env, server)
+            started = _Server(env, server, args)
         except PortTaken:
             if attempt == 4:
                 raise
@@ -79,7 +82,7 @@ def live_server_process(env: dict[str, str] | None = None, *, server: str = "dap
 
 
 class _Server:
-    def __init__(self, env: dict[str, str] | None, server: str) -> None:
+    def __init__(self, env: dict[str, str] | None, server: str, args: tuple[str, ...] = ()) -> None:
         port = free_port()
         full_env = {
             **os.environ,
@@ -97,7 +100,7 @@ class _Server:
         }
         if server == "daphne":
             cmd = [sys.executable, "-m", "daphne", "-e", f"tcp:port={port}:interface=127.0.0.1:backlog=2048",
-                   "cirkelline_site.asgi:application"]
+                   *args, "cirkelline_site.asgi:application"]
             # Daphne goes on running when it cannot listen; its log says whether it does.
             self.listening = f"Listening on TCP address 127.0.0.1:{port}"
         else:

@@ -6,6 +6,11 @@ names it).
 written as one chunk, ending with exactly one terminal frame whatever happens. `resume` is the
 body of `POST /teams/{team_id}/runs/{run_id}/resume`, with AgentOS's `catch_up` / `subscribed` /
 `replay` notices (chat.runs.resume says which case a run is in).
+
+Both send a heartbeat while a live run is quiet: the comment line `: ping` once nothing has been
+written for CIRKELLINE_SSE_HEARTBEAT_SECONDS, so that a proxy's idle timeout never cuts a run whose
+members work silently for minutes. SSE readers ignore comments (the standard says so; agno's
+AgentOSClient reads only `data:` lines, agent-ui only JSON objects).
 """
 
 from __future__ import annotations
@@ -24,6 +29,7 @@ from metrics.models import RunStatus
 logger = logging.getLogger(__name__)
 
 HEADERS = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
+PING = b": ping\n\n"
 
 
 def frames(entries: Iterable[Entry]) -> bytes:
@@ -45,8 +51,9 @@ async def stream(handle: RunHandle) -> AsyncIterator[bytes]:
     CIRKELLINE_ON_DISCONNECT is `cancel`.
     """
     try:
-        async for batch in handle.log.follow():
-            yield frames(batch)
+        # An empty batch: the log was quiet for the heartbeat's interval.
+        async for batch in handle.log.follow(idle=settings.CIRKELLINE_SSE_HEARTBEAT_SECONDS):
+            yield frames(batch) if batch else PING
     except Exception:
         logger.exception("run %s: sending its events failed; ending the stream", handle.run_id)
         try:
@@ -111,8 +118,8 @@ async def _follow_live(log: RunLog, run_id: str, after: int | None) -> AsyncIter
     yield notice("subscribed", {"event": "subscribed", "run_id": run_id, "status": "running",
                                 "current_event_count": count,
                                 "message": "Subscribed to team run. Receiving live events."})
-    async for batch in log.follow(last):
-        yield frames(batch)
+    async for batch in log.follow(last, idle=settings.CIRKELLINE_SSE_HEARTBEAT_SECONDS):
+        yield frames(batch) if batch else PING
 
 
 def _no_events(found: Found) -> dict:

@@ -140,31 +140,87 @@ class RunLog:
             return entries[:]
         return entries[bisect.bisect_right(entries, after, key=_index):]
 
-    async def follow(self, after: int = -1) -> AsyncIterator[list[Entry]]:
-        """Every entry after `after`, in batches (all that is there at each step), live until the end."""
-        while True:
-            batch = self.since(after)
-            if batch:
-                after = batch[-1][0]
-                yield batch
-                continue
-            if self.ended:
-                return
-            waiter = asyncio.get_running_loop().create_future()
-            self._waiters.append(waiter)
-            try:
-                await waiter
-            finally:
-                if not waiter.done():
-                    waiter.cancel()
-                    with contextlib.suppress(ValueError):
-                        self._waiters.remove(waiter)
+    async def follow(self, after: int = -1, *, idle: float = 0.0) -> AsyncIterator[list[Entry]]:
+        """Every entry after `after`, in batches (all that is there at each step), live until the end.
+
+        With `idle` > 0, an empty batch is yielded whenever the reader has been given nothing for
+        `idle` seconds (the SSE heartbeat: chat.api.sse), and never while entries keep coming.
+        """
+        quiet = _Quiet(idle) if idle > 0 else None
+        try:
+            while True:
+                batch = self.since(after)
+                if batch:
+                    after = batch[-1][0]
+                    if quiet is not None:
+                        quiet.touch()
+                    yield batch
+                    continue
+                if self.ended:
+                    return
+                if quiet is not None and quiet.due:
+                    quiet.touch()
+                    yield []
+                    continue
+                waiter = asyncio.get_running_loop().create_future()
+                self._waiters.append(waiter)
+                if quiet is not None:
+                    quiet.waiter = waiter
+                try:
+                    await waiter
+                finally:
+                    if quiet is not None:
+                        quiet.waiter = None
+                    if not waiter.done() or (quiet is not None and quiet.due):
+                        waiter.cancel()
+                        with contextlib.suppress(ValueError):
+                            self._waiters.remove(waiter)
+        finally:
+            if quiet is not None:
+                quiet.stop()
 
     def _wake(self) -> None:
         waiters, self._waiters = self._waiters, []
         for waiter in waiters:
             if not waiter.done():
                 waiter.set_result(None)
+
+
+class _Quiet:
+    """When a reader has been given nothing for `idle` seconds: `due`, and its waiter woken.
+
+    One timer per `idle` seconds of the reader's life, not one per batch: when it fires after
+    entries came meanwhile, it is set again for `idle` seconds after the last of them. Its
+    callbacks belong to no run (`_NO_RUN`), like the writer's.
+    """
+
+    __slots__ = ("idle", "loop", "last", "due", "waiter", "timer")
+
+    def __init__(self, idle: float):
+        self.idle = idle
+        self.loop = asyncio.get_running_loop()
+        self.last = self.loop.time()
+        self.due = False
+        self.waiter: asyncio.Future | None = None
+        self.timer = self.loop.call_at(self.last + idle, self._check, context=_NO_RUN)
+
+    def touch(self) -> None:
+        """The reader was just given something (entries, or a heartbeat)."""
+        self.last = self.loop.time()
+        self.due = False
+
+    def _check(self) -> None:
+        now = self.loop.time()
+        if now - self.last < self.idle - 0.001:  # something was sent meanwhile: wait from then
+            self.timer = self.loop.call_at(self.last + self.idle, self._check, context=_NO_RUN)
+            return
+        self.due = True
+        if self.waiter is not None and not self.waiter.done():
+            self.waiter.set_result(None)
+        self.timer = self.loop.call_at(now + self.idle, self._check, context=_NO_RUN)
+
+    def stop(self) -> None:
+        self.timer.cancel()
 
 
 class _Writer:

@@ -29,3 +29,10 @@ def non_negative_int(name: str, default: int) -> int:
     if value < 0:
         raise ImproperlyConfigured(f"{name} must be zero or more, got {value!r}")
     return value
+
+
+def non_negative_float(name: str, default: float) -> float:
+    value = env.float(name, default=default)
+    if value < 0:
+        raise ImproperlyConfigured(f"{name} must be zero or more, got {value!r}")
+    return value

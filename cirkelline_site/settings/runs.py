@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from django.core.exceptions import ImproperlyConfigured
 
-from .readers import env, non_negative_int, positive_float
+from .readers import env, non_negative_float, non_negative_int, positive_float
 
 CIRKELLINE_VERSION = "0.1.0"
 # The superuser `make run` creates on first start (manage.py ensure_admin).
@@ -50,6 +50,10 @@ CIRKELLINE_EVENT_LOG_TTL = positive_float("CIRKELLINE_EVENT_LOG_TTL", 600.0)
 # A run paused for its user (a question, a confirmation) can be continued for this long after it
 # paused; later it is expired (usage status `expired`, run CANCELLED) and continuing it is a 409.
 CIRKELLINE_PAUSE_TTL_SECONDS = positive_float("CIRKELLINE_PAUSE_TTL_SECONDS", 86_400.0)
+# A streamed response (a run's, a resumed one's) quiet for this long gets an SSE comment (`: ping`),
+# so that a proxy's or load balancer's idle timeout (nginx's proxy_read_timeout: 60 s by default)
+# never cuts a live run whose members work silently. 0: no heartbeats.
+CIRKELLINE_SSE_HEARTBEAT_SECONDS = non_negative_float("CIRKELLINE_SSE_HEARTBEAT_SECONDS", 15.0)
 CIRKELLINE_EVENT_LOG_MAXLEN = env.int("CIRKELLINE_EVENT_LOG_MAXLEN", default=10_000)
 if CIRKELLINE_EVENT_LOG_MAXLEN < 100:
     raise ImproperlyConfigured(f"CIRKELLINE_EVENT_LOG_MAXLEN must be at least 100, got {CIRKELLINE_EVENT_LOG_MAXLEN}")

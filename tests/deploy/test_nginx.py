@@ -241,3 +241,48 @@ async def test_a_worker_killed_mid_run_behind_nginx_loses_no_run(doomed_cluster,
     assert dict((r[0], r[1:]) for r in rows) == {alices: ("error", "worker_lost"),
                                                  bob_row.run_id: ("completed", ""),
                                                  again.json()["run_id"]: ("completed", "")}
+
+
+# A proxy whose idle timeout is shorter than a provider call: only heartbeats keep a run's
+# stream and an idle websocket open through it.
+PROXY_IDLE = 3
+QUIET_CALL = 4.0
+
+
+@pytest.fixture(scope="module")
+def impatient_proxy(django_db_setup, django_db_blocker):
+    """One worker (any database) with a short SSE heartbeat and websocket pings every second,
+    behind the shipped nginx configuration with its read timeout cut to PROXY_IDLE seconds."""
+    env = {"CIRKELLINE_MODEL": "scripted", "CIRKELLINE_SCRIPTED_LATENCY": str(QUIET_CALL),
+           "CIRKELLINE_SSE_HEARTBEAT_SECONDS": "0.5"}
+    with django_db_blocker.unblock(), live_server(env, args=("--ping-interval", "1")) as worker, \
+            nginx([worker], replace={"proxy_read_timeout 75s;": f"proxy_read_timeout {PROXY_IDLE}s;"}) as proxy:
+        yield proxy
+
+
+@pytest.mark.django_db(transaction=True)
+@pytest.mark.live
+async def test_a_run_quiet_for_longer_than_the_proxy_timeout_streams_to_its_end(impatient_proxy, alice):
+    """Guards against a silent provider call (a member working for minutes) letting the proxy's
+    idle timeout cut the stream: without heartbeats nginx closes it mid-run."""
+    async with httpx.AsyncClient(timeout=60) as http:
+        response = await http.post(f"{impatient_proxy}/teams/cirkelline/runs", headers=bearer(alice),
+                                   data={"message": "What is 2+2?"})
+    assert response.status_code == 200
+    assert response.text.count(": ping\n\n") >= QUIET_CALL / 0.5 - 2
+    frames = parse_sse(response.text)
+    assert frames[-1].event == "TeamRunCompleted" and frames[-1].data["content"] == "4"
+
+
+@pytest.mark.django_db(transaction=True)
+@pytest.mark.live
+async def test_an_idle_websocket_outlives_the_proxy_timeout(impatient_proxy, alice):
+    """Guards against websockets without keepalive: the worker's pings (Daphne's --ping-interval)
+    keep an idle socket open through a proxy whose idle timeout is shorter than the silence."""
+    async with connect(impatient_proxy.replace("http", "ws") + "/ws/chat/",
+                       subprotocols=["bearer", token_for(alice)]) as ws:
+        assert json.loads(await ws.recv())["type"] == "ready"
+        await asyncio.sleep(2 * PROXY_IDLE)  # the user reads; nobody sends anything
+        await ws.send(json.dumps({"type": "watch", "session_id": None}))
+        frame = json.loads(await asyncio.wait_for(ws.recv(), FRAME_WAIT))
+    assert frame["type"] == "watching"

@@ -30,6 +30,9 @@ pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.live, pytest.
 # Long enough that its answer (which quotes it) streams for a while after agent-ui's first read of
 # the session (tens of milliseconds into the stream, against some 0.8 s of streaming).
 QUESTION = "Plan a picnic for Saturday in the park by the lake, with sandwiches, lemonade and games for six children"
+# Seconds of quiet before an SSE heartbeat comment: shorter than the demo's pauses (its provider
+# latency, its delegations), so the stream agent-ui reads has comments between its frames.
+HEARTBEAT = 0.015
 # Chromium resolves nothing but the two local names: no request leaves 127.0.0.1.
 OFFLINE_ARGS = [*CHROMIUM_ARGS, "--host-resolver-rules=MAP * ~NOTFOUND, EXCLUDE localhost, EXCLUDE 127.0.0.1"]
 
@@ -62,8 +65,10 @@ def ui_port() -> int:
 
 @pytest.fixture(scope="module")
 def api_server(ui_port, django_db_setup, django_db_blocker) -> Iterator[str]:
-    """Cirkelline (the visibly streaming demo model), allowing agent-ui's origin and no other."""
-    env = {"CIRKELLINE_MODEL": "demo", "CIRKELLINE_CORS_ORIGINS": f"http://localhost:{ui_port}"}
+    """Cirkelline (the visibly streaming demo model), allowing agent-ui's origin and no other, with
+    an SSE heartbeat (`: ping`) in every pause of its streams longer than HEARTBEAT."""
+    env = {"CIRKELLINE_MODEL": "demo", "CIRKELLINE_CORS_ORIGINS": f"http://localhost:{ui_port}",
+           "CIRKELLINE_SSE_HEARTBEAT_SECONDS": str(HEARTBEAT)}
     with django_db_blocker.unblock(), live_server(env) as url:
         yield url
 
@@ -173,6 +178,12 @@ async def test_agent_ui_lists_the_team_streams_the_answer_and_reopens_the_sessio
     await expect(page.get_by_text(answer, exact=True)).to_be_visible()
     reopened = [c for c in calls[stream_done_at:] if c[0] == "GET" and c[1].startswith(runs_url)]
     assert reopened and reopened[-1][2] == 200, calls
+
+    # The streams agent-ui read had heartbeat comments between their frames (the same run, again).
+    async with httpx.AsyncClient(timeout=30) as http:
+        response = await http.post(f"{api_server}/teams/cirkelline/runs", data={"message": QUESTION},
+                                   headers={"Authorization": f"Bearer {token}"})
+    assert response.status_code == 200 and "\n\n: ping\n\n" in response.text
 
     # Every call crossed origins and carried the CORS header; the browser refused none.
     origin = ui_server
