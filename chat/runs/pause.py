@@ -13,7 +13,8 @@ The continuation is the same run (same run id, the same usage row: `paused` -> `
 terminal status, tokens and cost of both parts added; docs/COST.md). It is admitted and checked
 against the budget as a new run is, and its events continue the run's event log numbering from
 where the pause left it. A run paused longer than CIRKELLINE_PAUSE_TTL_SECONDS is expired
-(`expire_if_stale`, at the first continue, run lookup or sweep that sees it): usage `expired`, run
+(`expire_if_stale`, at the first continue or run lookup that sees it, or by every process's
+reaper sweep: chat.storage.paused.expire_stale): usage `expired`, run
 CANCELLED; continuing it is a 409 saying so.
 """
 
@@ -36,10 +37,9 @@ from chat.observability import hooks
 from chat.payload import load_json
 from chat.storage import buffer
 from chat.storage.executor import run_db
-from chat.storage.paused import claim_continuation, expire_run, load_paused
+from chat.storage.paused import claim_continuation, expire_run, expire_stale, load_paused
 from metrics.budgets import budget_refusal
 from metrics.models import RunStatus
-from metrics.recording import paused_before
 
 from . import eventlog
 from .accounting import TOKEN_FIELDS, RunAccount
@@ -88,13 +88,9 @@ async def expire_run_if_stale(user_id: int, run_id: str) -> bool:
 
 
 async def expire_stale_runs() -> int:
-    """Expire every paused run past the pause TTL (a periodic sweep: `manage.py expire_paused_runs`)."""
-    now = timezone.now()
-    cutoff = now - timedelta(seconds=settings.CIRKELLINE_PAUSE_TTL_SECONDS)
-    expired = 0
-    for row in await run_db(paused_before, cutoff):
-        expired += await run_db(expire_run, row["user_id"], row["run_id"], now)
-    return expired
+    """Expire every paused run past the pause TTL (every process's reaper sweep does it, and
+    `manage.py expire_paused_runs`); how many were."""
+    return await run_db(expire_stale, timezone.now(), settings.CIRKELLINE_PAUSE_TTL_SECONDS)
 
 
 async def continue_run(request: ContinueRequest) -> RunHandle:

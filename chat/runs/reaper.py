@@ -37,6 +37,7 @@ from chat.agents.runtime import error_event
 from chat.models import RUNNING_STATUS, ChatRun
 from chat.observability import hooks
 from chat.storage.executor import run_db
+from chat.storage.paused import expire_stale
 from metrics.leases import orphaned
 from metrics.models import TOKEN_FIELDS, RunStatus, RunUsage, WorkerLease
 from metrics.recording import close_running
@@ -123,6 +124,8 @@ async def sweep() -> list[str]:
         except Exception:  # one run's failure must not keep the others running
             logger.exception("run %s: could not close it for its lost worker", orphan["run_id"])
     await run_db(WorkerLease.objects.forget_expired, datetime.now(UTC) - timedelta(seconds=FORGET_LEASES_AFTER))
+    # Paused runs nobody answered within CIRKELLINE_PAUSE_TTL_SECONDS expire here too (chat.runs.pause).
+    await run_db(expire_stale, datetime.now(UTC), settings.CIRKELLINE_PAUSE_TTL_SECONDS)
     return closed
 
 

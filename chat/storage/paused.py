@@ -11,14 +11,14 @@ the paused run among its runs (agno continues it from there).
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import datetime, timedelta
 
 from django.db import transaction
 
 from chat.models import ChatRun
 from chat.records import run_row
 from metrics.models import RunStatus, RunUsage
-from metrics.recording import expire_paused, resume_paused
+from metrics.recording import expire_paused, paused_before, resume_paused
 
 from .buffer import existing_session
 
@@ -80,3 +80,12 @@ def expire_run(user_pk: int | None, run_id: str, now: datetime, *, cancelled: bo
                        "content": CANCELLED_CONTENT if cancelled else EXPIRED_CONTENT}
             ChatRun.objects.filter(pk=row["pk"]).update(status="CANCELLED", payload=payload, updated_at=now)
     return True
+
+
+def expire_stale(now: datetime, ttl_seconds: float) -> int:
+    """Expire every paused run that paused more than `ttl_seconds` before `now` (at most 500 a
+    call, oldest first); how many were. One indexed query when there are none."""
+    expired = 0
+    for row in paused_before(now - timedelta(seconds=ttl_seconds)):
+        expired += expire_run(row["user_id"], row["run_id"], now)
+    return expired

@@ -12,6 +12,7 @@ import pytest
 from django.utils import timezone
 
 from chat.models import ChatRun
+from chat.runs import reaper
 from chat.runs.pause import expire_stale_runs
 from metrics.models import Budget, ModelCall, PriceRule, RunUsage
 from tests.conftest import adb, bearer, error_body, parse_sse
@@ -184,14 +185,21 @@ async def test_a_run_paused_too_long_expires(api, alice, settings):
     assert run.status == "CANCELLED"
 
 
-async def test_the_sweep_expires_only_runs_past_the_ttl(api, alice, settings):
+@pytest.mark.parametrize("sweeper", ["command", "reaper"])
+async def test_the_sweep_expires_only_runs_past_the_ttl(api, alice, settings, sweeper):
+    """Guards against paused runs that stay `paused` for ever when nobody comes back to them: the
+    reaper every process runs expires them (and so does `manage.py expire_paused_runs`)."""
     old = (await pause(api, alice))[-1].data
     fresh = (await pause(api, alice))[-1].data
     settings.CIRKELLINE_PAUSE_TTL_SECONDS = 60
     await adb(RunUsage.objects.filter(run_id=old["run_id"]).update,
               finished_at=timezone.now() - timedelta(seconds=120))
-    assert await expire_stale_runs() == 1
+    if sweeper == "command":
+        assert await expire_stale_runs() == 1
+    else:
+        await reaper.sweep()
     assert (await adb(RunUsage.objects.get, run_id=old["run_id"])).status == "expired"
+    assert (await adb(ChatRun.objects.get, run_id=old["run_id"])).status == "CANCELLED"
     assert (await adb(RunUsage.objects.get, run_id=fresh["run_id"])).status == "paused"
 
 

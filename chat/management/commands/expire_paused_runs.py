@@ -1,6 +1,6 @@
-"""Expire paused runs nobody continued within CIRKELLINE_PAUSE_TTL_SECONDS (run it from cron, e.g.
-every 10 minutes). A continue, or a lookup of the run, expires it too when it comes first; this
-sweep only makes the usage rows and run rows say so without waiting for that (chat/runs/pause.py)."""
+"""Expire paused runs nobody continued within CIRKELLINE_PAUSE_TTL_SECONDS, once. Every server
+process's reaper does this periodically, and a continue or a lookup of such a run expires it when
+it comes first; this is for when no server runs (chat/runs/pause.py)."""
 
 import asyncio
 
