@@ -130,31 +130,35 @@ class ChatSessionQuerySet(models.QuerySet):
         page's oldest team run when older ones exist, else None. None if the session is not shown
         to the user; BadRequest if `before` is not a team run of it.
 
-        Two queries whatever the page size: the session with the cursor run's row id (its
-        unique run_id index), then the page: its team runs by chat_run_history (session,
+        One query whatever the page size: the page's team runs by chat_run_history (session,
         parent_run_id IS NULL, id descending, limit + 1 to know whether more exist) and their
-        member runs by the parent_run_id index, in one statement.
+        member runs by the parent_run_id index, with the owner check (the session's pk, by its
+        unique session_id) and the cursor (its row id, by the unique run_id) as subqueries. A page
+        that comes back empty takes a second query, to tell an unknown session, a bad cursor and
+        an empty page apart.
         """
-        sessions = self.shown_to(user_pk).filter(session_id=session_id)
+        session = models.Subquery(self.shown_to(user_pk).filter(session_id=session_id).values("pk")[:1])
+        team_runs = ChatRun.objects.ended().filter(session_id=session, parent_run_id__isnull=True)
         if before is not None:
-            sessions = sessions.annotate(cursor=models.Subquery(ChatRun.objects.filter(
-                session_id=models.OuterRef("pk"), run_id=before, parent_run_id__isnull=True).values("pk")[:1]))
-        session = sessions.values("pk", *(("cursor",) if before is not None else ())).first()
-        if session is None:
-            return None
-        if before is not None and session["cursor"] is None:
-            raise BadRequest(400, "'before' must be the id of a team run of this session, as the previous page's "
-                                  "cursor gives it.")
-        team_runs = ChatRun.objects.ended().filter(session_id=session["pk"], parent_run_id__isnull=True)
-        if before is not None:
-            team_runs = team_runs.filter(pk__lt=session["cursor"])
+            cursor_row = ChatRun.objects.filter(session_id=session, run_id=before, parent_run_id__isnull=True)
+            team_runs = team_runs.filter(pk__lt=models.Subquery(cursor_row.values("pk")[:1]))
         team_runs = team_runs.order_by("-pk")
         rows = list(
-            ChatRun.objects.ended().filter(session_id=session["pk"])
+            ChatRun.objects.ended().filter(session_id=session)
             .filter(models.Q(pk__in=team_runs.values("pk")[: limit + 1])
                     | models.Q(parent_run_id__in=team_runs.values("run_id")[:limit]))
             .order_by("pk").values_list("run_id", "parent_run_id", "payload")
         )
+        if not rows:
+            found = self.shown_to(user_pk).filter(session_id=session_id).annotate(cursor=models.Exists(
+                ChatRun.objects.filter(session_id=models.OuterRef("pk"), run_id=before or "",
+                                       parent_run_id__isnull=True))).values("cursor").first()
+            if found is None:
+                return None
+            if before is not None and not found["cursor"]:
+                raise BadRequest(400, "'before' must be the id of a team run of this session, as the previous "
+                                      "page's cursor gives it.")
+            return [], None
         team_ids = [run_id for run_id, parent, _ in rows if parent is None]
         cursor = None
         if len(team_ids) > limit:  # one more than a page: the oldest is the next page's

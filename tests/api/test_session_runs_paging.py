@@ -124,19 +124,26 @@ async def test_another_users_session_is_404_with_paging_too(api, alice, bob):
 
 @pytest.mark.parametrize("before", [None, "q-t30"])
 @pytest.mark.parametrize("limit", [1, 10, 100])
-def test_a_page_costs_two_queries_whatever_its_size(alice, django_assert_num_queries, limit, before):
+def test_a_page_is_one_query_whatever_its_size(alice, bob, django_assert_num_queries, limit, before):
     make_session(alice, "q", 40)
-    with django_assert_num_queries(2) as queries:
+    make_session(bob, "b", 40)  # another user's runs in the table, never on alice's page
+    with django_assert_num_queries(1) as queries:
         payloads, cursor = ChatSession.objects.run_page(alice.pk, "q", limit=limit, before=before)
     top = [p["run_id"] for p in payloads if "parent_run_id" not in p]
-    assert len(top) == (min(limit, 29) if before else min(limit, 40))
+    expected = [f"q-t{n}" for n in range(1, 30 if before else 41)][-limit:]
+    assert top == expected and all(run_id.startswith("q-") for p in payloads for run_id in [p["run_id"]])
+    assert cursor == (expected[0] if expected[0] != "q-t1" else None)
     # The page is cut in the database (LIMIT), not by loading the whole session.
-    assert "LIMIT" in queries.captured_queries[1]["sql"].upper()
+    assert "LIMIT" in queries.captured_queries[0]["sql"].upper()
 
 
-def test_a_foreign_cursor_is_refused_before_any_run_is_read(alice, bob, django_assert_num_queries):
+def test_an_empty_page_tells_a_bad_cursor_and_a_foreign_session_apart_with_one_more_query(
+        alice, bob, django_assert_num_queries):
     make_session(alice, "mine", 2)
     make_session(bob, "theirs", 2)
-    with django_assert_num_queries(1), pytest.raises(BadRequest):
+    with django_assert_num_queries(2), pytest.raises(BadRequest):
         ChatSession.objects.run_page(alice.pk, "mine", limit=5, before="theirs-t1")
-    assert ChatSession.objects.run_page(bob.pk, "mine", limit=5) is None
+    with django_assert_num_queries(2):
+        assert ChatSession.objects.run_page(bob.pk, "mine", limit=5) is None
+    with django_assert_num_queries(2):  # before the oldest run: an empty page, not an error
+        assert ChatSession.objects.run_page(alice.pk, "mine", limit=5, before="mine-t1") == ([], None)
