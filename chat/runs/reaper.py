@@ -46,6 +46,7 @@ from . import eventlog, lease
 from .admission import LEASE_GRACE, coordinator
 from .outcome import ERROR_MESSAGES, LOST_EVENT_INDEX, WORKER_LOST
 from .teams import team_name
+from .worker import worker_id
 
 logger = logging.getLogger(__name__)
 
@@ -66,6 +67,9 @@ def _unleased_after() -> dict[bool, float]:
 def _orphans(run_id: str | None = None) -> list[dict]:
     """The running rows whose worker is gone (all, or `run_id`'s). Sync."""
     usage = RunUsage.objects.all() if run_id is None else RunUsage.objects.filter(run_id=run_id)
+    # Never this process's own runs: it is alive, however late its heartbeat (a slow database, a
+    # busy host); a lease of its own that ran out is for the others to act on.
+    usage = usage.exclude(worker=worker_id())
     rows = orphaned(usage, now=datetime.now(UTC), unleased_after=_unleased_after())
     return list(rows.values(*_ORPHAN_FIELDS).order_by("started_at"))
 

@@ -136,6 +136,16 @@ async def test_a_run_is_closed_once_whoever_races_for_it(alice):
     assert await reaper.sweep() == []  # nothing left to close
 
 
+async def test_a_process_never_closes_its_own_runs(alice):
+    """Guards against a live process whose own heartbeat is late (a slow database, a busy host)
+    closing its own live runs as worker_lost: it is alive by definition."""
+    await adb(put_on_record, alice, "r-mine", worker=worker_id())
+    await adb(lease, worker_id(), -1)
+    assert await reaper.sweep() == []
+    assert await reaper.close_if_orphaned("r-mine") is False
+    assert (await adb(RunUsage.objects.get, run_id="r-mine")).status == "running"
+
+
 async def test_cancelling_a_run_whose_worker_died_closes_it_at_once(api, alice, no_sweeps):
     """Guards against a cancel of a dead worker's run answering 503 (no Redis: "in another process")
     or waiting for a process that will never answer, while the run stays `running`."""
