@@ -24,6 +24,7 @@ from chat.agents.team import resolve_team
 from chat.errors import BadRequest, CirkellineError
 from chat.models import validate_session_id
 
+from . import limits
 from .auth import authenticate
 
 logger = logging.getLogger(__name__)
@@ -67,8 +68,9 @@ def _check_route(kwargs: dict[str, Any]) -> None:
         kwargs["team_id"] = resolve_team(kwargs["team_id"])
 
 
-def api(methods: tuple[str, ...], *, auth: bool = True):
-    """Decorator for API views: method check, authentication, the ids in the URL, and the error map."""
+def api(methods: tuple[str, ...], *, auth: bool = True, body: str = limits.API):
+    """Decorator for API views: method check, the body's size (`body`: its kind, chat.api.limits;
+    checked before authentication), authentication, the ids in the URL, and the error map."""
 
     def decorate(view: Callable[..., Awaitable[HttpResponse]]):
         @csrf_exempt  # CSRF applies to cookie-authenticated calls only; chat.api.auth enforces it.
@@ -79,6 +81,7 @@ def api(methods: tuple[str, ...], *, auth: bool = True):
                 response["Allow"] = ", ".join(methods)
                 return response
             try:
+                limits.check(request, body)
                 if auth:
                     kwargs["caller"] = await authenticate(request)
                 _check_route(kwargs)
@@ -88,6 +91,7 @@ def api(methods: tuple[str, ...], *, auth: bool = True):
             except (OperationalError, InterfaceError):
                 return database_unavailable(request)
 
+        wrapper.body_kind = body  # read by chat.api.limits.BodyLimit, in front of Django
         return wrapper
 
     return decorate

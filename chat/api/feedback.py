@@ -16,13 +16,7 @@ from chat.runs import feedback
 from chat.storage.executor import run_db
 
 from .errors import api
-from .parsing import form_fields, json_body
-
-
-def _fields(request: HttpRequest) -> dict:
-    if (request.content_type or "").lower() == "application/json":
-        return json_body(request, empty=b"{}")
-    return form_fields(request)
+from .parsing import body_fields
 
 
 class FeedbackNotFound(NotFound):
@@ -32,7 +26,7 @@ class FeedbackNotFound(NotFound):
 @api(("GET", "POST", "DELETE"))
 async def run_feedback(request: HttpRequest, run_id: str, caller: Caller) -> HttpResponse:
     if request.method == "POST":
-        rating, comment = feedback.checked_feedback(_fields(request))
+        rating, comment = feedback.checked_feedback(await body_fields(request))
         given, created = await run_db(feedback.give_feedback, caller.pk, run_id, rating, comment)
         return JsonResponse(given, status=201 if created else 200)
     if request.method == "DELETE":

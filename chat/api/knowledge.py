@@ -32,7 +32,7 @@ from chat.payload import check_text
 from chat.runs import knowledge
 from chat.storage.executor import run_db
 
-from . import schemas
+from . import limits, schemas
 from .errors import api
 from .parsing import form_fields, json_body
 
@@ -101,12 +101,12 @@ def _flag(value: str | None) -> bool:
     raise BadRequest(400, "'shared' must be true or false.")
 
 
-def _upload_fields(request: HttpRequest) -> tuple[dict, object | None]:
+async def _upload_fields(request: HttpRequest) -> tuple[dict, object | None]:
     content_type = (request.content_type or "").lower()
     if content_type not in ("multipart/form-data", "application/x-www-form-urlencoded", ""):
         raise BadRequest(415, "Send the document as multipart/form-data (a 'file' part) or a form with "
                               "'text_content'.")
-    fields = form_fields(request)
+    fields = await form_fields(request)
     unknown = sorted(set(fields) - set(UPLOAD_FIELDS))
     if unknown:
         raise BadRequest(400, f"Unknown field '{unknown[0][:40]}': send file, {', '.join(UPLOAD_FIELDS)}.")
@@ -118,7 +118,7 @@ def _upload_fields(request: HttpRequest) -> tuple[dict, object | None]:
     return fields, files[0] if files else None
 
 
-@api(("GET", "POST"))
+@api(("GET", "POST"), body=limits.DOCUMENT)
 async def contents(request: HttpRequest, caller: Caller) -> HttpResponse:
     if request.method == "POST":
         return await _upload(request, caller)
@@ -140,7 +140,7 @@ async def contents(request: HttpRequest, caller: Caller) -> HttpResponse:
 
 async def _upload(request: HttpRequest, caller: Caller) -> HttpResponse:
     _check_query(request, ("db_id", "knowledge_id"))
-    fields, upload = _upload_fields(request)
+    fields, upload = await _upload_fields(request)
     if fields.get("url"):
         raise BadRequest(400, "Cirkelline does not fetch URLs: upload the document as a file.")
     text = fields.get("text_content")
@@ -214,7 +214,7 @@ async def search(request: HttpRequest, caller: Caller) -> HttpResponse:
         _check_query(request, ())
         if (request.content_type or "").lower() != "application/json":
             raise BadRequest(415, "Send a JSON object (Content-Type: application/json).")
-        body = json_body(request)
+        body = await json_body(request)
         unknown = sorted(set(body) - {"query", "max_results", "meta", "search_type", "filters", "db_id",
                                       "knowledge_id", "vector_db_ids"})
         if unknown:

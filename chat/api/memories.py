@@ -97,10 +97,10 @@ def _topics(request: HttpRequest) -> list[str] | None:
     return names or None
 
 
-def _body(request: HttpRequest, caller: Caller, allowed: tuple[str, ...]) -> dict:
+async def _body(request: HttpRequest, caller: Caller, allowed: tuple[str, ...]) -> dict:
     if (request.content_type or "").lower() != "application/json":
         raise BadRequest(415, "Send a JSON object (Content-Type: application/json).")
-    body = json_body(request)
+    body = await json_body(request)
     unknown = sorted(set(body) - set(allowed))
     if unknown:
         raise BadRequest(400, f"Unknown field '{str(unknown[0])[:40]}': send {', '.join(allowed)}.")
@@ -126,10 +126,10 @@ async def _save(caller: Caller, body: dict, memory_id: str | None) -> dict | Non
 async def memories(request: HttpRequest, caller: Caller) -> HttpResponse:
     if request.method == "POST":
         _query(request, caller, _COMMON)
-        return JsonResponse(memory_json(await _save(caller, _body(request, caller, _BODY_FIELDS), None)))
+        return JsonResponse(memory_json(await _save(caller, await _body(request, caller, _BODY_FIELDS), None)))
     if request.method == "DELETE":
         _query(request, caller, _COMMON)
-        return await _delete_many(caller, _body(request, caller, ("memory_ids", "user_id", "all")))
+        return await _delete_many(caller, await _body(request, caller, ("memory_ids", "user_id", "all")))
     started = time.perf_counter()
     params = _query(request, caller, LIST_PARAMETERS)
     limit = _int(params, "limit", 20, lo=1, hi=100)
@@ -169,7 +169,7 @@ async def memory_detail(request: HttpRequest, memory_id: str, caller: Caller) ->
     _query(request, caller, _COMMON)
     memory_id = _memory_id(memory_id)
     if request.method == "PATCH":
-        saved = await _save(caller, _body(request, caller, _BODY_FIELDS), memory_id)
+        saved = await _save(caller, await _body(request, caller, _BODY_FIELDS), memory_id)
         if saved is None:
             raise MemoryNotFound(memory_id)
         return JsonResponse(memory_json(saved))

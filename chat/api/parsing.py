@@ -4,6 +4,10 @@ Everything a client sends is checked here or in the run request's own checks
 (chat.runs.request.run_request_from_fields, shared with the websocket); a bad request becomes a
 `BadRequest` with the status and a sentence saying what is wrong. Nothing is written before this
 passes.
+
+The body's size was checked against its route's limit before it was read (chat.api.limits); a
+body larger than CIRKELLINE_PARSE_OFF_LOOP_BYTES is parsed in a worker thread
+(chat.payload.parse), so no client can hold the event loop with one.
 """
 
 from __future__ import annotations
@@ -20,7 +24,7 @@ from django.http.multipartparser import MultiPartParserError
 
 from chat.errors import BadRequest
 from chat.identity import Caller
-from chat.payload import check_text, load_json, quoted_name
+from chat.payload import check_text, load_json, parse, quoted_name
 from chat.runs.request import MEDIA_TYPES, Attachment, RunRequest, run_request_from_fields
 
 _GENERIC_TYPES = frozenset({"", "application/octet-stream", "binary/octet-stream"})
@@ -42,8 +46,32 @@ def _reading_body() -> Iterator[None]:
         raise BadRequest(400, str(exc) or "The request body is malformed.") from None
 
 
-def json_body(request: HttpRequest, empty: bytes = b"null") -> dict:
+def _size(request: HttpRequest) -> int:
+    """The body's length as declared (Django's handler has the whole body by now); unknown: large."""
+    try:
+        return int(request.META.get("CONTENT_LENGTH") or 0)
+    except ValueError:
+        return 1 << 62
+
+
+async def json_body(request: HttpRequest, empty: bytes = b"null") -> dict:
     """A JSON request body that must be an object (an empty body reads as `empty`)."""
+    return await parse(_size(request), _json_body, request, empty)
+
+
+async def form_fields(request: HttpRequest) -> dict:
+    """A form-urlencoded or multipart body's fields, each sent once."""
+    return await parse(_size(request), _form_fields, request)
+
+
+async def body_fields(request: HttpRequest) -> dict:
+    """A JSON object body, or a form's fields (an empty JSON body is `{}`)."""
+    if (request.content_type or "").lower() == "application/json":
+        return await json_body(request, empty=b"{}")
+    return await form_fields(request)
+
+
+def _json_body(request: HttpRequest, empty: bytes) -> dict:
     with _reading_body():
         raw = request.body or empty
     data = load_json(raw, "The request body", envelope=True)
@@ -57,8 +85,7 @@ def json_body(request: HttpRequest, empty: bytes = b"null") -> dict:
 REPEATABLE_FIELDS = frozenset({"files"})
 
 
-def form_fields(request: HttpRequest) -> dict:
-    """A form-urlencoded or multipart body's fields, each sent once."""
+def _form_fields(request: HttpRequest) -> dict:
     with _reading_body():
         post = request.POST
     fields = {}
@@ -105,9 +132,9 @@ def _attachments(request: HttpRequest) -> list[Attachment]:
 def _fields(request: HttpRequest) -> tuple[dict, list[Attachment]]:
     content_type = (request.content_type or "").lower()
     if content_type == "application/json":
-        return json_body(request), []
+        return _json_body(request, b"null"), []
     if content_type in ("application/x-www-form-urlencoded", "multipart/form-data", ""):
-        fields = form_fields(request)
+        fields = _form_fields(request)
         if "files" in fields:  # a text field, not a file part: the run would go ahead without them
             raise BadRequest(400, "'files' must be sent as files: multipart parts with a filename.")
         with _reading_body():
@@ -115,13 +142,18 @@ def _fields(request: HttpRequest) -> tuple[dict, list[Attachment]]:
     raise BadRequest(415, f"Unsupported content type {content_type!r}: send JSON, form-urlencoded or multipart.")
 
 
-def uploaded_files(request: HttpRequest) -> list[Attachment]:
+async def uploaded_files(request: HttpRequest) -> list[Attachment]:
     """A multipart request's `files`, checked like a run's (the chat page uploads them before its run)."""
-    return _fields(request)[1]
+    return (await parse(_size(request), _fields, request))[1]
 
 
-def parse_run_request(request: HttpRequest, caller: Caller, team_id: str) -> tuple[RunRequest, bool]:
-    """The validated run request and whether the client wants a stream."""
+async def parse_run_request(request: HttpRequest, caller: Caller, team_id: str) -> tuple[RunRequest, bool]:
+    """The validated run request and whether the client wants a stream (the form's JSON fields
+    are parsed by the run request's checks: off the loop too, for a large body)."""
+    return await parse(_size(request), _run_request, request, caller, team_id)
+
+
+def _run_request(request: HttpRequest, caller: Caller, team_id: str) -> tuple[RunRequest, bool]:
     data, attachments = _fields(request)
     return run_request_from_fields(data, user_pk=caller.pk, username=caller.username, team_id=team_id,
                                    attachments=attachments)

@@ -32,5 +32,5 @@ async def profile(request: HttpRequest, caller: Caller) -> HttpResponse:
         return JsonResponse(profile_json(await run_db(Profile.objects.of, caller.pk)))
     if (request.content_type or "").lower() != "application/json":
         raise BadRequest(415, "Send the profile changes as a JSON object (Content-Type: application/json).")
-    changes = clean_changes(json_body(request))
+    changes = clean_changes(await json_body(request))
     return JsonResponse(profile_json(await run_db(Profile.objects.change, caller.pk, changes)))

@@ -4,11 +4,12 @@ memories; the user's documents (AgentOS' knowledge routes); feedback on answers;
 from django.urls import path
 
 from . import feedback, knowledge, memories, profile, tokens, usage, views
+from .limits import API, accepts
 
 urlpatterns = [
-    path("api/token/", tokens.LoginView.as_view(), name="token_obtain_pair"),
-    path("api/token/refresh/", tokens.RefreshView.as_view(), name="token_refresh"),
-    path("api/token/logout/", tokens.LogoutView.as_view(), name="token_logout"),
+    path("api/token/", accepts(API)(tokens.LoginView.as_view()), name="token_obtain_pair"),
+    path("api/token/refresh/", accepts(API)(tokens.RefreshView.as_view()), name="token_refresh"),
+    path("api/token/logout/", accepts(API)(tokens.LogoutView.as_view()), name="token_logout"),
     path("health", views.health, name="health"),
     path("config", views.config, name="config"),
     path("teams", views.teams, name="teams"),

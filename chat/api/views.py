@@ -40,9 +40,9 @@ from chat.runs.teams import describe_team, describe_team_detail
 from chat.storage.executor import run_db
 from metrics.models import RunStatus
 
-from . import openapi, schemas, sse
+from . import limits, openapi, schemas, sse
 from .errors import api, error
-from .parsing import form_fields, json_body, parse_run_request, uploaded_files
+from .parsing import body_fields, form_fields, json_body, parse_run_request, uploaded_files
 
 logger = logging.getLogger(__name__)
 
@@ -95,9 +95,9 @@ async def team_detail(request: HttpRequest, team_id: str, caller: Caller) -> Htt
     return JsonResponse(describe_team_detail(team_id))
 
 
-@api(("POST",))
+@api(("POST",), body=limits.RUN)
 async def create_run(request: HttpRequest, team_id: str, caller: Caller) -> HttpResponse:
-    run_request, stream = parse_run_request(request, caller, team_id)
+    run_request, stream = await parse_run_request(request, caller, team_id)
     handle = await runs.start_run(run_request)
     return await _answer(handle, stream)
 
@@ -126,14 +126,14 @@ async def _answer(handle: runs.RunHandle, stream: bool) -> HttpResponse:
     return JsonResponse(result.output_dict())
 
 
-@api(("POST",))
+@api(("POST",), body=limits.RUN)
 async def continue_run(request: HttpRequest, team_id: str, run_id: str, caller: Caller) -> HttpResponse:
     """`POST /teams/{team_id}/runs/{run_id}/continue` (AgentOS's route and form fields): a paused
     run continued with its user's answers (`requirements`), streamed or not, on any worker."""
     if (request.content_type or "").lower() == "application/json":
-        fields = json_body(request)
+        fields = await json_body(request)
     else:
-        fields = form_fields(request)
+        fields = await form_fields(request)
     continued = runs.continue_request_from_fields(fields, user_pk=caller.pk, username=caller.username,
                                                   team_id=team_id, run_id=run_id)
     handle = await runs.continue_run(continued)
@@ -154,10 +154,8 @@ async def resume_run(request: HttpRequest, team_id: str, run_id: str, caller: Ca
     if request.method == "GET":
         fields = dict(request.GET.items())
         check_text("The query", fields)
-    elif (request.content_type or "").lower() == "application/json":
-        fields = json_body(request, empty=b"{}")
     else:
-        fields = form_fields(request)
+        fields = await body_fields(request)
     after = _event_index(fields.get("last_event_index"), "'last_event_index'")
     if after is None:
         after = _event_index(request.headers.get("Last-Event-ID"), "The Last-Event-ID header")
@@ -308,7 +306,7 @@ async def session_runs(request: HttpRequest, session_id: str, caller: Caller) ->
 
 @api(("POST",))
 async def rename_session(request: HttpRequest, session_id: str, caller: Caller) -> HttpResponse:
-    name = _json_body(request).get("session_name")
+    name = (await body_fields(request)).get("session_name")
     if not isinstance(name, str) or not name.strip() or len(name) > 255:
         raise BadRequest(400, "'session_name' is required: a non-empty string of at most 255 characters.")
     record = await run_db(ChatSession.objects.rename, caller.pk, session_id, name.strip())
@@ -322,19 +320,13 @@ async def rename_session(request: HttpRequest, session_id: str, caller: Caller) 
     return JsonResponse(schemas.session_detail(record))
 
 
-def _json_body(request: HttpRequest) -> dict:
-    if (request.content_type or "").lower() == "application/json":
-        return json_body(request, empty=b"{}")
-    return form_fields(request)
-
-
 # --- files for websocket runs --------------------------------------------------------------
 
 
-@api(("POST",))
+@api(("POST",), body=limits.UPLOAD)
 async def upload(request: HttpRequest, caller: Caller) -> HttpResponse:
     """`POST /uploads` (multipart `files`): ids to name in a websocket `run` frame (chat.runs.uploads)."""
-    attachments = uploaded_files(request)
+    attachments = await uploaded_files(request)
     if not attachments:
         raise BadRequest(400, "Send one or more files as multipart form field 'files'.")
     saved = await uploads.save(caller.pk, attachments)

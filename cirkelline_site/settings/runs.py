@@ -109,9 +109,24 @@ if CIRKELLINE_LIVE_LEDGER_SECONDS < 0:
         f"CIRKELLINE_LIVE_LEDGER_SECONDS must be zero or more, got {CIRKELLINE_LIVE_LEDGER_SECONDS}")
 CIRKELLINE_MAX_FILES = non_negative_int("CIRKELLINE_MAX_FILES", 10)
 CIRKELLINE_MAX_FILE_BYTES = non_negative_int("CIRKELLINE_MAX_FILE_BYTES", 20 * 1024 * 1024)
-# Whole request bodies (JSON/form, and multipart minus file parts) above this are refused (413).
-DATA_UPLOAD_MAX_MEMORY_SIZE = env.int("CIRKELLINE_MAX_BODY_BYTES", default=25 * 1024 * 1024)
-FILE_UPLOAD_MAX_MEMORY_SIZE = DATA_UPLOAD_MAX_MEMORY_SIZE
+# Request bodies, per route (chat/api/limits.py), refused with a 413 on their Content-Length and
+# while they are read, before anything parses them. The API's small routes (rename, feedback,
+# profile, memories, cancel, resume, the token routes): CIRKELLINE_MAX_API_BODY_BYTES. A run's
+# JSON or form body: CIRKELLINE_MAX_RUN_BODY_BYTES. A multipart body (uploads, a run with files):
+# the files' own limits (CIRKELLINE_MAX_FILES x CIRKELLINE_MAX_FILE_BYTES) plus a run body for its
+# fields. A document (POST /knowledge/content): CIRKELLINE_KNOWLEDGE_MAX_BYTES plus a run body.
+# Every other route (pages, admin): CIRKELLINE_MAX_BODY_BYTES. Django's DATA_UPLOAD_MAX_MEMORY_SIZE
+# (a body minus its file parts) is the largest of them, set below.
+CIRKELLINE_MAX_API_BODY_BYTES = non_negative_int("CIRKELLINE_MAX_API_BODY_BYTES", 64 * 1024)
+CIRKELLINE_MAX_RUN_BODY_BYTES = non_negative_int("CIRKELLINE_MAX_RUN_BODY_BYTES", 512 * 1024)
+CIRKELLINE_MAX_BODY_BYTES = non_negative_int("CIRKELLINE_MAX_BODY_BYTES", 2 * 1024 * 1024)
+# JSON (a body, a form's JSON fields, a websocket frame) longer than this is parsed in a worker
+# thread (CIRKELLINE_PARSE_THREADS of them), not on the event loop: parsing costs ~0.2 s of CPU per
+# MiB of small objects, a stall for every other request if done on the loop.
+CIRKELLINE_PARSE_OFF_LOOP_BYTES = non_negative_int("CIRKELLINE_PARSE_OFF_LOOP_BYTES", 16 * 1024)
+CIRKELLINE_PARSE_THREADS = env.int("CIRKELLINE_PARSE_THREADS", default=2)
+if CIRKELLINE_PARSE_THREADS < 1:
+    raise ImproperlyConfigured(f"CIRKELLINE_PARSE_THREADS must be 1 or more, got {CIRKELLINE_PARSE_THREADS}")
 
 # Garbage collector thresholds (gen0,gen1,gen2) for server processes; empty: CPython's defaults.
 # See cirkelline_site/process_tuning.py for why the default is raised.
@@ -135,6 +150,11 @@ CIRKELLINE_KNOWLEDGE_MAX_PAGES = non_negative_int("CIRKELLINE_KNOWLEDGE_MAX_PAGE
 CIRKELLINE_KNOWLEDGE_MAX_CHARS = non_negative_int("CIRKELLINE_KNOWLEDGE_MAX_CHARS", 2_000_000)
 CIRKELLINE_KNOWLEDGE_MAX_DOCUMENTS = non_negative_int("CIRKELLINE_KNOWLEDGE_MAX_DOCUMENTS", 200)
 CIRKELLINE_KNOWLEDGE_PROCESS_TIMEOUT = positive_float("CIRKELLINE_KNOWLEDGE_PROCESS_TIMEOUT", 300.0)
+# Django's own limit on a body's non-file parts: the per-route limits (chat/api/limits.py) are
+# tighter where they apply; this only has to let the largest of them through.
+DATA_UPLOAD_MAX_MEMORY_SIZE = max(CIRKELLINE_MAX_BODY_BYTES, CIRKELLINE_MAX_RUN_BODY_BYTES,
+                                  CIRKELLINE_KNOWLEDGE_MAX_BYTES + CIRKELLINE_MAX_RUN_BODY_BYTES)
+FILE_UPLOAD_MAX_MEMORY_SIZE = max(CIRKELLINE_MAX_BODY_BYTES, CIRKELLINE_MAX_FILE_BYTES)
 # An embedding model for documents (`openai:<id>`, or `openai-like:<id>` with
 # CIRKELLINE_EMBEDDING_BASE_URL): chunks are embedded at upload and questions at search, and the
 # vector ranking is fused with the lexical one. Empty: lexical search only (works offline).

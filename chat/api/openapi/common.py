@@ -103,8 +103,11 @@ E403 = error_response("A cookie-authenticated write without a valid CSRF token, 
 E404 = error_response("Not there, or not yours (never told apart).", example="Session not found.")
 E405 = error_response("The route does not take this method.", example="Method PUT is not allowed here.",
                        headers=ALLOW)
-E413 = error_response("The message, a file, the number of files or the body is too large.",
-                       example="'message' is too long: the limit is 32000 characters.")
+E413 = error_response("The message, a file, the number of files or the body is too large. A body over its route's "
+                       "limit is refused before it is read, with `limit` (bytes): `CIRKELLINE_MAX_API_BODY_BYTES` "
+                       "(64 KiB) for small JSON/form bodies such as a rename, `CIRKELLINE_MAX_RUN_BODY_BYTES` "
+                       "(512 KiB) for a run's JSON/form body, the files' limits plus that for a multipart body.",
+                       "TooLarge", example="'message' is too long: the limit is 32000 characters.")
 E415 = error_response("Unsupported content type or file type.",
                        example="Unsupported content type 'text/plain': send JSON, form-urlencoded or multipart.")
 E429 = error_response("Too many requests: runs in progress (yours or the server's), pending uploads, or failed "

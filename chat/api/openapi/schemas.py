@@ -142,6 +142,10 @@ def component_schemas() -> dict[str, Any]:
                                  "errors": {"type": "object", "description": "Per field, DRF's messages (absent "
                                             "when the body itself could not be parsed)."}},
                                 ["detail"]),
+        "TooLarge": obj({"detail": STR, "request_id": STR,
+                          "limit": {"type": "integer", "description": "The route's body limit in bytes (present "
+                                    "when the whole body was too large)."}},
+                         ["detail"]),
         "RateLimited": obj({"detail": STR, "request_id": STR,
                              "retry_after": {"type": "number", "description": "Seconds (runs and uploads)."}},
                             ["detail"]),
