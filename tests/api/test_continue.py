@@ -242,3 +242,19 @@ async def test_cancelling_a_paused_run_ends_it_billed_for_its_first_part(api, al
     assert refused.status_code == 409 and error_body(refused)["status"] == "cancelled"
     again = await api.post(cancel, headers=bearer(alice))
     assert again.status_code == 409
+
+
+async def test_of_two_continues_at_once_exactly_one_runs(api, alice):
+    """Guards against a paused run continued twice (two tabs answering at once): both would run the
+    model and the second would bill over the first."""
+    import asyncio
+
+    paused = (await pause(api, alice))[-1].data
+    body = {"requirements": json.dumps(answered(paused["requirements"], focus="once")), "stream": "false"}
+    first, second = await asyncio.gather(*(api.post(continue_url(paused["run_id"]), data=body, headers=bearer(alice))
+                                           for _ in range(2)))
+    assert sorted([first.status_code, second.status_code]) == [200, 409]
+    refused = first if first.status_code == 409 else second
+    assert error_body(refused)["status"] == "running"
+    usage = await adb(RunUsage.objects.get, run_id=paused["run_id"])
+    assert usage.status == "completed" and usage.model_calls == 2
