@@ -9,7 +9,7 @@ import pytest
 from django.core.exceptions import ValidationError
 
 from metrics.models import PriceRule
-from metrics.pricing import cost_of, price, rule_for, snapshot
+from metrics.pricing import cost_of, normalize_provider, price, rule_for, rules_in_force, snapshot
 
 from .helpers import T0, rule
 
@@ -118,3 +118,26 @@ def test_the_seeded_prices_have_sources_and_cover_the_models_users_configure():
         Decimal("0.300000"), Decimal("2.500000"), False)
     assert rule_for("Anthropic", "claude-haiku-4-5-20251001", datetime(2026, 12, 2, tzinfo=UTC)).output_per_million \
         == Decimal("5")
+
+
+def test_rules_in_force_reads_what_the_queryset_reads_at_the_edges_of_a_period():
+    """The final write's prepared read of the rules in force is the ORM query's rows, in its order,
+    with the model's field values (a period's start is in it, its end is not)."""
+    start, end = T0 - timedelta(days=1), T0 + timedelta(days=1)
+    rule("openai", "gpt-t", "1.5", "2", start=start, end=end)
+    rule("openai", "gpt-t", "3", "4", start=end)
+    rule("openai", "gpt-a*", "1", "1", read="0.25")
+    rule("google", "gemini-t", "0.3", "2.5", start=start)
+    rule("anthropic", "claude-t", "3", "15")
+    tick = timedelta(microseconds=1)
+    for at in (start - tick, start, T0, end - tick, end, end + timedelta(days=9)):
+        for providers in (["OpenAI"], ["gemini", "openai"], ["anthropic", "nobody"], ["nobody"]):
+            names = {normalize_provider(p) for p in providers}
+            expected = list(PriceRule.objects.in_force(at).filter(provider__in=names))
+            got = rules_in_force(at, providers)
+            assert [r.pk for r in got] == [r.pk for r in expected], (at, providers)
+            assert [snapshot(r) for r in got] == [snapshot(r) for r in expected]
+    assert rules_in_force(T0, []) == []
+    ours = {"gpt-t", "gpt-a*"}  # beside the seeded prices
+    assert {r.model_pattern for r in rules_in_force(end, ["openai"])} & ours == ours
+    assert [r.input_per_million for r in rules_in_force(end, ["openai"]) if r.model_pattern == "gpt-t"] == [Decimal(3)]
