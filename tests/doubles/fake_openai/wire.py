@@ -155,17 +155,29 @@ EMBEDDING_DIMENSIONS = 384
 # Words the fake's embedding treats as one meaning, so a test can find a chunk by a synonym that
 # the lexical search cannot match.
 SYNONYMS = {"car": "vehicle", "automobile": "vehicle", "auto": "vehicle", "vehicle": "vehicle",
-            "salary": "pay", "wage": "pay", "pay": "pay", "income": "pay"}
+            "salary": "pay", "wage": "pay", "pay": "pay", "income": "pay",
+            # for the search quality corpus (tests/knowledge/corpus.py): what its by-meaning questions mean
+            "pooch": "pet", "cat": "pet", "pets": "pet", "pet": "pet", "shots": "vaccination",
+            "vaccinations": "vaccination", "commute": "travel", "travel": "travel", "kitty": "budget",
+            "budget": "budget", "overtime": "overtime", "extra": "overtime"}
+
+
+# Words the fake's embedding ignores, as a real embedding gives them little weight.
+STOP_WORDS = frozenset(
+    "a an the of to in on at for and or is are be do does did i my me you your it its what when how who which "
+    "can may should must will with by from if so there this that get".split())
 
 
 def embedding(text: str) -> list[float]:
-    """A deterministic unit vector: each word (or its synonym group) adds to one dimension."""
+    """A deterministic unit vector: each word but STOP_WORDS (or its synonym group) adds to one dimension."""
     import hashlib
     import math
     import re
 
     vector = [0.0] * EMBEDDING_DIMENSIONS
     for word in re.findall(r"\w+", text.lower()):
+        if word in STOP_WORDS:
+            continue
         word = SYNONYMS.get(word, word)
         vector[int(hashlib.blake2b(word.encode(), digest_size=4).hexdigest(), 16) % EMBEDDING_DIMENSIONS] += 1.0
     norm = math.sqrt(sum(v * v for v in vector)) or 1.0
