@@ -28,11 +28,22 @@ from chat.errors import BadRequest
 USER_INPUT_TOOL = "get_user_input"
 DEEP_RESEARCH_TOOL = "start_deep_research"
 
-LEADER_HITL_INSTRUCTIONS = (
+USER_INPUT_INSTRUCTION = (
+    f"When only the user can tell you something you need (a choice, a missing detail), call `{USER_INPUT_TOOL}` "
+    "with just those fields instead of asking in prose or guessing; never ask for the same field twice, and "
+    "treat a field left empty as not given.")
+DEEP_RESEARCH_CONFIRM_INSTRUCTION = (
     "When a request would need a long deep research (many sources, several steps), call "
     f"`{DEEP_RESEARCH_TOOL}` first: the user confirms or declines it before it starts. If they "
-    "decline, answer briefly from what you know.",
-)
+    "decline, answer briefly from what you know.")
+# The leader's instructions about asking its user, outside deep research mode (in it, the
+# confirmation tool is not offered: leader_instructions).
+LEADER_HITL_INSTRUCTIONS = (USER_INPUT_INSTRUCTION, DEEP_RESEARCH_CONFIRM_INSTRUCTION)
+
+
+def leader_instructions(*, deep_research: bool) -> list[str]:
+    """What the leader is told about the tools of `leader_tools`."""
+    return [USER_INPUT_INSTRUCTION] if deep_research else list(LEADER_HITL_INSTRUCTIONS)
 
 
 @tool(requires_confirmation=True)
@@ -49,7 +60,10 @@ def start_deep_research(topic: str) -> str:
 
 # agno's toolkit is stateless (agno copies its functions into each run), so one serves every team:
 # built per run, its method was introspected afresh every run (tests/agents/test_tool_schemas.py).
-_USER_INPUT_TOOLS = UserControlFlowTools()
+# Its own instructions (~2 300 characters, ~575 tokens on every leader call) are replaced by the
+# USER_INPUT_INSTRUCTION: with them a plain leader call's prompt grew by ~630 tokens (the
+# scripted model's count), now by ~120.
+_USER_INPUT_TOOLS = UserControlFlowTools(add_instructions=False)
 
 
 def leader_tools(*, deep_research: bool) -> list:

@@ -29,7 +29,7 @@ from django.conf import settings
 from chat.errors import TeamNotFound
 
 from .agno_overrides import share_delegation_derivations
-from .hitl import LEADER_HITL_INSTRUCTIONS, leader_tools
+from .hitl import leader_instructions, leader_tools
 from .knowledge import LEADER_DOCUMENT_INSTRUCTIONS
 from .knowledge import search_tool as documents_tool
 from .memory import LEADER_MEMORY_INSTRUCTIONS, MEMORY_AGENT, memory_manager, search_tool
@@ -86,7 +86,8 @@ def build_cirkelline_team(model: ModelSpec | None = None, *, db: Any = None, dee
     model = model or model_spec()
     share_delegation_derivations()  # once per process: the delegation tool's schema derived once
     instructions = list(LEADER_INSTRUCTIONS) + list(SAFETY_RULES)
-    instructions += list(DEEP_RESEARCH_LEADER) if deep_research else list(LEADER_HITL_INSTRUCTIONS)
+    instructions += list(DEEP_RESEARCH_LEADER) if deep_research else []
+    instructions += leader_instructions(deep_research=deep_research)  # asking the user (chat.agents.hitl)
     if user is not None:
         instructions += run_notes(previous_run_cancelled=user.previous_run_cancelled)
     memory: dict[str, Any] = {}

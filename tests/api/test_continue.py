@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import json
 from datetime import timedelta
-from decimal import Decimal
+from decimal import ROUND_DOWN, Decimal
 
 import pytest
 from django.utils import timezone
@@ -218,7 +218,8 @@ async def test_a_paused_runs_cost_counts_toward_the_budget_and_usage(api, alice)
     usage = await adb(RunUsage.objects.get, run_id=paused["run_id"])
     report = (await api.get("/usage", headers=bearer(alice))).json()
     assert Decimal(str(report["totals"]["cost"])) == usage.cost and report["totals"]["runs"] == 1
-    await adb(Budget.objects.create, user=alice, monthly_limit=usage.cost)
+    # A limit in cents the paused run's cost reaches (rounded down: the limit has two decimals).
+    await adb(Budget.objects.create, user=alice, monthly_limit=usage.cost.quantize(Decimal("0.01"), ROUND_DOWN))
 
     refused = await api.post(RUNS, data={"message": "What is 2+2?", "stream": "false"}, headers=bearer(alice))
     assert refused.status_code == 402
