@@ -26,6 +26,7 @@ Each run executes in a task of its own, apart from the request that started it, 
 from __future__ import annotations
 
 import asyncio
+import functools
 import time
 import uuid
 from datetime import UTC, datetime
@@ -99,13 +100,6 @@ async def start_run(request: RunRequest) -> RunHandle:
                                     limit=refusal.limit)
             raise AdmissionRefused(refusal.detail, refusal.retry_after)
         admitted = True
-        # The budget: one indexed query (the budget and the month's spend together; no row when the
-        # user has no budget), after admission, so it counts every run of the user that holds no
-        # slot: at most CIRKELLINE_MAX_RUNS_PER_USER runs can go past the budget (docs/COST.md).
-        over_budget = await run_db(budget_refusal, request.user_id, timezone.now())
-        if over_budget is not None:
-            hooks.admission_refused(scope="budget", user_id=request.user_id, retry_after=0)
-            raise BudgetExceeded(over_budget)
         is_new = request.session_id is None
         session_id = request.session_id or str(uuid.uuid4())
         account = RunAccount(run_id=request.run_id)
@@ -114,13 +108,25 @@ async def start_run(request: RunRequest) -> RunHandle:
         # Claimed before any model call: from here on the id is this user's, so another user's
         # run with it is refused above, and this run's final write cannot fail on ownership. The
         # run is on record from the same transaction on (its own row and its running usage row).
+        # First, in the same hand-off to the database thread, the budget: one indexed query (the
+        # budget and the month's spend together; no row when the user has no budget), after
+        # admission, so it counts every run of the user that holds no slot: at most
+        # CIRKELLINE_MAX_RUNS_PER_USER runs can go past the budget (docs/COST.md). Over budget,
+        # nothing is claimed or written.
         claim = asyncio.ensure_future(buffer.claim_session(
             ctx, session_id, request.user_id, is_new=is_new, team_id=request.team_id, first_message=request.message,
             run_row=running_run_row(run_id=request.run_id, session_id=session_id, team_id=request.team_id,
                                     team_name=team_name(request.team_id), user_pk=request.user_id,
                                     message=request.message, created_at=started_at),
-            usage=_running_usage(request, session_id, started_at)))
+            usage=_running_usage(request, session_id, started_at),
+            precheck=functools.partial(budget_refusal, request.user_id, timezone.now())))
         gone = await _outlast(claim)
+        over_budget = claim.result()
+        if over_budget is not None:
+            hooks.admission_refused(scope="budget", user_id=request.user_id, retry_after=0)
+            if gone:
+                raise asyncio.CancelledError
+            raise BudgetExceeded(over_budget)
         ctx.deadline = time.monotonic() + timeout
 
         handle = RunHandle(request, session_id, ctx, account)

@@ -20,6 +20,10 @@ Round trips per run are kept to two:
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
 from django.conf import settings
 from django.db import DataError, IntegrityError, connection, transaction
 from django.utils import timezone
@@ -47,7 +51,8 @@ def existing_session(session_id: str, user_pk: int, history_runs: int) -> tuple[
 
 
 def _claim_for_run(session_id: str, user_pk: int, *, is_new: bool, team_id: str, name: str, history_runs: int,
-                   run_row: dict | None = None, usage: dict | None = None) -> tuple[dict | None, dict]:
+                   run_row: dict | None = None, usage: dict | None = None,
+                   precheck: Callable[[], Any] | None = None) -> tuple[dict | None, dict] | Refused:
     """Claim `session_id` for `user_pk` (or load it if it is already theirs), and put the run on
     record: its own row `run_row` and its running usage row `usage` (all or nothing).
 
@@ -55,8 +60,13 @@ def _claim_for_run(session_id: str, user_pk: int, *, is_new: bool, team_id: str,
     agno session record for one the user already had; `about` holds what was read along with it
     (the owner's profile columns, and for an existing session the status of its last top-level
     run, read before this run's own row is stored). Raises SessionNotFound when it belongs to
-    another user.
+    another user. `precheck` (sync, optional) runs first: if it returns anything but None,
+    nothing is read or written and that comes back as `Refused`.
     """
+    if precheck is not None:
+        refusal = precheck()
+        if refusal is not None:
+            return Refused(refusal)
     with transaction.atomic():
         claimed = _claim(session_id, user_pk, is_new=is_new, team_id=team_id, name=name, history_runs=history_runs)
         now = timezone.now()
@@ -89,6 +99,13 @@ def _claim(session_id: str, user_pk: int, *, is_new: bool, team_id: str, name: s
     return claimed
 
 
+@dataclass(frozen=True)
+class Refused:
+    """What a claim's precheck refused it with (nothing was claimed or written)."""
+
+    reason: Any
+
+
 def profile_of(about: dict) -> UserProfile:
     """The profile columns the claim read (None throughout for a user without a profile row)."""
     defaults = UserProfile()
@@ -101,7 +118,8 @@ def profile_of(about: dict) -> UserProfile:
 
 
 async def claim_session(ctx: RunContext, session_id: str, user_pk: int, *, is_new: bool, team_id: str,
-                        first_message: str, run_row: dict | None = None, usage: dict | None = None) -> None:
+                        first_message: str, run_row: dict | None = None, usage: dict | None = None,
+                        precheck: Callable[[], Any] | None = None) -> Any:
     """Claim the run's session for its owner and put the run on record, before anything runs
     (one round trip).
 
@@ -112,15 +130,24 @@ async def claim_session(ctx: RunContext, session_id: str, user_pk: int, *, is_ne
     written in the same transaction. The user's profile, and whether their last run in the
     session was cancelled, are read by the same statements and kept on `ctx` for the team the
     run is given.
+
+    `precheck`: a sync check (the user's budget) run first in the same hand-off to the database
+    thread, so admitting a run costs one hand-off; if it returns anything but None, nothing is
+    claimed or written and that is returned. Otherwise returns None.
     """
     ctx.write_buffer = WriteBuffer()
-    record, about = await run_db(_claim_for_run, session_id, user_pk, is_new=is_new, team_id=team_id,
-                                 name=title(first_message), history_runs=settings.CIRKELLINE_HISTORY_RUNS,
-                                 run_row=run_row, usage=usage)
+    claimed = await run_db(_claim_for_run, session_id, user_pk, is_new=is_new, team_id=team_id,
+                           name=title(first_message), history_runs=settings.CIRKELLINE_HISTORY_RUNS,
+                           run_row=run_row, usage=usage, precheck=precheck)
+    if isinstance(claimed, Refused):
+        ctx.write_buffer = None
+        return claimed.reason
+    record, about = claimed
     ctx.prefetched_session = (session_id, record)
     ctx.running_row = run_row
     ctx.profile = profile_of(about)
     ctx.previous_run_cancelled = about.get("last_run_status") == CANCELLED_STATUS
+    return None
 
 
 def settle_status(ctx: RunContext | None, row: dict) -> dict:

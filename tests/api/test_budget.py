@@ -11,6 +11,7 @@ from django.utils import timezone
 
 from chat.errors import AdmissionRefused, BudgetExceeded
 from chat.runs import RunRequest, live_run, service, start_run
+from chat.storage import buffer, executor
 from metrics.budgets import month_start
 from tests import budgets
 from tests.budgets import budget, nothing_written_but, spent
@@ -78,16 +79,18 @@ async def test_no_more_than_the_per_user_run_cap_of_runs_goes_past_the_budget(al
     first = await start_run(RunRequest(user_id=alice.pk, message="hi"))
 
     checked, go_on = asyncio.Event(), asyncio.Event()
-    run_db = service.run_db
+    run_db = buffer.run_db
 
-    async def budget_check_then_wait(fn, *args):
-        result = await run_db(fn, *args)
-        if fn is service.budget_refusal:  # checked while the first run goes on: hold the start here
+    async def budget_check_then_wait(fn, *args, **kwargs):
+        result = await run_db(fn, *args, **kwargs)
+        # The budget is checked first in the claim's hand-off (its precheck); checked while the
+        # first run goes on: hold the start here.
+        if kwargs.get("precheck") is not None:
             checked.set()
             await go_on.wait()
         return result
 
-    monkeypatch.setattr(service, "run_db", budget_check_then_wait)
+    monkeypatch.setattr(buffer, "run_db", budget_check_then_wait)
     second = asyncio.create_task(start_run(RunRequest(user_id=alice.pk, message="again")))
     waiting = asyncio.create_task(checked.wait())
     await asyncio.wait([second, waiting], return_when=asyncio.FIRST_COMPLETED)
@@ -98,3 +101,22 @@ async def test_no_more_than_the_per_user_run_cap_of_runs_goes_past_the_budget(al
     with pytest.raises((AdmissionRefused, BudgetExceeded)):
         handle = await second
         await handle.wait()  # (before: it ran, a second run past the budget with a cap of 1)
+
+
+async def test_admitting_a_run_is_one_hand_off_to_the_database_thread(alice, monkeypatch):
+    """The budget check rides in the session claim's hand-off (both sync, in one call); over
+    budget, that call writes nothing (test_a_used_up_budget_is_a_402_before_anything_runs)."""
+    await adb(budget, alice, "5.00")
+    calls = []
+    real = executor.run_db
+
+    async def counting(fn, *args, **kwargs):
+        calls.append(fn.__name__)
+        return await real(fn, *args, **kwargs)
+
+    for module in (buffer, service):
+        if hasattr(module, "run_db"):
+            monkeypatch.setattr(module, "run_db", counting)
+    handle = await start_run(RunRequest(user_id=alice.pk, message="hi"))
+    assert calls == ["_claim_for_run"]
+    assert (await handle.wait()).status == "completed"
