@@ -124,6 +124,19 @@ class AdmissionRefused(CirkellineError):
         self.retry_after = retry_after
 
 
+class ServerDraining(CirkellineError):
+    """This server process is shutting down (SIGTERM: chat.runs.drain): it starts no new run; the
+    client retries after `retry_after` seconds, which a proxy sends to another process."""
+
+    status = 503
+    detail = ("This server is restarting and accepts no new runs; please retry in a moment (another server "
+              "will take it).")
+
+    def __init__(self, retry_after: float = 2) -> None:
+        super().__init__(retry_after=retry_after)
+        self.retry_after = retry_after
+
+
 class BudgetExceeded(CirkellineError):
     """The user's monthly budget is used up (metrics.budgets.budget_refusal): no new run starts
     until next month or until staff raise the limit. Runs already in flight finish."""

@@ -29,8 +29,8 @@ application = ProtocolTypeRouter({
 
 
 def _correct_daphne() -> None:
-    """Two corrections to Daphne's HTTP layer (Twisted), made before it serves a request. Both fix
-    bugs and both touch library internals: tests/site/test_library_drift.py pins what they rely on.
+    """Three corrections to Daphne (Twisted, Autobahn), made before it serves a request. All fix
+    bugs and all touch library internals: tests/site/test_library_drift.py pins what they rely on.
 
     - Twisted's table of reason phrases (twisted.web.http.RESPONSES, as of Twisted 26.10) has no
       429, so Daphne sent "HTTP/1.1 429 Unknown Status" with every rate-limit refusal: add the
@@ -41,11 +41,29 @@ def _correct_daphne() -> None:
       no body and no headers, before Django could answer. Daphne's requests are told not to
       parse (`parsePOSTFormSubmission`, an argument of Twisted's Request); Django's parser is the
       one that answers.
+    - Autobahn's `sendClose`, which Daphne's `serverClose` calls for an application's
+      `websocket.close`, refuses every code but 1000 and 3000-4999 (its rule for what a client
+      may send): the 1012 "service restart" a draining process closes its sockets with (chat.ws)
+      raised inside Daphne and never left, and the clients saw the line dropped (1006) when the
+      process stopped. Codes of RFC 6455's registry that a server sends (1001, 1011-1014) go out
+      through Autobahn's own frame sender, as its `sendClose` does after its check.
     """
-    from daphne import http_protocol
+    from daphne import http_protocol, ws_protocol
     from twisted.web import http
 
     http.RESPONSES.setdefault(429, b"Too Many Requests")
+    if not getattr(ws_protocol.WebSocketProtocol, "cirkelline_server_codes", False):
+        server_close = ws_protocol.WebSocketProtocol.serverClose
+
+        def serverClose(self, code=None):  # noqa: N802 - Daphne's name
+            if code in (1001, 1011, 1012, 1013, 1014):
+                self.sendCloseFrame(code=code, isReply=False)
+            else:
+                server_close(self, code)
+
+        serverClose.__wrapped__ = server_close  # the drift test pins the original's source
+        ws_protocol.WebSocketProtocol.serverClose = serverClose
+        ws_protocol.WebSocketProtocol.cirkelline_server_codes = True
     if getattr(http_protocol.WebRequest, "cirkelline_no_form_parsing", False):
         return
 
@@ -84,3 +102,8 @@ from cirkelline_site import process_tuning  # noqa: E402
 
 # After everything is imported: the start-up heap is frozen out of later collections.
 process_tuning.install()
+
+from cirkelline_site import shutdown  # noqa: E402
+
+# SIGTERM drains the process before Daphne stops it (cirkelline_site/shutdown.py).
+shutdown.install()

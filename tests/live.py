@@ -96,6 +96,9 @@ class _Server:
             "CIRKELLINE_REDIS_PREFIX": settings.CIRKELLINE_REDIS_PREFIX,
             # One more model call and usage row after a first answer: on only where a test asks for it.
             "CIRKELLINE_AUTO_NAME_SESSIONS": "false",
+            # Stopping a server (SIGTERM) drains it: runs a test left going get 3 s, not 30, before
+            # they are cancelled, so the stop stays within its 10 s before SIGKILL.
+            "CIRKELLINE_DRAIN_SECONDS": "3",
             **(env or {}),
         }
         if server == "daphne":

@@ -15,13 +15,14 @@ AgentOSClient reads only `data:` lines, agent-ui only JSON objects).
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 from collections.abc import AsyncIterator, Iterable
 
 from django.conf import settings
 
-from chat.runs import RunHandle, eventlog, teams
+from chat.runs import RunHandle, drain, eventlog, teams
 from chat.runs.eventlog import Entry, RunLog
 from chat.runs.resume import STORED_REPLAY_MESSAGE, Found, stored_terminal, summary_status
 from metrics.models import RunStatus
@@ -30,6 +31,30 @@ logger = logging.getLogger(__name__)
 
 HEADERS = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
 PING = b": ping\n\n"
+
+# Responses following a run of this process, each a future done when it has sent its last frame:
+# a draining process stops only after they did (chat.runs.drain), so no client loses its run's end.
+_streams: set[asyncio.Future] = set()
+
+
+async def _streams_sent() -> None:
+    if _streams:
+        await asyncio.wait(set(_streams))
+
+
+drain.when_drained(_streams_sent)
+
+
+def _streaming() -> asyncio.Future:
+    done = asyncio.get_running_loop().create_future()
+    _streams.add(done)
+    return done
+
+
+def _sent(done: asyncio.Future) -> None:
+    _streams.discard(done)
+    if not done.done():
+        done.set_result(None)
 
 
 def frames(entries: Iterable[Entry]) -> bytes:
@@ -50,6 +75,7 @@ async def stream(handle: RunHandle) -> AsyncIterator[bytes]:
     with one. A client that goes away leaves the run going (it can be resumed), unless
     CIRKELLINE_ON_DISCONNECT is `cancel`.
     """
+    done = _streaming()
     try:
         # An empty batch: the log was quiet for the heartbeat's interval.
         async for batch in handle.log.follow(idle=settings.CIRKELLINE_SSE_HEARTBEAT_SECONDS):
@@ -68,19 +94,27 @@ async def stream(handle: RunHandle) -> AsyncIterator[bytes]:
         if settings.CIRKELLINE_ON_DISCONNECT == "cancel":
             handle.abort(RunStatus.CANCELLED)
         raise
+    finally:
+        _sent(done)
 
 
 async def resume(found: Found, after: int | None) -> AsyncIterator[bytes]:
     """A resumed stream, in AgentOS's three cases (chat.runs.resume)."""
     run_id = found.run_id
     if found.ref is not None:
-        async with found.ref.reading() as log:
-            if log.ended:
-                body = _replay_log(log, run_id, after)
-            else:
-                body = _follow_live(log, run_id, after)
-            async for chunk in body:
-                yield chunk
+        # A live run of this process's: a drain waits for this stream's end too.
+        done = _streaming() if found.ref.local is not None and not found.ref.local.ended else None
+        try:
+            async with found.ref.reading() as log:
+                if log.ended:
+                    body = _replay_log(log, run_id, after)
+                else:
+                    body = _follow_live(log, run_id, after)
+                async for chunk in body:
+                    yield chunk
+        finally:
+            if done is not None:
+                _sent(done)
         return
     if found.stored is None or (replayed := stored_terminal(found)) is None:
         yield notice("replay", _no_events(found))

@@ -8,6 +8,8 @@ reading the metric files is disk I/O, kept off the event loop.
 /ready checks what a request needs: the database (`SELECT 1` in a thread of its own, so a hung
 database cannot take the run path's threads) and, when REDIS_URL is set, Redis (PING), each
 within READY_TIMEOUT. 200 `{"status": "ready", "checks": {...}}`, or 503 naming what is down.
+A process that is draining (SIGTERM: chat.runs.drain) answers 503 `"status": "draining"` at once,
+checking nothing, so the proxy stops sending it work while it finishes its runs.
 /health stays the cheap liveness answer.
 """
 
@@ -23,7 +25,7 @@ from django.db import close_old_connections, connections
 from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.views.decorators.csrf import csrf_exempt
 
-from . import prom
+from . import lifecycle, prom
 
 logger = logging.getLogger(__name__)
 
@@ -107,6 +109,9 @@ async def ready(request: HttpRequest) -> HttpResponse:
         response = _refuse(405, f"Method {request.method} is not allowed here.")
         response["Allow"] = "GET, HEAD"
         return response
+    if lifecycle.draining():
+        return _refuse(503, "Not ready: this server is shutting down (draining its runs).", status="draining",
+                       checks={})
     checks = [_outcome("database", _check_database)]
     if settings.REDIS_URL:
         checks.append(_outcome("redis", _check_redis))

@@ -155,6 +155,10 @@ def live_run(run_id: str) -> RunHandle | None:
     return _live.get(run_id)
 
 
+def live_runs() -> list[RunHandle]:
+    return list(_live.values())
+
+
 def live_runs_of(user_id: int) -> list[RunHandle]:
     return [h for h in _live.values() if h.user_id == user_id]
 

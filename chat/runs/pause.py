@@ -44,6 +44,7 @@ from metrics.models import RunStatus
 from . import eventlog
 from .accounting import TOKEN_FIELDS, RunAccount
 from .admission import coordinator
+from .drain import refuse_if_draining
 from .handle import RunHandle, live_run, live_run_count, live_runs_of, register
 from .request import RunRequest
 from .request import _bool as bool_field
@@ -100,6 +101,7 @@ async def continue_run(request: ContinueRequest) -> RunHandle:
     (409: running, ended, or expired now), BadRequest (answers that do not fit its requirements),
     AdmissionRefused, BudgetExceeded.
     """
+    refuse_if_draining()
     stored = await run_db(load_paused, request.user_id, request.run_id)
     payload = (stored or {}).get("payload") or {}
     if (stored is None or stored.get("parent_run_id") or payload.get("agent_id")

@@ -51,6 +51,7 @@ from metrics.models import RunStatus
 from . import eventlog, reaper
 from .accounting import RunAccount
 from .admission import coordinator
+from .drain import refuse_if_draining
 from .drive import drive
 from .handle import RunHandle, announce_live, live_run, live_run_count, live_runs_of, register
 from .request import RunRequest
@@ -77,10 +78,12 @@ async def start_run(request: RunRequest) -> RunHandle:
     """Check the user's budget, admit the run, claim its session for the user, and start the run.
 
     `request.team_id` is a resolved team id (chat.agents.team.resolve_team: the transport resolved it).
-    Raises AdmissionRefused, BudgetExceeded (the month's spend is at or over the user's budget:
+    Raises ServerDraining (this process is shutting down: chat.runs.drain), AdmissionRefused,
+    BudgetExceeded (the month's spend is at or over the user's budget:
     nothing is written and the admission slot is given back), or SessionNotFound when the session is
     someone else's (then nothing has run and the admission slot is given back).
     """
+    refuse_if_draining()  # a process shutting down starts nothing (ServerDraining, 503)
     loop = asyncio.get_running_loop()
     install_task_tracking(loop)
     coord = coordinator()

@@ -18,6 +18,9 @@ A transport like the HTTP views: it authenticates, parses with the run API's own
   live. Runs started later reach it through a notice on the session's group (chat.ws.fanout).
 - A session renamed (by the user, or named by the model) reaches all of the user's sockets
   (chat.ws.notices).
+- A process that drains (SIGTERM: chat.runs.drain) refuses `run` frames (a 503 error frame,
+  `code` "draining"), lets its runs finish, then closes every socket with 1012 (service restart):
+  the page reconnects, to another process, and resumes.
 
 The protocol (frames, close codes, errors) is documented in docs/API.md.
 """
@@ -26,6 +29,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import weakref
 from types import SimpleNamespace
 from typing import Any
 
@@ -43,7 +47,7 @@ from chat.identity import Caller, caller_from_token
 from chat.models import ChatSession, validate_session_id
 from chat.observability import prom, request_id
 from chat.payload import load_json
-from chat.runs import eventlog, uploads
+from chat.runs import drain, eventlog, uploads
 from chat.runs.request import run_request_from_fields
 from chat.storage.executor import run_db
 from metrics.models import RunStatus
@@ -56,6 +60,8 @@ logger = logging.getLogger(__name__)
 
 # Seconds a socket without credentials may take to send its `auth` frame.
 AUTH_TIMEOUT = 10.0
+# Seconds a drained process waits for its sockets' clients to answer their 1012 close.
+CLOSE_WAIT = 3.0
 STREAMED_RUNS = 256
 # Fields of a `run` frame handed to the run API's checks (the rest of a frame is ignored).
 RUN_FIELDS = ("message", "session_id", "deep_research", "session_state", "dependencies", "metadata",
@@ -111,6 +117,28 @@ async def _send_notice(layer: Any, group: str, message: dict) -> None:
 
 runs.when_live(_announce)
 
+# This process's open sockets, closed with 1012 when it has drained.
+_sockets: weakref.WeakSet[ChatConsumer] = weakref.WeakSet()
+_drained = False
+
+
+async def _close_sockets() -> None:
+    """The process has drained: every socket is closed with 1012 (the page reconnects elsewhere)."""
+    global _drained
+    _drained = True
+    sockets = [socket for socket in _sockets if not socket.closed]
+    if sockets:
+        logger.warning("drained: closing %d websocket(s) with 1012", len(sockets))
+    await asyncio.gather(*(socket.restart_close() for socket in sockets), return_exceptions=True)
+    # The close frames go out from Daphne's side, and the process stops right after this: wait
+    # (briefly) for the clients' answers, so every page gets its 1012 rather than a dropped line.
+    gone = [socket.gone for socket in sockets if not socket.gone.done()]
+    if gone:
+        await asyncio.wait(gone, timeout=CLOSE_WAIT)
+
+
+drain.when_drained(_close_sockets)
+
 
 class _Following:
     """A run this socket streams: its frames, its pump task, and whether the socket started it."""
@@ -152,8 +180,15 @@ class ChatConsumer(AsyncJsonWebsocketConsumer):
         # after such a run ended (quick runs do) must not replay it a second time.
         self.streamed: dict[str, int] = {}  # run id -> the seq its stream here began after
         self.closed = False
+        self.gone = asyncio.get_running_loop().create_future()  # done once the socket is closed
         self.fanout = Fanout(self.channel_layer, self.channel_name)
         self._auth_timer: asyncio.TimerHandle | None = None
+        if _drained:  # the process is about to stop: go elsewhere at once
+            protocols = self.scope.get("subprotocols") or []
+            await self.accept(subprotocol="bearer" if protocols[:1] == ["bearer"] else None)
+            await self.restart_close()
+            return
+        _sockets.add(self)
         protocols = self.scope.get("subprotocols") or []
         if protocols[:1] == ["bearer"]:
             await self.accept(subprotocol="bearer")
@@ -205,6 +240,12 @@ class ChatConsumer(AsyncJsonWebsocketConsumer):
             return
         self.token, self.session_key = token, None
         await self._ready(caller)
+
+    async def restart_close(self) -> None:
+        """Close with 1012 (the server restarts): the client reconnects, to another process, and resumes."""
+        if not self.closed:
+            self.closed = True
+            await self.close(code=frames.CLOSE_RESTARTING, reason="server restarting")
 
     async def access_revoked(self, message: dict) -> None:
         """The user's access was revoked somewhere: close this socket unless its own login still holds."""
@@ -429,6 +470,8 @@ class ChatConsumer(AsyncJsonWebsocketConsumer):
 
     async def disconnect(self, code: int) -> None:
         self.closed = True
+        if not self.gone.done():
+            self.gone.set_result(None)
         if self.counted:
             self.counted = False
             prom.websocket_closed()

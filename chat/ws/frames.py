@@ -14,13 +14,16 @@ from typing import Any
 
 from django.db import InterfaceError, OperationalError
 
-from chat.errors import BudgetExceeded, CirkellineError
+from chat.errors import BudgetExceeded, CirkellineError, ServerDraining
 
 logger = logging.getLogger(__name__)
 
 # Close codes (4000-4999 are the application's own; the reason is also sent as an error frame
 # first, since not every server passes a close reason on).
 CLOSE_UNAUTHENTICATED = 4401
+# The server is restarting (RFC 6455's "Service Restart"): sent to every socket when a draining
+# process stops; clients reconnect (to another process) and resume.
+CLOSE_RESTARTING = 1012
 
 
 def dumps(frame: dict) -> str:
@@ -42,11 +45,13 @@ def error_for(exc: BaseException, *, ref: Any = None, **extra: Any) -> dict:
     """The error frame for one of the app's refusals (chat.errors): the status, sentence and extra
     fields the HTTP API answers with (chat.api.errors), except that an extra `status` (the run's)
     is `run_status` here, where `status` is the HTTP one; a 401 has `code` "unauthenticated", a
-    refused budget (402) "budget_exceeded". Anything else is a bug: logged, a 500."""
+    refused budget (402) "budget_exceeded", a process shutting down (503) "draining". Anything
+    else is a bug: logged, a 500."""
     if isinstance(exc, CirkellineError):
         fields = {("run_status" if name == "status" else name): value for name, value in exc.extra.items()}
         code = ("unauthenticated" if exc.status == 401
-                else "budget_exceeded" if isinstance(exc, BudgetExceeded) else None)
+                else "budget_exceeded" if isinstance(exc, BudgetExceeded)
+                else "draining" if isinstance(exc, ServerDraining) else None)
         return error(exc.status, exc.detail, ref=ref, code=code, **fields, **extra)
     if isinstance(exc, (OperationalError, InterfaceError)):
         logger.exception("database unavailable during a websocket frame")

@@ -54,6 +54,10 @@ CIRKELLINE_PAUSE_TTL_SECONDS = positive_float("CIRKELLINE_PAUSE_TTL_SECONDS", 86
 # so that a proxy's or load balancer's idle timeout (nginx's proxy_read_timeout: 60 s by default)
 # never cuts a live run whose members work silently. 0: no heartbeats.
 CIRKELLINE_SSE_HEARTBEAT_SECONDS = non_negative_float("CIRKELLINE_SSE_HEARTBEAT_SECONDS", 15.0)
+# On SIGTERM (or Ctrl-C) a server process drains (chat/runs/drain.py): no new runs (503 with
+# Retry-After; /ready 503), its live runs may finish for this many seconds, the rest are cancelled
+# with their rows written, its websockets are closed with 1012, then it exits. 0: cancel at once.
+CIRKELLINE_DRAIN_SECONDS = non_negative_float("CIRKELLINE_DRAIN_SECONDS", 30.0)
 CIRKELLINE_EVENT_LOG_MAXLEN = env.int("CIRKELLINE_EVENT_LOG_MAXLEN", default=10_000)
 if CIRKELLINE_EVENT_LOG_MAXLEN < 100:
     raise ImproperlyConfigured(f"CIRKELLINE_EVENT_LOG_MAXLEN must be at least 100, got {CIRKELLINE_EVENT_LOG_MAXLEN}")

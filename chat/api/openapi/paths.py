@@ -120,9 +120,14 @@ def all_paths() -> dict[str, Any]:
                                  "that this one cannot reach (cancels across processes need Redis) or that did not "
                                  "answer within 10 s while its lease still runs; retry after `Retry-After` seconds.")
     runs_503 = copy.deepcopy(E503)
-    runs_503["description"] = ("The database is unavailable (`Retry-After`), or the run's answer could not be "
-                               "saved (`RunFailed`).")
-    runs_503["content"][JSON]["schema"] = {"anyOf": [ref("Error"), ref("RunFailed")]}
+    runs_503["description"] = ("The database is unavailable (`Retry-After`); or this server process is shutting "
+                               "down (draining on SIGTERM: it starts no new run; `Retry-After` and `retry_after` "
+                               "say when to retry, which a proxy sends to another process); or the run's answer "
+                               "could not be saved (`RunFailed`).")
+    runs_503["content"][JSON]["schema"] = {"anyOf": [ref("Error"), ref("RateLimited"), ref("RunFailed")]}
+    runs_503["content"][JSON]["examples"] = {"draining": {"value": {
+        "detail": "This server is restarting and accepts no new runs; please retry in a moment (another server "
+                  "will take it).", "retry_after": 2, "request_id": "5f0c3a1e9b2d4c6a8e7f9a0b1c2d3e4f"}}}
     token_errors = {
         "400": error_response("A field is missing or malformed (`errors` per field).", "ValidationError"),
         "401": error_response("Wrong credentials, or a bad, expired, used or revoked refresh token.",
@@ -183,7 +188,8 @@ def all_paths() -> dict[str, Any]:
             "Readiness: the database (and Redis when configured) answer", "service",
             {**ok(ref("Ready"), example={"status": "ready", "checks": {"database": "ok", "redis": "ok"}}),
              "405": copy.deepcopy(E405),
-             "503": {"description": "Something the service needs is down.",
+             "503": {"description": "Something the service needs is down, or this process is shutting down "
+                                    "(`status: draining`: it finishes its runs and takes no new work).",
                      "content": {JSON: {"schema": ref("NotReady")}}}},
             operation_id="ready")},
         "/metrics": {"get": op(

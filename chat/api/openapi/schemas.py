@@ -170,7 +170,7 @@ def component_schemas() -> dict[str, Any]:
                        ["status", "instantiated_at"]),
         "Ready": obj({"status": {"const": "ready"},
                        "checks": {"type": "object", "additionalProperties": STR}}, ["status", "checks"]),
-        "NotReady": obj({"detail": STR, "request_id": STR, "status": {"const": "unavailable"},
+        "NotReady": obj({"detail": STR, "request_id": STR, "status": {"enum": ["unavailable", "draining"]},
                           "checks": {"type": "object", "additionalProperties": STR}}, ["detail", "status", "checks"]),
         "ModelSummary": obj({"id": NULLABLE_STR, "provider": NULLABLE_STR, "name": NULLABLE_STR},
                              type=["object", "null"]),
