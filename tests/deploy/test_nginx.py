@@ -286,3 +286,64 @@ async def test_an_idle_websocket_outlives_the_proxy_timeout(impatient_proxy, ali
         await ws.send(json.dumps({"type": "watch", "session_id": None}))
         frame = json.loads(await asyncio.wait_for(ws.recv(), FRAME_WAIT))
     assert frame["type"] == "watching"
+
+
+@pytest.fixture
+def draining_cluster(django_db_setup, django_db_blocker):
+    """Two worker processes behind nginx, one to be sent SIGTERM: (nginx URL, the two _Servers)."""
+    if not settings.REDIS_URL or settings.DATABASES["default"]["ENGINE"].endswith("sqlite3"):
+        pytest.skip("several workers need PostgreSQL and Redis (the CI PostgreSQL + Redis pass runs this)")
+    env = {**KILL_ENV, "REDIS_URL": settings.REDIS_URL, "CIRKELLINE_DRAIN_SECONDS": "30"}
+    with django_db_blocker.unblock(), live_server_process(env) as first, live_server_process(env) as second, \
+            nginx([first.base_url, second.base_url]) as proxy:
+        yield proxy, (first, second)
+
+
+@pytest.mark.django_db(transaction=True)
+@pytest.mark.live
+async def test_a_worker_drained_behind_nginx_finishes_its_run_and_loses_no_request(draining_cluster, alice):
+    """Guards against a rolling restart that loses work: the live run on the stopping worker cut
+    off, a new run refused without a way to retry, or started twice; the stopped worker still sent
+    requests after it exited."""
+    proxy, workers = draining_cluster
+    by_pid = {w.proc.pid: w for w in workers}
+    async with httpx.AsyncClient(timeout=60) as http:
+        async with http.stream("POST", f"{proxy}/teams/cirkelline/runs", headers=bearer(alice),
+                               data={"message": "Please research the history of Copenhagen"}) as response:
+            assert response.status_code == 200
+            lines = response.aiter_lines()
+            first = None
+            async for line in lines:
+                if line.startswith("data: "):
+                    first = json.loads(line[6:])
+                    break
+            live = first["run_id"]
+            row = await adb(lambda: RunUsage.objects.get(run_id=live))
+            stopping = by_pid[int(row.worker.split(":")[-2])]
+            stopping.proc.send_signal(signal.SIGTERM)
+
+            # New runs meanwhile, as a client retries them: a 503 (the draining worker) says when
+            # to retry, and the retry reaches the other worker.
+            answered = []
+            while len(answered) < 2:
+                reply = await http.post(f"{proxy}/teams/cirkelline/runs", headers=bearer(alice),
+                                        data={"message": "What is 2+2?", "stream": "false"})
+                if reply.status_code == 503:
+                    assert int(reply.headers["Retry-After"]) >= 1 and "restarting" in reply.json()["detail"]
+                    continue  # a client would wait Retry-After; nginx's round robin moves on anyway
+                assert reply.status_code == 200 and reply.json()["status"] == "COMPLETED", reply.text
+                answered.append(reply.json()["run_id"])
+            seen = [first] + await _sse_data(lines)
+        assert seen[-1]["event"] == "TeamRunCompleted"  # the live run finished on the draining worker
+        assert stopping.proc.wait(timeout=30) == 0
+
+        # The stopped worker is skipped: requests are answered by the other one.
+        after = await http.post(f"{proxy}/teams/cirkelline/runs", headers=bearer(alice),
+                                data={"message": "What is 2+2?", "stream": "false"})
+        assert after.status_code == 200 and after.json()["status"] == "COMPLETED", after.text
+
+    rows = await adb(lambda: dict(RunUsage.objects.filter(user=alice).values_list("run_id", "status")))
+    assert rows == {run_id: "completed" for run_id in [live, *answered, after.json()["run_id"]]}
+    others = {int(w.split(":")[-2]) for w in await adb(lambda: list(RunUsage.objects.filter(
+        run_id__in=[*answered, after.json()["run_id"]]).values_list("worker", flat=True)))}
+    assert stopping.proc.pid not in others  # nothing new ran on the draining worker
