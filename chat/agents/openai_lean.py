@@ -1,7 +1,9 @@
 """The lean OpenAI-compatible streaming path: agno's streamed chat-completions call without the SDK's per-call work.
 
 `LeanStreaming` is a mixin for agno's `OpenAIChat` / `OpenAILike` (chat.agents.providers) that
-replaces `ainvoke_stream`, the one provider call a Cirkelline run makes (runs always stream).
+replaces `ainvoke_stream`, the one provider call a Cirkelline run makes (runs always stream), and
+`ainvoke`, the non-streamed call of a session's naming (chat.agents.naming): the request is sent the
+same lean way, and its answer is made into the SDK's `ChatCompletion` by the SDK's own code.
 agno's `OpenAIChat.ainvoke_stream` hands each call to the openai SDK, which walks and
 type-transforms the whole request (`_async_transform_recursive`), goes through its request
 machinery, and builds pydantic models for every streamed chunk (`construct_type`): about half of
@@ -229,10 +231,11 @@ class _Route:
     """Where and how one shared SDK client sends a chat-completions request: its HTTP client and
     pool, and the URL, headers and timeout the SDK builds for that client (the same every call)."""
 
-    __slots__ = ("http", "url", "headers", "extensions", "__weakref__")
+    __slots__ = ("client", "http", "url", "headers", "extensions", "__weakref__")
 
-    def __init__(self, http: Any, template: Any) -> None:
-        self.http = http
+    def __init__(self, client: Any, template: Any) -> None:
+        self.client = client  # held weakly by _routes' key; the route lives as long as the client
+        self.http = client._client
         self.url = template.url
         self.headers = [(k, v) for k, v in template.headers.multi_items() if k.lower() != "content-length"]
         self.extensions = dict(template.extensions)
@@ -266,7 +269,7 @@ async def _route(client: Any) -> _Route | None:
         options = FinalRequestOptions.construct(method="post", url="/chat/completions", json_data={},
                                                 security={"bearer_auth": True})
         options = await client._prepare_options(options)
-        route = _Route(client._client, client._build_request(options))
+        route = _Route(client, client._build_request(options))
     _routes[client] = route
     return route
 
@@ -318,6 +321,33 @@ async def _drain(pieces: AsyncIterator[bytes], failures: tuple) -> None:
         pass
 
 
+async def _complete(route: _Route, body: bytes) -> Any:
+    """The answer of one non-streamed call as the SDK's `chat.completions.create` returns it: a
+    `ChatCompletion` built by the SDK client's own `_process_response_data` from the JSON body, or
+    the body's text when it is not JSON and says so (the SDK's `_parse`)."""
+    from openai._httpx2 import request_exceptions, timeout_exceptions
+    from openai.types.chat import ChatCompletion
+
+    timeouts, failures = timeout_exceptions(), request_exceptions()
+    try:
+        response = await route.http.send(route.request(body))
+    except timeouts as error:
+        raise ProviderConnectionError("Request timed out.") from error
+    except failures as error:
+        raise ProviderConnectionError("Connection error.") from error
+    if not response.is_success:
+        raise ProviderStatusError(response)
+    content_type, *_ = response.headers.get("content-type", "*").split(";")
+    if content_type.endswith("json"):
+        data = response.json()
+    else:
+        try:
+            data = response.json()
+        except Exception:  # noqa: BLE001 - as the SDK: not JSON, the text is the answer
+            return response.text
+    return route.client._process_response_data(data=data, cast_to=ChatCompletion, response=response)
+
+
 # --- the model mixin ---------------------------------------------------------------------
 
 
@@ -366,6 +396,46 @@ class LeanStreaming:
                 async for data in chunks:
                     yield parse(as_chunk(data))
             assistant_message.metrics.stop_timer()
+        except ProviderStatusError as error:
+            raise self._status_error(error) from error
+        except ProviderConnectionError as error:
+            log_error(f"API connection error from OpenAI API: {error}")
+            raise ModelProviderError(message=str(error), model_name=self.name, model_id=self.id) from error  # type: ignore[attr-defined]
+        except ModelAuthenticationError as error:
+            log_error(f"Model authentication error from OpenAI API: {error}")
+            raise
+        except Exception as error:
+            log_error(f"Error from OpenAI API: {error}")
+            raise ModelProviderError(message=str(error), model_name=self.name, model_id=self.id) from error  # type: ignore[attr-defined]
+
+    async def ainvoke(self, messages, assistant_message, response_format=None, tools=None, tool_choice=None,
+                      run_response=None, compress_tool_results: bool = False) -> Any:
+        """agno's OpenAIChat.ainvoke (agno 3.1.10) by the lean route: the request without the SDK's
+        per-call building, the answer made into the SDK's `ChatCompletion` by the SDK's own code
+        (`_complete`), then agno's `_parse_provider_response`; the same errors."""
+        route = None
+        params = None
+        if settings.CIRKELLINE_MODEL_CLIENT == "lean":
+            params = self.get_request_params(  # type: ignore[attr-defined]
+                response_format=response_format, tools=tools, tool_choice=tool_choice, run_response=run_response)
+            if not _SDK_ONLY_PARAMS.intersection(params):
+                route = await _route(self.get_async_client())  # type: ignore[attr-defined]
+        if route is None:
+            return await super().ainvoke(  # type: ignore[misc]
+                messages=messages, assistant_message=assistant_message, response_format=response_format,
+                tools=tools, tool_choice=tool_choice, run_response=run_response,
+                compress_tool_results=compress_tool_results,
+            )
+        try:
+            assistant_message.metrics.start_timer()
+            body = {
+                "model": self.id,  # type: ignore[attr-defined]
+                "messages": self._format_all_messages(messages, compress_tool_results),  # type: ignore[attr-defined]
+                **params,
+            }
+            response = await _complete(route, _encode(body))
+            assistant_message.metrics.stop_timer()
+            return self._parse_provider_response(response, response_format=response_format)  # type: ignore[attr-defined]
         except ProviderStatusError as error:
             raise self._status_error(error) from error
         except ProviderConnectionError as error:

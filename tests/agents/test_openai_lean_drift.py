@@ -23,6 +23,12 @@ OVERRIDE = "chat.agents.openai_lean"
 UPSTREAM = {
     "agno.models.openai.chat:OpenAIChat.ainvoke_stream": (
         "94c6bee9a5c41aef", "LeanStreaming.ainvoke_stream (replaces it: body keys, timer, error mapping)"),
+    "agno.models.openai.chat:OpenAIChat.ainvoke": (
+        "69a47926755d8ee0", "LeanStreaming.ainvoke (replaces it: body keys, timer, error mapping)"),
+    "agno.models.openai.chat:OpenAIChat._parse_provider_response": (
+        "bc8da8b200391dee", "LeanStreaming.ainvoke (hands it the SDK's own ChatCompletion)"),
+    "openai._base_client:BaseClient._process_response_data": ("4406fcb1a3ae4105", "_complete (the answer's model)"),
+    "openai._response:BaseAPIResponse._parse": ("44f5e2b9d1902cad", "_complete (JSON or not, by content type)"),
     "agno.models.openai.chat:OpenAIChat._parse_provider_response_delta": (
         "be6c0d709fbebe18", "_View and its subclasses (the attributes agno reads from a chunk)"),
     "agno.models.openai.chat:OpenAIChat._should_collect_metrics": ("06c665ff9dc45e21", "_Chunk / _Usage (usage reads)"),
