@@ -64,9 +64,11 @@ def _unleased_after() -> dict[bool, float]:
     return {False: settings.CIRKELLINE_RUN_TIMEOUT + extra, True: settings.CIRKELLINE_DEEP_RESEARCH_TIMEOUT + extra}
 
 
-def _orphans(run_id: str | None = None) -> list[dict]:
-    """The running rows whose worker is gone (all, or `run_id`'s). Sync."""
+def _orphans(run_id: str | None = None, user_id: int | None = None) -> list[dict]:
+    """The running rows whose worker is gone (all, `run_id`'s, or `user_id`'s). Sync."""
     usage = RunUsage.objects.all() if run_id is None else RunUsage.objects.filter(run_id=run_id)
+    if user_id is not None:
+        usage = usage.filter(account_id=user_id)
     # Never this process's own runs: it is alive, however late its heartbeat (a slow database, a
     # busy host); a lease of its own that ran out is for the others to act on.
     usage = usage.exclude(worker=worker_id())
@@ -142,6 +144,15 @@ async def close_if_orphaned(run_id: str) -> bool:
         return True
     # Ended meanwhile (by its worker, or closed by another process's sweep), or its worker lives.
     return not await run_db(RunUsage.objects.filter(run_id=run_id, status=RunStatus.RUNNING).exists)
+
+
+async def close_orphans_of(user_id: int) -> int:
+    """Close the user's runs whose worker is gone, now (a run of theirs was refused admission:
+    their slots may be held by such runs); how many this call closed."""
+    closed = 0
+    for orphan in await run_db(_orphans, None, user_id):
+        closed += await close_orphan(orphan)
+    return closed
 
 
 # --- the periodic sweep of each server process -----------------------------------------------

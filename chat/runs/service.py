@@ -98,6 +98,11 @@ async def start_run(request: RunRequest) -> RunHandle:
     try:
         refusal = await coord.admit(user_id=request.user_id, run_id=request.run_id, local_user_runs=user_runs,
                                     local_runs=live_run_count() + starting, lease=timeout)
+        if refusal is not None and refusal.scope == "user" and await reaper.close_orphans_of(request.user_id):
+            # Some of the slots were held by runs of a dead worker (lease expired, not swept yet):
+            # closed now, which gave their slots back; the user is not refused for runs that are over.
+            refusal = await coord.admit(user_id=request.user_id, run_id=request.run_id, local_user_runs=user_runs,
+                                        local_runs=live_run_count() + starting, lease=timeout)
         if refusal is not None:
             hooks.admission_refused(scope=refusal.scope, user_id=request.user_id, retry_after=refusal.retry_after,
                                     limit=refusal.limit)

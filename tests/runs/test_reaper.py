@@ -222,3 +222,22 @@ async def test_a_running_runs_completed_calls_are_on_its_row_before_it_ends(alic
     assert result.status == "completed"
     row = await adb(RunUsage.objects.get, run_id=handle.run_id)
     assert row.live_ledger is None and row.model_calls >= 3 and row.total_tokens > live["total_tokens"]
+
+
+async def test_a_user_refused_for_slots_held_by_a_dead_workers_runs_is_admitted_at_once(api, alice, settings,
+                                                                                        no_sweeps):
+    """Guards against a user waiting for the next sweep (or, before the reaper, ~180 s) with 429s
+    when the runs holding their slots died with their worker: the refused start closes them."""
+    from chat.runs.admission import coordinator
+
+    if not settings.REDIS_URL:
+        pytest.skip("slots across processes are Redis's")
+    settings.CIRKELLINE_MAX_RUNS_PER_USER = 1
+    await adb(put_on_record, alice, "r-slot", worker="gone:5:deadbeef")
+    await adb(lease, "gone:5:deadbeef", -1)
+    assert await coordinator().admit(user_id=alice.pk, run_id="r-slot", local_user_runs=0, local_runs=0,
+                                     lease=60) is None  # the slot its admission took, in Redis
+    response = await api.post(RUNS, headers=bearer(alice), data={"message": "What is 2+2?", "stream": "false"})
+    assert response.status_code == 200, response.text
+    row = await adb(RunUsage.objects.get, run_id="r-slot")
+    assert (row.status, row.error_type) == ("error", "worker_lost")
