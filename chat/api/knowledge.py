@@ -18,6 +18,7 @@ knowledge base. `url` is refused: Cirkelline does not fetch pages for you.
 from __future__ import annotations
 
 import json
+import re
 import time
 from datetime import UTC
 
@@ -40,6 +41,7 @@ IGNORED = ("reader_id", "chunker", "chunk_size", "chunk_overlap", "db_id", "know
 UPLOAD_FIELDS = ("name", "description", "metadata", "text_content", "shared", "url", *IGNORED)
 SORT_FIELDS = ("created_at", "updated_at", "name", "size")
 NAME_MAX, DESCRIPTION_MAX, QUERY_MAX = 255, 1000, 1000
+_CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f]")
 
 
 class DocumentNotFound(NotFound):
@@ -149,7 +151,7 @@ async def _upload(request: HttpRequest, caller: Caller) -> HttpResponse:
     if upload is not None and upload.size > settings.CIRKELLINE_KNOWLEDGE_MAX_BYTES:
         raise BadRequest(413, f"{upload.name!r} is too large: the limit is "
                               f"{settings.CIRKELLINE_KNOWLEDGE_MAX_BYTES} bytes.")
-    name = (fields.get("name") or (upload.name if upload is not None else "") or "Text").strip()
+    name = (fields.get("name") or "").strip() or (upload.name if upload is not None else "").strip() or "Text"
     description = fields.get("description") or ""
     if len(name) > NAME_MAX or any(ord(ch) < 32 for ch in name):
         raise BadRequest(400, f"'name' must be at most {NAME_MAX} characters, without control characters.")
@@ -166,6 +168,8 @@ async def _upload(request: HttpRequest, caller: Caller) -> HttpResponse:
     shared = _flag(fields.get("shared"))
     if shared and not caller.is_staff:
         raise BadRequest(403, "Only staff may share a document with everyone.")
+    if text is not None and (not text.strip() or _CONTROL.search(text)):
+        raise BadRequest(400, "'text_content' must hold text: no control characters but tabs and new lines.")
     if upload is not None:
         content, declared = upload.read(), upload.content_type or ""
     else:
@@ -207,6 +211,21 @@ async def content_status(request: HttpRequest, content_id: str, caller: Caller) 
     return JsonResponse({"id": doc.content_id, "status": doc.status, "status_message": doc.status_message})
 
 
+def _check_ignored(body: dict) -> None:
+    """AgentOS' fields this search ignores must still have their types (a client's mistake is a 400)."""
+    for name in ("db_id", "knowledge_id", "search_type"):
+        if body.get(name) is not None and not isinstance(body[name], str):
+            raise BadRequest(400, f"'{name}' must be a string or null.")
+    if body.get("filters") is not None and not isinstance(body["filters"], dict):
+        raise BadRequest(400, "'filters' must be an object or null.")
+    ids = body.get("vector_db_ids")
+    if ids is not None and (not isinstance(ids, list) or not all(isinstance(i, str) for i in ids)):
+        raise BadRequest(400, "'vector_db_ids' must be a list of strings or null.")
+    unknown_meta = sorted(set(body.get("meta") or {}) - {"limit", "page"})
+    if unknown_meta:
+        raise BadRequest(400, f"Unknown field 'meta.{str(unknown_meta[0])[:40]}'.")
+
+
 @api(("GET", "POST"))
 async def search(request: HttpRequest, caller: Caller) -> HttpResponse:
     started = time.perf_counter()
@@ -219,9 +238,11 @@ async def search(request: HttpRequest, caller: Caller) -> HttpResponse:
                                       "knowledge_id", "vector_db_ids"})
         if unknown:
             raise BadRequest(400, f"Unknown field '{str(unknown[0])[:40]}'.")
-        meta = body.get("meta") or {}
+        meta = body.get("meta")
+        meta = {} if meta is None else meta
         if not isinstance(meta, dict):
             raise BadRequest(400, "'meta' must be an object: {\"limit\", \"page\"}.")
+        _check_ignored(body)
         query, max_results = body.get("query"), body.get("max_results")
         limit, page = meta.get("limit"), meta.get("page")
     else:

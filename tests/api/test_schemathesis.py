@@ -36,7 +36,7 @@ MAX_EXAMPLES = 8
 # The statuses each operation answered, for the test after the fuzzing.
 STATUSES: dict[str, set[int]] = {}
 # Tables a request may write to: the app's (chat, profiles and memories), usage and cost, tokens, login sessions.
-WRITTEN_APPS = ("chat", "personal", "metrics", "token_blacklist", "sessions", "auth")
+WRITTEN_APPS = ("chat", "personal", "knowledge", "metrics", "token_blacklist", "sessions", "auth")
 
 # Paths documented before their route is on main (test_openapi's DOCUMENTED_AHEAD) cannot be called yet.
 NOT_YET_ROUTED = sorted(DOCUMENTED_AHEAD - routed_paths())
@@ -68,6 +68,12 @@ def map_case(context, case):
                 case.body[name] = json.dumps({"generated": case.body[name]})
         if isinstance(case.body.get("requirements"), str):  # a continue's answers: a JSON array's text
             case.body["requirements"] = json.dumps([{"id": case.body["requirements"], "confirmation": True}])
+        if case.operation.path == "/knowledge/content":
+            # A document is told by its bytes (random bytes are no document: 415), and is a file or a
+            # text, not both: a valid case uploads one piece of text.
+            if "file" in case.body:
+                case.body["file"] = b"A generated document about " + str(case.body.get("name", "")).encode()
+                case.body.pop("text_content", None)
     return case
 
 

@@ -34,11 +34,16 @@ from .common import (
 )
 
 STATUSES = ["processing", "completed", "failed"]
+# Text: something besides white space, no control characters but tabs and new lines (else 400 or 415).
+_TEXT = r"^[^\u0000-\u0008\u000b\u000c\u000e-\u001f]*[^\s\u0000-\u001f][^\u0000-\u0008\u000b\u000c\u000e-\u001f]*$"
 CONTENT_EXAMPLE = {"id": "3c2fc685-d451-4d47-b0c0-b9a544c672b7", "name": "handbook.pdf", "description": "",
                    "type": "application/pdf", "size": "251261", "linked_to": None, "metadata": {},
                    "access_count": 0, "status": "completed", "status_message": "",
                    "created_at": "2026-12-01T09:30:00Z", "updated_at": "2026-12-01T09:30:02Z", "shared": False,
                    "owned": True, "pages": 12, "chunks": 31}
+# A question: something besides white space, no NUL (else 400).
+_QUERY = r"^[^\u0000]*[^\s\u0000][^\u0000]*$"
+_NULLABLE_TEXT = {**TEXT, "type": ["string", "null"]}
 _PAGE_META = obj({"page": INT, "limit": INT, "total_pages": INT, "total_count": INT, "search_time_ms": NUM},
                  ["page", "limit", "total_pages", "total_count"])
 
@@ -71,15 +76,25 @@ def knowledge_schemas() -> dict[str, Any]:
             "file": {"type": "string", "contentMediaType": "application/octet-stream",
                      "description": "The document: PDF, DOCX, Markdown, HTML or plain text (UTF-8), at most "
                                     "`CIRKELLINE_KNOWLEDGE_MAX_BYTES`. Its type is told by its bytes."},
-            "text_content": {"type": "string", "description": "Text to keep as a document (instead of a file)."},
-            "name": {"type": "string", "maxLength": NAME_MAX, "description": "Default: the file's name."},
-            "description": {"type": "string", "maxLength": DESCRIPTION_MAX},
+            "text_content": {"type": "string", "pattern": _TEXT,
+                             "description": "Text to keep as a document (instead of a file)."},
+            "name": {"type": "string", "maxLength": NAME_MAX, "pattern": r"^[^\u0000-\u001f]*$",
+                     "description": "Default: the file's name."},
+            "description": {"type": "string", "maxLength": DESCRIPTION_MAX, "pattern": r"^[^\u0000]*$"},
             "metadata": {"type": "string", "description": "A JSON object, kept with the document."},
             "shared": {"type": "string", "enum": ["true", "false"],
                        "description": "Staff only: every user may read and search it."},
             **{name: {"type": "string", "description": "AgentOS': accepted and ignored."}
                for name in ("reader_id", "chunker", "chunk_size", "chunk_overlap")},
-        }, extra=False),
+        }, extra=False, oneOf=[{"required": ["file"]}, {"required": ["text_content"]}],
+            description="A `file` or `text_content`, not both. The file must be a document its bytes tell (else 415)."),
+        "ContentText": obj({
+            "text_content": {"type": "string", "pattern": _TEXT, "description": "Text to keep as a document."},
+            "name": {"type": "string", "maxLength": NAME_MAX, "pattern": r"^[^\u0000-\u001f]*$"},
+            "description": {"type": "string", "maxLength": DESCRIPTION_MAX, "pattern": r"^[^\u0000]*$"},
+            "metadata": {"type": "string", "description": "A JSON object, kept with the document."},
+            "shared": {"type": "string", "enum": ["true", "false"], "description": "Staff only."},
+        }, ["text_content"], extra=False, description="A text as a document (form-urlencoded)."),
         "SearchResult": obj({
             "id": {"type": "string", "description": "The chunk's id."}, "content": STR,
             "name": {"type": "string", "description": "Its document's name."},
@@ -93,12 +108,14 @@ def knowledge_schemas() -> dict[str, Any]:
         "SearchPage": obj({"data": {"type": "array", "items": ref("SearchResult")}, "meta": _PAGE_META},
                           ["data", "meta"]),
         "SearchRequest": obj({
-            "query": {"type": "string", "minLength": 1, "maxLength": QUERY_MAX},
+            "query": {"type": "string", "minLength": 1, "maxLength": QUERY_MAX, "pattern": _QUERY},
             "max_results": {"type": ["integer", "null"], "minimum": 1, "maximum": SEARCH_MAX},
-            "meta": obj({"limit": {"type": "integer", "minimum": 1, "maximum": 100},
-                         "page": {"type": "integer", "minimum": 1}}),
-            "search_type": NULLABLE_STR, "filters": {"type": ["object", "null"]}, "db_id": NULLABLE_STR,
-            "knowledge_id": NULLABLE_STR, "vector_db_ids": {"type": ["array", "null"], "items": STR},
+            "meta": {**obj({"limit": {"type": ["integer", "null"], "minimum": 1, "maximum": 100},
+                            "page": {"type": ["integer", "null"], "minimum": 1, "maximum": 1_000_000}},
+                           extra=False),
+                     "type": ["object", "null"]},
+            "search_type": _NULLABLE_TEXT, "filters": {"type": ["object", "null"]}, "db_id": _NULLABLE_TEXT,
+            "knowledge_id": _NULLABLE_TEXT, "vector_db_ids": {"type": ["array", "null"], "items": TEXT},
         }, ["query"], extra=False, description="AgentOS' `VectorSearchRequestSchema` (search_type, filters and "
                                                "the ids are accepted and ignored)."),
     }
@@ -123,7 +140,8 @@ def knowledge_paths() -> dict[str, Any]:
     shared = error_response("`shared` from a user who is not staff, or deleting a shared document you did not "
                             "upload (staff only), or a cookie write without CSRF token.",
                             example="Cannot delete shared content: only staff may delete a shared document.")
-    search_params = [query("query", "What to look for.", {"type": "string", "minLength": 1, "maxLength": QUERY_MAX}),
+    search_params = [{**query("query", "What to look for.", {"type": "string", "minLength": 1, "maxLength": QUERY_MAX,
+                                                             "pattern": _QUERY}), "required": True},
                      query("max_results", "At most this many results in all.",
                            {"type": "integer", "minimum": 1, "maximum": SEARCH_MAX, "default": SEARCH_MAX}),
                      *page, query("search_type", "Accepted and ignored.", TEXT), *ignored]
@@ -140,7 +158,7 @@ def knowledge_paths() -> dict[str, Any]:
                         "415": unsupported, **errors(503)},
                        security=WRITE_AUTH, parameters=ignored, operation_id="upload_content",
                        request_body={"required": True, "content": {MULTIPART: {"schema": ref("ContentUpload")},
-                                                                   FORM: {"schema": ref("ContentUpload")}}},
+                                                                   FORM: {"schema": ref("ContentText")}}},
                        description="PDF, DOCX, Markdown, HTML or plain text. The text is extracted, cut into "
                                    "chunks and stored (embedded too with an embedding model); the status says "
                                    "`completed`, or `failed` with the reason (unreadable, encrypted, over "
