@@ -37,7 +37,7 @@ run: migrate
 	$(PY) manage.py ensure_admin
 	@echo "Cirkelline on http://$(HOST):$(PORT)  (admin: http://$(HOST):$(PORT)/admin/)"
 	$(PY) -m daphne -e tcp:port=$(PORT):interface=$(HOST):backlog=2048 --ping-interval 20 --ping-timeout 30 \
-		cirkelline_site.asgi:application
+		--websocket-max-message-size 524288 cirkelline_site.asgi:application
 
 test: install-dev
 	$(PY) -m pytest -n $(PYTEST_WORKERS) --dist loadfile $(PYTEST_ARGS)

@@ -45,8 +45,9 @@ def _correct_daphne() -> None:
       `websocket.close`, refuses every code but 1000 and 3000-4999 (its rule for what a client
       may send): the 1012 "service restart" a draining process closes its sockets with (chat.ws)
       raised inside Daphne and never left, and the clients saw the line dropped (1006) when the
-      process stopped. Codes of RFC 6455's registry that a server sends (1001, 1011-1014) go out
-      through Autobahn's own frame sender, as its `sendClose` does after its check.
+      process stopped. Codes of RFC 6455's registry that a server sends (1001, 1008, 1009,
+      1011-1014) go out through Autobahn's own frame sender, as its `sendClose` does after its
+      check: 1009 "message too big" and 1008 "policy violation" are chat.ws.limits' closes.
     """
     from daphne import http_protocol, ws_protocol
     from twisted.web import http
@@ -56,7 +57,7 @@ def _correct_daphne() -> None:
         server_close = ws_protocol.WebSocketProtocol.serverClose
 
         def serverClose(self, code=None):  # noqa: N802 - Daphne's name
-            if code in (1001, 1011, 1012, 1013, 1014):
+            if code in (1001, 1008, 1009, 1011, 1012, 1013, 1014):
                 self.sendCloseFrame(code=code, isReply=False)
             else:
                 server_close(self, code)

@@ -30,9 +30,11 @@ trap stop TERM INT
 
 for ((i = 0; i < WORKERS; i++)); do
   port=$((FIRST_PORT + i))
-  # --proxy-headers: the client address comes from nginx's X-Forwarded-For.
+  # --proxy-headers: the client address comes from nginx's X-Forwarded-For. Websocket messages
+  # over the application's own limit (CIRKELLINE_WS_MAX_FRAME_BYTES) are cut off by Daphne (1009).
   "$PYTHON" -m daphne -e "tcp:port=${port}:interface=127.0.0.1:backlog=2048" --proxy-headers \
-    --ping-interval 20 --ping-timeout 30 cirkelline_site.asgi:application &
+    --ping-interval 20 --ping-timeout 30 --websocket-max-message-size "${CIRKELLINE_WS_MAX_FRAME_BYTES:-524288}" \
+    cirkelline_site.asgi:application &
   pids+=($!)
   echo "run-workers: worker $((i + 1)) on 127.0.0.1:${port} (pid $!)"
 done

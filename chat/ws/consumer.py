@@ -21,6 +21,8 @@ A transport like the HTTP views: it authenticates, parses with the run API's own
 - A process that drains (SIGTERM: chat.runs.drain) refuses `run` frames (a 503 error frame,
   `code` "draining"), lets its runs finish, then closes every socket with 1012 (service restart):
   the page reconnects, to another process, and resumes.
+- Limits (chat.ws.limits): frame size (tight before authentication; 1009), frames per second
+  (an error frame, then 1008), sockets per user (4429). A large frame is parsed off the loop.
 
 The protocol (frames, close codes, errors) is documented in docs/API.md.
 """
@@ -46,13 +48,13 @@ from chat.errors import AuthError, BadRequest, SessionNotFound
 from chat.identity import Caller, caller_from_token
 from chat.models import ChatSession, validate_session_id
 from chat.observability import prom, request_id
-from chat.payload import load_json
+from chat.payload import load_json, parse
 from chat.runs import drain, eventlog, uploads
 from chat.runs.request import run_request_from_fields
 from chat.storage.executor import run_db
 from metrics.models import RunStatus
 
-from . import frames, notices, revocation
+from . import frames, limits, notices, revocation
 from .fanout import Fanout, group_name
 from .revocation import user_group
 
@@ -166,6 +168,7 @@ class ChatConsumer(AsyncJsonWebsocketConsumer):
     session_key: str | None = None
 
     counted = False  # in the open-connections gauge
+    quota_user: int | None = None  # the user whose socket quota counts this socket
     _grouped: str | None = None  # the user's group (chat.ws.revocation), once authenticated
 
     async def connect(self) -> None:
@@ -181,6 +184,7 @@ class ChatConsumer(AsyncJsonWebsocketConsumer):
         self.streamed: dict[str, int] = {}  # run id -> the seq its stream here began after
         self.closed = False
         self.gone = asyncio.get_running_loop().create_future()  # done once the socket is closed
+        self.bucket = limits.FrameBucket(settings.CIRKELLINE_WS_FRAMES_PER_SECOND, settings.CIRKELLINE_WS_FRAME_BURST)
         self.fanout = Fanout(self.channel_layer, self.channel_name)
         self._auth_timer: asyncio.TimerHandle | None = None
         if _drained:  # the process is about to stop: go elsewhere at once
@@ -209,6 +213,15 @@ class ChatConsumer(AsyncJsonWebsocketConsumer):
         if self._auth_timer is not None:
             self._auth_timer.cancel()
             self._auth_timer = None
+        if self.quota_user is None:
+            if not await limits.quota.acquire(caller.pk, self.channel_name):
+                limit = settings.CIRKELLINE_WS_MAX_SOCKETS_PER_USER
+                await self.send_json(frames.error(
+                    429, f"You have {limit} chat connections open already: close one (another tab?) first.",
+                    code="too_many_sockets", limit=limit))
+                await self.close(code=limits.CLOSE_TOO_MANY_SOCKETS, reason="too many sockets")
+                return
+            self.quota_user = caller.pk
         self.caller = caller
         # Every socket of the user hears when their access is revoked (chat.ws.revocation).
         self._grouped = user_group(caller.pk)
@@ -277,18 +290,45 @@ class ChatConsumer(AsyncJsonWebsocketConsumer):
     # -- frames from the client ------------------------------------------------------------
 
     async def receive(self, text_data: str | None = None, bytes_data: bytes | None = None) -> None:
+        if self.closed:
+            return
+        verdict = self.bucket.take()
+        if verdict != "ok":
+            await self._too_fast(verdict)
+            return
+        limit = limits.frame_limit(self.caller is not None)
+        if limits.too_large(text_data or "", limit) or len(bytes_data or b"") > limit:
+            await self.send_json(frames.error(413, f"The frame is too large: the limit is {limit} bytes"
+                                                   f"{'' if self.caller else ' before authenticating'}.",
+                                              code="too_large", limit=limit))
+            await self._close(limits.CLOSE_TOO_LARGE, "frame too large")
+            return
         try:
             if text_data is None:
                 raise BadRequest(400, "Frames must be JSON text.")
-            if len(text_data) > settings.DATA_UPLOAD_MAX_MEMORY_SIZE:
-                raise BadRequest(413, "The frame is too large.")
-            content = load_json(text_data, "The frame")  # strict: no NaN, NUL or lone surrogates
+            # strict: no NaN, NUL or lone surrogates; a large frame is parsed off the loop
+            content = await parse(len(text_data), load_json, text_data, "The frame")
             if not isinstance(content, dict) or not isinstance(content.get("type"), str):
                 raise BadRequest(400, "A frame must be a JSON object with a 'type'.")
         except BadRequest as exc:
             await self.send_json(frames.error_for(exc))
             return
         await self.receive_json(content)
+
+    async def _too_fast(self, verdict: str) -> None:
+        """A frame past the socket's rate (chat.ws.limits.FrameBucket): not handled."""
+        rate = settings.CIRKELLINE_WS_FRAMES_PER_SECOND
+        if verdict == "refuse":
+            await self.send_json(frames.error(429, f"Too many frames: at most {rate:g} a second. This one was not "
+                                                   "handled.", code="rate_limited",
+                                              retry_after=self.bucket.retry_after()))
+        elif verdict == "close":
+            await self.send_json(frames.error(429, "Too many frames: the connection is closed.", code="rate_limited"))
+            await self._close(limits.CLOSE_FLOODING, "too many frames")
+
+    async def _close(self, code: int, reason: str) -> None:
+        self.closed = True  # nothing more is handled or sent; disconnect() follows
+        await self.close(code=code, reason=reason)
 
     async def receive_json(self, content: dict, **kwargs: Any) -> None:
         kind, ref = content["type"], content.get("ref")
@@ -472,6 +512,9 @@ class ChatConsumer(AsyncJsonWebsocketConsumer):
         self.closed = True
         if not self.gone.done():
             self.gone.set_result(None)
+        if self.quota_user is not None:
+            user, self.quota_user = self.quota_user, None
+            await limits.quota.release(user, self.channel_name)
         if self.counted:
             self.counted = False
             prom.websocket_closed()

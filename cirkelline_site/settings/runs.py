@@ -129,6 +129,16 @@ CIRKELLINE_MAX_BODY_BYTES = non_negative_int("CIRKELLINE_MAX_BODY_BYTES", 2 * 10
 # MiB of small objects, a stall for every other request if done on the loop.
 CIRKELLINE_PARSE_OFF_LOOP_BYTES = non_negative_int("CIRKELLINE_PARSE_OFF_LOOP_BYTES", 16 * 1024)
 CIRKELLINE_PARSE_THREADS = env.int("CIRKELLINE_PARSE_THREADS", default=2)
+# The chat websocket (chat/ws/limits.py; close codes in docs/API.md): the largest frame before the
+# socket has authenticated (an auth frame is a few hundred bytes) and after; larger ones close the
+# socket with 1009. Frames per second per socket, with a burst: past it a frame is refused with an
+# error frame, and a socket going on regardless is closed with 1008. Open sockets per user, across
+# every process with REDIS_URL: one more is refused with 4429.
+CIRKELLINE_WS_MAX_UNAUTH_FRAME_BYTES = non_negative_int("CIRKELLINE_WS_MAX_UNAUTH_FRAME_BYTES", 8 * 1024)
+CIRKELLINE_WS_MAX_FRAME_BYTES = non_negative_int("CIRKELLINE_WS_MAX_FRAME_BYTES", 512 * 1024)
+CIRKELLINE_WS_FRAMES_PER_SECOND = positive_float("CIRKELLINE_WS_FRAMES_PER_SECOND", 10.0)
+CIRKELLINE_WS_FRAME_BURST = positive_float("CIRKELLINE_WS_FRAME_BURST", 40.0)
+CIRKELLINE_WS_MAX_SOCKETS_PER_USER = non_negative_int("CIRKELLINE_WS_MAX_SOCKETS_PER_USER", 20)
 if CIRKELLINE_PARSE_THREADS < 1:
     raise ImproperlyConfigured(f"CIRKELLINE_PARSE_THREADS must be 1 or more, got {CIRKELLINE_PARSE_THREADS}")
 
