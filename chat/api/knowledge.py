@@ -4,6 +4,8 @@
                                               `metadata`? (a JSON object), Cirkelline's `shared`? (staff) -> 202
     GET    /knowledge/content                 a page of the documents you may read: ?limit=&page=&sort_by=&sort_order=
     GET    /knowledge/content/{id}            one
+    PATCH  /knowledge/content/{id}            `name`?, `description`?, `metadata`? (form, as AgentOS; or JSON),
+                                              Cirkelline's `shared`? (staff) -> the document
     GET    /knowledge/content/{id}/status     {"id", "status", "status_message"}
     DELETE /knowledge/content/{id}            with its chunks -> {"id"}
     GET    /knowledge/search?query=&max_results=&limit=&page=   (and POST with AgentOS' JSON body)
@@ -17,13 +19,15 @@ knowledge base. `url` is refused: Cirkelline does not fetch pages for you.
 
 from __future__ import annotations
 
+import io
 import json
 import re
 import time
 from datetime import UTC
 
 from django.conf import settings
-from django.http import HttpRequest, HttpResponse, JsonResponse
+from django.http import HttpRequest, HttpResponse, JsonResponse, QueryDict
+from django.http.multipartparser import MultiPartParserError
 
 from chat.errors import BadRequest, NotFound
 from chat.identity import Caller
@@ -190,9 +194,77 @@ async def _visible(caller: Caller, content_id: str) -> KnowledgeDocument:
     return doc
 
 
-@api(("GET", "DELETE"))
+def _patch_fields(request: HttpRequest) -> dict:
+    """A PATCH body's fields: a form (as AgentOS takes them), multipart, or a JSON object. Django
+    parses form bodies for POST only, so this reads them itself."""
+    content_type = (request.content_type or "").lower()
+    if content_type == "application/json":
+        return json_body(request)
+    if content_type in ("application/x-www-form-urlencoded", ""):
+        try:
+            data = QueryDict(request.body, encoding="utf-8")
+        except UnicodeDecodeError:
+            raise BadRequest(400, "The form is not UTF-8.") from None
+    elif content_type == "multipart/form-data":
+        try:
+            data, _ = request.parse_file_upload(request.META, io.BytesIO(request.body))
+        except MultiPartParserError:
+            raise BadRequest(400, "The multipart body is malformed.") from None
+    else:
+        raise BadRequest(415, "Send the changes as a form, multipart or JSON.")
+    fields = {}
+    for key, values in data.lists():
+        if len(values) > 1:
+            raise BadRequest(400, f"The field {key[:40]!r} was sent {len(values)} times: send it once.")
+        fields[key] = values[0]
+    return fields
+
+
+async def _change(request: HttpRequest, caller: Caller, content_id: str) -> HttpResponse:
+    fields = _patch_fields(request)
+    unknown = sorted(set(fields) - {"name", "description", "metadata", "shared", "reader_id"})
+    if unknown:
+        raise BadRequest(400, f"Unknown field '{str(unknown[0])[:40]}': send name, description, metadata, shared.")
+    check_text("The body", fields)
+    changes: dict = {}
+    if fields.get("name") not in (None, ""):
+        name = str(fields["name"]).strip()
+        if not name or len(name) > NAME_MAX or any(ord(ch) < 32 for ch in name):
+            raise BadRequest(400, f"'name' must be 1-{NAME_MAX} characters, without control characters.")
+        changes["name"] = name
+    if fields.get("description") is not None:
+        if not isinstance(fields["description"], str) or len(fields["description"]) > DESCRIPTION_MAX:
+            raise BadRequest(400, f"'description' must be a string of at most {DESCRIPTION_MAX} characters.")
+        changes["description"] = fields["description"]
+    if fields.get("metadata") not in (None, ""):
+        metadata = fields["metadata"]
+        if isinstance(metadata, str):
+            try:
+                metadata = json.loads(metadata)
+            except ValueError:
+                raise BadRequest(400, "'metadata' must be a JSON object.") from None
+        if not isinstance(metadata, dict) or len(json.dumps(metadata)) > 10_000:
+            raise BadRequest(400, "'metadata' must be a JSON object of at most 10000 characters.")
+        changes["metadata"] = metadata
+    if fields.get("shared") is not None:
+        shared = fields["shared"] if isinstance(fields["shared"], bool) else _flag(str(fields["shared"]))
+        if not caller.is_staff:
+            raise BadRequest(403, "Only staff may share a document with everyone or take the sharing back.")
+        changes["shared"] = shared
+    outcome = await run_db(KnowledgeDocument.objects.change, caller.pk, content_id, is_staff=caller.is_staff,
+                           changes=changes)
+    if outcome == "missing":
+        raise DocumentNotFound(content_id)
+    if outcome == "shared":
+        raise BadRequest(403, "Cannot modify shared content: only staff may change a shared document.")
+    return JsonResponse(content_json(outcome, caller))
+
+
+@api(("GET", "PATCH", "DELETE"))
 async def content_detail(request: HttpRequest, content_id: str, caller: Caller) -> HttpResponse:
     _check_query(request, ("db_id", "knowledge_id"))
+    if request.method == "PATCH":
+        return await _change(request, caller, content_id)
     if request.method == "DELETE":
         outcome = await run_db(KnowledgeDocument.objects.remove, caller.pk, content_id,
                                          is_staff=caller.is_staff)

@@ -90,6 +90,24 @@ class DocumentQuerySet(models.QuerySet):
         doc.delete()  # its chunks by CASCADE (and their search index rows by trigger on SQLite)
         return "deleted"
 
+    def change(self, user_pk: int, content_id: str, *, is_staff: bool, changes: dict) -> KnowledgeDocument | str:
+        """Change a document's name, description, metadata or (staff) sharing: the document, or
+        'missing' (not there, or private and not the user's; staff reach every document, as in the
+        admin) or 'shared' (someone else's shared document, which only staff may change)."""
+        with transaction.atomic():
+            # Staff may change (share) any document, as in the admin; others their own, and see shared ones.
+            found = self.select_for_update() if is_staff else self.select_for_update().visible(user_pk)
+            doc = found.filter(content_id=content_id).first()
+            if doc is None:
+                return "missing"
+            if doc.owner_id != user_pk and not is_staff:
+                return "shared"
+            for name, value in changes.items():
+                setattr(doc, name, value)
+            doc.updated_at = now()
+            doc.save(update_fields=[*changes, "updated_at"])
+        return doc
+
     def start(self, user_pk: int, *, name: str, description: str, file_type: str, size: int, shared: bool,
               metadata: dict) -> KnowledgeDocument:
         """A new document of the user's, `processing`; DocumentsFull at CIRKELLINE_KNOWLEDGE_MAX_DOCUMENTS."""

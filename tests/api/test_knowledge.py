@@ -221,3 +221,28 @@ async def test_a_users_documents_are_bounded(api, alice, settings):
     response = await api.post("/knowledge/content", files={"file": ("3.txt", b"text", "text/plain")},
                               headers=bearer(alice))
     assert response.status_code == 409 and "delete some" in response.json()["detail"]
+
+
+async def test_patch_changes_a_document_only_its_owner_or_staff_may(api, alice, bob, staff):
+    doc = await upload(api, alice, "draft.txt", b"Canteen soup on Fridays.")
+    await processed(api, alice, doc["id"])
+    changed = await api.patch(f"/knowledge/content/{doc['id']}", data={"name": "Canteen", "description": "menu",
+                                                                       "metadata": '{"team": "ops"}'},
+                              headers=bearer(alice))
+    assert changed.status_code == 200, changed.text
+    assert (changed.json()["name"], changed.json()["description"], changed.json()["metadata"]) == \
+        ("Canteen", "menu", {"team": "ops"})
+    assert_conforms("/knowledge/content/{content_id}", "patch", 200, changed.json())
+    assert (await api.patch(f"/knowledge/content/{doc['id']}", data={"name": "x"},
+                            headers=bearer(bob))).status_code == 404
+    refused = await api.patch(f"/knowledge/content/{doc['id']}", data={"shared": "true"}, headers=bearer(alice))
+    assert refused.status_code == 403
+    assert (await search(api, bob, "canteen soup"))["data"] == []
+
+    shared = await api.patch(f"/knowledge/content/{doc['id']}", data={"shared": "true"}, headers=bearer(staff))
+    assert shared.status_code == 200 and shared.json()["shared"] is True
+    assert [h["name"] for h in (await search(api, bob, "canteen soup"))["data"]] == ["Canteen"]
+    # now shared by staff: bob reads it but may not change it
+    assert (await api.patch(f"/knowledge/content/{doc['id']}", data={"name": "mine"},
+                            headers=bearer(bob))).status_code == 403
+    assert (await adb(KnowledgeDocument.objects.get, content_id=doc["id"])).name == "Canteen"
