@@ -139,3 +139,58 @@ async def test_a_flood_of_tiny_frames_is_cut_off(alice):
     handled = [a for a in answers if a.get("status") == 400]
     assert len(handled) <= 40 + 10 * took + 1  # the burst, and what the rate refilled meanwhile
     assert len(handled) < 1000
+
+
+async def test_sockets_of_a_process_that_died_age_out_of_the_count(alice, settings):
+    """With Redis, the count is a sorted set whose entries expire unless their process renews them."""
+    if not settings.REDIS_URL:
+        pytest.skip("the cross-process count needs REDIS_URL (the CI PostgreSQL + Redis job sets it)")
+    settings.CIRKELLINE_WS_MAX_SOCKETS_PER_USER = 1
+    quota = limits.SocketQuota()
+    client = quota._redis()
+    key = quota._key(alice.pk)
+    try:
+        await client.zadd(key, {"dead-process-socket": time.time() - 1})  # its process stopped renewing
+        assert await quota.acquire(alice.pk, "socket-1")
+        assert not await quota.acquire(alice.pk, "socket-2")
+        before = await client.zscore(key, "socket-1")
+        await quota.renew()
+        assert await client.zscore(key, "socket-1") >= before
+        await quota.release(alice.pk, "socket-1")
+        assert await client.zcard(key) == 0
+    finally:
+        await client.delete(key)
+        await client.aclose()
+
+
+@pytest.mark.live
+async def test_the_socket_cap_holds_across_server_processes(alice, settings):
+    if not settings.REDIS_URL:
+        pytest.skip("the cross-process count needs REDIS_URL (the CI PostgreSQL + Redis job sets it)")
+    env = {"CIRKELLINE_WS_MAX_SOCKETS_PER_USER": "2"}
+    token = token_for(alice)
+
+    async def ready(base_url):
+        ws = await ws_connect(base_url.replace("http", "ws") + "/ws/chat/", subprotocols=["bearer", token])
+        first = json.loads(await asyncio.wait_for(ws.recv(), 30))
+        return ws, first
+
+    with live_server(env) as first, live_server(env) as second:
+        one, frame = await ready(first)
+        assert frame["type"] == "ready"
+        two, frame = await ready(second)
+        assert frame["type"] == "ready"
+        three, frame = await ready(first)
+        assert (frame["status"], frame["code"]) == (429, "too_many_sockets")
+        with pytest.raises(ConnectionClosed) as closed:
+            await asyncio.wait_for(three.recv(), 30)
+        assert closed.value.rcvd.code == limits.CLOSE_TOO_MANY_SOCKETS
+        await one.close()
+        quota = limits.SocketQuota()
+        deadline = time.monotonic() + 10  # a bound: the first server releases the socket as it closes
+        while await quota._redis().zcard(quota._key(alice.pk)) > 1:
+            assert time.monotonic() < deadline, "the closed socket was never released"
+            await asyncio.sleep(0.05)
+        four, frame = await ready(first)
+        assert frame["type"] == "ready"
+        await asyncio.gather(two.close(), four.close())
