@@ -14,10 +14,12 @@ A route declares its kind of body (`api(..., body=...)`, or `accepts(kind)` on a
 Any other route (pages, admin) takes CIRKELLINE_MAX_BODY_BYTES.
 
 Two places enforce it, with the same numbers: `BodyLimit`, the ASGI middleware in front of
-Django (cirkelline_site/asgi.py), refuses on the Content-Length header and counts the bytes as
-they arrive (a chunked body has no length), answering 413 before Django has buffered the body;
-and the `api` decorator checks the length again (`check`), which is what holds for a request that
-reaches a view without the middleware (Django's test client).
+Django (cirkelline_site/asgi.py), and the view's own check (`check`: the `api` decorator, or
+`accepts`), before authentication. A declared length over the limit: the middleware hands Django
+an empty body in place of the client's, and the view answers the 413, so the refusal carries
+every header the site's middleware adds (request id, CORS, security). A body without a length
+(chunked) is counted as it arrives; past the limit Django is told the client left and the
+middleware answers 413 itself, as it does on a route that declares no kind.
 """
 
 from __future__ import annotations
@@ -27,6 +29,7 @@ import json
 from typing import Any
 
 from django.conf import settings
+from django.http import JsonResponse
 from django.urls import Resolver404, resolve
 
 from chat.errors import BadRequest
@@ -70,11 +73,20 @@ def check(request: Any, kind: str) -> None:
 
 
 def accepts(kind: str):
-    """Declare the body kind of a view that is not an `api` view (the token routes)."""
+    """Declare the body kind of a (sync) view that is not an `api` view (the token routes) and
+    check it there."""
 
     def mark(view):
-        view.body_kind = kind
-        return view
+        @functools.wraps(view)
+        def checked(request, *args, **kwargs):
+            try:
+                check(request, kind)
+            except BadRequest as exc:
+                return JsonResponse({"detail": exc.detail, **exc.extra}, status=exc.status)
+            return view(request, *args, **kwargs)
+
+        checked.body_kind = kind
+        return checked
 
     return mark
 
@@ -121,8 +133,11 @@ class BodyLimit:
                 content_type = value.decode("latin-1")
         if not has_body:
             return await self.app(scope, receive, send)
-        maximum = limit(route_kind(scope.get("path", "")), content_type)
+        kind = route_kind(scope.get("path", ""))
+        maximum = limit(kind, content_type)
         if declared is not None and declared > maximum:
+            if kind is not None:  # the view refuses it, with the site's headers; its body is never read
+                return await self.app(scope, _without_body(receive), send)
             return await _refuse(send, maximum)
         state = {"received": 0, "over": False, "started": False}
 
@@ -143,6 +158,24 @@ class BodyLimit:
         await self.app(scope, counted_receive, tracked_send)
         if state["over"] and not state["started"]:
             await _refuse(send, maximum)
+
+
+def _without_body(receive):
+    """`receive` for a request whose body is not to be read: an empty one, then only what is not
+    the body (Django listens for the client leaving)."""
+    given = False
+
+    async def empty():
+        nonlocal given
+        if not given:
+            given = True
+            return {"type": "http.request", "body": b"", "more_body": False}
+        while True:
+            message = await receive()
+            if message["type"] != "http.request":
+                return message
+
+    return empty
 
 
 async def _refuse(send, maximum: int) -> None:

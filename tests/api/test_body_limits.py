@@ -135,13 +135,21 @@ async def test_large_allowed_bodies_do_not_hold_health(alice):
 
 @pytest.mark.live
 async def test_a_huge_rename_body_is_refused_on_its_length_without_a_stall(alice):
+    """The body is never read: the view answers 413 from the declared length, so the refusal has
+    the site's headers (a request id, CORS for an allowed origin) like any other answer."""
     body = nested_body(8 * 1024 * 1024)
     session = await adb(ChatSession.objects.create, user=alice, session_id=SESSION, session_name="before")
-    headers = {**bearer(alice), "Content-Type": "application/json"}
+    origin = "http://ui.example:3000"
+    headers = {**bearer(alice), "Content-Type": "application/json", "Origin": origin}
 
-    with live_server() as base_url:
+    with live_server({"CIRKELLINE_CORS_ORIGINS": origin}) as base_url:
         async with httpx.AsyncClient(base_url=base_url, timeout=60) as client:
             response = await client.post(f"/sessions/{session.session_id}/rename", content=body, headers=headers)
+            login = await client.post("/api/token/", content=json.dumps({"username": "x" * 100_000}),
+                                      headers={"Content-Type": "application/json"})
     assert response.status_code == 413
     assert response.json()["limit"] == 64 * 1024
+    assert response.headers["x-request-id"]
+    assert response.headers["access-control-allow-origin"] == origin
     assert (await adb(ChatSession.objects.get, pk=session.pk)).session_name == "before"
+    assert (login.status_code, login.json()["limit"]) == (413, 64 * 1024)
