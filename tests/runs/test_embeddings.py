@@ -21,6 +21,7 @@ from chat.runs import RunRequest, start_run
 from chat.runs.embedding import EMBEDDING_AGENT, OVER_BUDGET
 from chat.runs.knowledge import accept, search, settle_processing
 from metrics.models import ModelCall, PriceRule, RunUsage, UsageKind
+from tests.api.test_openapi import assert_conforms
 from tests.budgets import budget, spent
 from tests.conftest import adb, bearer
 from tests.doubles.fake_openai import FakeProvider
@@ -77,6 +78,7 @@ async def test_chunks_are_embedded_at_upload_and_the_calls_billed(provider, alic
     assert (call.model, call.provider, call.calls, call.input_tokens) == (MODEL, "openai-like", 1, 8)
     assert row.cost == call.cost == Decimal(8) * PRICE / Decimal(1_000_000)
     usage = (await api.get("/usage", headers=bearer(alice))).json()
+    assert_conforms("/usage", "get", 200, usage)
     kinds = {k["kind"]: k for k in usage["by_kind"]}
     assert kinds["embedding"]["total_tokens"] == 8
 

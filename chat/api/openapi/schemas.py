@@ -6,6 +6,8 @@ from typing import Any
 
 from django.conf import settings
 
+from metrics.models import UsageKind
+
 from .common import (
     ANY,
     BOOL,
@@ -266,7 +268,7 @@ def component_schemas() -> dict[str, Any]:
                 "The totals split by what was billed: `chat` (runs) and `naming` (the calls that named your "
                 "sessions after their first answer); kinds without rows are left out. `totals`, `by_day` and "
                 "`by_model` count both."),
-                "items": {"allOf": [obj({"kind": {"enum": ["chat", "naming"]}}, ["kind"]), ref("UsageFigures")]}},
+                "items": {"allOf": [obj({"kind": {"enum": list(UsageKind.values)}}, ["kind"]), ref("UsageFigures")]}},
             "by_day": {"type": "array", "items": {"allOf": [ref("UsageFigures"),
                                                             obj({"day": {"type": "string", "format": "date"}},
                                                                  ["day"])]}},
