@@ -80,7 +80,7 @@ async def test_alice_uploads_sees_it_ready_and_deletes_it(demo_server, new_page,
 async def test_an_answer_cites_the_document_and_chunk_it_used(demo_server, new_page, alice, bob):
     await adb(stored, alice, "lease.txt", "The rent is 9000 kroner a month, paid on the first.")
     await adb(stored, bob, "bob-lease.txt", "Bob pays 12000 kroner rent.")
-    await adb(stored, alice, HOSTILE_NAME, "Unrelated words about gardening.")
+    await adb(stored, alice, HOSTILE_NAME, "The garden plot has a small rent as well.")
     page = await new_page()
     await log_in(page, demo_server)
     await send(page, "What do my documents say about the rent?")
@@ -90,7 +90,7 @@ async def test_an_answer_cites_the_document_and_chunk_it_used(demo_server, new_p
     await expect(turn.locator(".memory-use .route")).to_have_text("Searching your documents")
     sources = turn.locator(".doc-sources")
     await expect(sources).to_contain_text("lease.txt (chunk 1)")
-    await expect(sources).to_contain_text(f"{HOSTILE_NAME} (chunk 1)")  # "about": as text, never markup
+    await expect(sources).to_contain_text(f"{HOSTILE_NAME} (chunk 1)")  # its name as text, never markup
     await expect(turn).not_to_contain_text("12000")
     await expect(turn).not_to_contain_text("bob-lease")
 
