@@ -98,3 +98,30 @@ async def test_an_answer_cites_the_document_and_chunk_it_used(demo_server, new_p
     await expect(last_turn(page).locator(".doc-sources")).to_contain_text("lease.txt (chunk 1)")
     # the sources line is text; the answer is Markdown sanitised by DOMPurify (no handler survives)
     assert await page.locator(".doc-sources img").count() == 0 and await page.evaluate("window.__pwned") is None
+
+
+async def test_an_upload_shows_its_progress_until_the_server_answers(demo_server, new_page, alice, tmp_path):
+    """The server's answer is held back (a routed request), so the upload's row stays: its name and a
+    progress bar; once the answer comes, the row gives way to the document."""
+    import asyncio
+
+    release = asyncio.Event()
+
+    async def hold(route):
+        await release.wait()
+        await route.continue_()
+
+    page = await new_page()
+    await log_in(page, demo_server)
+    await page.route("**/knowledge/content", lambda route: hold(route) if route.request.method == "POST"
+                     else route.continue_())
+    await page.click("#open-documents")
+    big = tmp_path / "big.txt"
+    big.write_text("Harbour notes. " * 20_000)
+    await page.set_input_files("#document-file", str(big))
+    row = page.locator("#document-uploads .document-upload")
+    await expect(row.locator(".document-name")).to_have_text("big.txt")
+    await expect(row.locator("progress")).to_have_attribute("aria-label", "Uploading big.txt")
+    release.set()
+    await expect(row).to_have_count(0)
+    await expect(page.locator("#document-list .document", has_text="big.txt")).to_have_count(1)
