@@ -149,7 +149,8 @@ def documents_turn(call: ScriptedCall) -> Turn | None:
             return Turn(text=f"{DEMO_NOTICE} I found nothing about that in your documents.")
         quotes = [f"> {hit['text'][:300]}\n\n[{hit['document']}, chunk {hit['chunk']}]" for hit in found["results"][:3]]
         return Turn(text=f"{DEMO_NOTICE} From your documents:\n\n" + "\n\n".join(quotes))
-    if call.tool_results or DOCUMENTS_TOOL not in call.tool_names or not _DOCUMENTS_CUE.search(call.user_text):
+    if call.tool_results or DOCUMENTS_TOOL not in call.tool_names or not _DOCUMENTS_CUE.search(call.user_text) \
+            or any(call.media.values()):  # files attached to the message go to their specialist
         return None
     return Turn(tool_calls=[ToolCall(DOCUMENTS_TOOL, {"query": call.user_text[:300]})])
 

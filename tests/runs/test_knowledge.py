@@ -102,3 +102,16 @@ async def test_the_offline_demo_searches_my_documents_and_cites_them(alice, bob)
     assert [h["document"] for h in found["results"]] == ["lease.txt"]
     assert "[lease.txt, chunk 1]" in result.content and "9000 kroner" in result.content
     assert "12000" not in result.content
+
+
+async def test_the_demo_hands_attached_files_to_their_specialist_not_the_document_search(alice):
+    from chat.runs.request import Attachment
+
+    await upload(alice, "lease.txt", "The rent is 9000 kroner a month.")
+    handle = await start_run(RunRequest(user_id=alice.pk, username=alice.username, message="Summarise my files",
+                                        attachments=[Attachment(kind="document", name="a.txt", mime_type="text/plain",
+                                                                content=b"attached text")]))
+    events = [event async for event in handle.events()]
+    assert (await handle.wait()).status == "completed"
+    started = [e.tool.tool_name for e in events if e.event == "TeamToolCallStarted"]
+    assert started == ["delegate_task_to_member"]
