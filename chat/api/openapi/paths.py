@@ -283,7 +283,7 @@ def all_paths() -> dict[str, Any]:
                        resume_responses, security=WRITE_AUTH, parameters=[TEAM_ID, RUN_ID, LAST_EVENT_ID],
                        operation_id="resume_run", description=RESUME_DESCRIPTION,
                        request_body={"required": False, "content": {
-                           FORM: {"schema": ref("ResumeRequest")}, MULTIPART: {"schema": ref("ResumeRequest")},
+                           FORM: {"schema": ref("ResumeRequestForm")}, MULTIPART: {"schema": ref("ResumeRequestForm")},
                            JSON: {"schema": ref("ResumeRequest")}}}),
             "get": op("Resume a run's stream (the same, for EventSource clients: query parameters)", "runs",
                       copy.deepcopy(resume_responses), security=READ_AUTH,

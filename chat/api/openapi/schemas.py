@@ -342,7 +342,8 @@ def component_schemas() -> dict[str, Any]:
             example={"last_event_index": "41", "session_id": "s-2026-12-01-a"}),
     }
     schemas.update(events)
-    for name in ("LoginRequest", "RefreshRequest", "LogoutRequest", "RenameRequest", "RunRequest", "ContinueRequest"):
+    for name in ("LoginRequest", "RefreshRequest", "LogoutRequest", "RenameRequest", "RunRequest", "ContinueRequest",
+                 "ResumeRequest"):
         schemas[name + "Form"] = _form_of(schemas[name])
     schemas["ContinueRequestForm"]["properties"]["requirements"] = {
         **TEXT, "contentMediaType": JSON, "contentSchema": {"type": "array", "items": ref("RunRequirement")},
