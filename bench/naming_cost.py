@@ -1,0 +1,67 @@
+"""CPU of one naming call (a session's non-streamed title call) on the lean path and the SDK's, in-process.
+
+    python -m bench.naming_cost --calls 300 --rounds 6
+
+The model chat.agents.providers builds for the naming label, its SDK client answering from a
+replayed recording (tests/doubles/fake_openai/replay: no network), a two-message prompt of about
+the size chat.agents.titles sends; `CIRKELLINE_MODEL_CLIENT` sdk and lean in alternating rounds.
+Prints the CPU per call (building the model included) per round and the medians.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import statistics
+import time
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(prog="python -m bench.naming_cost", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--calls", type=int, default=300)
+    parser.add_argument("--rounds", type=int, default=6)
+    args = parser.parse_args(argv)
+    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "cirkelline_site.settings")
+    import django
+
+    django.setup()
+    print(json.dumps(asyncio.run(_rounds(args.calls, args.rounds)), indent=1))
+
+
+async def _rounds(calls: int, rounds: int) -> dict:
+    import httpx2
+    from agno.models.message import Message
+    from django.conf import settings
+    from openai import AsyncOpenAI
+
+    from chat.agents.providers import ModelSpec, build_model
+    from tests.doubles.fake_openai.replay import Recording, ReplayTransport
+
+    settings.CIRKELLINE_MODEL_BASE_URL = "http://127.0.0.1:9/v1"
+    answer = {"id": "c1", "object": "chat.completion", "created": 1, "model": "fake",
+              "choices": [{"index": 0, "finish_reason": "stop",
+                           "message": {"role": "assistant", "content": "Copenhagen history questions"}}],
+              "usage": {"prompt_tokens": 120, "completion_tokens": 4, "total_tokens": 124}}
+    recording = Recording(200, [("content-type", "application/json")], [json.dumps(answer).encode()])
+    prompt = [Message(role="system", content="Name the chat in at most 8 words. " * 5),
+              Message(role="user", content="First message: " + "hello " * 40 + "\nAnswer: " + "words " * 60)]
+    sdk = AsyncOpenAI(base_url="http://provider.test/v1", api_key="k", max_retries=0, timeout=30,
+                      http_client=httpx2.AsyncClient(transport=ReplayTransport(recording, keep=False)))
+    per_call: dict[str, list[float]] = {"sdk": [], "lean": []}
+    for index in range(rounds):
+        for path in ("sdk", "lean") if index % 2 == 0 else ("lean", "sdk"):
+            settings.CIRKELLINE_MODEL_CLIENT = path
+            started = time.process_time()
+            for _ in range(calls):
+                model = build_model("naming", ModelSpec("openai-like", "fake"))
+                model.get_async_client = lambda: sdk
+                await model.ainvoke(messages=list(prompt), assistant_message=Message(role="assistant"))
+            per_call[path].append(round((time.process_time() - started) / calls * 1e6, 1))
+    return {"us_per_call": per_call, "median_us": {k: statistics.median(v) for k, v in per_call.items()}}
+
+
+if __name__ == "__main__":
+    main()
