@@ -10,6 +10,7 @@ from django.conf import settings
 
 from chat.errors import AuthError
 from chat.runs.request import MEDIA_TYPES
+from metrics.models import RunStatus
 
 JSON = "application/json"
 FORM = "application/x-www-form-urlencoded"
@@ -21,6 +22,10 @@ SESSION_ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.:-]{0,63}$"
 DELEGATION_FAILURE_KINDS = ["announced_not_executed", "unknown_member", "empty_task", "member_error",
                             "member_empty_result", "member_stalled"]
 RUN_ERROR_TYPES = ["provider_error", "timeout", "rate_limited", "internal", "worker_lost"]
+# A run's status as its usage row says it (metrics.models.RunStatus: run_finished, cancel, a 409),
+# and as agno / AgentOS say it (stored runs, stream=false answers).
+USAGE_STATUSES = [status.value for status in RunStatus]
+AGNO_STATUSES = ["PENDING", "RUNNING", "COMPLETED", "PAUSED", "CANCELLED", "ERROR"]
 
 # Who may call: a bearer token, or the login cookie (plus the CSRF token for writes).
 BEARER = {"bearerAuth": []}

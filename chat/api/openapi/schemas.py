@@ -9,6 +9,7 @@ from django.conf import settings
 from metrics.models import UsageKind
 
 from .common import (
+    AGNO_STATUSES,
     ANY,
     BOOL,
     BOOLISH,
@@ -29,6 +30,7 @@ from .common import (
     STR,
     TEXT,
     USAGE_FIGURES,
+    USAGE_STATUSES,
     obj,
     ref,
 )
@@ -157,7 +159,9 @@ def component_schemas() -> dict[str, Any]:
                           ["detail", "error_type", "run_id", "session_id"],
                           description="A non-streamed run that failed."),
         "RunAlreadyEnded": obj({"detail": STR, "request_id": STR,
-                                 "status": {"type": "string", "description": "How the run ended."}},
+                                 "status": {"type": "string", "enum": USAGE_STATUSES,
+                                            "description": "How the run ended (or, for a continue, "
+                                                           "`running` / `expired`)."}},
                                 ["detail", "status"]),
         "LoginRequest": obj({"username": NONBLANK, "password": {**TEXT, "minLength": 1}},
                              ["username", "password"],
@@ -215,13 +219,15 @@ def component_schemas() -> dict[str, Any]:
         "TeamRunOutput": obj({
             "run_id": STR, "team_id": STR, "team_name": STR, "session_id": STR, "user_id": NULLABLE_STR,
             "content": ANY, "content_type": STR, "model": NULLABLE_STR, "model_provider": NULLABLE_STR,
-            "created_at": INT, "status": {"type": "string", "description": "`COMPLETED`, `CANCELLED`, or `PAUSED` "
+            "created_at": INT, "status": {"type": "string", "enum": AGNO_STATUSES,
+                                          "description": "`COMPLETED`, `CANCELLED`, or `PAUSED` "
                                           "(then `requirements` says what the run asks its user)."},
             "requirements": {"type": ["array", "null"], "items": ref("RunRequirement")},
             "metrics": OBJ, "messages": {"type": "array"}, "member_responses": {"type": "array"}, "input": OBJ,
         }, ["run_id", "session_id", "status", "content"], description="agno's `TeamRunOutput.to_dict()`."),
         "StoredRun": obj({
-            "run_id": STR, "parent_run_id": NULLABLE_STR, "user_id": NULLABLE_STR, "status": NULLABLE_STR,
+            "run_id": STR, "parent_run_id": NULLABLE_STR, "user_id": NULLABLE_STR,
+            "status": {"type": ["string", "null"], "enum": [*AGNO_STATUSES, None]},
             "run_input": NULLABLE_STR, "content": ANY, "run_response_format": {"enum": ["text", "json"]},
             "reasoning_content": STR, "metrics": OBJ, "messages": NULLABLE_ARRAY, "tools": NULLABLE_ARRAY,
             "events": NULLABLE_ARRAY, "created_at": DATE_TIME, "session_state": NULLABLE_OBJ,
@@ -234,7 +240,8 @@ def component_schemas() -> dict[str, Any]:
         "LiveRun": obj({"run_id": STR, "team_id": STR, "session_id": STR, "user_id": STR,
                          "status": {"const": "RUNNING"}, "content": STR, "created_at": STR},
                         ["run_id", "status"], description="A run still in progress."),
-        "CancelResult": obj({"run_id": STR, "status": {"type": "string", "example": "cancelled"}},
+        "CancelResult": obj({"run_id": STR, "status": {"type": "string", "enum": USAGE_STATUSES,
+                                                        "example": "cancelled"}},
                              ["run_id", "status"]),
         "SessionSummary": obj({
             "session_id": STR, "session_name": STR, "session_state": NULLABLE_OBJ, "created_at": DATE_TIME,
