@@ -25,20 +25,27 @@ async def adb(fn, *args, **kwargs):
     return await run_db(fn, *args, **kwargs)
 
 
-async def ended_usage(run_id: str, within: float = 30.0):
-    """The run's usage row once it has a terminal status (it is `running` from the run's admission
-    on); None if it has none within `within` seconds. Polls: a server process writes it."""
+async def until(condition, within: float = 30.0):
+    """`condition()` (sync: run off the loop, e.g. a query) once truthy, else its last value after
+    `within` seconds. Polls: what it waits for is written by another process or thread."""
     import asyncio
-
-    from metrics.models import RunStatus, RunUsage
 
     loop = asyncio.get_running_loop()
     deadline = loop.time() + within
     while True:
-        row = await adb(lambda: RunUsage.objects.filter(run_id=run_id).exclude(status=RunStatus.RUNNING).first())
-        if row is not None or loop.time() > deadline:
-            return row
+        value = await adb(condition)
+        if value or loop.time() > deadline:
+            return value
         await asyncio.sleep(0.05)
+
+
+async def ended_usage(run_id: str, within: float = 30.0):
+    """The run's usage row once it has a terminal status (it is `running` from the run's admission
+    on); None if it has none within `within` seconds. Polls: a server process writes it."""
+    from metrics.models import RunStatus, RunUsage
+
+    return await until(lambda: RunUsage.objects.filter(run_id=run_id).exclude(status=RunStatus.RUNNING).first(),
+                       within)
 
 
 @pytest.fixture(autouse=True)

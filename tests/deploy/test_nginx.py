@@ -185,6 +185,17 @@ async def _sse_data(lines) -> list[dict]:
     return seen
 
 
+async def first_event_and_worker(lines, by_pid: dict) -> tuple[dict, object]:
+    """The first event of a streamed run (its SSE lines) and the worker (of `by_pid`) its usage
+    row names as the run's owner."""
+    async for line in lines:
+        if line.startswith("data: "):
+            first = json.loads(line[6:])
+            break
+    row = await adb(lambda: RunUsage.objects.get(run_id=first["run_id"]))
+    return first, by_pid[int(row.worker.split(":")[-2])]
+
+
 @pytest.mark.django_db(transaction=True)
 @pytest.mark.live
 async def test_a_worker_killed_mid_run_behind_nginx_loses_no_run(doomed_cluster, alice, bob):
@@ -198,14 +209,8 @@ async def test_a_worker_killed_mid_run_behind_nginx_loses_no_run(doomed_cluster,
                                data={"message": "Please research the history of Copenhagen"}) as response:
             assert response.status_code == 200
             lines = response.aiter_lines()
-            first = None
-            async for line in lines:
-                if line.startswith("data: "):
-                    first = json.loads(line[6:])
-                    break
+            first, doomed = await first_event_and_worker(lines, by_pid)
             alices = first["run_id"]
-            row = await adb(lambda: RunUsage.objects.get(run_id=alices))
-            doomed = by_pid[int(row.worker.split(":")[-2])]
             # bob's run, sent next: nginx's round robin gives it to the other worker.
             bobs = asyncio.create_task(http.post(f"{proxy}/teams/cirkelline/runs", headers=bearer(bob),
                                                  data={"message": "Please research Aarhus", "stream": "false"}))
@@ -312,14 +317,8 @@ async def test_a_worker_drained_behind_nginx_finishes_its_run_and_loses_no_reque
                                data={"message": "Please research the history of Copenhagen"}) as response:
             assert response.status_code == 200
             lines = response.aiter_lines()
-            first = None
-            async for line in lines:
-                if line.startswith("data: "):
-                    first = json.loads(line[6:])
-                    break
+            first, stopping = await first_event_and_worker(lines, by_pid)
             live = first["run_id"]
-            row = await adb(lambda: RunUsage.objects.get(run_id=live))
-            stopping = by_pid[int(row.worker.split(":")[-2])]
             stopping.proc.send_signal(signal.SIGTERM)
 
             # New runs meanwhile, as a client retries them: a 503 (the draining worker) says when

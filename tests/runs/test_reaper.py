@@ -20,7 +20,7 @@ from chat.runs.worker import worker_id
 from chat.storage.buffer import _claim_for_run
 from metrics.models import ModelCall, RunUsage, WorkerLease
 from metrics.recording import record_run, update_live_ledgers
-from tests.conftest import adb, bearer, parse_sse
+from tests.conftest import adb, bearer, parse_sse, until
 from tests.metrics.helpers import call, rule, usage
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -65,17 +65,6 @@ def live_ledger(run_id: str) -> None:
               call(agent="research-specialist", calls=1, input_tokens=2_000_000)]
     update_live_ledgers([(run_id, {"input_tokens": 3_000_000, "output_tokens": 500_000, "total_tokens": 3_500_000},
                           2, ledger)])
-
-
-async def until(condition, within: float = 20.0):
-    """Wait for `condition()` (sync, run off the loop) to be truthy; its value."""
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + within
-    while True:
-        value = await adb(condition)
-        if value or loop.time() > deadline:
-            return value
-        await asyncio.sleep(0.05)
 
 
 async def test_a_starting_worker_closes_its_previous_incarnations_runs_and_bills_their_calls(api, alice, bob):

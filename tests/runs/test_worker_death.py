@@ -21,7 +21,7 @@ from websockets.asyncio.client import connect
 
 from chat.runs.reaper import INTERRUPTED
 from metrics.models import ModelCall, RunUsage
-from tests.conftest import adb, bearer, parse_sse
+from tests.conftest import adb, bearer, parse_sse, until
 from tests.live import live_server_process
 from tests.metrics.helpers import rule
 from tests.ws.conftest import FRAME_WAIT, token_for
@@ -45,17 +45,6 @@ def workers():
     env = {**ENV, "REDIS_URL": settings.REDIS_URL}
     with live_server_process(env) as doomed, live_server_process(env) as survivor:
         yield doomed, survivor
-
-
-async def until(condition, within: float = 30.0):
-    """`condition()` (sync, off the loop) once truthy, else its last value after `within` seconds."""
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + within
-    while True:
-        value = await adb(condition)
-        if value or loop.time() > deadline:
-            return value
-        await asyncio.sleep(0.05)
 
 
 class Watcher:
