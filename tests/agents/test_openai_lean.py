@@ -340,11 +340,17 @@ def _run_shape(frames) -> tuple[list, dict]:
 @pytest.mark.parametrize("script", [(), (Behaviour(), Behaviour.reset(after=3)),
                                     (Behaviour.rate_limited(retry_after="0"),)],
                          ids=["delegated run", "member reset mid-answer, retried", "leader rate-limited, retried"])
-async def test_a_whole_run_streams_the_same_on_both_paths(api, alice, settings, script):
+async def test_a_whole_run_streams_the_same_on_both_paths(api, alice, settings, script, monkeypatch):
+    from datetime import UTC, datetime
+
+    from chat.agents import personal
     from chat.runs import teams
     from metrics.models import RunUsage
     from tests.conftest import adb, bearer, parse_sse
 
+    # The leader is told the user's local time to the minute: both paths' runs see the same one,
+    # or the bodies differ whenever a minute turns between them.
+    monkeypatch.setattr(personal, "_now", lambda: datetime(2026, 12, 1, 12, 0, tzinfo=UTC))
     shapes = {}
     for client_path in ("sdk", "lean"):
         with FakeProvider(answer_words=12, tokens_per_second=200, keep_alive=False) as provider:
