@@ -105,8 +105,11 @@ async def connect():
             subprotocols = ["bearer", token_for(user)]
         comm = WebsocketCommunicator(application, path, headers=headers, subprotocols=subprotocols)
         connected, detail = await comm.connect(timeout=FRAME_WAIT)
-        assert connected, f"handshake refused ({detail})"
+        # A refused socket's consumer still listens on the channel layer until it hears the
+        # disconnect: it is ended with the others (left running, its Redis read outlived the test's
+        # loop and hung the loop's teardown).
         opened.append(comm)
+        assert connected, f"handshake refused ({detail})"
         socket = Socket(comm, subprotocol=detail)
         if user is not None and via == "frame":
             await socket.send(type="auth", token=token_for(user))
