@@ -7,8 +7,8 @@ consumer found the session to be its user's, so another user's socket is never i
 
 What crosses the group: presence (`presence.join` when a socket starts watching, answered by
 `presence.here`; `presence.leave` when it stops: the page shows "open in N windows"), and one
-`run.live` notice when a run starts in an existing session (chat.ws.consumer sends it for runs of
-every transport). A run's events never cross it: a watching socket reads the run's event log
+`run.live` notice when a run starts in an existing session (`announce`, called by the run service
+for runs of every transport). A run's events never cross it: a watching socket reads the run's event log
 (chat.runs.eventlog), in this process or from Redis, so the cost per event does not grow with the
 number of tabs' workers, and a socket that starts watching mid-run gets the run from its start.
 """
@@ -16,12 +16,44 @@ number of tabs' workers, and a socket that starts watching mid-run gets the run 
 from __future__ import annotations
 
 import hashlib
+import logging
 from typing import Any
+
+from channels.layers import get_channel_layer
+
+from chat import runs
+
+from .tasks import spawn
+
+logger = logging.getLogger(__name__)
 
 
 def group_name(user_pk: int, session_id: str) -> str:
     """The group of one user's sockets watching one session (a valid channel-layer group name)."""
     return f"chat.u{user_pk}.{hashlib.sha256(session_id.encode()).hexdigest()[:40]}"
+
+
+def announce(handle: runs.RunHandle) -> None:
+    """Tell the owner's sockets watching the run's session that it started (any transport)."""
+    if handle.request.session_id is None:
+        return  # a new session: its id was generated now, nobody can be watching it yet
+    layer = get_channel_layer()
+    if layer is None:
+        return
+    # `after`: a paused run's continuation is announced with the index its events follow.
+    message = {"type": "run.live", "run_id": handle.run_id, "session_id": handle.session_id,
+               "after": handle.index_base - 1}
+    spawn(_send_notice(layer, group_name(handle.user_id, handle.session_id), message), "ws-run-live")
+
+
+async def _send_notice(layer: Any, group: str, message: dict) -> None:
+    try:
+        await layer.group_send(group, message)
+    except Exception:  # noqa: BLE001 - watchers miss the live copy; the stored run has it all
+        logger.exception("could not tell the session's sockets about run %s", message["run_id"])
+
+
+runs.when_live(announce)
 
 
 class Fanout:

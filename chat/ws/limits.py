@@ -29,6 +29,8 @@ import weakref
 
 from django.conf import settings
 
+from . import frames
+
 logger = logging.getLogger(__name__)
 
 # RFC 6455's own codes: 1009 "message too big", 1008 "policy violation" (Autobahn lets an
@@ -50,6 +52,31 @@ def too_large(text: str, limit: int) -> bool:
     if len(text) > limit:
         return True
     return not text.isascii() and len(text) * 4 > limit and len(text.encode("utf-8", "surrogatepass")) > limit
+
+
+def too_large_error(limit: int, authenticated: bool) -> dict:
+    """The error frame of a frame over `limit` bytes (the socket is closed with 1009 after it)."""
+    return frames.error(413, f"The frame is too large: the limit is {limit} bytes"
+                             f"{'' if authenticated else ' before authenticating'}.", code="too_large", limit=limit)
+
+
+def too_fast_error(verdict: str, bucket: FrameBucket) -> dict | None:
+    """The error frame of a frame past the socket's rate (`bucket.take()` was not "ok"): none for
+    "drop" (refused again), and after "close" the socket is closed with 1008."""
+    if verdict == "refuse":
+        rate = settings.CIRKELLINE_WS_FRAMES_PER_SECOND
+        return frames.error(429, f"Too many frames: at most {rate:g} a second. This one was not handled.",
+                            code="rate_limited", retry_after=bucket.retry_after())
+    if verdict == "close":
+        return frames.error(429, "Too many frames: the connection is closed.", code="rate_limited")
+    return None
+
+
+def too_many_sockets_error() -> dict:
+    """The error frame of a socket past CIRKELLINE_WS_MAX_SOCKETS_PER_USER (closed with 4429 after it)."""
+    limit = settings.CIRKELLINE_WS_MAX_SOCKETS_PER_USER
+    return frames.error(429, f"You have {limit} chat connections open already: close one (another tab?) first.",
+                        code="too_many_sockets", limit=limit)
 
 
 class FrameBucket:

@@ -7,7 +7,7 @@ from datetime import timedelta
 import pytest
 from rest_framework_simplejwt import tokens as jwt_tokens
 
-from chat.ws import consumer
+from chat.ws import credentials
 from metrics.models import RunUsage
 
 from ..conftest import adb
@@ -29,7 +29,7 @@ async def test_an_anonymous_socket_is_told_why_and_closed_with_4401(connect):
 
 async def test_a_socket_that_never_authenticates_is_closed(connect, monkeypatch):
     """Guards against unauthenticated sockets being held open forever."""
-    monkeypatch.setattr(consumer, "AUTH_TIMEOUT", 0.05)
+    monkeypatch.setattr(credentials, "AUTH_TIMEOUT", 0.05)
     socket = await connect()
     assert (await socket.next())["status"] == 401
     assert await socket.next() == {"type": "closed", "code": 4401}
