@@ -78,7 +78,7 @@ class Run:
     """One run's log as the server keeps it, fed batch by batch."""
 
     def __init__(self, sink):
-        from chat.runs.eventlog import RunLog
+        from chat.runs.runlog import RunLog
 
         self.run_id = str(uuid.uuid4())
         self.log = RunLog(self.run_id, {"user_id": 1, "session_id": "s"})
@@ -87,8 +87,8 @@ class Run:
 
     def feed(self, events: list, start: int, batch: int) -> None:
         from chat.api.sse import frames
-        from chat.runs.eventlog import encode
         from chat.runs.events import coalesce_numbered
+        from chat.runs.logentries import encode
 
         entries = [encode(number, event) for number, event in coalesce_numbered(events[start:start + batch], start)]
         self.log.add(entries)

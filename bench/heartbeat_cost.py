@@ -38,7 +38,8 @@ async def _reader(log, idle: float, counts: list[int]) -> None:
 
 
 async def _group(events: list, concurrent: int, idle: float) -> None:
-    from chat.runs.eventlog import RunLog, encode
+    from chat.runs.logentries import encode
+    from chat.runs.runlog import RunLog
 
     logs = [RunLog(f"run-{i}", {"user_id": 1, "session_id": "s"}) for i in range(concurrent)]
     counts = [0]
@@ -67,7 +68,7 @@ async def per_run(events: list, args, idle: float) -> float:
 async def per_heartbeat(args) -> tuple[float, int]:
     """CPU per heartbeat: readers waiting on silent logs with a 2 ms interval, minus the same wait
     without heartbeats."""
-    from chat.runs.eventlog import RunLog
+    from chat.runs.runlog import RunLog
 
     interval = 0.002
     seconds = interval * args.quiet_intervals

@@ -22,9 +22,10 @@ from collections.abc import AsyncIterator, Iterable
 
 from django.conf import settings
 
-from chat.runs import RunHandle, drain, eventlog, teams
-from chat.runs.eventlog import Entry, RunLog
+from chat.runs import RunHandle, drain, teams
+from chat.runs.logentries import Entry, encode, error_entry
 from chat.runs.resume import STORED_REPLAY_MESSAGE, Found, stored_terminal, summary_status
+from chat.runs.runlog import RunLog
 from metrics.models import RunStatus
 
 logger = logging.getLogger(__name__)
@@ -87,8 +88,8 @@ async def stream(handle: RunHandle) -> AsyncIterator[bytes]:
             await handle.wait()
         except Exception:  # noqa: BLE001 - the client still gets its terminal frame
             logger.exception("run %s: stopping it after a stream failure failed", handle.run_id)
-        yield frames([eventlog.error_entry(handle.event_count, run_id=handle.run_id, session_id=handle.session_id,
-                                           team_id=handle.team_id, team_name=teams.team_name(handle.team_id))])
+        yield frames([error_entry(handle.event_count, run_id=handle.run_id, session_id=handle.session_id,
+                                  team_id=handle.team_id, team_name=teams.team_name(handle.team_id))])
     except BaseException:
         # The client went away (Django cancels the response, or closes this generator).
         if settings.CIRKELLINE_ON_DISCONNECT == "cancel":
@@ -120,7 +121,7 @@ async def resume(found: Found, after: int | None) -> AsyncIterator[bytes]:
         yield notice("replay", _no_events(found))
         return
     index, event = replayed
-    entries = [] if after is not None and index <= after else [eventlog.encode(index, event)]
+    entries = [] if after is not None and index <= after else [encode(index, event)]
     yield notice("replay", {"event": "replay", "run_id": run_id, "status": found.status,
                             "total_events": len(entries), "message": STORED_REPLAY_MESSAGE})
     if entries:

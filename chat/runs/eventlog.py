@@ -24,6 +24,10 @@ they see the same frames with the same `event_index`.
   the websocket's `run_finished`). `close()` ends the log of a run whose worker is gone (another
   process calls it with the terminal event it decided on).
 
+This module writes a live run's log and finds any run's log: the writer, this process's logs,
+`LogRef`. What it builds on lives apart: the entries and their encoding (chat.runs.logentries),
+one log in memory and its readers (chat.runs.runlog), the Redis side (chat.runs.eventlog_redis).
+
 Public API: `open_for`, `lookup`, `live_in_session`, `close`; `LogRef.reading()` /
 `RunLog.follow(after)` to read.
 """
@@ -31,10 +35,7 @@ Public API: `open_for`, `lookup`, `live_in_session`, `close`; `LogRef.reading()`
 from __future__ import annotations
 
 import asyncio
-import bisect
 import contextlib
-import contextvars
-import json
 import logging
 import time
 from collections import OrderedDict
@@ -44,12 +45,12 @@ from typing import TYPE_CHECKING, Any
 
 from django.conf import settings
 
-from chat.agents.agno_overrides import event_json
-from chat.payload import has_lone_surrogate
 from metrics.models import RunStatus
 
 from . import eventlog_redis
 from .events import coalesce_numbered
+from .logentries import Entry, encode, error_entry, terminal_entry
+from .runlog import NO_RUN, RunLog
 
 if TYPE_CHECKING:
     from .handle import RunHandle
@@ -58,169 +59,6 @@ logger = logging.getLogger(__name__)
 
 # Ended logs kept in this process without Redis, at most (the oldest go first).
 RETAINED_RUNS = 1000
-STREAM_FAILED = ("Something went wrong while sending this run's events, so the stream was ended and the run "
-                 "stopped. Please try again.")
-
-Entry = tuple[int, str, str]  # (event_index, event name, the event's JSON with event_index in it)
-
-# Callbacks and tasks of the log belong to no run: cancelling a run must not cancel its log's writes.
-_NO_RUN = contextvars.Context()
-
-
-def _index(entry: Entry) -> int:
-    return entry[0]
-
-
-def encode(number: int, event: Any) -> Entry:
-    """One log entry: the event's JSON (agno's bytes, chat.agents.agno_overrides) with its index."""
-    data = event_json(event)
-    data = f'{data[:-1]},"event_index":{number}}}'
-    if has_lone_surrogate(data):  # a provider sent one: it has no UTF-8 form (SSE and Redis need one)
-        data = data.encode("utf-8", "replace").decode("utf-8")
-    return (number, event.event, data)
-
-
-def error_entry(number: int, *, run_id: str, session_id: str, team_id: str, team_name: str,
-                content: str = STREAM_FAILED) -> Entry:
-    """A terminal `TeamRunError` (`error_type: internal`) built from plain strings: it ends a log
-    whose own events could not be encoded, so it must not fail the same way."""
-    data = {"created_at": int(time.time()), "event": "TeamRunError", "team_id": team_id, "team_name": team_name,
-            "run_id": run_id, "session_id": session_id, "nested_depth": 0, "content": content,
-            "error_type": "internal", "error_id": "internal", "event_index": number}
-    return (number, "TeamRunError", json.dumps(data, separators=(",", ":")))
-
-
-class RunLog:
-    """One run's log in this process: the producer's own, or a mirror of another process's."""
-
-    def __init__(self, run_id: str, meta: dict):
-        self.run_id = run_id
-        # Who and what: user_id, session_id, team_id, message, deep_research, files, started_at.
-        self.meta = meta
-        self.entries: list[Entry] = []
-        self.ended = False
-        # The run's outcome once it ended (the websocket's run_finished fields); {} when unknown.
-        self.summary: dict | None = None
-        self._waiters: list[asyncio.Future] = []
-
-    @property
-    def user_id(self) -> int:
-        return int(self.meta["user_id"])
-
-    @property
-    def session_id(self) -> str:
-        return self.meta["session_id"]
-
-    @property
-    def last_index(self) -> int:
-        return self.entries[-1][0] if self.entries else -1
-
-    def add(self, entries: list[Entry]) -> None:
-        if not entries:
-            return
-        self.entries.extend(entries)
-        excess = len(self.entries) - settings.CIRKELLINE_EVENT_LOG_MAXLEN
-        if excess > 0:
-            del self.entries[:excess]
-        self._wake()
-
-    def end(self, summary: dict | None) -> bool:
-        """Mark the log ended (its terminal entry is in it); False if it already was."""
-        if self.ended:
-            return False
-        self.ended = True
-        self.summary = summary or {}
-        self._wake()
-        return True
-
-    def since(self, after: int) -> list[Entry]:
-        """The entries whose index is above `after`."""
-        entries = self.entries
-        if not entries or entries[0][0] > after:
-            return entries[:]
-        return entries[bisect.bisect_right(entries, after, key=_index):]
-
-    async def follow(self, after: int = -1, *, idle: float = 0.0) -> AsyncIterator[list[Entry]]:
-        """Every entry after `after`, in batches (all that is there at each step), live until the end.
-
-        With `idle` > 0, an empty batch is yielded whenever the reader has been given nothing for
-        `idle` seconds (the SSE heartbeat: chat.api.sse), and never while entries keep coming.
-        """
-        quiet = _Quiet(idle) if idle > 0 else None
-        try:
-            while True:
-                batch = self.since(after)
-                if batch:
-                    after = batch[-1][0]
-                    if quiet is not None:
-                        quiet.touch()
-                    yield batch
-                    continue
-                if self.ended:
-                    return
-                if quiet is not None and quiet.due:
-                    quiet.touch()
-                    yield []
-                    continue
-                waiter = asyncio.get_running_loop().create_future()
-                self._waiters.append(waiter)
-                if quiet is not None:
-                    quiet.waiter = waiter
-                try:
-                    await waiter
-                finally:
-                    if quiet is not None:
-                        quiet.waiter = None
-                    if not waiter.done() or (quiet is not None and quiet.due):
-                        waiter.cancel()
-                        with contextlib.suppress(ValueError):
-                            self._waiters.remove(waiter)
-        finally:
-            if quiet is not None:
-                quiet.stop()
-
-    def _wake(self) -> None:
-        waiters, self._waiters = self._waiters, []
-        for waiter in waiters:
-            if not waiter.done():
-                waiter.set_result(None)
-
-
-class _Quiet:
-    """When a reader has been given nothing for `idle` seconds: `due`, and its waiter woken.
-
-    One timer per `idle` seconds of the reader's life, not one per batch: when it fires after
-    entries came meanwhile, it is set again for `idle` seconds after the last of them. Its
-    callbacks belong to no run (`_NO_RUN`), like the writer's.
-    """
-
-    __slots__ = ("idle", "loop", "last", "due", "waiter", "timer")
-
-    def __init__(self, idle: float):
-        self.idle = idle
-        self.loop = asyncio.get_running_loop()
-        self.last = self.loop.time()
-        self.due = False
-        self.waiter: asyncio.Future | None = None
-        self.timer = self.loop.call_at(self.last + idle, self._check, context=_NO_RUN)
-
-    def touch(self) -> None:
-        """The reader was just given something (entries, or a heartbeat)."""
-        self.last = self.loop.time()
-        self.due = False
-
-    def _check(self) -> None:
-        now = self.loop.time()
-        if now - self.last < self.idle - 0.001:  # something was sent meanwhile: wait from then
-            self.timer = self.loop.call_at(self.last + self.idle, self._check, context=_NO_RUN)
-            return
-        self.due = True
-        if self.waiter is not None and not self.waiter.done():
-            self.waiter.set_result(None)
-        self.timer = self.loop.call_at(now + self.idle, self._check, context=_NO_RUN)
-
-    def stop(self) -> None:
-        self.timer.cancel()
 
 
 class _Writer:
@@ -239,7 +77,7 @@ class _Writer:
         """New events were published: take them in at the next loop iteration (once, however many)."""
         if not self.scheduled:
             self.scheduled = True
-            asyncio.get_running_loop().call_soon(self.drain, context=_NO_RUN)
+            asyncio.get_running_loop().call_soon(self.drain, context=NO_RUN)
 
     def drain(self) -> None:
         self.scheduled = False
@@ -266,19 +104,13 @@ class _Writer:
         handle, log = self.handle, self.log
         if log.ended:  # closed already (chat.runs.eventlog.close)
             return
+        last: list[Entry] = []
         if self.broken:
             # The run's own terminal event could not be sent: ours ends the log in its place.
             number = max(handle.event_count - 1, log.last_index + 1)
-            entry = error_entry(number, run_id=handle.run_id, session_id=handle.session_id, team_id=handle.team_id,
-                                team_name=log.meta.get("team_name", handle.team_id))
-            log.add([entry])
-            if self.sink is not None:
-                self.sink.add(handle.run_id, [entry])
-        summary = summary_of(handle)
-        log.end(summary)
-        if self.sink is not None:
-            self.sink.end(handle.run_id, log.meta, summary)
-        _ended(log, kept=self.sink is None)
+            last = [error_entry(number, run_id=handle.run_id, session_id=handle.session_id, team_id=handle.team_id,
+                                team_name=log.meta.get("team_name", handle.team_id))]
+        _end(log, last, summary_of(handle), self.sink)
 
 
 def summary_of(handle: RunHandle) -> dict:
@@ -298,6 +130,19 @@ def summary_of(handle: RunHandle) -> dict:
 
 _live: dict[str, RunLog] = {}  # logs of runs this process executes
 _kept: OrderedDict[str, tuple[RunLog, float]] = OrderedDict()  # ended logs, without Redis: (log, expiry)
+
+
+def _end(log: RunLog, last: list[Entry], summary: dict, sink: Any) -> None:
+    """End a log of this process's with its `last` entries and `summary`, here and (with a sink)
+    in Redis, where readers in other processes see the end at once."""
+    if last:
+        log.add(last)
+        if sink is not None:
+            sink.add(log.run_id, last)
+    log.end(summary)
+    if sink is not None:
+        sink.end(log.run_id, log.meta, summary)
+    _ended(log, kept=sink is None)
 
 
 def _ended(log: RunLog, *, kept: bool) -> None:
@@ -429,23 +274,12 @@ async def close(run_id: str, terminal: Any, *, summary: dict, index: int | None 
     if log is not None:  # the run is (was) this process's: end it here, and in Redis after
         if log.ended:
             return False
-        entry = _terminal_entry(log.last_index + 1 if index is None else index, terminal)
-        log.add([entry])
-        log.end(summary)
-        if settings.REDIS_URL:
-            sink = eventlog_redis.sink()
-            sink.add(run_id, [entry])
-            sink.end(run_id, log.meta, summary)
-        _ended(log, kept=not settings.REDIS_URL)
+        entry = terminal_entry(log.last_index + 1 if index is None else index, terminal)
+        _end(log, [entry], summary, eventlog_redis.sink() if settings.REDIS_URL else None)
         return True
     if not settings.REDIS_URL:
         return False
     return await eventlog_redis.close_elsewhere(
-        run_id, lambda number: _terminal_entry(number if index is None else index, terminal), summary)
+        run_id, lambda number: terminal_entry(number if index is None else index, terminal), summary)
 
 
-def _terminal_entry(number: int, terminal: Any) -> Entry:
-    if isinstance(terminal, dict):
-        data = {**terminal, "event_index": number}
-        return (number, str(terminal["event"]), json.dumps(data, separators=(",", ":"), ensure_ascii=False))
-    return encode(number, terminal)

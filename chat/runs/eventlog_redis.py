@@ -2,7 +2,7 @@
 
 Keys (under CIRKELLINE_REDIS_PREFIX):
 - `<prefix>:log:<run id>`: a Redis Stream. Each stream entry holds a batch of log entries, one per
-  line, `<event_index> <event name> <JSON>` (compact JSON has no raw newline), in field `b`; the
+  line, `<event_index> <event name> <JSON>` (chat.runs.logentries.lines), in field `b`; the
   last holds the run's summary in field `end`. Bounded with `XADD MAXLEN ~`
   (CIRKELLINE_EVENT_LOG_MAXLEN batches).
 - `<prefix>:log:<run id>:meta`: a hash: `meta` (who and what, JSON), `end` (the summary, once ended).
@@ -24,7 +24,6 @@ it, so the mirrors use a client of their own whose timeout is BLOCK_SECONDS long
 from __future__ import annotations
 
 import asyncio
-import contextvars
 import json
 import logging
 import weakref
@@ -32,6 +31,9 @@ from collections.abc import Callable
 from typing import Any
 
 from django.conf import settings
+
+from .logentries import Entry, dumps, lines, parse_lines
+from .runlog import NO_RUN
 
 logger = logging.getLogger(__name__)
 
@@ -41,8 +43,6 @@ BLOCK_SECONDS = 5.0
 FLUSH_SECONDS = 0.25
 # Consecutive Redis failures after which a mirror gives up (its readers' streams end; they resume).
 MIRROR_FAILURES = 5
-
-_NO_RUN = contextvars.Context()
 
 
 def stream_key(run_id: str) -> str:
@@ -57,20 +57,16 @@ def live_key(user_id: Any, session_id: str) -> str:
     return f"{settings.CIRKELLINE_REDIS_PREFIX}:log:live:{user_id}:{session_id}"
 
 
-def _dumps(value: Any) -> str:
-    return json.dumps(value, separators=(",", ":"), ensure_ascii=False)
+def _live_key_of(meta: dict) -> str:
+    """The live set of the session a log's record (`meta`) names."""
+    return live_key(meta["user_id"], meta["session_id"])
 
 
-def lines(entries: list) -> str:
-    return "\n".join(f"{number} {name} {data}" for number, name, data in entries)
-
-
-def parse(batch: str) -> list[tuple[int, str, str]]:
-    out = []
-    for line in batch.split("\n"):
-        number, name, data = line.split(" ", 2)
-        out.append((int(number), name, data))
-    return out
+def _record(found: dict) -> tuple[dict, bool] | None:
+    """(meta, ended) of a log's record hash as read from Redis; None when it has no `meta`."""
+    if not found or "meta" not in found:
+        return None
+    return json.loads(found["meta"]), "end" in found
 
 
 # --- clients, sink and mirrors: one of each per event loop -------------------------------------
@@ -171,11 +167,11 @@ class Sink:
 
     async def open(self, run_id: str, meta: dict, *, lifetime: float) -> None:
         ttl = int(lifetime) + 1
-        live = live_key(meta["user_id"], meta["session_id"])
+        live = _live_key_of(meta)
         self._lifetimes[run_id] = ttl
         self._lives[run_id] = live
         try:
-            await self._open(keys=[meta_key(run_id), live, stream_key(run_id)], args=[_dumps(meta), ttl, run_id])
+            await self._open(keys=[meta_key(run_id), live, stream_key(run_id)], args=[dumps(meta), ttl, run_id])
         except Exception as exc:  # noqa: BLE001 - the run streams all the same; other workers won't see it
             logger.warning("run %s: could not open its event log in Redis (%s); it can be resumed only on "
                            "this worker", run_id, exc)
@@ -186,20 +182,20 @@ class Sink:
             pending = self._pending[run_id] = _Pending()
         if self._task is None or self._task.done():
             self._task = asyncio.get_running_loop().create_task(self._flush(), name="cirkelline-eventlog-sink",
-                                                                context=_NO_RUN)
+                                                                context=NO_RUN)
         return pending
 
-    def add(self, run_id: str, entries: list) -> None:
+    def add(self, run_id: str, entries: list[Entry]) -> None:
         self._for(run_id).batches.append(lines(entries))
 
     def end(self, run_id: str, meta: dict, summary: dict) -> None:
         """The run ended: its last entries and its end go out now, not at the window's end, so a
         reader anywhere sees it ended at once (after any write of its entries already on its way)."""
-        self._lives.setdefault(run_id, live_key(meta["user_id"], meta["session_id"]))
+        self._lives.setdefault(run_id, _live_key_of(meta))
         pending = self._pending.pop(run_id, None) or _Pending()
         pending.summary = summary
         task = asyncio.get_running_loop().create_task(self._write_now({run_id: pending}),
-                                                      name="cirkelline-eventlog-end", context=_NO_RUN)
+                                                      name="cirkelline-eventlog-end", context=NO_RUN)
         self._ends.add(task)
         task.add_done_callback(self._ends.discard)
 
@@ -242,7 +238,7 @@ class Sink:
             live = self._lives.pop(run_id, "") if ended else self._lives.get(run_id, "")
             ttl = self._lifetimes.pop(run_id, 0) if pending.batches or ended else 0
             keys += [stream_key(run_id), meta_key(run_id), live or live_key(0, "-")]
-            args += ["\n".join(pending.batches), ttl, _dumps(pending.summary) if ended else "", run_id]
+            args += ["\n".join(pending.batches), ttl, dumps(pending.summary) if ended else "", run_id]
         await self._append(keys=keys, args=args)
 
 
@@ -260,7 +256,7 @@ class Mirrors:
             log = make()
             synced = asyncio.get_running_loop().create_future()
             task = asyncio.get_running_loop().create_task(self._tail(log, synced), name=f"cirkelline-mirror-{run_id}",
-                                                          context=_NO_RUN)
+                                                          context=NO_RUN)
             mirror = self._mirrors[run_id] = [log, task, 0, synced]
         mirror[2] += 1
         try:
@@ -308,7 +304,7 @@ class Mirrors:
                 for entry_id, fields in items:
                     last = entry_id
                     if "b" in fields:
-                        log.add(parse(fields["b"]))
+                        log.add(parse_lines(fields["b"]))
                     if "end" in fields:
                         log.end(json.loads(fields["end"]))
                         break
@@ -323,10 +319,7 @@ class Mirrors:
 
 async def read_meta(run_id: str) -> tuple[dict, bool] | None:
     """(meta, ended) of a run's log in Redis; None when there is none."""
-    found = await sink().client.hgetall(meta_key(run_id))
-    if not found or "meta" not in found:
-        return None
-    return json.loads(found["meta"]), "end" in found
+    return _record(await sink().client.hgetall(meta_key(run_id)))
 
 
 async def live_runs(user_id: int, session_id: str) -> dict[str, tuple[dict, bool]]:
@@ -339,11 +332,11 @@ async def live_runs(user_id: int, session_id: str) -> dict[str, tuple[dict, bool
         for run_id in run_ids:
             pipe.hgetall(meta_key(run_id))
         found = await pipe.execute()
-    return {run_id: (json.loads(h["meta"]), "end" in h) for run_id, h in zip(run_ids, found, strict=True)
-            if h and "meta" in h}
+    records = {run_id: _record(h) for run_id, h in zip(run_ids, found, strict=True)}
+    return {run_id: record for run_id, record in records.items() if record is not None}
 
 
-async def close_elsewhere(run_id: str, make_entry: Callable[[int], tuple], summary: dict) -> bool:
+async def close_elsewhere(run_id: str, make_entry: Callable[[int], Entry], summary: dict) -> bool:
     """End a run's log in Redis for a worker that is gone: its terminal entry, then its summary."""
     client = sink().client
     key, mkey = stream_key(run_id), meta_key(run_id)
@@ -351,19 +344,19 @@ async def close_elsewhere(run_id: str, make_entry: Callable[[int], tuple], summa
     if found is None:
         return False
     # Whoever sets `end` first closes the log (two workers reaping the same run close it once).
-    if not await client.hsetnx(mkey, "end", _dumps(summary)):
+    if not await client.hsetnx(mkey, "end", dumps(summary)):
         return False
     meta = json.loads(found)
     last = await client.xrevrange(key, max="+", min="-", count=1)
     number = 0
     if last and "b" in last[0][1]:
-        number = parse(last[0][1]["b"].rsplit("\n", 1)[-1])[0][0] + 1
+        number = parse_lines(last[0][1]["b"].rsplit("\n", 1)[-1])[0][0] + 1
     ttl = int(settings.CIRKELLINE_EVENT_LOG_TTL) + 1
     async with client.pipeline(transaction=False) as pipe:
         pipe.xadd(key, {"b": lines([make_entry(number)])})
-        pipe.xadd(key, {"end": _dumps(summary)})
+        pipe.xadd(key, {"end": dumps(summary)})
         pipe.expire(key, ttl)
         pipe.expire(mkey, ttl)
-        pipe.srem(live_key(meta["user_id"], meta["session_id"]), run_id)
+        pipe.srem(_live_key_of(meta), run_id)
         await pipe.execute()
     return True

@@ -58,7 +58,7 @@ class RunHandle:
         self._consumed = 0  # how many of _raw `events()` / `event_batches()` have handed out
         self._raw_waiter: asyncio.Future | None = None
         self._log_writer: Any = None  # chat.runs.eventlog's, for a streamed run
-        self.log: Any = None  # a streamed run's chat.runs.eventlog.RunLog (None: stream=false)
+        self.log: Any = None  # a streamed run's chat.runs.runlog.RunLog (None: stream=false)
         self._done = asyncio.Event()
         self._task: asyncio.Task | None = None
         self._deadline_timer: asyncio.TimerHandle | None = None

@@ -11,7 +11,7 @@ import pytest
 from chat.agents.agno_overrides import event_json
 from chat.api.sse import frames
 from chat.runs import RunRequest, start_run
-from chat.runs.eventlog import encode
+from chat.runs.logentries import encode
 
 pytestmark = pytest.mark.django_db(transaction=True)
 

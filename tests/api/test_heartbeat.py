@@ -14,7 +14,7 @@ import pytest
 from rest_framework_simplejwt.tokens import AccessToken
 
 from chat.runs import RunRequest, start_run
-from chat.runs.eventlog import RunLog
+from chat.runs.runlog import RunLog
 from tests.conftest import bearer, parse_sse
 from tests.live import live_server
 

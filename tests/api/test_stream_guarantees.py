@@ -113,15 +113,15 @@ async def test_an_exception_mid_stream_still_ends_it_with_one_terminal_frame(api
     """Guards against a stream that stops without a terminal frame and never closes when anything
     in the stream path raises (the RecursionError of a deeply nested field was one such thing),
     and against a run left going, or left without its usage row, when that happens."""
-    from chat.runs import eventlog, live_run
+    from chat.runs import eventlog, live_run, logentries, runlog
 
     use_latency(0.2)  # the run is still talking to the provider when the stream path breaks
     if where == "encoder":
-        monkeypatch.setattr(eventlog, "event_json", _raise_on_call(3, eventlog.event_json))
+        monkeypatch.setattr(logentries, "event_json", _raise_on_call(3, logentries.event_json))
     elif where == "coalesce":
         monkeypatch.setattr(eventlog, "coalesce_numbered", _raise_on_call(3, eventlog.coalesce_numbered))
     else:
-        monkeypatch.setattr(eventlog.RunLog, "follow", _broken_follow(eventlog.RunLog.follow))
+        monkeypatch.setattr(runlog.RunLog, "follow", _broken_follow(runlog.RunLog.follow))
 
     response = await api.post(RUNS, data={"message": "Please research the history of Copenhagen"},
                               headers=bearer(alice))
@@ -144,16 +144,16 @@ async def test_a_failure_encoding_the_last_batch_still_sends_one_terminal_frame(
     """Guards against a second terminal frame (or none) when the batch that fails holds the run's own
     terminal event: the run has already ended and is billed as completed, the client is told the
     stream broke."""
-    from chat.runs import eventlog
+    from chat.runs import logentries
 
-    real = eventlog.event_json
+    real = logentries.event_json
 
     def broken(event):
         if getattr(event, "event", "") == "TeamRunCompleted":
             raise RuntimeError("simulated bug encoding the terminal event")
         return real(event)
 
-    monkeypatch.setattr(eventlog, "event_json", broken)
+    monkeypatch.setattr(logentries, "event_json", broken)
     response = await api.post(RUNS, data={"message": "What is 2+2?"}, headers=bearer(alice))
     frames = parse_sse(response.text)
     assert [f.event for f in frames if f.event in TERMINAL] == ["TeamRunError"]
