@@ -51,4 +51,14 @@ class ExactSum(Aggregate):
         return super().as_sql(compiler, connection, unit=str(10 ** self.places), **extra_context)
 
     def convert_value(self, value, expression, connection):
-        return None if value is None else Decimal(int(value)).scaleb(-self.places)
+        return exact_decimal(value, self.places)
+
+
+def exact_sum_sql(column: str, places: int) -> str:
+    """`ExactSum` of a quoted column as SQL text, for a statement written by hand."""
+    return ExactSum.template % {"function": ExactSum.function, "expressions": column, "unit": str(10 ** places)}
+
+
+def exact_decimal(value, places: int) -> Decimal | None:
+    """The Decimal of an `ExactSum` result (a whole number of units of 10^-places; None stays None)."""
+    return None if value is None else Decimal(int(value)).scaleb(-places)

@@ -1,12 +1,16 @@
 """The QuerySet methods behind GET /usage (usage_totals, usage_by_day, usage_by_model) and the
-budget check's one query (Budget.objects.with_spend): exact values on SQLite and PostgreSQL."""
+budget check's one query (Budget.objects.with_spend, a prepared statement, against its ORM
+reference with_spend_orm): exact values on SQLite and PostgreSQL."""
 
 from __future__ import annotations
 
-from datetime import UTC, date, datetime
+from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
+from unittest import mock
+from zoneinfo import ZoneInfo
 
 import pytest
+from django.db.models.sql.compiler import SQLCompiler
 from django.utils import timezone
 
 from metrics.budgets import budget_refusal, budget_status
@@ -116,3 +120,87 @@ def test_the_spend_of_the_month_ends_at_now_and_starts_on_the_first(alice):
                             ("in", datetime(2026, 12, 1, 0, 0, tzinfo=UTC))]:
         _run(run_id, alice, started, cost="0.50000000", pricing="priced")
     assert budget_status(alice.pk, NOW).spent == Decimal("0.50000000")
+
+
+# -- the budget check's prepared statement against the ORM query it replaces -----------------
+
+def _spend_rows(alice, bob, carol) -> list[tuple]:
+    """alice: every kind of row at and around the edges of December (to NOW); bob: runs, no budget;
+    carol: a budget and nothing but a running row. (user, run, start, status, cost, pricing, unpriced)"""
+    tick = timedelta(microseconds=1)
+    since = datetime(2026, 12, 1, tzinfo=UTC)
+    return [
+        (alice, "at-since", since, "completed", "0.10000001", "priced", 0),
+        (alice, "before-since", since - tick, "completed", "7.00000000", "priced", 0),
+        (alice, "at-now", NOW, "error", "0.00000001", "priced", 0),
+        (alice, "after-now", NOW + tick, "completed", "8.00000000", "priced", 0),
+        (alice, "partial", datetime(2026, 12, 3, 12, tzinfo=UTC), "completed", "1234567.12345678", "partial", 40),
+        (alice, "unpriced", datetime(2026, 12, 3, 13, tzinfo=UTC), "cancelled", None, "unpriced", 30),
+        (alice, "free", datetime(2026, 12, 4, tzinfo=UTC), "timed_out", "0", "priced", 0),
+        (alice, "paused", datetime(2026, 12, 5, tzinfo=UTC), "paused", "0.20000002", "priced", 0),
+        (alice, "running", datetime(2026, 12, 6, tzinfo=UTC), "running", "3.00000000", "priced", 5),
+        (bob, "bob", datetime(2026, 12, 2, tzinfo=UTC), "completed", "5.00000000", "priced", 0),
+        (carol, "carol-running", datetime(2026, 12, 2, tzinfo=UTC), "running", None, "unpriced", 9),
+    ]
+
+
+def _as_compared(row: dict | None):
+    """A with_spend row with each value's type and text: Decimal('0.50') is not Decimal('0.5000')."""
+    return None if row is None else {key: (type(value).__name__, str(value)) for key, value in row.items()}
+
+
+def test_the_budget_checks_prepared_statement_reads_what_the_orm_query_reads(alice, bob, django_user_model):
+    """Guards the hand-written statement (metrics.reports._build_with_spend_statement) against
+    drifting from the ORM query it stands for: every user, period and edge, exact types and places."""
+    carol, dave = (django_user_model.objects.create_user(name, password=f"{name}-password-1")
+                   for name in ("carol", "dave"))
+    for user, run_id, started, status, cost, pricing, unpriced in _spend_rows(alice, bob, carol):
+        RunUsage.objects.create(run_id=run_id, user=user, session_id="s", team_id="cirkelline", model="m",
+                                status=status, started_at=started, finished_at=started,
+                                cost=None if cost is None else Decimal(cost), pricing=pricing,
+                                unpriced_tokens=unpriced)
+    Budget.objects.create(user=alice, monthly_limit=Decimal("5"))
+    Budget.objects.create(user=carol, monthly_limit=Decimal("0.10"))
+    Budget.objects.create(user=dave, monthly_limit=Decimal("1234567890.99"))
+    tick = timedelta(microseconds=1)
+    december, copenhagen = datetime(2026, 12, 1, tzinfo=UTC), ZoneInfo("Europe/Copenhagen")
+    periods = [(december, NOW), (december + tick, NOW - tick), (december - tick, NOW + tick),
+               (datetime(2026, 12, 1, tzinfo=copenhagen), NOW.astimezone(copenhagen)),
+               (datetime(2026, 12, 3, 12, tzinfo=UTC), datetime(2026, 12, 3, 12, tzinfo=UTC)),
+               (datetime(2027, 1, 1, tzinfo=UTC), datetime(2027, 1, 2, tzinfo=UTC))]
+    seen = []
+    for user in (alice, bob, carol, dave):
+        for since, until in periods:
+            fast = Budget.objects.with_spend(user.pk, since, until)
+            assert _as_compared(fast) == _as_compared(Budget.objects.with_spend_orm(user.pk, since, until)), \
+                (user.username, since, until)
+            seen.append(fast)
+    assert Budget.objects.with_spend(10**9, december, NOW) is None  # no such user
+    # The data set reaches every case: no budget, a budget without runs, priced, partial,
+    # unpriced, paused and running rows, and both edges of the period.
+    assert seen[6:12] == [None] * 6  # bob
+    assert seen[0] == {"limit": Decimal("5.00"), "cost": Decimal("1234567.42345682"), "unpriced_runs": 2,
+                       "unpriced_tokens": 70}
+    assert str(seen[0]["cost"]) == "1234567.42345682" and str(seen[0]["limit"]) == "5.00"
+    assert seen[1]["cost"] == Decimal("1234567.32345680")  # neither edge
+    assert seen[2]["cost"] == Decimal("1234582.42345682")  # a tick wider: the rows just outside
+    assert seen[12] == {"limit": Decimal("0.10"), "cost": Decimal("0"), "unpriced_runs": 0, "unpriced_tokens": 0}
+    assert seen[4] == {"limit": Decimal("5.00"), "cost": Decimal("1234567.12345678"), "unpriced_runs": 1,
+                       "unpriced_tokens": 40}
+    assert seen[18]["limit"] == Decimal("1234567890.99")
+
+
+def test_the_run_paths_budget_check_compiles_no_query(alice, django_assert_num_queries):
+    """Guards against the run path's budget check going back to the ORM query (compiled on every
+    call): budget_refusal, the check the claim and the naming call make, runs its one prepared
+    statement and no compiler."""
+    Budget.objects.create(user=alice, monthly_limit=Decimal("1.00"))
+    _run("in", alice, datetime(2026, 12, 2, tzinfo=UTC), cost="0.50000000", pricing="priced")
+    budget_refusal(alice.pk, NOW)  # the statement is built once per database vendor
+    with mock.patch.object(SQLCompiler, "as_sql", autospec=True, side_effect=SQLCompiler.as_sql) as compiled, \
+            django_assert_num_queries(1):
+        assert budget_refusal(alice.pk, NOW) is None
+    assert compiled.call_count == 0
+    with mock.patch.object(SQLCompiler, "as_sql", autospec=True, side_effect=SQLCompiler.as_sql) as compiled:
+        Budget.objects.with_spend_orm(alice.pk, datetime(2026, 12, 1, tzinfo=UTC), NOW)
+    assert compiled.call_count > 0  # the patch sees a compiled query

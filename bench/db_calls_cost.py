@@ -1,0 +1,105 @@
+"""CPU of the run path's per-run database calls, each as a prepared statement and as the ORM query
+it replaces (the reference the tests compare it with), in-process.
+
+    .venv/bin/python -m bench.db_calls_cost [--calls 2000] [--rounds 5] [--database-url URL] [--only NAME,...]
+
+On a fresh database (SQLite by default, as `make run`; or `--database-url`, e.g. PostgreSQL),
+migrated, with a user who has no budget, one whose budget has a month of runs, and a session awaiting
+its name. Each call is made `--calls` times per round, the two ways in alternating rounds; prints
+microseconds of process CPU per call (the database server's own CPU is not in it for PostgreSQL;
+SQLite's is, in-process) per round and the medians, with the load average.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+import tempfile
+import time
+from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal
+
+
+def _setup(database_url: str) -> None:
+    workdir = tempfile.mkdtemp(prefix="cirkelline-db-calls-bench-")
+    os.environ.update(DJANGO_SETTINGS_MODULE="cirkelline_site.settings",
+                      DATABASE_URL=database_url or f"sqlite:///{workdir}/db.sqlite3", CIRKELLINE_MODEL="scripted",
+                      CIRKELLINE_METRICS_DIR=workdir, REDIS_URL="")
+    import logging
+
+    import django
+
+    django.setup()
+    logging.disable(logging.CRITICAL)
+    from django.core.management import call_command
+
+    call_command("migrate", verbosity=0)
+
+
+def _calls() -> dict[str, tuple[Callable[[], object], Callable[[], object]]]:
+    """Each measured call: (the ORM query, the prepared statement), with their arguments bound."""
+    from django.contrib.auth import get_user_model
+
+    from metrics.models import Budget, RunUsage
+
+    users = get_user_model().objects
+    stamp = time.time_ns()
+    plain = users.create_user(f"bench-plain-{stamp}")
+    budgeted = users.create_user(f"bench-budget-{stamp}")
+    now = datetime.now(UTC)
+    since = now.replace(day=1, hour=0, minute=0, second=0, microsecond=0)
+    Budget.objects.create(user=budgeted, monthly_limit=Decimal("100"))
+    RunUsage.objects.bulk_create(
+        [RunUsage(run_id=f"bench-{stamp}-{i}", user=budgeted, session_id="s", team_id="cirkelline", model="m",
+                  status="completed", started_at=max(since, now - timedelta(minutes=i)), cost=Decimal("0.00012345"),
+                  pricing="priced" if i % 3 else "unpriced", unpriced_tokens=0 if i % 3 else 100)
+         for i in range(30)])
+    spend = Budget.objects
+    return {
+        "with_spend, no budget": (lambda: spend.with_spend_orm(plain.pk, since, now),
+                                  lambda: spend.with_spend(plain.pk, since, now)),
+        "with_spend, a budget and 30 runs": (lambda: spend.with_spend_orm(budgeted.pk, since, now),
+                                             lambda: spend.with_spend(budgeted.pk, since, now)),
+    }
+
+
+def _measure(call: Callable[[], object], calls: int) -> float:
+    started = time.process_time()
+    for _ in range(calls):
+        call()
+    return (time.process_time() - started) / calls * 1e6
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(prog="python -m bench.db_calls_cost", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--calls", type=int, default=2000)
+    parser.add_argument("--rounds", type=int, default=5)
+    parser.add_argument("--database-url", default="")
+    parser.add_argument("--only", default="", help="comma-separated names of the calls to measure")
+    args = parser.parse_args(argv)
+    _setup(args.database_url)
+    from django.db import connection
+
+    calls = _calls()
+    if args.only:
+        calls = {name: pair for name, pair in calls.items() if any(part in name for part in args.only.split(","))}
+    load = os.getloadavg()
+    print(f"{connection.vendor}, {args.calls} calls per round, {args.rounds} alternating rounds")
+    for name, (orm, prepared) in calls.items():
+        assert orm() == prepared(), name  # the same answer, and both warmed up
+        per_call: dict[str, list[float]] = {"orm": [], "prepared": []}
+        for index in range(args.rounds):
+            for way in ("orm", "prepared") if index % 2 == 0 else ("prepared", "orm"):
+                per_call[way].append(_measure(orm if way == "orm" else prepared, args.calls))
+        medians = {way: statistics.median(values) for way, values in per_call.items()}
+        print(f"{name}: orm {medians['orm']:.1f} -> prepared {medians['prepared']:.1f} µs per call "
+              f"(orm {min(per_call['orm']):.0f}-{max(per_call['orm']):.0f}, "
+              f"prepared {min(per_call['prepared']):.0f}-{max(per_call['prepared']):.0f})", flush=True)
+    print(f"load average before {load[0]:.2f} / after {os.getloadavg()[0]:.2f}")
+
+
+if __name__ == "__main__":
+    main()
