@@ -29,22 +29,18 @@ from __future__ import annotations
 import argparse
 import contextlib
 import datetime as dt
-import json
-import statistics
 import tempfile
 import time
 from pathlib import Path
 from typing import Any
 
 from .common import RESULTS_DIR, raise_fd_limit
+from .rounds import errors, per_repetition, provenance, ratio, round_order, spread, write_summary
 from .run import (
     Options,
     _bare_rounds,
     _gzip,
-    _machine,
     _remove_tree,
-    _versions,
-    code_version,
     measure_round,
     parse_scenario,
     start_server,
@@ -62,13 +58,6 @@ SCENARIOS = {
 KEEP = ("n", "runs_per_s", "wall_s", "completion_p50_s", "completion_p99_s", "ttft_overhead_p50_ms",
         "ttft_overhead_p99_ms", "server_cpu_ms_per_run", "errors", "error_kinds", "events_mean",
         "loop_lag_p99_ms", "machine_cpu_util", "client_cpu_share", "provider_cpu_ms_per_run")
-
-
-def _spread(values: list[float]) -> dict[str, float | None]:
-    if not values:
-        return {"median": None, "min": None, "max": None}
-    return {"median": round(statistics.median(values), 3), "min": round(min(values), 3),
-            "max": round(max(values), 3)}
 
 
 def compare(ns: list[int], rounds: int, call: str, options: Options, profile: bool) -> dict[str, Any]:
@@ -94,9 +83,7 @@ def compare(ns: list[int], rounds: int, call: str, options: Options, profile: bo
             bare_dir.mkdir()
             for index in range(rounds):
                 for n in ns:
-                    order = list(SYSTEMS[index % 3:] + SYSTEMS[:index % 3])
-                    if (index // 3) % 2:
-                        order.reverse()
+                    order = round_order(SYSTEMS, index)
                     order_log.append([f"{s}@{n}" for s in order])
                     for system in order:
                         if system == "bare":
@@ -128,38 +115,33 @@ def _summarise(results: dict[str, dict[int, list[dict[str, Any]]]], ns: list[int
         for system in SYSTEMS:
             rs = results[system][n]
             stats[system] = {
-                "cpu_ms_per_run": _spread([r["server_cpu_ms_per_run"] for r in rs]),
-                "runs_per_s": _spread([r["runs_per_s"] for r in rs]),
-                "completion_p50_s": _spread([r["completion_p50_s"] for r in rs if r["completion_p50_s"]]),
-                "errors": sum(r["errors"] for r in rs),
+                "cpu_ms_per_run": spread([r["server_cpu_ms_per_run"] for r in rs]),
+                "runs_per_s": spread([r["runs_per_s"] for r in rs]),
+                "completion_p50_s": spread([r["completion_p50_s"] for r in rs if r["completion_p50_s"]]),
+                "errors": errors(rs),
             }
         cirk, aos, bare = (results[s][n] for s in SYSTEMS)
-        paired = list(zip(cirk, aos, bare, strict=True))
         ratios = {
             "cpu_vs_agentos": _ratio(stats, "cpu_ms_per_run", "agentos"),
             "cpu_vs_bare": _ratio(stats, "cpu_ms_per_run", "bare"),
             "throughput_vs_agentos": _ratio(stats, "runs_per_s", "agentos"),
             "per_repetition": {
-                "cpu_vs_agentos": _spread([c["server_cpu_ms_per_run"] / a["server_cpu_ms_per_run"]
-                                           for c, a, _ in paired]),
-                "cpu_vs_bare": _spread([c["server_cpu_ms_per_run"] / b["server_cpu_ms_per_run"]
-                                        for c, _, b in paired]),
-                "throughput_vs_agentos": _spread([c["runs_per_s"] / a["runs_per_s"] for c, a, _ in paired]),
+                "cpu_vs_agentos": per_repetition(cirk, aos, "server_cpu_ms_per_run"),
+                "cpu_vs_bare": per_repetition(cirk, bare, "server_cpu_ms_per_run"),
+                "throughput_vs_agentos": per_repetition(cirk, aos, "runs_per_s"),
             },
         }
         per_n[str(n)] = {"systems": stats, "ratios": ratios}
     return {
         "comparison": "cirkelline-agentos-bare", "ns": ns, "rounds": rounds, "call": call,
         "scenarios": {s: SCENARIOS[s].format(call=call) for s in SYSTEMS},
-        "date": options.date, "code": code_version(), "machine": _machine(), "versions": _versions(),
-        "order": order_log, "per_n": per_n, "profile_file": profile_file,
+        **provenance(options), "order": order_log, "per_n": per_n, "profile_file": profile_file,
         "results": {s: {str(n): results[s][n] for n in ns} for s in SYSTEMS},
     }
 
 
 def _ratio(stats: dict[str, Any], key: str, other: str) -> float | None:
-    mine, theirs = stats["cirkelline"][key]["median"], stats[other][key]["median"]
-    return round(mine / theirs, 3) if mine is not None and theirs else None
+    return ratio(stats["cirkelline"][key]["median"], stats[other][key]["median"])
 
 
 def table(summary: dict[str, Any]) -> str:
@@ -222,10 +204,7 @@ def main(argv: list[str] | None = None) -> None:
     options = Options(date=args.date, settle=args.settle, results_dir=args.results_dir, warmup=args.warmup)
     started = time.time()
     summary = compare(ns, args.rounds, args.call, options, args.profile)
-    summary["duration_s"] = round(time.time() - started, 1)
-    args.results_dir.mkdir(parents=True, exist_ok=True)
-    out = args.results_dir / f"{args.date}-{args.name}.summary.json"
-    out.write_text(json.dumps(summary, indent=1))
+    out = write_summary(summary, args.results_dir, f"{args.date}-{args.name}", started)
     md = table(summary)
     (args.results_dir / f"{args.date}-{args.name}-table.md").write_text(md)
     print(md, flush=True)

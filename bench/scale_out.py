@@ -31,11 +31,9 @@ from __future__ import annotations
 import argparse
 import contextlib
 import datetime as dt
-import json
 import os
 import secrets
 import socket
-import statistics
 import tempfile
 import time
 from collections.abc import Iterator
@@ -46,7 +44,8 @@ from tests.deploy.nginx import main_config, nginx_executable, render
 
 from .common import PYTHON, RESULTS_DIR, ROOT, profile_named, raise_fd_limit
 from .procstats import CpuSnapshot, PgConnectionCounter, descendants
-from .run import Options, ServerUnderTest, _machine, _remove_tree, _versions, code_version, measure_round, warm_up
+from .rounds import errors, figure, provenance, round_order, spread, write_summary
+from .run import Options, ServerUnderTest, _remove_tree, measure_round, warm_up
 from .servers import (
     PG_ADMIN_URL,
     REDIS_URL,
@@ -166,14 +165,14 @@ def measure(sut: ServerUnderTest, n: int, options: Options, profile, proxy: Mana
     return result
 
 
-def spread(rounds: list[dict[str, Any]]) -> dict[str, Any]:
-    out = {}
-    for figure in FIGURES:
-        values = [r[figure] for r in rounds if r.get(figure) is not None]
+def figures(rounds: list[dict[str, Any]]) -> dict[str, Any]:
+    """Each of FIGURES over a deployment's rounds: median, min-max and every round's value."""
+    out: dict[str, Any] = {}
+    for name in FIGURES:
+        values = figure(rounds, name)
         if values:
-            out[figure] = {"median": round(statistics.median(values), 3), "min": min(values), "max": max(values),
-                           "rounds": values}
-    out["errors"] = sum(r["errors"] for r in rounds)
+            out[name] = {**spread(values), "rounds": values}
+    out["errors"] = errors(rounds)
     return out
 
 
@@ -222,7 +221,7 @@ def compare(ns: list[int], rounds: int, call: str, options: Options) -> dict[str
                     warm_up(sut, options.warmup, options)
             for n in ns:
                 for index in range(rounds):
-                    for config in CONFIGS if index % 2 == 0 else tuple(reversed(CONFIGS)):
+                    for config in round_order(CONFIGS, index):
                         result = measure(suts[config], n, options, profile, proxy if config == "nginx" else None)
                         result["round"] = index + 1
                         result["load_average_1m"] = os.getloadavg()[0]
@@ -241,9 +240,8 @@ def compare(ns: list[int], rounds: int, call: str, options: Options) -> dict[str
             "direct": "deploy/run-workers.sh 1 (Daphne, cirkelline_site.asgi), the load generator connects to it",
             "nginx": "deploy/run-workers.sh 2 behind nginx (deploy/nginx/cirkelline.conf.template, 1 nginx worker)"},
         "database": "PostgreSQL (bench_scaleout, fresh)", "redis": "standalone, fresh key prefix",
-        "ns": ns, "rounds": rounds, "call_profile": profile.describe(), "date": options.date,
-        "code": code_version(), "machine": _machine(), "versions": _versions(),
-        "summary": {str(n): {c: spread(results[n][c]) for c in CONFIGS} for n in ns},
+        "ns": ns, "rounds": rounds, "call_profile": profile.describe(), **provenance(options),
+        "summary": {str(n): {c: figures(results[n][c]) for c in CONFIGS} for n in ns},
         "results": {str(n): results[n] for n in ns},
     }
 
@@ -286,10 +284,7 @@ def main(argv: list[str] | None = None) -> None:
                       keep_workdir=args.keep_workdir)
     started = time.time()
     summary = compare(ns, args.rounds, args.call, options)
-    summary["duration_s"] = round(time.time() - started, 1)
-    args.results_dir.mkdir(parents=True, exist_ok=True)
-    out = args.results_dir / f"{options.date}-scale-out.summary.json"
-    out.write_text(json.dumps(summary, indent=1))
+    out = write_summary(summary, args.results_dir, f"{options.date}-scale-out", started)
     print(table(summary), flush=True)
     print(f"[bench] wrote {out}", flush=True)
 

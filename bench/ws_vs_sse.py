@@ -14,24 +14,14 @@ from __future__ import annotations
 
 import argparse
 import datetime as dt
-import json
 import statistics
 import tempfile
 import time
 from pathlib import Path
 
 from .common import RESULTS_DIR, raise_fd_limit
-from .run import (
-    Options,
-    _machine,
-    _remove_tree,
-    _versions,
-    code_version,
-    measure_round,
-    parse_scenario,
-    start_server,
-    warm_up,
-)
+from .rounds import errors, provenance, ratio, round_order, write_summary
+from .run import Options, _remove_tree, measure_round, parse_scenario, start_server, warm_up
 from .servers import FakeProviderProcess, provider_free_env
 
 CLIENTS = {"sse": "raw", "ws": "ws"}
@@ -49,8 +39,7 @@ def compare(n: int, rounds: int, call: str, options: Options) -> dict:
                 sut.client = client
                 warm_up(sut, options.warmup, options)
             for index in range(rounds):
-                order = ("sse", "ws") if index % 2 == 0 else ("ws", "sse")
-                for transport in order:
+                for transport in round_order(("sse", "ws"), index):
                     sut.client = CLIENTS[transport]
                     result = measure_round(sut, n, scenario.profile, options)
                     result.pop("records")
@@ -62,10 +51,9 @@ def compare(n: int, rounds: int, call: str, options: Options) -> dict:
     cpu = {t: statistics.median(r["server_cpu_ms_per_run"] for r in rs) for t, rs in results.items()}
     return {
         "comparison": "ws-vs-sse", "scenario": scenario.name, "n": n, "rounds": rounds,
-        "call_profile": scenario.profile.describe(), "date": options.date, "code": code_version(),
-        "machine": _machine(), "versions": _versions(),
-        "median_server_cpu_ms_per_run": cpu, "ws_over_sse": round(cpu["ws"] / cpu["sse"], 3),
-        "errors": {t: sum(r["errors"] for r in rs) for t, rs in results.items()},
+        "call_profile": scenario.profile.describe(), **provenance(options),
+        "median_server_cpu_ms_per_run": cpu, "ws_over_sse": ratio(cpu["ws"], cpu["sse"]),
+        "errors": {t: errors(rs) for t, rs in results.items()},
         "results": results,
     }
 
@@ -82,10 +70,7 @@ def main(argv: list[str] | None = None) -> None:
     options = Options(date=dt.date.today().isoformat(), settle=args.settle, results_dir=args.results_dir)
     started = time.time()
     summary = compare(args.n, args.rounds, args.call, options)
-    summary["duration_s"] = round(time.time() - started, 1)
-    args.results_dir.mkdir(parents=True, exist_ok=True)
-    out = args.results_dir / f"{options.date}-ws-vs-sse-n{args.n}.summary.json"
-    out.write_text(json.dumps(summary, indent=1))
+    out = write_summary(summary, args.results_dir, f"{options.date}-ws-vs-sse-n{args.n}", started)
     cpu = summary["median_server_cpu_ms_per_run"]
     print(f"[bench] median server CPU per run: SSE {cpu['sse']} ms, websocket {cpu['ws']} ms "
           f"(x{summary['ws_over_sse']}); wrote {out}", flush=True)
