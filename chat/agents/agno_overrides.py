@@ -15,7 +15,11 @@ upstream function's source, and names the override to re-check when one changes.
 - `SharedDerivations`: agno's per-closure introspection cache, for the delegation tool of a team
   on Cirkelline's models, made to share its results between the closures of one code (a saving:
   agno rebuilds `delegate_task_to_member` as a new closure every run and derived its JSON schema
-  and signature facts from scratch twice per run; docs/PERFORMANCE.md).
+  and signature facts from scratch twice per run; docs/PERFORMANCE.md). Its argument validator
+  too: pydantic's `validate_call` validator is built once per code around a stand-in with the
+  closure's signature (`_arguments_validator`), and each run's closure gets agno's wrapper shape
+  validating with it (`_validating_shim`) instead of a validator compiled per run (a saving: the
+  "delegation tool's per-run derivation" in docs/PERFORMANCE.md).
 - `event_json`: a run event's JSON, byte-identical to agno's `to_json` by a direct attribute walk
   (a saving: agno's shallow-copies and `asdict`-walks every event; docs/PERFORMANCE.md).
 - Shared SDK clients: agno's OpenAI models build an SDK client (and connection pool) in
@@ -31,6 +35,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import functools
+import inspect
 import json
 import random
 import ssl
@@ -251,25 +256,35 @@ class SharedGeminiClient:
 
 # agno builds the delegation tool as a new closure in every run (it captures the run's state),
 # and introspects a callable that carries state once per callable object: its JSON schema,
-# signature facts and docstring, twice per run (the closure, then its validation wrapper). What
-# that derives depends only on the code (signature, annotations, docstring), the same every run.
+# signature facts and docstring, twice per run (the closure, then its validation wrapper), and
+# pydantic's call validator for its arguments. What that derives depends only on the code
+# (signature, annotations, docstring), the same every run.
 _DELEGATE_FUNCTIONS = frozenset({"adelegate_task_to_member", "delegate_task_to_member",
                                  "adelegate_task_to_members", "delegate_task_to_members"})
 _DEFAULT_TOOLS_FILE = "/agno/team/_default_tools.py"
-_VALIDATION_WRAPPER = ("async_gen_wrapper", "/agno/tools/function.py")
+_AGNO_VALIDATION_WRAPPER = ("async_gen_wrapper", "/agno/tools/function.py")
 _derived: dict[tuple, Any] = {}
 
 
+def _validation_wrapper(code: Any) -> bool:
+    """Whether `code` is a validation wrapper around a delegation closure: agno's async-generator
+    shim (`Function._validate_callable`) or one of ours (`_validating_shim`)."""
+    if code is None:
+        return False
+    if code in _VALIDATION_WRAPPERS:
+        return True
+    return code.co_name == _AGNO_VALIDATION_WRAPPER[0] and code.co_filename.endswith(_AGNO_VALIDATION_WRAPPER[1])
+
+
 def _derivation_key(entrypoint: Any) -> tuple | None:
-    """A key naming the code of agno's delegation closure (or of agno's validation wrapper around
-    one) in a team on Cirkelline's models; None for anything else, which agno handles as it would."""
+    """A key naming the code of agno's delegation closure (or of a validation wrapper around one)
+    in a team on Cirkelline's models; None for anything else, which agno handles as it would."""
     wrapper = None
     function = entrypoint
     inner = getattr(entrypoint, "__wrapped__", None)
     if inner is not None:
         code = getattr(entrypoint, "__code__", None)
-        if code is None or code.co_name != _VALIDATION_WRAPPER[0] or not code.co_filename.endswith(
-                _VALIDATION_WRAPPER[1]):
+        if not _validation_wrapper(code):
             return None
         wrapper, function = code, inner
     code = getattr(function, "__code__", None)
@@ -284,21 +299,111 @@ def _derivation_key(entrypoint: Any) -> tuple | None:
     return (wrapper, code, function.__defaults__, function.__kwdefaults__)
 
 
+def _arguments_validator(function: Any) -> Any:
+    """pydantic's call validator for `function`'s arguments, bound to no closure of a run.
+
+    What agno's `Function._validate_callable` builds (`validate_call` with the same config), around
+    a stand-in with the closure's signature, annotations, names and module (so the same schema and
+    the same namespace resolve the annotations, and a ValidationError carries the same title) that
+    returns the validated arguments instead of calling the closure. The caller-frame namespace is
+    dropped as agno drops it (`_release_validator_frame_namespace`): it would pin this frame.
+    """
+    from agno.tools.function import _release_validator_frame_namespace
+    from pydantic import validate_call
+
+    def stand_in(*args: Any, **kwargs: Any) -> tuple:
+        return args, kwargs
+
+    stand_in.__signature__ = inspect.signature(function)  # type: ignore[attr-defined]
+    stand_in.__annotations__ = dict(function.__annotations__)
+    stand_in.__name__ = function.__name__
+    stand_in.__qualname__ = function.__qualname__
+    stand_in.__module__ = function.__module__
+    stand_in.__doc__ = function.__doc__
+    validated = validate_call(stand_in, config=dict(arbitrary_types_allowed=True))  # type: ignore[call-overload]
+    _release_validator_frame_namespace(validated)
+    return validated
+
+
+def _validating_shim(function: Any, validate: Any) -> Any:
+    """The validation wrapper agno would build around `function` (`Function._validate_callable`),
+    validating with the shared `validate`: an async-generator shim for the async closures (agno's
+    `async_gen_wrapper`: validation on first iteration, the inner generator closed on exit), the
+    plain wrapper pydantic's `validate_call` returns for the sync ones."""
+    if inspect.isasyncgenfunction(function):
+
+        @functools.wraps(function)
+        async def async_gen_wrapper(*args: Any, **kwargs: Any) -> AsyncIterator[Any]:
+            args, kwargs = validate(*args, **kwargs)
+            inner = function(*args, **kwargs)
+            try:
+                async for item in inner:
+                    yield item
+            finally:
+                await inner.aclose()
+
+        async_gen_wrapper._wrapped_for_validation = True  # type: ignore[attr-defined]
+        return async_gen_wrapper
+
+    @functools.wraps(function)
+    def wrapper_function(*args: Any, **kwargs: Any) -> Any:
+        args, kwargs = validate(*args, **kwargs)
+        return function(*args, **kwargs)
+
+    wrapper_function.raw_function = function  # type: ignore[attr-defined]
+    wrapper_function._wrapped_for_validation = True  # type: ignore[attr-defined]
+    return wrapper_function
+
+
+# The code of the wrappers `_validating_shim` builds (each closure's wrapper is a function of one
+# of these codes), which `_derivation_key` recognises as it recognises agno's.
+_VALIDATION_WRAPPERS = frozenset(c for c in _validating_shim.__code__.co_consts if inspect.iscode(c))
+
+
+def _share_validator(own: Any, function: Any, key: tuple) -> None:
+    """Make the closure's own `wrapped_entrypoint` (agno's, one wrapper per closure) build the
+    wrapper around the validator shared by its code. If that cannot be built, agno's own
+    derivation runs (and fails or not as it would); a failure is not stored."""
+    if getattr(own.wrapped_entrypoint, "shares_validator", False):
+        return
+    agnos = own.wrapped_entrypoint
+
+    @functools.lru_cache(maxsize=1)
+    def wrapped_entrypoint() -> Any:
+        validator_key = (key, "validator")
+        validate = _derived.get(validator_key)
+        if validate is None:
+            try:
+                validate = _arguments_validator(function)
+            except Exception:
+                return agnos()
+            _derived[validator_key] = validate
+        return _validating_shim(function, validate)
+
+    wrapped_entrypoint.shares_validator = True  # type: ignore[attr-defined]
+    own.wrapped_entrypoint = wrapped_entrypoint  # agno's clear() still clears it: an lru_cache too
+
+
 class SharedDerivations:
     """agno's `_CallableLifetimeCache` of one delegation closure, its introspection shared by code.
 
     The schema, the framework-owned parameters and whether media is wanted are pure results of
-    the code (agno's `_EntrypointSchema` says so) and are derived once per process. What is bound
-    to this closure stays its own: the validation wrapper that calls it, and so the template
-    Function holding that wrapper (built from the shared shape, which keeps no closure: nothing of
-    a run outlives it). A derivation that fails is not stored (agno replays failures).
+    the code (agno's `_EntrypointSchema` says so) and are derived once per process, and so is
+    pydantic's call validator for the arguments (`_arguments_validator`). What is bound to this
+    closure stays its own: the validation wrapper that validates with the shared validator and
+    calls it (`_validating_shim`, kept on the closure's own cache, as agno keeps its wrapper), and
+    so the template Function holding that wrapper (built from the shared shape, which keeps no
+    closure: nothing of a run outlives it). A derivation that fails is not stored (agno replays
+    failures).
     """
 
     __slots__ = ("_own", "_key", "wrapped_entrypoint")
 
-    def __init__(self, own: Any, key: tuple) -> None:
+    def __init__(self, own: Any, key: tuple, entrypoint: Any) -> None:
         self._own = own
         self._key = key
+        if key[0] is None:  # the closure itself (a wrapper's own wrapper is itself: agno's stays)
+            _share_validator(own, entrypoint, key)
         self.wrapped_entrypoint = own.wrapped_entrypoint
 
     def _shared(self, what: tuple, derive: Any) -> Any:
@@ -350,7 +455,7 @@ def share_delegation_derivations() -> None:
         if cache is None:
             return None
         key = _derivation_key(entrypoint)
-        return cache if key is None else SharedDerivations(cache, key)
+        return cache if key is None else SharedDerivations(cache, key, entrypoint)
 
     agno_function._get_lifetime_cache = get_lifetime_cache
 

@@ -2,8 +2,9 @@
 
 chat/agents/agno_overrides.py overrides two agno methods (a copy of `Model.aprocess_response_stream`
 and `create_function_call_result`), reproduces agno's event JSON (`event_json`), shares the
-delegation tool's introspection between runs (`SharedDerivations`, over agno's tool cache);
-and overrides how agno's models get their SDK clients (shared clients).
+delegation tool's introspection between runs (`SharedDerivations`, over agno's tool cache) and
+its argument validator (pydantic's `validate_call` around a stand-in: pydantic's internals pinned
+too); and overrides how agno's models get their SDK clients (shared clients).
 Each upstream function is pinned here by a hash of its source: when agno changes one, the test
 names the override to re-read against the new code, then the hash (and the pinned version) is
 updated.
@@ -32,7 +33,14 @@ UPSTREAM = {
     "agno.tools.function:_get_lifetime_cache": (
         "42118490d712e332", "agno_overrides.share_delegation_derivations (wraps it)"),
     "agno.tools.function:_CallableLifetimeCache.__init__": (
-        "1950c2417d7ae69f", "agno_overrides.SharedDerivations (stands in for it: same methods)"),
+        "1950c2417d7ae69f", "agno_overrides.SharedDerivations (stands in for it: same methods) and "
+                            "agno_overrides._share_validator (replaces its wrapped_entrypoint, an lru_cache "
+                            "of one wrapper per closure, with one of the same kind)"),
+    "agno.tools.function:_CallableLifetimeCache.clear": (
+        "488df2f462c680cb", "agno_overrides._share_validator (clear() calls cache_clear on the replacement)"),
+    "agno.tools.function:_release_validator_frame_namespace": (
+        "e9776e3c1e730c9d", "agno_overrides._arguments_validator (drops the shared validator's caller-frame "
+                            "namespace with it)"),
     "agno.tools.function:_EntrypointSchema": (
         "e29a92cccd1b58da", "agno_overrides.SharedDerivations (shared because it holds no callable)"),
     "agno.tools.function:_derive_entrypoint_schema": (
@@ -52,7 +60,9 @@ UPSTREAM = {
     "agno.tools.function:Function._wrap_callable": (
         "ea982119b58c280e", "agno_overrides.SharedDerivations (the wrapper stays per closure)"),
     "agno.tools.function:Function._validate_callable": (
-        "89e167f68f0b2220", "agno_overrides._derivation_key (the async_gen_wrapper it recognises)"),
+        "89e167f68f0b2220", "agno_overrides._validating_shim and _arguments_validator (reproduce the wrapper "
+                            "it builds: validate_call's config, async_gen_wrapper, the sync path's conditions) "
+                            "and _derivation_key (the async_gen_wrapper it recognises)"),
     "agno.tools.function:Function._per_run_copy": (
         "f1c3136981971f5c", "agno_overrides.SharedDerivations.from_callable_template (copies the shape)"),
     "agno.team._tools:_determine_tools_for_model": (
@@ -91,6 +101,37 @@ UPSTREAM = {
                             "key names what the client is built from)"),
 }
 
+PINNED_PYDANTIC = "2.14.4"
+VALIDATOR = "agno_overrides._arguments_validator"
+
+# pydantic internals the shared delegation validator relies on (it is built around a stand-in,
+# not the closure, and must come out as the validator agno builds around the closure).
+PYDANTIC = {
+    "pydantic.validate_call_decorator:validate_call": (
+        "e3966a35d54ab09c", f"{VALIDATOR} (calls it as agno does; the parent frame's namespace it records)"),
+    "pydantic._internal._validate_call:ValidateCallWrapper.__init__": (
+        "0c0ecfa98ffbded0", f"{VALIDATOR} (the module and qualname it reads from the stand-in; ns_resolver, "
+                            "which agno's _release_validator_frame_namespace drops)"),
+    "pydantic._internal._validate_call:ValidateCallWrapper._create_validators": (
+        "ea1741be248e7297", f"{VALIDATOR} (the ValidationError's title is the stand-in's __qualname__)"),
+    "pydantic._internal._validate_call:ValidateCallWrapper.__call__": (
+        "d68680f3642114ec", f"{VALIDATOR} (a call returns what the stand-in returns: the validated arguments)"),
+    "pydantic._internal._validate_call:update_wrapper_attributes": (
+        "161ad680a869b69d", "agno_overrides._validating_shim (the sync wrapper reproduces the one it builds)"),
+    "pydantic._internal._namespace_utils:ns_for_function": (
+        "f45f6117c1322250", f"{VALIDATOR} (annotations resolve in the stand-in's __module__, the closure's)"),
+    "pydantic._internal._namespace_utils:get_module_ns_of": (
+        "bc5145900f87714d", f"{VALIDATOR} (the globals come from __module__, not __globals__)"),
+    "pydantic._internal._typing_extra:signature_no_eval": (
+        "3cc11ef5246bb10f", f"{VALIDATOR} (inspect.signature: the stand-in's __signature__, the closure's)"),
+    "pydantic._internal._typing_extra:get_function_type_hints": (
+        "ff2d00b8c3c8aef2", f"{VALIDATOR} (reads the stand-in's __annotations__, the closure's)"),
+    "pydantic._internal._generate_schema:GenerateSchema._call_schema": (
+        "fee140171cbffe5b", f"{VALIDATOR} (the validator calls the stand-in with the validated arguments)"),
+    "pydantic._internal._generate_schema:GenerateSchema._arguments_schema": (
+        "e3fc586dae1606fa", f"{VALIDATOR} (the arguments schema: from the signature and type hints only)"),
+}
+
 
 def test_agno_is_the_pinned_version():
     """Guards against an agno upgrade going in without the overrides below being re-checked."""
@@ -102,6 +143,18 @@ def test_the_upstream_code_an_override_relies_on_is_unchanged(name):
     """Guards against an agno change silently breaking an override of its internals."""
     expected, override = UPSTREAM[name]
     check_source(name, expected, f"chat.agents.{override}", "agno")
+
+
+def test_pydantic_is_the_pinned_version():
+    """Guards against a pydantic upgrade going in without the shared delegation validator being re-checked."""
+    check_version("pydantic", PINNED_PYDANTIC, f"chat.agents.{VALIDATOR}")
+
+
+@pytest.mark.parametrize("name", list(PYDANTIC))
+def test_the_pydantic_code_the_shared_validator_relies_on_is_unchanged(name):
+    """Guards against a pydantic change making the shared validator differ from agno's per-run one."""
+    expected, override = PYDANTIC[name]
+    check_source(name, expected, f"chat.agents.{override}", "pydantic")
 
 
 def test_the_history_a_run_loads_skips_what_agno_skips():
