@@ -2,6 +2,7 @@
 
     .venv/bin/python -m bench.model_path [--n 100] [--rounds 7] [--clients sdk,lean]
     .venv/bin/python -m bench.model_path --calls 300 [--rounds 7]
+    .venv/bin/python -m bench.model_path --clients lean/httpx,lean/aiohttp   # the HTTP transports
 
 `--calls K`: the provider calls alone, with no network and nothing concurrent. One delegated run
 against the fake provider (in-process) records the three requests the team really makes and
@@ -70,11 +71,23 @@ async def _one_run(i: int) -> int:
     return events
 
 
-async def _round(client: str, n: int) -> float:
-    """CPU milliseconds per run of one round of N concurrent runs."""
+async def _use(client: str) -> None:
+    """Set CIRKELLINE_MODEL_CLIENT (and CIRKELLINE_PROVIDER_HTTP, after a "/") for the next round;
+    a new transport needs new shared clients."""
     from django.conf import settings
 
-    settings.CIRKELLINE_MODEL_CLIENT = client
+    from chat.agents.agno_overrides import close_loop_clients
+
+    model_client, _, http = client.partition("/")
+    settings.CIRKELLINE_MODEL_CLIENT = model_client
+    if http and http != settings.CIRKELLINE_PROVIDER_HTTP:
+        settings.CIRKELLINE_PROVIDER_HTTP = http
+        await close_loop_clients()
+
+
+async def _round(client: str, n: int) -> float:
+    """CPU milliseconds per run of one round of N concurrent runs."""
+    await _use(client)
     gc.collect()
     before = time.process_time()
     counts = await asyncio.gather(*(_one_run(i) for i in range(n)))
@@ -162,7 +175,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--n", type=int, default=100, help="concurrent runs per round")
     parser.add_argument("--rounds", type=int, default=7)
-    parser.add_argument("--clients", default="sdk,lean", help="CIRKELLINE_MODEL_CLIENT values to compare")
+    parser.add_argument("--clients", default="sdk,lean",
+                        help="CIRKELLINE_MODEL_CLIENT values to compare; with /aiohttp or /httpx, "
+                             "CIRKELLINE_PROVIDER_HTTP too (e.g. lean/httpx,lean/aiohttp)")
     parser.add_argument("--calls", type=int, default=0, help="measure K runs' worth of provider calls instead")
     args = parser.parse_args()
     raise_fd_limit()

@@ -164,6 +164,7 @@ def _member_answer_once(output: str) -> str:
 # SDK client and connection pool. Clients are shared per event loop and configuration (spread
 # over CIRKELLINE_PROVIDER_CLIENTS shards); SDK clients are safe for concurrent requests.
 _clients: "weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, dict]" = weakref.WeakKeyDictionary()
+_closers: "weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, AsyncIterator[None]]" = weakref.WeakKeyDictionary()
 
 
 def _loop_clients() -> dict:
@@ -171,7 +172,42 @@ def _loop_clients() -> dict:
     bucket = _clients.get(loop)
     if bucket is None:
         bucket = _clients[loop] = {}
+        # Started now, so that the loop's shutdown_asyncgens (asyncio.run, asyncio.Runner, asgiref,
+        # pytest-asyncio) finalizes it: the loop's clients are closed before the loop is.
+        closer = _closers[loop] = _close_when_finalized(bucket)
+        asyncio.ensure_future(anext(closer))
     return bucket
+
+
+async def _close_when_finalized(bucket: dict) -> AsyncIterator[None]:
+    """Suspended for the life of one event loop; closing it closes that loop's provider clients.
+
+    A client's connections belong to the loop that opened them, and an aiohttp session tells of
+    itself when it is collected unclosed (and holds its sockets open until then): each loop's
+    clients are closed when the loop shuts down, or when `close_loop_clients` is awaited (a server
+    that stops without finalizing its loop's async generators: chat.runs.drain)."""
+    try:
+        yield
+    finally:
+        clients = list(bucket.values())
+        bucket.clear()
+        for client in clients:
+            try:
+                if inspect.iscoroutinefunction(getattr(client, "close", None)):  # the openai SDK's
+                    await client.close()
+                elif hasattr(getattr(client, "aio", None), "aclose"):  # google-genai: its async side
+                    await client.aio.aclose()
+            except Exception:  # noqa: BLE001 - closing is best effort; the loop is ending
+                pass
+
+
+async def close_loop_clients() -> None:
+    """Close the running loop's shared provider clients (a later call on this loop builds new ones)."""
+    loop = asyncio.get_running_loop()
+    closer = _closers.pop(loop, None)
+    _clients.pop(loop, None)
+    if closer is not None:
+        await closer.aclose()
 
 
 def _shard() -> int:
@@ -220,13 +256,16 @@ def tls_context() -> ssl.SSLContext:
 def shared_openai_client() -> type:
     """Mixin for agno's OpenAI models: `get_async_client` hands out the shared client (built on
     first use, so the openai SDK is imported only when an OpenAI model is configured)."""
-    from openai import AsyncOpenAI, DefaultAsyncHttpxClient
+    from openai import AsyncOpenAI, DefaultAioHttpClient, DefaultAsyncHttpxClient
 
     def build(params: dict) -> Any:
         # The SDK's own HTTP client and defaults (limits, redirects), with the shared TLS context
-        # (unless the model brings an HTTP client of its own).
+        # (unless the model brings an HTTP client of its own); its transport per
+        # CIRKELLINE_PROVIDER_HTTP (aiohttp: about a quarter of httpcore's CPU per streamed call,
+        # docs/PERFORMANCE.md).
         if params.get("http_client") is None:
-            params = {**params, "http_client": DefaultAsyncHttpxClient(verify=tls_context())}
+            http = DefaultAioHttpClient if settings.CIRKELLINE_PROVIDER_HTTP == "aiohttp" else DefaultAsyncHttpxClient
+            params = {**params, "http_client": http(verify=tls_context())}
         return AsyncOpenAI(**params)
 
     class SharedOpenAIClient:

@@ -35,6 +35,7 @@ from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
 
+from chat.agents.agno_overrides import close_loop_clients
 from chat.agents.naming import ask_for_title
 from chat.agents.providers import model_spec
 from chat.context import RunContext, current_run
@@ -46,6 +47,7 @@ from metrics.budgets import budget_refusal
 from metrics.models import RunStatus, UsageKind
 from metrics.recording import record_run
 
+from . import drain
 from .handle import RunHandle
 
 logger = logging.getLogger(__name__)
@@ -67,6 +69,16 @@ async def settle_namings(within: float) -> None:
     """Wait up to `within` seconds for this process's naming tasks (tests, a server shutting down)."""
     if _background:
         await asyncio.wait(list(_background), timeout=within)
+
+
+async def _settled_then_clients_closed() -> None:
+    """When a server drains: the naming calls of its last runs end (a few seconds at most), then
+    its provider clients close their connections (chat.agents.agno_overrides)."""
+    await settle_namings(drain.FINISH_SECONDS / 2)
+    await close_loop_clients()
+
+
+drain.when_drained(_settled_then_clients_closed)
 
 
 def schedule_naming(handle: RunHandle) -> asyncio.Task | None:

@@ -26,6 +26,12 @@ CIRKELLINE_PROVIDER_CLIENTS = env.int("CIRKELLINE_PROVIDER_CLIENTS", default=8)
 CIRKELLINE_MODEL_CLIENT = env.str("CIRKELLINE_MODEL_CLIENT", default="lean").strip().lower()
 if CIRKELLINE_MODEL_CLIENT not in ("lean", "sdk"):
     raise ImproperlyConfigured(f"CIRKELLINE_MODEL_CLIENT must be lean or sdk, got {CIRKELLINE_MODEL_CLIENT!r}")
+# The provider SDK clients' HTTP transport: "aiohttp" (the openai SDK's own DefaultAioHttpClient:
+# aiohttp's C HTTP parser and connection pool under the SDK's httpx2 client) or "httpx" (the SDK's
+# default httpx2 transport: h11 and httpcore, pure Python). Clients a model brings keep their own.
+CIRKELLINE_PROVIDER_HTTP = env.str("CIRKELLINE_PROVIDER_HTTP", default="aiohttp").strip().lower()
+if CIRKELLINE_PROVIDER_HTTP not in ("aiohttp", "httpx"):
+    raise ImproperlyConfigured(f"CIRKELLINE_PROVIDER_HTTP must be aiohttp or httpx, got {CIRKELLINE_PROVIDER_HTTP!r}")
 # Per provider call HTTP timeout (s); the run deadline below bounds the whole run.
 CIRKELLINE_MODEL_TIMEOUT = positive_float("CIRKELLINE_MODEL_TIMEOUT", 60.0)
 
