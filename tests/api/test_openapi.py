@@ -83,7 +83,7 @@ def test_the_validator_would_refuse_a_broken_document():
 def test_every_route_is_documented_and_every_documented_path_is_routed():
     routed = routed_paths()
     documented = set(document()["paths"])
-    assert routed - documented == set(), "routes missing from chat/api/openapi/paths.py"
+    assert routed - documented == set(), "routes missing from the OpenAPI document (chat/api/openapi/)"
     assert documented - routed <= DOCUMENTED_AHEAD, "documented paths with no route"
     arrived = DOCUMENTED_AHEAD & routed
     assert not arrived, f"{arrived} now exist: remove them from DOCUMENTED_AHEAD in this test"

@@ -19,10 +19,12 @@ from typing import Any
 from django.conf import settings
 
 from .common import BEARER, COOKIE
+from .events import event_schemas
 from .feedback import feedback_paths, feedback_schemas
 from .knowledge import knowledge_paths, knowledge_schemas
 from .paths import all_paths
 from .personal import personal_paths, personal_schemas
+from .runs import run_paths, run_schemas
 from .schemas import component_schemas
 
 
@@ -59,10 +61,10 @@ def document() -> dict[str, Any]:
             {"name": "pages", "description": "The browser pages (HTML, login cookie)."},
         ],
         "security": [BEARER, COOKIE],
-        "paths": {**all_paths(), **personal_paths(), **feedback_paths(), **knowledge_paths()},
+        "paths": {**all_paths(), **run_paths(), **personal_paths(), **feedback_paths(), **knowledge_paths()},
         "components": {
-            "schemas": {**component_schemas(), **personal_schemas(), **feedback_schemas(),
-                        **knowledge_schemas()},
+            "schemas": {**component_schemas(), **run_schemas(), **event_schemas(), **personal_schemas(),
+                        **feedback_schemas(), **knowledge_schemas()},
             "securitySchemes": {
                 "bearerAuth": {"type": "http", "scheme": "bearer", "bearerFormat": "JWT",
                                "description": "An access token from `POST /api/token/`. A present but bad header is "

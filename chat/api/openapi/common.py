@@ -1,5 +1,6 @@
 """The OpenAPI document's building blocks: media types, JSON Schema shorthands, the repeated error
-responses, operation and parameter helpers (shared by chat.api.openapi.schemas and .paths)."""
+responses, bodies, pages, operation and parameter helpers (shared by every area's module of
+chat.api.openapi), so each is spelled once."""
 
 from __future__ import annotations
 
@@ -80,6 +81,38 @@ USAGE_DAY = {"type": "string", "format": "date", "pattern": r"^(19[7-9]\d|[2-9]\
              "not": {"const": "9999-12-31"}}
 USAGE_FIGURES = ["runs", "input_tokens", "output_tokens", "total_tokens", "reasoning_tokens", "cache_read_tokens",
                  "cache_write_tokens", "cost", "unpriced_tokens", "pricing"]
+# The `meta` of a page in AgentOS' shape (sessions, memories, knowledge).
+PAGE_META = obj({"page": INT, "limit": INT, "total_pages": INT, "total_count": INT, "search_time_ms": NUM},
+                ["page", "limit", "total_pages", "total_count"])
+
+
+def form_of(schema: dict, *, files: bool = False) -> dict:
+    """The form (urlencoded or multipart) variant of a JSON body's schema: each field once, as text (a
+    repeated field is a 400), JSON objects as JSON text; with `files`, the repeatable file field."""
+    properties = {}
+    for name, prop in schema["properties"].items():
+        if isinstance(prop.get("type"), list) and "object" in prop["type"]:
+            prop = {**TEXT, "contentMediaType": JSON, "contentSchema": {"type": "object"},
+                    "description": "A JSON object, as JSON text (empty: none)."}
+        elif "enum" in prop:  # a form has no null: it would be the text "null"
+            prop = {**prop, "enum": [value for value in prop["enum"] if value is not None]}
+        elif "null" in prop.get("type", ()):
+            prop = {**prop, "type": [t for t in prop["type"] if t != "null"]}
+        properties[name] = prop
+    if files:
+        properties["files"] = FILES
+    form = {**schema, "properties": properties, "propertyNames": TEXT, "additionalProperties": SCALAR}
+    form.pop("example", None)
+    return form
+
+
+def any_body(schema: str, example: Any = None) -> dict:
+    """A required body as JSON (`schema`), form-urlencoded or multipart (`<schema>Form`: form_of)."""
+    json_body: dict[str, Any] = {"schema": ref(schema)}
+    if example is not None:
+        json_body["example"] = example
+    return {"required": True, "content": {JSON: json_body, FORM: {"schema": ref(schema + "Form")},
+                                          MULTIPART: {"schema": ref(schema + "Form")}}}
 
 
 # --- responses ---------------------------------------------------------------------------------
@@ -121,9 +154,22 @@ E503 = error_response("The database is unavailable; retry after `Retry-After` se
                        example="The database is unavailable right now; please retry shortly.", headers=RETRY_AFTER)
 
 
+_ERRORS = {400: E400, 401: E401, 403: E403, 404: E404, 405: E405, 413: E413, 415: E415, 429: E429, 503: E503}
+
+
 def errors(*codes: int) -> dict:
-    table = {400: E400, 401: E401, 403: E403, 404: E404, 405: E405, 413: E413, 415: E415, 429: E429, 503: E503}
-    return {str(code): copy.deepcopy(table[code]) for code in codes}
+    return {str(code): copy.deepcopy(_ERRORS[code]) for code in codes}
+
+
+def error_as(code: int, description: str) -> dict:
+    """The usual error response of `code` (a copy) with a route's own description."""
+    response = copy.deepcopy(_ERRORS[code])
+    response["description"] = description
+    return response
+
+
+def no_content(description: str = "Deleted.") -> dict:
+    return {"204": {"description": description}}
 
 
 def ok(schema: dict, description: str = "OK", example: Any = None, status: int = 200) -> dict:
@@ -159,6 +205,8 @@ TEAM_ID = path_param("team_id", "The team: `cirkelline` (`GET /teams` lists them
 SESSION_ID = path_param("session_id", "A session id of yours (an ill-formed id is a 400; another user's, or "
                          "one whose first run is still live, a 404).",
                          {"type": "string", "pattern": SESSION_ID_PATTERN, "example": "s-2026-12-01-a"})
+PAGE = [query("limit", "Page size.", {"type": "integer", "minimum": 1, "maximum": 100, "default": 20}),
+        query("page", "Page number.", {"type": "integer", "minimum": 1, "maximum": 1_000_000, "default": 1})]
 RUN_ID = path_param("run_id", "A run id of yours (the `run_id` of `TeamRunStarted`).",
                      {"type": "string", "pattern": SESSION_ID_PATTERN,
                       "example": "f0f2334e-62a2-433a-97c3-bf37761fe342"})

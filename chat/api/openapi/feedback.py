@@ -10,9 +10,6 @@ from metrics.models import FEEDBACK_COMMENT_CHARS
 from .common import (
     DATE_TIME,
     E415,
-    FORM,
-    JSON,
-    MULTIPART,
     READ_AUTH,
     RUN_ID,
     SESSION_ID,
@@ -20,14 +17,16 @@ from .common import (
     STR,
     TEXT,
     WRITE_AUTH,
+    any_body,
     error_response,
     errors,
+    form_of,
+    no_content,
     obj,
     ok,
     op,
     ref,
 )
-from .schemas import _form_of as form_of
 
 FEEDBACK_EXAMPLE = {"run_id": "f0f2334e-62a2-433a-97c3-bf37761fe342", "session_id": "s-2026-12-01-a",
                     "rating": "down", "comment": "The dates are wrong: Copenhagen was founded around 1160.",
@@ -72,13 +71,9 @@ def feedback_paths() -> dict[str, Any]:
                        security=WRITE_AUTH, parameters=[RUN_ID], operation_id="give_feedback",
                        description="One feedback per run (a team run of yours that has ended): the first POST "
                                    "gives it (201), later ones replace its rating and comment (200).",
-                       request_body={"required": True, "content": {
-                           JSON: {"schema": ref("FeedbackRequest")},
-                           FORM: {"schema": ref("FeedbackRequestForm")},
-                           MULTIPART: {"schema": ref("FeedbackRequestForm")}}}),
+                       request_body=any_body("FeedbackRequest")),
             "delete": op("Take back your feedback on an answer of yours", "feedback",
-                         {"204": {"description": "Removed (or there was none)."},
-                          **errors(400, 401, 403, 404, 405, 503)},
+                         {**no_content("Removed (or there was none)."), **errors(400, 401, 403, 404, 405, 503)},
                          security=WRITE_AUTH, parameters=[RUN_ID], operation_id="delete_feedback"),
         },
         "/sessions/{session_id}/feedback": {"get": op(

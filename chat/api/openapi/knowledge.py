@@ -18,7 +18,8 @@ from .common import (
     JSON,
     MULTIPART,
     NULLABLE_STR,
-    NUM,
+    PAGE,
+    PAGE_META,
     READ_AUTH,
     STR,
     TEXT,
@@ -44,8 +45,6 @@ CONTENT_EXAMPLE = {"id": "3c2fc685-d451-4d47-b0c0-b9a544c672b7", "name": "handbo
 # A question: something besides white space, no NUL (else 400).
 _QUERY = r"^[^\u0000]*[^\s\u0000][^\u0000]*$"
 _NULLABLE_TEXT = {**TEXT, "type": ["string", "null"]}
-_PAGE_META = obj({"page": INT, "limit": INT, "total_pages": INT, "total_count": INT, "search_time_ms": NUM},
-                 ["page", "limit", "total_pages", "total_count"])
 
 
 def knowledge_schemas() -> dict[str, Any]:
@@ -67,7 +66,7 @@ def knowledge_schemas() -> dict[str, Any]:
             "status": {"const": "processing"}, "type": {"type": "string", "enum": list(SUPPORTED)}, "size": STR,
             "shared": BOOL}, ["id", "name", "status"],
             description="Accepted: it is read in the background (`GET /knowledge/content/{id}/status`)."),
-        "ContentPage": obj({"data": {"type": "array", "items": ref("Content")}, "meta": _PAGE_META},
+        "ContentPage": obj({"data": {"type": "array", "items": ref("Content")}, "meta": PAGE_META},
                            ["data", "meta"]),
         "ContentStatus": obj({"id": STR, "status": {"type": "string", "enum": STATUSES}, "status_message": STR},
                              ["id", "status", "status_message"], description="AgentOS' `ContentStatusResponse`."),
@@ -114,7 +113,7 @@ def knowledge_schemas() -> dict[str, Any]:
             "usage": {"type": "null"}, "reranking_score": {"type": "null"}, "content_id": STR,
             "content_origin": NULLABLE_STR, "size": INT,
         }, ["id", "content", "name", "meta_data", "content_id"], description="AgentOS' `VectorSearchResult`."),
-        "SearchPage": obj({"data": {"type": "array", "items": ref("SearchResult")}, "meta": _PAGE_META},
+        "SearchPage": obj({"data": {"type": "array", "items": ref("SearchResult")}, "meta": PAGE_META},
                           ["data", "meta"]),
         "SearchRequest": obj({
             "query": {"type": "string", "minLength": 1, "maxLength": QUERY_MAX, "pattern": _QUERY},
@@ -135,8 +134,6 @@ def knowledge_paths() -> dict[str, Any]:
                query("knowledge_id", "Accepted and ignored (AgentOS').", TEXT)]
     content_id = path_param("content_id", "A document you may read (another user's private one is a 404).",
                             {"type": "string", "maxLength": 64, "example": CONTENT_EXAMPLE["id"]})
-    page = [query("limit", "Page size.", {"type": "integer", "minimum": 1, "maximum": 100, "default": 20}),
-            query("page", "Page number.", {"type": "integer", "minimum": 1, "maximum": 1_000_000, "default": 1})]
     full = error_response("You keep `CIRKELLINE_KNOWLEDGE_MAX_DOCUMENTS` documents already.",
                           example="You have 200 documents, the most Cirkelline keeps: delete some before uploading "
                                   "more.")
@@ -153,7 +150,7 @@ def knowledge_paths() -> dict[str, Any]:
                                                              "pattern": _QUERY}), "required": True},
                      query("max_results", "At most this many results in all.",
                            {"type": "integer", "minimum": 1, "maximum": SEARCH_MAX, "default": SEARCH_MAX}),
-                     *page, query("search_type", "Accepted and ignored.", TEXT), *ignored]
+                     *PAGE, query("search_type", "Accepted and ignored.", TEXT), *ignored]
     search_description = (
         "Chunks of your documents and the shared ones, best first: the database's full-text ranking (SQLite FTS5 "
         "BM25; PostgreSQL tsvector), fused with the embedding model's ranking when one is configured "
@@ -175,7 +172,7 @@ def knowledge_paths() -> dict[str, Any]:
                                    "characters, a compression bomb). `url` is refused (400)."),
             "get": op("Your documents and the shared ones, a page at a time (AgentOS shape)", "knowledge",
                       {**ok(ref("ContentPage")), **errors(400, 401, 405, 503)}, security=READ_AUTH,
-                      parameters=[*page, query("sort_by", "Order by.", {"type": "string", "enum": list(SORT_FIELDS),
+                      parameters=[*PAGE, query("sort_by", "Order by.", {"type": "string", "enum": list(SORT_FIELDS),
                                                                         "default": "created_at"}),
                                   query("sort_order", "Direction.", {"type": "string", "enum": ["asc", "desc"],
                                                                      "default": "desc"}), *ignored],

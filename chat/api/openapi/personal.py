@@ -15,18 +15,20 @@ from chat.personal.models import DISPLAY_NAME_MAX, timezones
 from .common import (
     BOOL,
     DATE_TIME,
-    E415,
     INT,
     JSON,
     NULLABLE_STR,
-    NUM,
+    PAGE,
+    PAGE_META,
     READ_AUTH,
     SESSION_ID_PATTERN,
     STR,
     TEXT,
     WRITE_AUTH,
+    error_as,
     error_response,
     errors,
+    no_content,
     obj,
     ok,
     op,
@@ -66,8 +68,6 @@ _TOPIC = {"type": "string", "minLength": 1, "maxLength": TOPIC_MAX,
           "pattern": r"^[^\u0000-\u001f]*[^\s\u0000-\u001f][^\u0000-\u001f]*$"}
 _USER_ID = {**TEXT, "type": ["string", "integer", "null"],
             "description": "Yours (your user id or username) or absent: anyone else's is a 403."}
-_PAGE_META = obj({"page": INT, "limit": INT, "total_pages": INT, "total_count": INT, "search_time_ms": NUM},
-                 ["page", "limit", "total_pages", "total_count"])
 
 
 def _memory_schemas() -> dict[str, Any]:
@@ -79,7 +79,7 @@ def _memory_schemas() -> dict[str, Any]:
             "updated_at": {**DATE_TIME, "description": "Last change (whole seconds, UTC)."},
         }, ["memory_id", "memory", "topics", "agent_id", "team_id", "user_id", "updated_at"],
             description="AgentOS' `UserMemorySchema`."),
-        "MemoriesPage": obj({"data": {"type": "array", "items": ref("Memory")}, "meta": _PAGE_META},
+        "MemoriesPage": obj({"data": {"type": "array", "items": ref("Memory")}, "meta": PAGE_META},
                             ["data", "meta"]),
         "MemoryWrite": obj({
             "memory": {"type": "string", "maxLength": MEMORY_MAX, "pattern": _LINES,
@@ -98,7 +98,7 @@ def _memory_schemas() -> dict[str, Any]:
         ]},
         "MemoryStatsPage": obj({"data": {"type": "array", "maxItems": 1, "items": obj({
             "user_id": STR, "total_memories": INT, "last_memory_updated_at": DATE_TIME},
-            ["user_id", "total_memories", "last_memory_updated_at"])}, "meta": _PAGE_META}, ["data", "meta"],
+            ["user_id", "total_memories", "last_memory_updated_at"])}, "meta": PAGE_META}, ["data", "meta"],
             description="AgentOS' paged `UserStatsSchema`: your own row only (none without memories)."),
     }
 
@@ -122,8 +122,6 @@ def _memory_paths(unsupported: dict) -> dict[str, Any]:
     memory_id = path_param("memory_id", "A memory id of yours (another user's is a 404, as an unknown one).",
                            {"type": "string", "pattern": SESSION_ID_PATTERN,
                             "example": "f9361a69-2997-40c7-ae4e-a5861d434047"})
-    page = [query("limit", "Page size.", {"type": "integer", "minimum": 1, "maximum": 100, "default": 20}),
-            query("page", "Page number.", {"type": "integer", "minimum": 1, "maximum": 1_000_000, "default": 1})]
     write = {"required": True, "content": {JSON: {"schema": ref("MemoryWrite"),
                                                   "example": {"memory": "Has a sister called Ida.",
                                                               "topics": ["family"]}}}}
@@ -131,12 +129,11 @@ def _memory_paths(unsupported: dict) -> dict[str, Any]:
                               example=f"'memory' is too long: the limit is {MEMORY_MAX} characters.")
     full = error_response("You keep `CIRKELLINE_MEMORIES_MAX` memories already: delete some first.",
                           example="You have 500 memories, the most Cirkelline keeps: delete some before adding more.")
-    deleted = {"204": {"description": "Deleted."}}
     return {
         "/memories": {
             "get": op("Your memories, a page at a time (AgentOS shape)", "memories",
                       {**ok(ref("MemoriesPage")), **errors(400, 401, 403, 405, 503)}, security=READ_AUTH,
-                      parameters=[*common, *page,
+                      parameters=[*common, *PAGE,
                                   query("topics", "Only memories with every one of these topics (repeat the "
                                                   "parameter, or separate with commas).",
                                         {"type": "array", "items": TEXT}),
@@ -154,7 +151,7 @@ def _memory_paths(unsupported: dict) -> dict[str, Any]:
                        security=WRITE_AUTH, parameters=common, request_body=copy.deepcopy(write),
                        operation_id="create_memory", description="200 with the memory, as AgentOS answers."),
             "delete": op("Delete memories of yours: by id, or all of them", "memories",
-                         {**deleted, **errors(400, 401, 403, 405), "413": copy.deepcopy(too_long),
+                         {**no_content(), **errors(400, 401, 403, 405), "413": copy.deepcopy(too_long),
                           "415": copy.deepcopy(unsupported), **errors(503)},
                          security=WRITE_AUTH, parameters=common, operation_id="delete_memories",
                          request_body={"required": True, "content": {JSON: {
@@ -172,7 +169,7 @@ def _memory_paths(unsupported: dict) -> dict[str, Any]:
                         security=WRITE_AUTH, parameters=[memory_id, *common], request_body=copy.deepcopy(write),
                         operation_id="update_memory"),
             "delete": op("Delete a memory of yours", "memories",
-                         {**copy.deepcopy(deleted), **errors(400, 401, 403, 404, 405, 503)},
+                         {**no_content(), **errors(400, 401, 403, 404, 405, 503)},
                          security=WRITE_AUTH, parameters=[memory_id, *common], operation_id="delete_memory"),
         },
         "/memory_topics": {"get": op(
@@ -183,13 +180,12 @@ def _memory_paths(unsupported: dict) -> dict[str, Any]:
         "/user_memory_stats": {"get": op(
             "How many memories you have and when the last changed (AgentOS shape: your own row)", "memories",
             {**ok(ref("MemoryStatsPage")), **errors(400, 401, 403, 405, 503)}, security=READ_AUTH,
-            parameters=[*common, *page], operation_id="get_user_memory_stats")},
+            parameters=[*common, *PAGE], operation_id="get_user_memory_stats")},
     }
 
 
 def personal_paths() -> dict[str, Any]:
-    unsupported = copy.deepcopy(E415)
-    unsupported["description"] = "The body is not JSON."
+    unsupported = error_as(415, "The body is not JSON.")
     return {
         **_memory_paths(unsupported),
         "/profile": {
