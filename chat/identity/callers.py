@@ -13,12 +13,12 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from django.contrib.auth import get_user_model
 from rest_framework_simplejwt.exceptions import TokenError
 from rest_framework_simplejwt.settings import api_settings as jwt_settings
 from rest_framework_simplejwt.tokens import AccessToken
 
 from chat.errors import AuthError
+from chat.storage import prepared
 from chat.storage.executor import run_db
 
 # The claim holding the token version a token was minted under. Tokens without it (minted before
@@ -48,13 +48,8 @@ def token_claims(token: Any) -> tuple[int, int]:
 
 def caller_for_token_user(pk: int, version: int) -> Caller:
     """The caller a verified token of user `pk`, minted under `version`, stands for, if the user
-    still exists, is active and has not revoked that version. One query; sync (ORM)."""
-    row = (
-        get_user_model()
-        .objects.filter(pk=pk)
-        .values_list("username", "is_staff", "is_active", "token_version__version")
-        .first()
-    )
+    still exists, is active and has not revoked that version. One query (a prepared statement); sync."""
+    row = prepared.user_for_token(pk)
     if row is None or not row[2]:
         raise AuthError(401, "The token's user does not exist or is inactive.")
     if (row[3] or 0) != version:

@@ -182,14 +182,16 @@ class ChatSessionQuerySet(models.QuerySet):
 
         One conditional UPDATE, so a rename by the user racing it wins either way: committed
         first, it leaves nothing to match; committed after, it overwrites. `updated_at` stays:
-        a name is not activity (the chat list is ordered by it).
+        a name is not activity (the chat list is ordered by it). The naming call runs it as a
+        prepared statement (chat.storage.prepared), which is tested against this.
         """
         return bool(self.owned_by(user_pk).filter(session_id=session_id, named_by=NamedBy.MESSAGE)
                     .update(session_name=name, named_by=NamedBy.MODEL))
 
     def awaiting_name(self, user_pk: int, session_id: str) -> bool:
         """Whether the user's session still has its first message's name and exactly one answer
-        (one completed top-level run): the moment the model names it (chat.runs.naming)."""
+        (one completed top-level run): the moment the model names it (chat.runs.naming, which runs
+        it as a prepared statement, chat.storage.prepared, tested against this)."""
         session = self.owned_by(user_pk).filter(session_id=session_id, named_by=NamedBy.MESSAGE).values("pk").first()
         if session is None:
             return False

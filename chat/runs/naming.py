@@ -12,8 +12,9 @@ is already out: naming never delays it):
    cut off) and CIRKELLINE_NAMING_TIMEOUT;
 3. one transaction: its usage row (`kind` naming, its own run id, the session's id; priced like a
    run's, with its ModelCall ledger: metrics.recording.record_run) and the new name, given by a
-   conditional UPDATE (`ChatSession.objects.name_by_model`), so a rename by the user racing it
-   wins; retried while the database is unavailable, as a run's final write is;
+   conditional UPDATE (`ChatSession.objects.name_by_model`, as a prepared statement:
+   chat.storage.prepared, as the check in 1. is), so a rename by the user racing it wins;
+   retried while the database is unavailable, as a run's final write is;
 4. `chat.models.session_renamed`, which the websocket transport turns into a `session_renamed`
    frame to every socket of the user (chat.ws.notices).
 
@@ -41,6 +42,7 @@ from chat.agents.providers import model_spec
 from chat.context import RunContext, current_run
 from chat.models import ChatSession, NamedBy, session_renamed
 from chat.observability.request_id import bind_run, current_request_id
+from chat.storage import prepared
 from chat.storage.buffer import is_refusal
 from chat.storage.executor import run_db
 from metrics.budgets import budget_refusal
@@ -124,7 +126,7 @@ def _job(handle: RunHandle) -> dict[str, Any] | None:
 
 def _may_name(user_id: int, session_id: str, now: datetime) -> bool:
     """Whether the session awaits its name and the user's budget allows the call. Sync."""
-    return ChatSession.objects.awaiting_name(user_id, session_id) and budget_refusal(user_id, now) is None
+    return prepared.awaiting_name(user_id, session_id) and budget_refusal(user_id, now) is None
 
 
 def _store(usage: dict[str, Any], calls: list[dict[str, Any]], title: str | None) -> bool:
@@ -132,7 +134,7 @@ def _store(usage: dict[str, Any], calls: list[dict[str, Any]], title: str | None
     whether the session was renamed. Sync."""
     with transaction.atomic():
         record_run(usage, calls)
-        return bool(title) and ChatSession.objects.name_by_model(usage["user_id"], usage["session_id"], title)
+        return bool(title) and prepared.name_by_model(usage["user_id"], usage["session_id"], title)
 
 
 async def _store_when_possible(usage: dict[str, Any], calls: list[dict[str, Any]], title: str | None) -> bool:
