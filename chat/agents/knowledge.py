@@ -10,6 +10,7 @@ instructions to follow.
 
 from __future__ import annotations
 
+import functools
 import json
 from collections.abc import Awaitable, Callable
 from typing import Any
@@ -31,6 +32,11 @@ LEADER_DOCUMENT_INSTRUCTIONS = (
 Search = Callable[..., Awaitable[list[Any]]]
 
 
+# One tool per storage/search object, not per run: the tool reads the run (its user) from
+# chat.context.current_run, so it holds no run state, and agno derives a callable's schema and
+# argument validator once per callable object (a new closure per run cost ~0.5 ms of CPU per run:
+# docs/PERFORMANCE.md). agno still gives each run a Function copy of its own.
+@functools.lru_cache(maxsize=16)
 def search_tool(search: Search) -> Callable:
     """The `search_my_documents` tool over `search(user_pk, query, limit=, username=)`."""
 

@@ -11,6 +11,7 @@ run's models, billed to the agent `memory` of the run's ledger by the retry laye
 
 from __future__ import annotations
 
+import functools
 import json
 from collections.abc import Callable
 from datetime import UTC, datetime
@@ -53,6 +54,11 @@ def _day(epoch: Any) -> str | None:
     return datetime.fromtimestamp(epoch, tz=UTC).date().isoformat() if isinstance(epoch, int) else None
 
 
+# One tool per storage/search object, not per run: the tool reads the run (its user) from
+# chat.context.current_run, so it holds no run state, and agno derives a callable's schema and
+# argument validator once per callable object (a new closure per run cost ~0.5 ms of CPU per run:
+# docs/PERFORMANCE.md). agno still gives each run a Function copy of its own.
+@functools.lru_cache(maxsize=16)
 def search_tool(db: Any) -> Callable:
     """The leader's `search_memories` tool over `db` (the storage adapter). The user is the run's
     (chat.context.current_run), never anything in the model's arguments."""

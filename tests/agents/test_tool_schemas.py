@@ -91,3 +91,29 @@ async def test_a_team_on_stock_agno_models_keeps_agnos_own_cache(provider, deriv
     for _ in range(2):
         await _run(build_cirkelline_team(ModelSpec("openai-like", "fake"), model_factory=stock))
     assert derivations["template"] == 2  # one per run: agno's behaviour, untouched
+
+
+async def _no_documents(user_pk, query, limit=5, username=None):  # the run service's search, stubbed
+    return []
+
+
+async def test_the_leaders_own_tools_are_derived_once_too(derivations):
+    """Guards against `search_my_documents` (and `search_memories`) being a new closure every run:
+    agno would derive its schema, docstring and argument validator afresh each run (~0.5 ms)."""
+    from chat.agents import memory
+    from chat.agents.personal import ForUser
+
+    def team():
+        return build_cirkelline_team(ModelSpec("scripted", ""), user=ForUser(username="alice"),
+                                     documents=_no_documents)
+
+    tools = {t.__name__ for t in team().tools if callable(t) and hasattr(t, "__name__")}
+    assert "search_my_documents" in tools
+    await _run(team())
+    after_first = dict(derivations)
+    for _ in range(3):
+        events = await _run(team())
+        assert events[-1].event == "TeamRunCompleted"
+    assert derivations == after_first
+    db = object()
+    assert memory.search_tool(db) is memory.search_tool(db)
