@@ -44,6 +44,7 @@ def _calls() -> dict[str, tuple[Callable[[], object], Callable[[], object]]]:
 
     from chat.models import ChatRun, ChatSession
     from chat.storage import prepared
+    from metrics import recording
     from metrics.models import Budget, RunUsage
 
     users = get_user_model().objects
@@ -63,6 +64,16 @@ def _calls() -> dict[str, tuple[Callable[[], object], Callable[[], object]]]:
     ChatRun.objects.create(run_id=f"bench-{stamp}-run", session=session, user=plain, run_type="team",
                            status="COMPLETED")
     sessions, sid = ChatSession.objects, session.session_id
+    ended = f"bench-{stamp}-ended"
+    recording.record_running({"run_id": ended, "user_id": plain.pk, "username": plain.username, "session_id": sid,
+                              "team_id": "cirkelline", "model": "m", "started_at": now, "worker": "bench"})
+    final = {"session_id": sid, "request_id": "", "team_id": "cirkelline", "kind": "chat", "model": "m",
+             "status": "completed", "error_type": "", "error_message": "", "input_tokens": 1200, "output_tokens": 80,
+             "total_tokens": 1280, "reasoning_tokens": 0, "cache_read_tokens": 0, "cache_write_tokens": 0,
+             "estimated_tokens": 0, "model_calls": 3, "member_runs": 1, "delegations": 1, "retries": 0,
+             "backoff_seconds": 0.0, "streamed": True, "deep_research": False, "started_at": now, "finished_at": now,
+             "duration_ms": 3000, "ttft_ms": 900, "cost": Decimal("0.00123400"), "pricing": "priced",
+             "unpriced_tokens": 0, "live_ledger": None}
     # The rename finds nothing to rename after the first call (named_by is then `model`), as the
     # naming call's UPDATE does for a session its user renamed: the same statement either way.
     return {
@@ -74,6 +85,14 @@ def _calls() -> dict[str, tuple[Callable[[], object], Callable[[], object]]]:
         "name_by_model": (lambda: sessions.name_by_model(plain.pk, sid, "A title"),
                           lambda: prepared.name_by_model(plain.pk, sid, "A title")),
         "the token's user": (lambda: prepared.user_for_token_orm(plain.pk), lambda: prepared.user_for_token(plain.pk)),
+        # The final write's UPDATE of the run's running row, with the fields a run's write sets (the
+        # row is no longer running after the first call: the same statement, matching nothing).
+        "end_running": (lambda: RunUsage.objects.filter(run_id=ended, status="running").update(**final),
+                        lambda: recording.end_running(ended, final)),
+        "has_usage_row": (lambda: RunUsage.objects.filter(run_id=ended).exists(),
+                          lambda: recording.has_usage_row(ended)),
+        "billed_to": (lambda: users.filter(pk=plain.pk).values_list("username", flat=True).first(),
+                      lambda: recording.billed_to({"user_id": plain.pk})["username"]),
     }
 
 

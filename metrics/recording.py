@@ -9,6 +9,10 @@ chat.storage.executor.run_db):
 - `record_run` (the run's final transaction) or `close_running` (another worker closing the run
   of a worker that died): the terminal status, priced ledger and delegation failures.
 
+The per-run statements on the usage row (the live ledger's UPDATE, the terminal UPDATE of the
+running row, the checks after it) are prepared SQL, built once per database: through the ORM
+most of their CPU was Django compiling the same query for every run (docs/PERFORMANCE.md).
+
 Only a `running` row is ever given a terminal status (`UPDATE ... WHERE status = 'running'`), so
 of a final write and a close racing for one run exactly one wins, and a retried flush never
 counts anything twice. Every other write is INSERT ... ON CONFLICT DO NOTHING on a unique key
@@ -58,8 +62,10 @@ def billed_to(fields: dict[str, Any]) -> dict[str, Any]:
     user_id = fields.get("user_id")
     if user_id is None:
         return fields
-    users = get_user_model()
-    name = users._default_manager.filter(pk=user_id).values_list(users.USERNAME_FIELD, flat=True).first()
+    with connection.cursor() as cursor:
+        cursor.execute(_statement("username"), [user_id])
+        row = cursor.fetchone()
+    name = None if row is None else row[0]
     return {**fields, "account_id": user_id, "user_id": user_id if name is not None else None,
             "username": str(name if name is not None else fields.get("username") or "")[:150]}
 
@@ -185,11 +191,10 @@ def record_run(usage_fields: dict[str, Any], calls: list[dict[str, Any]],
     with transaction.atomic():
         # The running row already names the user (`account_id`, `username`: record_running), and
         # keeps `user` as the account's deletion left it: the terminal write touches neither.
-        ended = RunUsage.objects.filter(run_id=run_id, status=RunStatus.RUNNING).update(
-            **{k: v for k, v in usage_fields.items() if k not in _OWNER_FIELDS},
-            cost=cost, pricing=pricing, unpriced_tokens=gap, live_ledger=None)
+        ended = end_running(run_id, {**{k: v for k, v in usage_fields.items() if k not in _OWNER_FIELDS},
+                                     "cost": cost, "pricing": pricing, "unpriced_tokens": gap, "live_ledger": None})
         if not ended:
-            if RunUsage.objects.filter(run_id=run_id).exists():
+            if has_usage_row(run_id):
                 return None  # already terminal: the first terminal write is the run's record
             usage_fields = billed_to(usage_fields)
             RunUsage.objects.bulk_create(
@@ -223,7 +228,7 @@ def close_running(run_id: str, *, status: str, error_type: str, error_message: s
     }
     with transaction.atomic():
         # The WHERE decides a race with the run's own final write (or another closer): one wins.
-        if not RunUsage.objects.filter(run_id=run_id, status=RunStatus.RUNNING).update(**fields):
+        if not end_running(run_id, fields):
             return None
         ModelCall.objects.bulk_create(rows, ignore_conflicts=True)
     return {**row, **fields}
@@ -236,7 +241,7 @@ def update_live_ledgers(tallies: list[tuple[str, dict[str, int], int, list[dict[
     """
     if not tallies:
         return
-    statement = _live_ledger_statement(connection.vendor)
+    statement = _statement("live_ledger")
     ledger_field = RunUsage._meta.get_field("live_ledger")
     with connection.cursor() as cursor:
         cursor.executemany(statement, [
@@ -246,20 +251,65 @@ def update_live_ledgers(tallies: list[tuple[str, dict[str, int], int, list[dict[
         ])
 
 
-_statements: dict[str, str] = {}
+def end_running(run_id: str, fields: dict[str, Any]) -> int:
+    """`RunUsage.objects.filter(run_id=run_id, status=RUNNING).update(**fields)` as a prepared
+    statement (one per set of fields); how many rows it updated (0 or 1). Values are prepared by
+    their fields' `get_db_prep_save`, as the ORM's UPDATE prepares them; fields that are not plain
+    columns, or values that are expressions, go through the ORM. Sync."""
+    names = tuple(fields)
+    columns = _columns.get(names)
+    if columns is None:
+        columns = _columns[names] = tuple(RunUsage._meta.get_field(name) for name in names)
+    values = fields.values()
+    if any(field.is_relation for field in columns) or any(hasattr(v, "resolve_expression") for v in values):
+        return RunUsage.objects.filter(run_id=run_id, status=RunStatus.RUNNING).update(**fields)
+    with connection.cursor() as cursor:
+        cursor.execute(_statement(("end_running", names)), [
+            *(field.get_db_prep_save(value, connection) for field, value in zip(columns, values, strict=True)),
+            run_id, RunStatus.RUNNING])
+        return cursor.rowcount
 
 
-def _live_ledger_statement(vendor: str) -> str:
-    # Built once per database: the ORM would compile the same UPDATE for every run, every time.
-    statement = _statements.get(vendor)
+_columns: dict[tuple[str, ...], tuple] = {}  # end_running's fields by their names
+
+
+def has_usage_row(run_id: str) -> bool:
+    """`RunUsage.objects.filter(run_id=run_id).exists()` as a prepared statement. Sync."""
+    with connection.cursor() as cursor:
+        cursor.execute(_statement("has_usage_row"), [run_id])
+        return cursor.fetchone() is not None
+
+
+# Built once per database (and set of fields): the ORM would compile the same SQL for every run,
+# every time (docs/PERFORMANCE.md).
+_statements: dict[tuple[str, Any], str] = {}
+
+
+def _statement(name: str | tuple) -> str:
+    key = (connection.vendor, name)
+    statement = _statements.get(key)
     if statement is None:
-        qn = connection.ops.quote_name
-        column = lambda name: qn(RunUsage._meta.get_field(name).column)  # noqa: E731
-        sets = ", ".join(f"{column(name)} = %s" for name in (*TOKEN_FIELDS, "model_calls", "live_ledger"))
-        statement = _statements[vendor] = (
-            f"UPDATE {qn(RunUsage._meta.db_table)} SET {sets} "
-            f"WHERE {column('run_id')} = %s AND {column('status')} = %s")
+        statement = _statements[key] = _build_statement(name)
     return statement
+
+
+def _build_statement(name: str | tuple) -> str:
+    qn = connection.ops.quote_name
+    column = lambda field: qn(RunUsage._meta.get_field(field).column)  # noqa: E731
+    table = qn(RunUsage._meta.db_table)
+    if name == "live_ledger":
+        sets = ", ".join(f"{column(field)} = %s" for field in (*TOKEN_FIELDS, "model_calls", "live_ledger"))
+        return f"UPDATE {table} SET {sets} WHERE {column('run_id')} = %s AND {column('status')} = %s"
+    if name == "has_usage_row":
+        return f"SELECT 1 FROM {table} WHERE {column('run_id')} = %s LIMIT 1"
+    if name == "username":
+        users = get_user_model()
+        user_column = lambda field: qn(users._meta.get_field(field).column)  # noqa: E731
+        return (f"SELECT {user_column(users.USERNAME_FIELD)} FROM {qn(users._meta.db_table)} "
+                f"WHERE {qn(users._meta.pk.column)} = %s")
+    _, fields = name  # end_running
+    sets = ", ".join(f"{column(field)} = %s" for field in fields)
+    return f"UPDATE {table} SET {sets} WHERE {column('run_id')} = %s AND {column('status')} = %s"
 
 
 # --- paused runs (waiting for their user) ------------------------------------------------------

@@ -107,3 +107,94 @@ def test_reports_and_budgets_leave_running_rows_out(alice):
     assert list(RunUsage.objects.for_period(today, today).values_list("run_id", flat=True)) == ["r-done"]
     assert RunUsage.objects.filter(user=alice).for_period(date(2000, 1, 1), today).usage_totals()["runs"] == 1
     assert budget_status(alice.pk, now).unpriced_runs == 0
+
+
+# -- the final write's statements against the ORM queries they stand for ----------------------
+
+def _usage_values(run_id: str) -> dict:
+    row = RunUsage.objects.filter(run_id=run_id).values().get()
+    return {k: v for k, v in row.items() if k not in ("id", "run_id")}
+
+
+def _stored(run_id: str) -> tuple:
+    """The row as the database holds it (no converters: a datetime's stored text on SQLite)."""
+    from django.db import connection
+
+    with connection.cursor() as cursor:
+        cursor.execute(f"SELECT * FROM {RunUsage._meta.db_table} WHERE run_id = %s", [run_id])
+        columns = [c[0] for c in cursor.description]
+        return tuple(v for c, v in zip(columns, cursor.fetchone(), strict=True) if c not in ("id", "run_id"))
+
+
+def test_ending_a_running_row_writes_what_the_orm_update_writes(alice):
+    """Twin running rows, one ended through the ORM's UPDATE, the other by end_running (what
+    record_run and close_running run): the same rows, field by field, and the same counts."""
+    from datetime import UTC, datetime, timedelta
+    from zoneinfo import ZoneInfo
+
+    from metrics.recording import end_running, update_live_ledgers
+
+    started = datetime(2026, 12, 6, 9, 0, 0, 123456, tzinfo=UTC)
+    for run_id in ("orm", "prepared"):
+        _running(run_id, user=alice, started=started)
+    update_live_ledgers([(run_id, {"input_tokens": 5}, 1, [{"agent": "a", "tokens": {"input_tokens": 5}}])
+                         for run_id in ("orm", "prepared")])
+    finished = (started + timedelta(seconds=3, microseconds=7)).astimezone(ZoneInfo("Europe/Copenhagen"))
+    fields = dict(status="error", error_type="provider_error", error_message="Fejl — 🍞 \\ ' \" %s",
+                  finished_at=finished, duration_ms=3000, ttft_ms=None,
+                  input_tokens=2**40, output_tokens=7, total_tokens=2**40 + 7, retries=2, backoff_seconds=1.375,
+                  streamed=False, model="openai:gpt-4.1-mini", kind="chat", deep_research=True,
+                  cost=Decimal("1234567.12345678"), pricing="partial", unpriced_tokens=40, live_ledger=None)
+    assert RunUsage.objects.filter(run_id="orm", status="running").update(**fields) == 1
+    assert end_running("prepared", fields) == 1
+    assert _usage_values("orm") == _usage_values("prepared")
+    assert _stored("orm") == _stored("prepared")
+    assert _usage_values("prepared")["live_ledger"] is None and _usage_values("prepared")["ttft_ms"] is None
+    # A row that is not running any more is not touched, by either.
+    assert RunUsage.objects.filter(run_id="orm", status="running").update(status="completed") == 0
+    assert end_running("prepared", {"status": "completed"}) == 0
+    assert _usage_values("prepared")["status"] == "error"
+
+
+def test_who_a_run_is_billed_to_and_whether_it_has_a_row_read_what_the_orm_reads(alice, django_user_model):
+    from django.contrib.auth import get_user_model
+
+    from metrics.recording import billed_to, has_usage_row
+
+    gone = django_user_model.objects.create_user("gone")
+    gone_pk = gone.pk
+    gone.delete()
+    users = get_user_model().objects
+    for pk in (alice.pk, gone_pk):
+        name = users.filter(pk=pk).values_list("username", flat=True).first()
+        expected = {"user_id": pk if name else None, "account_id": pk, "username": name or "kept"}
+        assert billed_to({"user_id": pk, "username": "kept", "run_id": "r"}) == {**expected, "run_id": "r"}
+    assert billed_to({"user_id": None, "run_id": "r"}) == {"user_id": None, "run_id": "r"}
+    _running("there", user=alice)
+    for run_id in ("there", "not-there"):
+        assert has_usage_row(run_id) is RunUsage.objects.filter(run_id=run_id).exists()
+    assert has_usage_row("there") and not has_usage_row("not-there")
+
+
+def test_a_runs_final_write_compiles_no_query_for_its_usage_row(alice):
+    """Guards against the final write's usage statements (the running row's UPDATE, the checks
+    after it) going back to ORM queries, compiled for every run."""
+    from unittest import mock
+
+    from django.db.models.sql.compiler import SQLCompiler
+
+    from metrics.recording import billed_to, record_run
+
+    from .helpers import usage
+
+    billed_to({"user_id": alice.pk})
+    for run_id in ("warm", "r-run", "gone"):
+        _running(run_id, user=alice)
+    record_run(usage("warm", user=alice), [])
+    RunUsage.objects.filter(run_id="gone").update(status="completed")
+    with mock.patch.object(SQLCompiler, "as_sql", autospec=True, side_effect=SQLCompiler.as_sql) as compiled:
+        record_run(usage("r-run", user=alice), [])
+        assert record_run(usage("gone", user=alice), []) is None  # ended already: the check reads it
+        assert billed_to({"user_id": alice.pk})["username"] == "alice"  # a run without a running row
+    assert compiled.call_count == 0
+    assert RunUsage.objects.get(run_id="r-run").status == "completed"
