@@ -25,7 +25,7 @@ from agno.models.message import Message
 from agno.models.response import ModelResponse
 from openai import AsyncOpenAI
 
-from chat.agents import openai_lean
+from chat.agents import openai_wire
 from chat.agents.providers import ModelSpec, build_model
 from chat.agents.retry import classify_failure
 from tests.doubles.fake_openai import DELEGATE_TOOL, Behaviour, FakeProvider
@@ -264,7 +264,7 @@ async def test_clients_the_lean_route_cannot_reproduce_keep_the_sdk(lean_setting
     replay = ReplayTransport(fake_recordings["text"])
     sdk = AsyncOpenAI(base_url="http://provider.test/v1", api_key=key_provider, max_retries=0,
                       http_client=httpx2.AsyncClient(transport=replay))
-    assert await openai_lean._route(sdk) is None
+    assert await openai_wire.route(sdk) is None
     model = build_model("leader", ModelSpec("openai-like", "fake"))
     model.get_async_client = lambda: sdk
     deltas = [d async for d in model.ainvoke_stream(messages=list(LEADER), assistant_message=Message(role="assistant"))]
@@ -277,7 +277,7 @@ def test_the_sse_decoder_splits_lines_as_the_sdk_does():
     stream = b"data: a\r\ndata: b\r\rdata: c\n\nevent: e\ndata: d\r\n\r\n: note\nretry: 5\nid: 1\n\n"
     for size in range(1, len(stream) + 1):
         pieces = [stream[i:i + size] for i in range(0, len(stream), size)]
-        ours = openai_lean.SseDecoder()
+        ours = openai_wire.SseDecoder()
         got = [event for piece in pieces for event in ours.feed(piece)] + ours.finish()
         sdk = [(e.event, e.data) for e in SSEDecoder().iter_bytes(iter(pieces))]
         assert got == sdk, size
@@ -292,7 +292,7 @@ async def _live_model(settings, provider: FakeProvider):
 
 async def test_a_finished_stream_leaves_its_connection_for_the_next_call(lean_settings):
     """Guards against the lean path closing a connection whose stream ended (not reading what
-    follows [DONE]: chat/agents/openai_lean.py `_drain`): every call would open a new connection."""
+    follows [DONE]: chat/agents/openai_wire.py `_drain`): every call would open a new connection."""
     async with FakeProvider(answer_words=6) as provider:
         for _ in range(3):
             model = await _live_model(lean_settings, provider)

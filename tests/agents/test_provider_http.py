@@ -21,7 +21,7 @@ from chat.agents.agno_overrides import close_loop_clients
 from chat.agents.providers import ModelSpec, build_model
 from chat.agents.retry import classify_failure
 from tests.agents.test_openai_lean import FAKE_CASES, LEADER, TOOLS, _normal
-from tests.doubles.fake_openai import FakeProvider
+from tests.doubles.fake_openai import Behaviour, FakeProvider
 
 TRANSPORTS = {"aiohttp": "AiohttpTransport", "httpx": "AsyncHTTPTransport"}
 # What differs between two answers to the same request: the provider's ids (tool call ids too:
@@ -103,3 +103,93 @@ async def test_closing_a_loops_clients_closes_their_connections_and_the_next_cal
             assert provider.open_connections == 1  # kept alive for the next call
             await close_loop_clients()
             assert await provider.wait_until(lambda p: p.open_connections == 0, 5.0), provider.open_connections
+
+
+NAMING = [Message(role="system", content="Name the chat in at most 8 words."),
+          Message(role="user", content="First message: hello ü\nAnswer: hi there")]
+COMPLETE_CASES = {
+    "text": Behaviour.say("Copenhagen history questions"),
+    "429 with Retry-After": Behaviour.rate_limited(retry_after="7"),
+    "500": Behaviour.http_error(500),
+    "reset": Behaviour.reset(after=0),
+}
+
+
+async def _complete(settings, provider: FakeProvider, transport: str, behaviour) -> tuple:
+    await close_loop_clients()
+    model = _model(settings, provider, transport)
+    provider.enqueue(behaviour)
+    try:
+        response = await model.ainvoke(messages=list(NAMING), assistant_message=Message(role="assistant"))
+    except ModelProviderError as exc:
+        failure = classify_failure(exc)
+        return None, (type(exc).__name__, exc.status_code, failure.message, failure.retry_after)
+    usage = response.response_usage
+    return (response.role, response.content, None if usage is None else usage.to_dict()), None
+
+
+@pytest.mark.parametrize("name", list(COMPLETE_CASES))
+async def test_a_non_streamed_call_gives_the_same_answer_and_errors_on_both_transports(live_settings, name):
+    async with FakeProvider() as provider:
+        seen = {t: await _complete(live_settings, provider, t, COMPLETE_CASES[name]) for t in TRANSPORTS}
+    assert seen["aiohttp"] == seen["httpx"]
+    answer, error = seen["aiohttp"]
+    assert (answer is not None) == (name == "text") and (error is not None) == (name != "text")
+
+
+async def test_with_the_aiohttp_transport_requests_skip_httpx2(live_settings, monkeypatch):
+    """Guards against the comparisons above passing because both transports went through httpx2's
+    client (the direct aiohttp route not taken: a transport not recognised, a proxy assumed)."""
+    async with FakeProvider(answer_words=4) as provider:
+        await close_loop_clients()
+        model = _model(live_settings, provider, "aiohttp")
+
+        async def no_send(*args, **kwargs):
+            raise AssertionError("httpx2 sent the request")
+
+        monkeypatch.setattr(model.get_async_client()._client, "send", no_send)
+        deltas = [d async for d in model.ainvoke_stream(messages=list(LEADER),
+                                                        assistant_message=Message(role="assistant"))]
+        assert "".join(d.content or "" for d in deltas)
+        provider.enqueue(COMPLETE_CASES["text"])
+        answer = await model.ainvoke(messages=list(NAMING), assistant_message=Message(role="assistant"))
+        assert answer.content == "Copenhagen history questions"
+
+
+async def _redirecting_server(target: str) -> asyncio.Server:
+    """Answers every request with a 307 to `target` (a provider that moved), reading the body first."""
+
+    async def answer(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        head = await reader.readuntil(b"\r\n\r\n")
+        length = next((int(line.split(b":")[1]) for line in head.split(b"\r\n")
+                       if line.lower().startswith(b"content-length:")), 0)
+        await reader.readexactly(length)
+        writer.write(b"HTTP/1.1 307 Temporary Redirect\r\nLocation: " + target.encode()
+                     + b"\r\nContent-Length: 0\r\nConnection: close\r\n\r\n")
+        await writer.drain()
+        writer.close()
+
+    return await asyncio.start_server(answer, "127.0.0.1", 0)
+
+
+async def test_a_redirected_call_is_followed_on_both_transports(live_settings):
+    """The SDK's client follows redirects; the direct aiohttp route hands a redirect to it."""
+    async with FakeProvider(answer_words=4) as provider:
+        server = await _redirecting_server(f"{provider.base_url}/chat/completions")
+        port = server.sockets[0].getsockname()[1]
+        try:
+            answers = {}
+            for transport in TRANSPORTS:
+                await close_loop_clients()
+                live_settings.CIRKELLINE_PROVIDER_HTTP = transport
+                live_settings.CIRKELLINE_MODEL_BASE_URL = f"http://127.0.0.1:{port}/v1"
+                model = build_model("leader", ModelSpec("openai-like", "fake"))
+                deltas = [d async for d in model.ainvoke_stream(messages=list(LEADER),
+                                                                assistant_message=Message(role="assistant"))]
+                answers[transport] = "".join(d.content or "" for d in deltas)
+                provider.enqueue(COMPLETE_CASES["text"])
+                named = await model.ainvoke(messages=list(NAMING), assistant_message=Message(role="assistant"))
+                assert named.content == "Copenhagen history questions"
+        finally:
+            server.close()
+    assert answers["aiohttp"] and answers["aiohttp"] == answers["httpx"]
