@@ -13,6 +13,7 @@ SQLite's is, in-process) per round and the medians, with the load average.
 from __future__ import annotations
 
 import argparse
+import itertools
 import os
 import statistics
 import tempfile
@@ -67,6 +68,13 @@ def _calls() -> dict[str, tuple[Callable[[], object], Callable[[], object]]]:
     ended = f"bench-{stamp}-ended"
     recording.record_running({"run_id": ended, "user_id": plain.pk, "username": plain.username, "session_id": sid,
                               "team_id": "cirkelline", "model": "m", "started_at": now, "worker": "bench"})
+    ids = itertools.count()
+
+    def running():
+        return RunUsage(run_id=f"bench-{stamp}-new-{next(ids)}", user_id=plain.pk, account_id=plain.pk, username="u",
+                        session_id=sid, team_id="cirkelline", model="m", started_at=now, worker="bench",
+                        status="running", pricing="unpriced")
+
     final = {"session_id": sid, "request_id": "", "team_id": "cirkelline", "kind": "chat", "model": "m",
              "status": "completed", "error_type": "", "error_message": "", "input_tokens": 1200, "output_tokens": 80,
              "total_tokens": 1280, "reasoning_tokens": 0, "cache_read_tokens": 0, "cache_write_tokens": 0,
@@ -91,6 +99,9 @@ def _calls() -> dict[str, tuple[Callable[[], object], Callable[[], object]]]:
                         lambda: recording.end_running(ended, final)),
         "has_usage_row": (lambda: RunUsage.objects.filter(run_id=ended).exists(),
                           lambda: recording.has_usage_row(ended)),
+        # A new row per call, either way: a running usage row as a run's admission inserts it.
+        "insert a usage row": (lambda: len(RunUsage.objects.bulk_create([running()])),
+                               lambda: recording.insert_rows([running()]) or 1),
         "billed_to": (lambda: users.filter(pk=plain.pk).values_list("username", flat=True).first(),
                       lambda: recording.billed_to({"user_id": plain.pk})["username"]),
     }

@@ -9,9 +9,10 @@ chat.storage.executor.run_db):
 - `record_run` (the run's final transaction) or `close_running` (another worker closing the run
   of a worker that died): the terminal status, priced ledger and delegation failures.
 
-The per-run statements on the usage row (the live ledger's UPDATE, the terminal UPDATE of the
-running row, the checks after it) are prepared SQL, built once per database: through the ORM
-most of their CPU was Django compiling the same query for every run (docs/PERFORMANCE.md).
+The per-run statements (the usage row's INSERT at admission, the live ledger's UPDATE, the
+terminal UPDATE of the running row and the checks after it, the ledger's and the failures'
+INSERTs) are prepared SQL, built once per database: through the ORM most of their CPU was
+Django compiling the same query for every run (docs/PERFORMANCE.md).
 
 Only a `running` row is ever given a terminal status (`UPDATE ... WHERE status = 'running'`), so
 of a final write and a close racing for one run exactly one wins, and a retried flush never
@@ -26,8 +27,11 @@ from datetime import datetime
 from decimal import Decimal
 from typing import Any
 
+from django.apps import apps
 from django.contrib.auth import get_user_model
-from django.db import connection, transaction
+from django.db import connection, models, transaction
+from django.db.models.constants import OnConflict
+from django.db.models.expressions import DatabaseDefault
 
 from .models import TOKEN_FIELDS, DelegationFailure, FailureKind, ModelCall, Pricing, RunStatus, RunUsage
 from .pricing import price, rules_in_force
@@ -78,7 +82,7 @@ def record_run_usage(fields: dict[str, Any]) -> None:
     _check_fields(fields, USAGE_FIELDS)
     fields = billed_to(fields)
     fields = {"pricing": Pricing.UNPRICED, "unpriced_tokens": fields.get("total_tokens", 0), **fields}
-    RunUsage.objects.bulk_create([RunUsage(**fields)], ignore_conflicts=True)
+    insert_rows([RunUsage(**fields)], ignore_conflicts=True)
 
 
 def _call_row(run_id: str, team_id: str, entry: dict[str, Any], rules) -> ModelCall:
@@ -146,7 +150,7 @@ def record_delegation_failures(usage_fields: dict[str, Any], failures: Iterable[
     failures = list(failures)
     if failures:
         rows = failure_rows(billed_to(usage_fields), failures)
-        DelegationFailure.objects.bulk_create(rows, ignore_conflicts=True)
+        insert_rows(rows, ignore_conflicts=True)
 
 
 def record_running(fields: dict[str, Any]) -> None:
@@ -160,7 +164,7 @@ def record_running(fields: dict[str, Any]) -> None:
         raise ValueError(f"not fields of a running usage row: {sorted(unknown)}")
     # The account exists (the run was just admitted for it, and its session claimed in this
     # transaction): no lookup needed to name it.
-    RunUsage.objects.bulk_create([RunUsage(**fields, account_id=fields.get("user_id"), status=RunStatus.RUNNING,
+    insert_rows([RunUsage(**fields, account_id=fields.get("user_id"), status=RunStatus.RUNNING,
                                            pricing=Pricing.UNPRICED)])
 
 
@@ -197,9 +201,9 @@ def record_run(usage_fields: dict[str, Any], calls: list[dict[str, Any]],
             if has_usage_row(run_id):
                 return None  # already terminal: the first terminal write is the run's record
             usage_fields = billed_to(usage_fields)
-            RunUsage.objects.bulk_create(
-                [RunUsage(**usage_fields, cost=cost, pricing=pricing, unpriced_tokens=gap)], ignore_conflicts=True)
-        ModelCall.objects.bulk_create(rows, ignore_conflicts=True)
+            insert_rows([RunUsage(**usage_fields, cost=cost, pricing=pricing, unpriced_tokens=gap)],
+                        ignore_conflicts=True)
+        insert_rows(rows, ignore_conflicts=True)
         record_delegation_failures(usage_fields, failures)
     return cost
 
@@ -230,7 +234,7 @@ def close_running(run_id: str, *, status: str, error_type: str, error_message: s
         # The WHERE decides a race with the run's own final write (or another closer): one wins.
         if not end_running(run_id, fields):
             return None
-        ModelCall.objects.bulk_create(rows, ignore_conflicts=True)
+        insert_rows(rows, ignore_conflicts=True)
     return {**row, **fields}
 
 
@@ -280,6 +284,38 @@ def has_usage_row(run_id: str) -> bool:
         return cursor.fetchone() is not None
 
 
+def insert_rows(rows: list[models.Model], *, ignore_conflicts: bool = False) -> None:
+    """`Model.objects.bulk_create(rows, ignore_conflicts=...)` as a prepared statement per model and
+    set of columns (rows of one model, without primary keys; their ids are not read back). The
+    same SQL form as the ORM's (`ops.insert_statement`, its ON CONFLICT suffix: SQLite's INSERT OR
+    IGNORE), each value its field's `pre_save` then `get_db_prep_save`, as the ORM's INSERT
+    prepares them; a field left at its database default is left out (the database fills it, as
+    the ORM's DEFAULT does). Rows with a primary key or an expression go through the ORM. Sync."""
+    if not rows:
+        return
+    model = type(rows[0])
+    meta = model._meta
+    fields = [f for f in meta.concrete_fields if not f.generated and f is not meta.auto_field]
+    batches: dict[tuple, list[list]] = {}
+    for row in rows:
+        row._prepare_related_fields_for_save(operation_name="bulk_create")
+        values = [(f, f.pre_save(row, add=True)) for f in fields]
+        if row.pk is not None or any(hasattr(v, "resolve_expression") and not isinstance(v, DatabaseDefault)
+                                     for _, v in values):
+            model._default_manager.bulk_create(rows, ignore_conflicts=ignore_conflicts)
+            return
+        kept = [(f, v) for f, v in values if not isinstance(v, DatabaseDefault)]
+        batches.setdefault(tuple(f.name for f, _ in kept), []).append(
+            [f.get_db_prep_save(v, connection) for f, v in kept])
+    with connection.cursor() as cursor:
+        for names, params in batches.items():
+            statement = _statement(("insert", meta.label, names, ignore_conflicts))
+            if len(params) == 1:
+                cursor.execute(statement, params[0])
+            else:
+                cursor.executemany(statement, params)
+
+
 # Built once per database (and set of fields): the ORM would compile the same SQL for every run,
 # every time (docs/PERFORMANCE.md).
 _statements: dict[tuple[str, Any], str] = {}
@@ -295,6 +331,14 @@ def _statement(name: str | tuple) -> str:
 
 def _build_statement(name: str | tuple) -> str:
     qn = connection.ops.quote_name
+    if isinstance(name, tuple) and name[0] == "insert":
+        _, label, names, ignore_conflicts = name
+        meta = apps.get_model(label)._meta
+        fields = [meta.get_field(field) for field in names]
+        on_conflict = OnConflict.IGNORE if ignore_conflicts else None
+        return (f"{connection.ops.insert_statement(on_conflict=on_conflict)} {qn(meta.db_table)} "
+                f"({', '.join(qn(f.column) for f in fields)}) VALUES ({', '.join(['%s'] * len(fields))}) "
+                f"{connection.ops.on_conflict_suffix_sql(fields, on_conflict, None, None)}").rstrip()
     column = lambda field: qn(RunUsage._meta.get_field(field).column)  # noqa: E731
     table = qn(RunUsage._meta.db_table)
     if name == "live_ledger":

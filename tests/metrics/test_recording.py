@@ -5,7 +5,7 @@ from decimal import Decimal
 import pytest
 from django.utils import timezone
 
-from metrics.models import RunUsage
+from metrics.models import ModelCall, RunUsage
 from metrics.recording import record_run_usage
 
 pytestmark = pytest.mark.django_db
@@ -179,11 +179,8 @@ def test_who_a_run_is_billed_to_and_whether_it_has_a_row_read_what_the_orm_reads
 def test_a_runs_final_write_compiles_no_query_for_its_usage_row(alice):
     """Guards against the final write's usage statements (the running row's UPDATE, the checks
     after it) going back to ORM queries, compiled for every run."""
-    from unittest import mock
-
-    from django.db.models.sql.compiler import SQLCompiler
-
     from metrics.recording import billed_to, record_run
+    from tests.compiled import compiled_queries
 
     from .helpers import usage
 
@@ -192,9 +189,101 @@ def test_a_runs_final_write_compiles_no_query_for_its_usage_row(alice):
         _running(run_id, user=alice)
     record_run(usage("warm", user=alice), [])
     RunUsage.objects.filter(run_id="gone").update(status="completed")
-    with mock.patch.object(SQLCompiler, "as_sql", autospec=True, side_effect=SQLCompiler.as_sql) as compiled:
+    with compiled_queries() as compiled:
         record_run(usage("r-run", user=alice), [])
         assert record_run(usage("gone", user=alice), []) is None  # ended already: the check reads it
         assert billed_to({"user_id": alice.pk})["username"] == "alice"  # a run without a running row
-    assert compiled.call_count == 0
+    assert compiled.count == 0
     assert RunUsage.objects.get(run_id="r-run").status == "completed"
+
+
+def _stored_rows(model, where: str, params: list) -> list[tuple]:
+    """A model's rows as the database holds them, without their ids (no converters)."""
+    from django.db import connection
+
+    with connection.cursor() as cursor:
+        cursor.execute(f"SELECT * FROM {model._meta.db_table} WHERE {where} ORDER BY id", params)
+        columns = [c[0] for c in cursor.description]
+        return [tuple(v for c, v in zip(columns, row, strict=True) if c != "id") for row in cursor.fetchall()]
+
+
+def test_rows_are_inserted_as_the_orms_bulk_create_inserts_them(alice):
+    """insert_rows (the usage row at admission and at a write without one, the ledger, the
+    delegation failures) against bulk_create: the same stored values, a database default left to
+    the database, a conflict ignored or refused as the ORM's INSERT ignores or refuses it."""
+    from datetime import UTC, datetime
+    from zoneinfo import ZoneInfo
+
+    from django.db import IntegrityError, transaction
+
+    from metrics.models import DelegationFailure, ModelCall
+    from metrics.pricing import snapshot
+    from metrics.recording import insert_rows
+
+    from .helpers import rule
+
+    price = rule("openai", "gpt-t", "1.5", "2")
+    started = datetime(2026, 12, 6, 9, 0, 0, 123456, tzinfo=ZoneInfo("Europe/Copenhagen"))
+
+    def usage_rows(prefix):
+        return [RunUsage(run_id=f"{prefix}-running", user_id=alice.pk, account_id=alice.pk, username="alice",
+                         session_id="s", team_id="cirkelline", model="m", started_at=started, worker="w",
+                         status="running", pricing="unpriced"),  # kind: its database default
+                RunUsage(run_id=f"{prefix}-naming", user_id=alice.pk, account_id=alice.pk, username="Ålice 🍞",
+                         session_id="s", kind="naming", model="openai:gpt-t", status="completed",
+                         started_at=started, finished_at=started.astimezone(UTC), duration_ms=3, streamed=False,
+                         input_tokens=2**40, total_tokens=2**40, backoff_seconds=0.125,
+                         cost=Decimal("1234567.12345678"), pricing="partial", unpriced_tokens=4,
+                         live_ledger=[{"agent": "a", "tokens": {"input_tokens": 1}}])]
+
+    def ledger_rows(prefix):
+        return [ModelCall(run_id=f"{prefix}-naming", agent="namer", is_leader=False, provider="openai", model="gpt-t",
+                          calls=2, input_tokens=10, total_tokens=10, cost=Decimal("0.00001500"), pricing="priced",
+                          price_rule=price, price_snapshot=snapshot(price), provider_reported_cost=Decimal("0.1")),
+                ModelCall(run_id=f"{prefix}-naming", agent="member", provider="local", model="x", calls=1,
+                          cost=None, pricing="unpriced", price_rule=None, price_snapshot=None)]
+
+    def failure_rows(prefix):
+        return [DelegationFailure(run_id=f"{prefix}-naming", session_id="s", user_id=alice.pk, model="m",
+                                  kind="member_error", member="research-specialist", excerpt="Fejl — 'x'",
+                                  created_at=started)]
+
+    for build in (usage_rows, ledger_rows, failure_rows):
+        build("orm")[0]._meta.model.objects.bulk_create(build("orm"), ignore_conflicts=True)
+        insert_rows(build("prepared"), ignore_conflicts=True)
+        # A second insert of the same keys: nothing happens, either way.
+        build("orm")[0]._meta.model.objects.bulk_create(build("orm"), ignore_conflicts=True)
+        insert_rows(build("prepared"), ignore_conflicts=True)
+    for model in (RunUsage, ModelCall, DelegationFailure):
+        orm, prepared = (_stored_rows(model, "run_id LIKE %s", [f"{p}-%"]) for p in ("orm", "prepared"))
+        assert [tuple(str(v).replace("orm-", "prepared-") for v in row) for row in orm] == \
+            [tuple(map(str, row)) for row in prepared], model
+        assert len(prepared) == {RunUsage: 2, ModelCall: 2, DelegationFailure: 1}[model]
+    assert RunUsage.objects.get(run_id="prepared-running").kind == "chat"  # the database's default
+    # Without ignore_conflicts a duplicate is refused, as the ORM refuses it.
+    for insert in (lambda: RunUsage.objects.bulk_create(usage_rows("prepared")[:1]),
+                   lambda: insert_rows(usage_rows("prepared")[:1])):
+        with pytest.raises(IntegrityError), transaction.atomic():
+            insert()
+
+
+def test_a_runs_final_write_and_its_admission_compile_no_query_for_their_usage(alice):
+    """Guards against the usage row's INSERT at admission, and the ledger's and a naming call's
+    usage row at the final write, going back to the ORM's compiled INSERTs."""
+    from metrics.recording import record_run
+    from tests.compiled import compiled_queries
+
+    from .helpers import call, rule, usage
+
+    rule()
+    _running("warm", user=alice)
+    record_run(usage("warm", user=alice), [call(input_tokens=5)])
+    record_run(usage("warm-naming", user=alice), [call(input_tokens=5)])
+    with compiled_queries() as compiled:
+        _running("r-run", user=alice)
+        record_run(usage("r-run", user=alice), [call(input_tokens=5), call(agent="member", input_tokens=7)])
+        record_run(usage("naming", user=alice), [call(input_tokens=5)])  # no running row: inserted
+    assert compiled.count == 0
+    assert sorted(RunUsage.objects.filter(run_id__in=["r-run", "naming"]).values_list("run_id", "status")) == [
+        ("naming", "completed"), ("r-run", "completed")]
+    assert ModelCall.objects.filter(run_id__in=["r-run", "naming"]).count() == 3

@@ -6,16 +6,15 @@ from __future__ import annotations
 
 from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
-from unittest import mock
 from zoneinfo import ZoneInfo
 
 import pytest
-from django.db.models.sql.compiler import SQLCompiler
 from django.utils import timezone
 
 from metrics.budgets import budget_refusal, budget_status
 from metrics.models import Budget, ModelCall, RunUsage
 from metrics.reports import pricing_of
+from tests.compiled import compiled_queries
 
 from .helpers import ALICE_BY_DAY, ALICE_BY_MODEL, ALICE_TOTALS, _run, seed_usage
 
@@ -197,10 +196,10 @@ def test_the_run_paths_budget_check_compiles_no_query(alice, django_assert_num_q
     Budget.objects.create(user=alice, monthly_limit=Decimal("1.00"))
     _run("in", alice, datetime(2026, 12, 2, tzinfo=UTC), cost="0.50000000", pricing="priced")
     budget_refusal(alice.pk, NOW)  # the statement is built once per database vendor
-    with mock.patch.object(SQLCompiler, "as_sql", autospec=True, side_effect=SQLCompiler.as_sql) as compiled, \
+    with compiled_queries() as compiled, \
             django_assert_num_queries(1):
         assert budget_refusal(alice.pk, NOW) is None
-    assert compiled.call_count == 0
-    with mock.patch.object(SQLCompiler, "as_sql", autospec=True, side_effect=SQLCompiler.as_sql) as compiled:
+    assert compiled.count == 0
+    with compiled_queries() as compiled:
         Budget.objects.with_spend_orm(alice.pk, datetime(2026, 12, 1, tzinfo=UTC), NOW)
-    assert compiled.call_count > 0  # the patch sees a compiled query
+    assert compiled.count > 0  # the patch sees a compiled query

@@ -5,16 +5,15 @@ read (chat.storage.prepared) against the ORM queries they stand for, on SQLite a
 from __future__ import annotations
 
 from datetime import UTC, datetime
-from unittest import mock
 
 import pytest
-from django.db.models.sql.compiler import SQLCompiler
 from rest_framework_simplejwt.tokens import AccessToken
 
 from chat.identity import caller_for_token_user, token_claims
 from chat.models import ChatRun, ChatSession, NamedBy, TokenVersion
 from chat.runs import naming
 from chat.storage import prepared
+from tests.compiled import compiled_queries
 
 pytestmark = pytest.mark.django_db
 NOW = datetime(2026, 12, 6, 9, 0, tzinfo=UTC)
@@ -96,10 +95,6 @@ def test_the_token_users_read_is_the_orm_querys(alice, bob, django_user_model):
     assert prepared.user_for_token(10**9) is None
 
 
-def _compiled():
-    return mock.patch.object(SQLCompiler, "as_sql", autospec=True, side_effect=SQLCompiler.as_sql)
-
-
 def test_the_naming_check_and_the_token_check_compile_no_query(alice, django_assert_num_queries):
     """Guards against the run path's naming check (session awaiting its name, and the budget) and
     its token check going back to ORM queries, compiled on every call."""
@@ -109,10 +104,30 @@ def test_the_naming_check_and_the_token_check_compile_no_query(alice, django_ass
     Budget.objects.create(user=alice, monthly_limit=1)
     token_user = token_claims(AccessToken.for_user(alice))
     naming._may_name(alice.pk, "one-answer", NOW), caller_for_token_user(*token_user)  # statements built
-    with _compiled() as compiled, django_assert_num_queries(3):
+    with compiled_queries() as compiled, django_assert_num_queries(3):
         assert naming._may_name(alice.pk, "one-answer", NOW) is True
         assert caller_for_token_user(*token_user).username == "alice"
-    assert compiled.call_count == 0
-    with _compiled() as compiled:
+    assert compiled.count == 0
+    with compiled_queries() as compiled:
         ChatSession.objects.awaiting_name(alice.pk, "one-answer")
-    assert compiled.call_count > 0  # the patch sees a compiled query
+    assert compiled.count > 0  # the patch sees a compiled query
+
+
+def test_the_naming_calls_write_compiles_no_query(alice):
+    """Guards against the naming call's write (its usage row, ledger and the session's new name,
+    chat.runs.naming._store) going back to ORM queries, compiled on every call."""
+    from metrics.models import ModelCall, RunUsage
+    from tests.metrics.helpers import call, rule, usage
+
+    rule()
+    for session_id in ("warm", "one-answer"):
+        _session(alice, session_id, NamedBy.MESSAGE, [(None, "COMPLETED")])
+    written = lambda run_id, session_id: {**usage(run_id, user=alice), "session_id": session_id,  # noqa: E731
+                                          "kind": "naming"}
+    naming._store(written("warm", "warm"), [call(input_tokens=5)], "A title")
+    with compiled_queries() as compiled:
+        assert naming._store(written("naming", "one-answer"), [call(input_tokens=5)], "Sourdough") is True
+    assert compiled.count == 0
+    assert ChatSession.objects.get(session_id="one-answer").session_name == "Sourdough"
+    assert (RunUsage.objects.get(run_id="naming").kind, ModelCall.objects.filter(run_id="naming").count()) == (
+        "naming", 1)
