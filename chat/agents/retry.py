@@ -27,6 +27,7 @@ from chat.context import CutCall, ProviderFailure, current_run
 from chat.observability import hooks
 
 from .agno_overrides import AgnoModelOverrides, StreamRestart
+from .chunk_deadline import ChunkDeadline
 from .token_estimate import TextCount, delta_text, prompt_tokens
 
 logger = logging.getLogger(__name__)
@@ -247,16 +248,19 @@ class ResilientModel(AgnoModelOverrides):
             streamed = 0  # characters of text this attempt has streamed
             produced = False
             billing = _Attempt(self, args, kwargs)
+            # The wait for each chunk has its deadline (only the wait counts, not the consumer's time
+            # between chunks), all of them on one timer per attempt: chat.agents.chunk_deadline.
+            wait, idle = settings.CIRKELLINE_FIRST_TOKEN_TIMEOUT, settings.CIRKELLINE_STREAM_IDLE_TIMEOUT
+            deadline = ChunkDeadline()
             stream = super().ainvoke_stream(*args, **kwargs)  # type: ignore[misc]
             try:
                 while True:
-                    if produced:
-                        wait = settings.CIRKELLINE_STREAM_IDLE_TIMEOUT
-                    else:
-                        wait = settings.CIRKELLINE_FIRST_TOKEN_TIMEOUT
+                    deadline.start(wait)
                     try:
-                        async with asyncio.timeout(wait):
+                        try:
                             delta = await anext(stream)
+                        finally:
+                            timed_out = deadline.stop()
                     except StopAsyncIteration:
                         hooks.provider_call_ended(ok=True)
                         if self.ledger_agent is not None:  # no agno event will count this call
@@ -265,7 +269,9 @@ class ResilientModel(AgnoModelOverrides):
                             billing.bill(calls=0)
                         billing.settled = True
                         return
-                    except TimeoutError:
+                    except (asyncio.CancelledError, TimeoutError) as ended:
+                        if not timed_out and isinstance(ended, asyncio.CancelledError):
+                            raise  # a cancel from outside (the run stopped), not the deadline's
                         if not produced:
                             hooks.provider_call_ended(timed_out=True)
                             raise self._first_token_missed() from None
@@ -275,7 +281,7 @@ class ResilientModel(AgnoModelOverrides):
                         self._note_provider_cost(delta, kwargs.get("run_response"))
                     content = getattr(delta, "content", None)
                     if content or getattr(delta, "tool_calls", None):
-                        produced = True
+                        produced, wait = True, idle
                         if isinstance(content, str):
                             streamed += len(content)
                     yield delta
@@ -299,6 +305,7 @@ class ResilientModel(AgnoModelOverrides):
                     yield StreamRestart(extra={"discarded_characters": streamed})
                 attempt += 1
             finally:
+                deadline.close()
                 if not billing.settled:  # cancelled (or crashed) in flight or mid-answer
                     billing.bill()
                 await stream.aclose()
