@@ -24,6 +24,7 @@ import pytest
 import schemathesis
 from django.apps import apps
 from django.conf import settings
+from django.db import connection
 from rest_framework_simplejwt.tokens import AccessToken
 
 from chat.api.openapi import document
@@ -108,9 +109,15 @@ PROCESS_ROWS = frozenset({"metrics.WorkerLease"})
 
 
 def row_counts() -> dict[str, int]:
-    return {model._meta.label: model.objects.count()
-            for app in WRITTEN_APPS for model in apps.get_app_config(app).get_models()
-            if model._meta.label not in PROCESS_ROWS}
+    """The rows of every table a request may write to, in one statement: it runs before every case (and
+    after every refusal), and a COUNT query per table (over 30 of them) cost more than the request."""
+    counted = [model for app in WRITTEN_APPS for model in apps.get_app_config(app).get_models()
+               if model._meta.label not in PROCESS_ROWS]
+    quote = connection.ops.quote_name
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT " + ", ".join(f"(SELECT COUNT(*) FROM {quote(model._meta.db_table)})"
+                                             for model in counted))
+        return {model._meta.label: count for model, count in zip(counted, cursor.fetchone(), strict=True)}
 
 
 def stored_files(var: Path) -> list[str]:
