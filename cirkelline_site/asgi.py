@@ -15,13 +15,15 @@ from channels.auth import AuthMiddlewareStack  # noqa: E402
 from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402
 
 from chat.api.limits import BodyLimit  # noqa: E402
+from chat.api.request_threads import RequestThreads  # noqa: E402
 from chat.ws.routing import OriginCheck, websocket_urlpatterns  # noqa: E402
 
 # Static files (CIRKELLINE_SERVE_STATIC) are served by a middleware, so that they get the same
 # security headers as every other response: see cirkelline_site/staticfiles.py.
 application = ProtocolTypeRouter({
-    # A body over its route's limit is refused (413) before Django reads it (chat.api.limits).
-    "http": BodyLimit(django_asgi_app),
+    # A body over its route's limit is refused (413) before Django reads it (chat.api.limits); a
+    # request's thread-sensitive work runs on a reused thread, not a new one (chat.api.request_threads).
+    "http": BodyLimit(RequestThreads(django_asgi_app)),
     # Origin checked (scheme, host and port: chat.ws.routing): the site's own pages get the session
     # cookie's user; CORS origins and clients without an Origin authenticate with a token.
     "websocket": OriginCheck(AuthMiddlewareStack(URLRouter(websocket_urlpatterns)), URLRouter(websocket_urlpatterns)),

@@ -1,4 +1,5 @@
-"""The Django internals chat/api/django_overrides.py depends on are the ones it was written against.
+"""The Django internals chat/api/django_overrides.py depends on are the ones it was written against
+(and the asgiref and Django code chat/api/request_threads.py relies on).
 
 The inline middleware replace `MiddlewareMixin.__acall__` and run each middleware's hooks on the
 event loop, which is right only while those hooks neither block nor touch the database (a
@@ -13,7 +14,8 @@ import pytest
 
 from tests.drift import check_source, check_version
 
-PINNED = {"Django": "5.2.19", "django-csp": "4.0"}
+PINNED = {"Django": "5.2.19", "django-csp": "4.0", "asgiref": "3.13.0"}
+THREADS = "request_threads.RequestThreads"
 INLINE = "django_overrides._Inline (runs this hook inline on the event loop: it must not block)"
 
 # upstream function -> (sha256 of its source, first 16 hex digits; what depends on it; distribution)
@@ -44,6 +46,17 @@ UPSTREAM = {
     "django.contrib.messages.middleware:MessageMiddleware.process_response": ("04469c9493c90e26", INLINE, "Django"),
     "django.middleware.clickjacking:XFrameOptionsMiddleware.process_response": ("045e5788270860c6", INLINE,
                                                                                 "Django"),
+    "django.core.handlers.asgi:ASGIHandler.__call__": (
+        "f756809e9c9308dc", f"{THREADS} (Django's own context, opened inside the request's, must add "
+                            "nothing: only the outermost one counts)", "Django"),
+    "asgiref.sync:SyncToAsync.__call__": (
+        "6376e33c6d3d94c5", f"{THREADS} (a thread-sensitive call runs on the executor mapped to its "
+                            "context in context_to_thread_executor)", "asgiref"),
+    "asgiref.sync:ThreadSensitiveContext.__aenter__": (
+        "b0355bf6b275a7c2", f"{THREADS} (the outermost context is the one calls see)", "asgiref"),
+    "asgiref.sync:ThreadSensitiveContext.__aexit__": (
+        "5571fec562fa6e84", f"{THREADS} (shuts down what the map holds for it: the lent executor is taken "
+                            "out first)", "asgiref"),
     "csp.middleware:CSPMiddleware.process_request": ("bf5a743128a430b8", INLINE, "django-csp"),
     "csp.middleware:CSPMiddleware.process_response": ("fa72a0cd0d633c49", INLINE, "django-csp"),
 }
@@ -51,8 +64,9 @@ UPSTREAM = {
 
 @pytest.mark.parametrize("distribution", list(PINNED))
 def test_django_and_django_csp_are_the_pinned_versions(distribution):
-    """Guards against a Django (or django-csp) upgrade going in without the overrides being re-checked."""
-    check_version(distribution, PINNED[distribution], "the overrides in chat/api/django_overrides.py")
+    """Guards against a Django (or django-csp, asgiref) upgrade going in without the overrides being re-checked."""
+    check_version(distribution, PINNED[distribution],
+                  "the overrides in chat/api/django_overrides.py and chat/api/request_threads.py")
 
 
 @pytest.mark.parametrize("name", list(UPSTREAM))
