@@ -135,3 +135,26 @@ def raise_fd_limit() -> None:
     wanted = hard if hard != resource.RLIM_INFINITY else 65536
     if soft != resource.RLIM_INFINITY and soft < wanted:
         resource.setrlimit(resource.RLIMIT_NOFILE, (wanted, hard))
+
+
+def setup_django_bench(prefix: str, database_url: str = "") -> str:
+    """Django for an in-process bench: `database_url`, or SQLite in a new temporary directory
+    (which also holds the metrics files), the scripted model, no Redis, logging off, migrated.
+    Returns the directory."""
+    import tempfile
+
+    workdir = tempfile.mkdtemp(prefix=prefix)
+    os.environ.update(DJANGO_SETTINGS_MODULE="cirkelline_site.settings",
+                      DATABASE_URL=database_url or f"sqlite:///{workdir}/db.sqlite3", CIRKELLINE_MODEL="scripted",
+                      CIRKELLINE_METRICS_DIR=workdir, REDIS_URL="")
+    import logging
+
+    import django
+
+    django.setup()
+    logging.disable(logging.CRITICAL)
+    from django.core.management import call_command
+
+    call_command("migrate", verbosity=0)
+    return workdir
+

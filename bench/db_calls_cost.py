@@ -16,27 +16,16 @@ import argparse
 import itertools
 import os
 import statistics
-import tempfile
 import time
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 
+from .common import setup_django_bench
+
 
 def _setup(database_url: str) -> None:
-    workdir = tempfile.mkdtemp(prefix="cirkelline-db-calls-bench-")
-    os.environ.update(DJANGO_SETTINGS_MODULE="cirkelline_site.settings",
-                      DATABASE_URL=database_url or f"sqlite:///{workdir}/db.sqlite3", CIRKELLINE_MODEL="scripted",
-                      CIRKELLINE_METRICS_DIR=workdir, REDIS_URL="")
-    import logging
-
-    import django
-
-    django.setup()
-    logging.disable(logging.CRITICAL)
-    from django.core.management import call_command
-
-    call_command("migrate", verbosity=0)
+    setup_django_bench("cirkelline-db-calls-bench-", database_url)
 
 
 def _calls() -> dict[str, tuple[Callable[[], object], Callable[[], object]]]:

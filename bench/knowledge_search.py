@@ -24,11 +24,11 @@ whole hybrid search minus the embedding call, which is the provider's latency). 
 from __future__ import annotations
 
 import argparse
-import os
 import random
 import statistics
-import tempfile
 import time
+
+from .common import setup_django_bench
 
 WORDS = ("the of and to in is for that on with as are by this be from or an at it not which have your can all "
          "will more has one about also new other time their may these use when they information such work "
@@ -50,19 +50,7 @@ def _vocabulary(rng: random.Random, size: int = 6000) -> list[str]:
 
 
 def _setup(database_url: str) -> None:
-    workdir = tempfile.mkdtemp(prefix="cirkelline-knowledge-bench-")
-    os.environ.update(DJANGO_SETTINGS_MODULE="cirkelline_site.settings",
-                      DATABASE_URL=database_url or f"sqlite:///{workdir}/db.sqlite3", CIRKELLINE_MODEL="scripted",
-                      CIRKELLINE_METRICS_DIR=workdir, REDIS_URL="")
-    import logging
-
-    import django
-
-    django.setup()
-    logging.disable(logging.CRITICAL)
-    from django.core.management import call_command
-
-    call_command("migrate", verbosity=0)
+    setup_django_bench("cirkelline-knowledge-bench-", database_url)
 
 
 def _text(rng: random.Random, vocabulary: list[str], weights: list[float], words: int) -> str:

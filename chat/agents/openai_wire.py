@@ -282,61 +282,45 @@ async def _as_httpx(route: Any, response: Any, body: bytes) -> Any:
 
 async def stream(route: Route, body: bytes) -> AsyncIterator[Any]:
     """The parsed chunks of one streamed call, as the SDK's AsyncStream yields them (up to [DONE])."""
-    if route.aiohttp is None:
-        async for payload in _httpx_stream(route, body):
-            yield payload
-        return
     timeouts, failures = _failures()
-    with _below_http(timeouts, failures):
-        response = await _aiohttp_send(route, body)
-    try:
-        if _is_redirect(response.status, response.headers):
-            response.release()
-            async for payload in _httpx_stream(route, body):
-                yield payload
-            return
-        if not 200 <= response.status < 300:
-            raise ProviderStatusError(await _as_httpx(route, response, body))
+    async with _opened(route, body, timeouts, failures) as (pieces, http11, drain_failures):
         decoder = SseDecoder()
-        pieces = response.content.iter_any()
         with _below_http(timeouts, failures), _aiohttp_mapped():
             async for piece in pieces:
                 for event, data in decoder.feed(piece):
                     if data.startswith("[DONE]"):
-                        if response.version == (1, 1):
-                            await _drain(pieces, (*failures, _aiohttp_errors()))
+                        if http11:
+                            await _drain(pieces, drain_failures)
                         return
                     yield payloads(event, data)
         for event, data in decoder.finish():
             if data.startswith("[DONE]"):
                 return
             yield payloads(event, data)
-    finally:
-        response.release()  # back to the pool when read to its end; else the connection closes
 
 
-async def _httpx_stream(route: Route, body: bytes) -> AsyncIterator[Any]:
-    timeouts, failures = _failures()
+@contextlib.asynccontextmanager
+async def _opened(route: Route, body: bytes, timeouts: tuple, failures: tuple) -> AsyncIterator[tuple]:
+    """A streamed call's answer, its status checked: (its body's pieces, whether HTTP/1.1, what
+    reading after [DONE] may raise); closed (or given back to the pool) on the way out."""
+    if route.aiohttp is not None:
+        with _below_http(timeouts, failures):
+            response = await _aiohttp_send(route, body)
+        try:
+            if not _is_redirect(response.status, response.headers):
+                if not 200 <= response.status < 300:
+                    raise ProviderStatusError(await _as_httpx(route, response, body))
+                yield response.content.iter_any(), response.version == (1, 1), (*failures, _aiohttp_errors())
+                return
+        finally:
+            response.release()  # back to the pool when read to its end; else the connection closes
     with _below_http(timeouts, failures):
         response = await route.http.send(route.request(body), stream=True)
     try:
         if not response.is_success:
             await response.aread()
             raise ProviderStatusError(response)
-        decoder = SseDecoder()
-        pieces = response.aiter_bytes()
-        with _below_http(timeouts, failures):
-            async for piece in pieces:
-                for event, data in decoder.feed(piece):
-                    if data.startswith("[DONE]"):
-                        if response.http_version == "HTTP/1.1":
-                            await _drain(pieces, failures)
-                        return
-                    yield payloads(event, data)
-        for event, data in decoder.finish():
-            if data.startswith("[DONE]"):
-                return
-            yield payloads(event, data)
+        yield response.aiter_bytes(), response.http_version == "HTTP/1.1", failures
     finally:
         await response.aclose()
 

@@ -50,7 +50,7 @@ from metrics.models import RunStatus
 from . import eventlog_redis
 from .events import coalesce_numbered
 from .logentries import Entry, encode, error_entry, terminal_entry
-from .runlog import NO_RUN, RunLog
+from .runlog import NO_RUN, OwnedByMeta, RunLog
 
 if TYPE_CHECKING:
     from .handle import RunHandle
@@ -203,7 +203,7 @@ async def open_for(handle: RunHandle, *, team_name: str, lifetime: float) -> Run
 
 
 @dataclass
-class LogRef:
+class LogRef(OwnedByMeta):
     """A run's log found somewhere: its record (`meta`) and whether it ended; `reading()` to read it."""
 
     run_id: str
@@ -215,14 +215,6 @@ class LogRef:
     @classmethod
     def of(cls, log: RunLog) -> LogRef:
         return cls(log.run_id, log.meta, log.ended, local=log)
-
-    @property
-    def user_id(self) -> int:
-        return int(self.meta["user_id"])
-
-    @property
-    def session_id(self) -> str:
-        return self.meta["session_id"]
 
     @contextlib.asynccontextmanager
     async def reading(self) -> AsyncIterator[RunLog]:

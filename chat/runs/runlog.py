@@ -27,7 +27,21 @@ def _index(entry: Entry) -> int:
     return entry[0]
 
 
-class RunLog:
+class OwnedByMeta:
+    """The owner of a run's log from its record (`meta`): who may read it, and of which session."""
+
+    meta: dict
+
+    @property
+    def user_id(self) -> int:
+        return int(self.meta["user_id"])
+
+    @property
+    def session_id(self) -> str:
+        return self.meta["session_id"]
+
+
+class RunLog(OwnedByMeta):
     """One run's log in this process: the producer's own, or a mirror of another process's."""
 
     def __init__(self, run_id: str, meta: dict):
@@ -39,14 +53,6 @@ class RunLog:
         # The run's outcome once it ended (the websocket's run_finished fields); {} when unknown.
         self.summary: dict | None = None
         self._waiters: list[asyncio.Future] = []
-
-    @property
-    def user_id(self) -> int:
-        return int(self.meta["user_id"])
-
-    @property
-    def session_id(self) -> str:
-        return self.meta["session_id"]
 
     @property
     def last_index(self) -> int:
