@@ -4,7 +4,7 @@
 
 agno builds `delegate_task_to_member` as a new closure in every team run and wraps it in pydantic's
 `validate_call`; for teams on Cirkelline's models the validator is built once per process and
-each run's wrapper validates with it (chat/agents/agno_overrides.py `_arguments_validator`).
+each run's wrapper validates with it (chat/agents/delegation_tool.py `_arguments_validator`).
 "off" is the same code with that sharing taken out (the rest of `SharedDerivations` stays on),
 "on" is the product; the two alternate round by round so that other load falls on each alike.
 
@@ -53,7 +53,7 @@ def main(argv: list[str] | None = None) -> None:
 
 
 def _off(own, function, key) -> None:
-    """`agno_overrides._share_validator` taken out: each closure's wrapper is agno's, its own validator."""
+    """`delegation_tool._share_validator` taken out: each closure's wrapper is agno's, its own validator."""
 
 
 async def _rounds(tools: int, runs: int, rounds: int) -> dict:
@@ -61,23 +61,23 @@ async def _rounds(tools: int, runs: int, rounds: int) -> dict:
     from agno.tools.function import Function
     from django.conf import settings
 
-    from chat.agents import agno_overrides
+    from chat.agents import delegation_tool
     from chat.agents.providers import ModelSpec
     from chat.agents.team import build_cirkelline_team
 
-    share = agno_overrides._share_validator
+    share = delegation_tool._share_validator
     settings.CIRKELLINE_SCRIPTED_LATENCY = 0.0
     spec = ModelSpec("scripted", "")
     team = build_cirkelline_team(spec)
     per_tool: dict[str, list[float]] = {"off": [], "on": []}
     per_run: dict[str, list[float]] = {"off": [], "on": []}
     for on in (False, True):  # warm both: imports, the shared derivations, the first validator
-        agno_overrides._share_validator = share if on else _off
+        delegation_tool._share_validator = share if on else _off
         Function._wrap_callable(_get_delegate_task_function(team, None, None, None, {}, async_mode=True).entrypoint)
         [e async for e in build_cirkelline_team(spec).arun(MESSAGE, stream=True, stream_events=True)]
     for index in range(rounds):
         for name in ("off", "on") if index % 2 == 0 else ("on", "off"):
-            agno_overrides._share_validator = share if name == "on" else _off
+            delegation_tool._share_validator = share if name == "on" else _off
             if tools:
                 started = time.process_time()
                 for _ in range(tools):
@@ -91,7 +91,7 @@ async def _rounds(tools: int, runs: int, rounds: int) -> dict:
                     events = [e async for e in run_team.arun(MESSAGE, stream=True, stream_events=True)]
                     assert events[-1].event == "TeamRunCompleted", events[-1].event
                 per_run[name].append(round((time.process_time() - started) / runs * 1e3, 3))
-    agno_overrides._share_validator = share
+    delegation_tool._share_validator = share
     result: dict = {}
     if tools:
         result["us_per_tool"] = per_tool

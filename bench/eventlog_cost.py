@@ -65,7 +65,7 @@ async def record_run() -> list:
 
 
 def before(events: list, batch: int) -> None:
-    from chat.agents.agno_overrides import event_json
+    from chat.agents.event_json import event_json
     from chat.runs.events import coalesce
 
     for start in range(0, len(events), batch):

@@ -76,7 +76,7 @@ async def _use(client: str) -> None:
     a new transport needs new shared clients."""
     from django.conf import settings
 
-    from chat.agents.agno_overrides import close_loop_clients
+    from chat.agents.shared_clients import close_loop_clients
 
     model_client, _, http = client.partition("/")
     settings.CIRKELLINE_MODEL_CLIENT = model_client

@@ -19,7 +19,7 @@ is lean (the same deltas without the SDK's per-call work), else through agno's S
 Every model gets exactly one retry layer: Cirkelline's (`ResilientModel`, chat.agents.retry).
 agno's own `Model.retries` stays 0 and SDK clients are built with `max_retries=0`. Every run
 builds its own Model objects, which share SDK clients (connection pools) per event loop
-(chat.agents.agno_overrides says how, and why that is an override of agno).
+(chat.agents.shared_clients says how, and why that is an override of agno).
 """
 
 from __future__ import annotations
@@ -33,11 +33,11 @@ from django.conf import settings
 from django.core.exceptions import ImproperlyConfigured
 
 from . import scripted
-from .agno_overrides import SharedGeminiClient, shared_openai_client
 from .demo import demo_script
 from .openai_lean import LeanStreaming
 from .retry import ResilientModel
 from .scripted import ScriptedModel
+from .shared_clients import SharedGeminiClient, shared_openai_client
 
 
 @dataclass(frozen=True)

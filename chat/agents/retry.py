@@ -26,8 +26,8 @@ from django.conf import settings
 from chat.context import CutCall, ProviderFailure, current_run
 from chat.observability import hooks
 
-from .agno_overrides import AgnoModelOverrides, StreamRestart
 from .chunk_deadline import ChunkDeadline
+from .stream_overrides import AgnoModelOverrides, StreamRestart
 from .token_estimate import TextCount, delta_text, prompt_tokens
 
 logger = logging.getLogger(__name__)

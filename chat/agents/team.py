@@ -28,7 +28,7 @@ from django.conf import settings
 
 from chat.errors import TeamNotFound
 
-from .agno_overrides import share_delegation_derivations
+from .delegation_tool import share_delegation_derivations
 from .hitl import leader_instructions, leader_tools
 from .knowledge import LEADER_DOCUMENT_INSTRUCTIONS
 from .knowledge import search_tool as documents_tool

@@ -18,7 +18,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
-from chat.agents.agno_overrides import field_names
+from chat.agents.event_json import field_names
 from chat.agents.runtime import CONTENT_EVENTS
 
 # Fields a text delta may carry besides its text without blocking a merge.

@@ -14,7 +14,7 @@ import json
 import time
 from typing import Any
 
-from chat.agents.agno_overrides import event_json
+from chat.agents.event_json import event_json
 from chat.payload import has_lone_surrogate
 
 STREAM_FAILED = ("Something went wrong while sending this run's events, so the stream was ended and the run "
@@ -29,7 +29,7 @@ def dumps(value: Any) -> str:
 
 
 def encode(number: int, event: Any) -> Entry:
-    """One log entry: the event's JSON (agno's bytes, chat.agents.agno_overrides) with its index."""
+    """One log entry: the event's JSON (agno's bytes, chat.agents.event_json) with its index."""
     data = event_json(event)
     data = f'{data[:-1]},"event_index":{number}}}'
     if has_lone_surrogate(data):  # a provider sent one: it has no UTF-8 form (SSE and Redis need one)

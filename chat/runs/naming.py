@@ -36,9 +36,9 @@ from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
 
-from chat.agents.agno_overrides import close_loop_clients
 from chat.agents.naming import ask_for_title
 from chat.agents.providers import model_spec
+from chat.agents.shared_clients import close_loop_clients
 from chat.context import RunContext, current_run
 from chat.models import ChatSession, NamedBy, session_renamed
 from chat.observability.request_id import bind_run, current_request_id
@@ -75,7 +75,7 @@ async def settle_namings(within: float) -> None:
 
 async def _settled_then_clients_closed() -> None:
     """When a server drains: the naming calls of its last runs end (a few seconds at most), then
-    its provider clients close their connections (chat.agents.agno_overrides)."""
+    its provider clients close their connections (chat.agents.shared_clients)."""
     await settle_namings(drain.FINISH_SECONDS / 2)
     await close_loop_clients()
 

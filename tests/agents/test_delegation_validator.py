@@ -1,5 +1,5 @@
 """The delegation tool's argument validator is built once per process for teams on Cirkelline's
-models (chat/agents/agno_overrides.py `_arguments_validator`, `_validating_shim`), and validates
+models (chat/agents/delegation_tool.py `_arguments_validator`, `_validating_shim`), and validates
 exactly as agno's own per-run `validate_call` wrapper does."""
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ from agno.tools.function import Function
 from pydantic import ValidationError
 from pydantic._internal import _validate_call
 
-from chat.agents import agno_overrides
+from chat.agents import delegation_tool
 from chat.agents.providers import ModelSpec, ResilientScriptedModel
 from chat.agents.runtime import DELEGATE_TOOL
 from chat.agents.scripted import ScriptedModel, ToolCall, Turn
@@ -41,8 +41,8 @@ BAD_ARGUMENTS = [
 @pytest.fixture
 def fresh(monkeypatch):
     """An empty process-wide store, and the call validators pydantic builds, by their title."""
-    monkeypatch.setattr(agno_overrides, "_derived", {})
-    agno_overrides.share_delegation_derivations()
+    monkeypatch.setattr(delegation_tool, "_derived", {})
+    delegation_tool.share_delegation_derivations()
     built: list[str] = []
     create = _validate_call.ValidateCallWrapper._create_validators
 
@@ -87,7 +87,7 @@ async def test_the_wrapper_has_agnos_shape(fresh, async_mode):
     ours = _tool(async_mode).entrypoint
     closure = ours.__wrapped__
     agnos = Function._wrap_callable_uncached(closure)
-    assert ours is not agnos and ours.__code__.co_filename.endswith("chat/agents/agno_overrides.py")
+    assert ours is not agnos and ours.__code__.co_filename.endswith("chat/agents/delegation_tool.py")
     assert inspect.isasyncgenfunction(ours) == inspect.isasyncgenfunction(agnos) == async_mode
     assert ours._wrapped_for_validation is True and agnos._wrapped_for_validation is True
     assert agnos.__wrapped__ is closure
@@ -98,7 +98,7 @@ async def test_the_wrapper_has_agnos_shape(fresh, async_mode):
     # agno passes the wrapper back through its cache (process_entrypoint): it stays itself and is
     # still recognised as the delegation tool's (its derivations shared too).
     assert Function._wrap_callable(ours) is ours
-    assert agno_overrides._derivation_key(ours) is not None
+    assert delegation_tool._derivation_key(ours) is not None
     assert Function._wrap_callable(closure) is ours  # one wrapper per closure, as agno's cache keeps
 
 
@@ -142,7 +142,7 @@ async def test_tools_after_the_first_build_no_validator(fresh):
     server's CPU under load, docs/PERFORMANCE.md)."""
     first = _tool(True)
     assert _delegation_builds(fresh) == 1
-    validators = [v for k, v in agno_overrides._derived.items() if k[-1] == "validator"]
+    validators = [v for k, v in delegation_tool._derived.items() if k[-1] == "validator"]
     assert len(validators) == 1
     later = [_tool(True) for _ in range(3)]
     assert _delegation_builds(fresh) == 1
@@ -178,14 +178,14 @@ async def test_nothing_of_a_run_outlives_it(fresh, monkeypatch):
     closure, and through it the run's team, session and state."""
     closures: dict[int, weakref.ref] = {}
     teams: list[weakref.ref] = []
-    key = agno_overrides._derivation_key
+    key = delegation_tool._derivation_key
 
     def recording_key(entrypoint):
         if getattr(getattr(entrypoint, "__code__", None), "co_name", None) == "adelegate_task_to_member":
             closures.setdefault(id(entrypoint), weakref.ref(entrypoint))
         return key(entrypoint)
 
-    monkeypatch.setattr(agno_overrides, "_derivation_key", recording_key)
+    monkeypatch.setattr(delegation_tool, "_derivation_key", recording_key)
     for _ in range(2):  # the first run builds the validator, the second uses it
         team = build_cirkelline_team(ModelSpec("scripted", ""))
         teams.append(weakref.ref(team))
@@ -230,7 +230,7 @@ async def test_the_leader_sees_what_agnos_wrapper_gives(fresh, monkeypatch, argu
     as with agno's own per-run wrapper."""
     ours = [await _tool_results(arguments) for _ in range(2)]  # built, then shared
     assert _delegation_builds(fresh) == 1
-    monkeypatch.setattr(agno_overrides, "_derivation_key", lambda entrypoint: None)
+    monkeypatch.setattr(delegation_tool, "_derivation_key", lambda entrypoint: None)
     agnos = await _tool_results(arguments)
     assert _delegation_builds(fresh) == 2  # agno's: its own validator per run
     assert ours[0] == ours[1] == agnos and agnos[0]
@@ -247,4 +247,4 @@ async def test_a_team_on_stock_agno_models_keeps_agnos_wrapper(fresh):
         wrapper = _tool(True, team).entrypoint
         assert wrapper.__code__.co_filename.endswith("agno/tools/function.py")
     assert _delegation_builds(fresh) == 2
-    assert not any(k[-1] == "validator" for k in agno_overrides._derived)
+    assert not any(k[-1] == "validator" for k in delegation_tool._derived)

@@ -1,4 +1,4 @@
-"""A run event's JSON: the fast path (chat.agents.agno_overrides.event_json) is byte-identical to
+"""A run event's JSON: the fast path (chat.agents.event_json.event_json) is byte-identical to
 agno's own serializer, and every SSE frame is an id line, one event line and one data line whose
 JSON is agno's with the event's `event_index` added (as AgentOS's resumable streams carry it)."""
 
@@ -8,7 +8,7 @@ import json
 
 import pytest
 
-from chat.agents.agno_overrides import event_json
+from chat.agents.event_json import event_json
 from chat.api.sse import frames
 from chat.runs import RunRequest, start_run
 from chat.runs.logentries import encode

@@ -7,7 +7,7 @@ import ssl
 
 import pytest
 
-from chat.agents import agno_overrides
+from chat.agents import shared_clients
 from chat.agents.providers import ModelSpec, build_model
 
 
@@ -29,9 +29,9 @@ def certificate_loads(monkeypatch):
         return original(self, *args, **kwargs)
 
     monkeypatch.setattr(ssl.SSLContext, "load_verify_locations", counting)
-    agno_overrides.tls_context.cache_clear()
+    shared_clients.tls_context.cache_clear()
     yield loads
-    agno_overrides.tls_context.cache_clear()
+    shared_clients.tls_context.cache_clear()
 
 
 def _client_in_a_new_loop(spec: ModelSpec):
@@ -43,7 +43,7 @@ def _client_in_a_new_loop(spec: ModelSpec):
 
 def test_clients_of_every_event_loop_share_one_tls_context(openai_like, certificate_loads):
     """Guards against each SDK client building (and loading certificates into) a TLS context of
-    its own (chat/agents/agno_overrides.py shared_openai_client without `tls_context`): every new
+    its own (chat/agents/shared_clients.py shared_openai_client without `tls_context`): every new
     event loop and shard would pay ~20 ms of CPU for it, even against a plain-http provider."""
     first = _client_in_a_new_loop(openai_like)
     second = _client_in_a_new_loop(openai_like)
@@ -59,5 +59,5 @@ async def test_one_loop_hands_every_model_the_same_client(openai_like):
 
 
 def test_the_shared_tls_context_verifies_certificates():
-    context = agno_overrides.tls_context()
+    context = shared_clients.tls_context()
     assert context.verify_mode == ssl.CERT_REQUIRED and context.check_hostname

@@ -5,7 +5,7 @@ Each case of the fake provider (text, a tool call, a malformed chunk, a reset, a
 errors with and without Retry-After) is served live, over loopback, to the product's lean model
 once per transport; both must give equal deltas (ids and timestamps aside: each call is a new
 answer) and the same error as the retry layer reads it. The connection tests guard the shared
-clients' lifetime (chat.agents.agno_overrides): a client's connections are closed when its event
+clients' lifetime (chat.agents.shared_clients): a client's connections are closed when its event
 loop shuts down, or when the loop's clients are closed on purpose (a draining server).
 """
 
@@ -17,9 +17,9 @@ import pytest
 from agno.exceptions import ModelProviderError
 from agno.models.message import Message
 
-from chat.agents.agno_overrides import close_loop_clients
 from chat.agents.providers import ModelSpec, build_model
 from chat.agents.retry import classify_failure
+from chat.agents.shared_clients import close_loop_clients
 from tests.agents.test_openai_lean import FAKE_CASES, LEADER, TOOLS, _normal
 from tests.doubles.fake_openai import Behaviour, FakeProvider
 

@@ -1,12 +1,12 @@
 """The delegation tool's schema is derived once per process for teams on Cirkelline's models
-(chat/agents/agno_overrides.py SharedDerivations), and each run still gets a tool of its own."""
+(chat/agents/delegation_tool.py SharedDerivations), and each run still gets a tool of its own."""
 
 from __future__ import annotations
 
 import pytest
 from agno.tools import function as agno_function
 
-from chat.agents import agno_overrides
+from chat.agents import delegation_tool
 from chat.agents.providers import ModelSpec
 from chat.agents.team import build_cirkelline_team
 from tests.doubles.fake_openai import FakeProvider
@@ -30,7 +30,7 @@ def derivations(monkeypatch):
 
     monkeypatch.setattr(agno_function, "_derive_entrypoint_schema", counting_derive)
     monkeypatch.setattr(agno_function.Function, "_build_from_callable", classmethod(counting_build))
-    monkeypatch.setattr(agno_overrides, "_derived", {})
+    monkeypatch.setattr(delegation_tool, "_derived", {})
     return counts
 
 
@@ -59,7 +59,7 @@ async def test_each_run_delegates_with_its_own_tool(derivations):
         member_starts = [e for e in events if e.event == "RunStarted"]
         assert member_starts and all(e.parent_run_id == team_run_id for e in member_starts)
         assert any(e.event == "TeamToolCallCompleted" and e.tool.result for e in events)
-    assert all(shape.entrypoint is None for key, shape in agno_overrides._derived.items() if "template" in key)
+    assert all(shape.entrypoint is None for key, shape in delegation_tool._derived.items() if "template" in key)
 
 
 @pytest.fixture
@@ -75,7 +75,7 @@ async def test_the_provider_is_offered_the_tool_agno_derives(provider, monkeypat
     spec = ModelSpec("openai-like", "fake")
     await _run(build_cirkelline_team(spec))
     await _run(build_cirkelline_team(spec))  # served from the shared derivation
-    monkeypatch.setattr(agno_overrides, "_derivation_key", lambda entrypoint: None)
+    monkeypatch.setattr(delegation_tool, "_derivation_key", lambda entrypoint: None)
     await _run(build_cirkelline_team(spec))  # agno's own derivation
     leader_calls = [r.body["tools"] for r in provider.requests if r.body.get("tools")]
     assert len(leader_calls) == 6
