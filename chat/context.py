@@ -146,6 +146,9 @@ class RunContext:
     # A streamed run's terminal event index (chat.runs.eventlog), stored with its run so a stream
     # resumed after the log expired is replayed from the database under the same index.
     final_event_index: int | None = None
+    # Set by the run's final write when the reaper had closed the run already (its worker's lease
+    # ran out while the run went on): nothing of the run is stored after that (chat.runs.finalize).
+    closed_by_reaper: bool = False
 
     def seconds_left(self) -> float:
         return self.deadline - time.monotonic()

@@ -189,6 +189,14 @@ def record_run(usage_fields: dict[str, Any], calls: list[dict[str, Any]],
     run's cost (None when unpriced, or when the run already had a terminal row: the first
     terminal write is the run's record, a retry or a late one adds nothing).
     """
+    return record_terminal(usage_fields, calls, failures)[1]
+
+
+def record_terminal(usage_fields: dict[str, Any], calls: list[dict[str, Any]],
+                    failures: Iterable[dict[str, Any]] = ()) -> tuple[bool, Decimal | None]:
+    """See record_run(); (whether this was the run's first terminal write, its cost). False: the run
+    already had a terminal row (a retry of its own write, or a close by another process: nothing
+    was written)."""
     _check_fields(usage_fields, USAGE_FIELDS - DERIVED_FIELDS)
     run_id = usage_fields["run_id"]
     rows, (cost, pricing, gap) = _priced(run_id, usage_fields.get("team_id", ""), usage_fields["started_at"], calls)
@@ -199,13 +207,13 @@ def record_run(usage_fields: dict[str, Any], calls: list[dict[str, Any]],
                                      "cost": cost, "pricing": pricing, "unpriced_tokens": gap, "live_ledger": None})
         if not ended:
             if has_usage_row(run_id):
-                return None  # already terminal: the first terminal write is the run's record
+                return False, None  # already terminal: the first terminal write is the run's record
             usage_fields = billed_to(usage_fields)
             insert_rows([RunUsage(**usage_fields, cost=cost, pricing=pricing, unpriced_tokens=gap)],
                         ignore_conflicts=True)
         insert_rows(rows, ignore_conflicts=True)
         record_delegation_failures(usage_fields, failures)
-    return cost
+    return True, cost
 
 
 def close_running(run_id: str, *, status: str, error_type: str, error_message: str,

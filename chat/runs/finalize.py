@@ -5,6 +5,10 @@ The run service composes the final transaction itself: agno's buffered session a
 (chat.storage.buffer) and the usage row (metrics.recording) in one database transaction, so a run
 is stored and billed together or, if the database refuses its rows, billed alone. Only after that
 is its terminal event published, so a client that sees `TeamRunCompleted` can read the run back.
+
+A run the reaper closed meanwhile (this process's lease ran out while the run went on: its event
+loop stalled) keeps what the reaper stored and billed: its final write stores nothing, and its
+outcome becomes the reaper's (`worker_lost`), so every reader hears one ending.
 """
 
 from __future__ import annotations
@@ -23,12 +27,12 @@ from chat.observability.request_id import current_request_id
 from chat.storage import buffer
 from chat.storage.executor import run_db
 from metrics.models import RunStatus
-from metrics.recording import record_run
+from metrics.recording import record_terminal
 
 from .admission import coordinator
 from .handle import _END, RunHandle, unregister
 from .naming import schedule_naming
-from .outcome import ERROR_MESSAGES, outcome, terminal_event, usage_fields
+from .outcome import ERROR_MESSAGES, WORKER_LOST, outcome, terminal_event, usage_fields
 from .result import AGNO_STATUS
 
 logger = logging.getLogger(__name__)
@@ -81,29 +85,44 @@ def ledger(handle: RunHandle) -> list[dict[str, Any]]:
 
 
 def _final_write(session_dict: dict | None, session_id: str, user_pk: int, rows: list[dict],
-                 usage: tuple[dict, list[dict], list[dict]], lone_row: dict | None = None) -> tuple[bool, Any]:
-    """The run's one final transaction: its session and runs (chat.storage.buffer), its usage row
-    with its priced ledger and its delegation failures (metrics.recording.record_run).
+                 usage: tuple[dict, list[dict], list[dict]], lone_row: dict | None = None,
+                 ) -> tuple[bool, Any, bool]:
+    """The run's one final transaction: its usage row with its priced ledger and its delegation
+    failures (metrics.recording.record_terminal), then its session and runs (chat.storage.buffer).
 
     `usage`: (usage fields, ledger, failures). `lone_row`: when the database refused the run's
     rows, its own row as it started, with its final status, to store instead (it was storable
     once). Returns (False if the session was deleted while the run was live, the run's cost or
-    None when unpriced). Sync.
+    None when unpriced, True if the reaper had closed the run: then nothing was written). Sync.
+
+    The usage row comes first: its conditional UPDATE (`... WHERE status = 'running'`) is what
+    decides a race with the reaper's close (chat.runs.reaper), which ends the usage row and then
+    the run's own row in one transaction, in that order too (the same lock order on PostgreSQL:
+    no deadlock). If the close won, the run's stored state is the reaper's: its session and runs
+    are not written, so the session keeps the "interrupted" answer the run was billed and
+    reported with.
     """
+    run_id = usage[0]["run_id"]
     with transaction.atomic():
+        first, cost = record_terminal(*usage)
+        if not first and buffer.closed_by_reaper(run_id, user_pk):
+            return True, None, True
         saved = buffer.persist(session_dict, session_id, user_pk, rows) if (session_dict or rows) else True
         if lone_row is not None:
             buffer.settle_running(lone_row, user_pk)
-        cost = record_run(*usage)
-    return saved, cost
+    return saved, cost, False
 
 
 async def flush_run(ctx: RunContext, session_id: str, usage: tuple[dict, list[dict], list[dict]]) -> Any:
     """Write the run's buffered session/run rows and its usage in one transaction; the run's cost."""
     session_dict, rows = buffer.take_writes(ctx)
     lone = buffer.settled_running_row(ctx) if ctx.write_buffer is None else None
-    saved, cost = await run_db(_final_write, session_dict, session_id, ctx.user_id, rows, usage, lone)
-    if not saved:
+    saved, cost, reaped = await run_db(_final_write, session_dict, session_id, ctx.user_id, rows, usage, lone)
+    if reaped:
+        ctx.closed_by_reaper = True
+        logger.warning("run %s: closed as %s by another process while it went on (this process's lease ran out); "
+                       "its answer is not stored, the session keeps the interrupted one", ctx.run_id, WORKER_LOST)
+    elif not saved:
         logger.info("run %s: session %s was deleted while the run was live; its runs were not stored, its "
                     "usage was", ctx.run_id, session_id)
     return cost
@@ -202,7 +221,13 @@ async def finalize(handle: RunHandle, output: Any, failure: BaseException | None
             # Nothing is published from here on but the terminal event: this will be its index.
             handle.ctx.final_event_index = handle.event_count
         refused = await _store(handle, (usage, ledger(handle), failures))
-        hooks.run_finished(usage, cost=handle.cost, message=handle.request.message)
+        if handle.ctx.closed_by_reaper:
+            # What the reaper closed the run with is its outcome (its rows, its bill, its event
+            # log's end, and its run_finished): this process's clients hear the same.
+            result.status, result.error_type = RunStatus.ERROR, WORKER_LOST
+            result.message, result.retry_after = ERROR_MESSAGES[WORKER_LOST], None
+        else:
+            hooks.run_finished(usage, cost=handle.cost, message=handle.request.message)
         if handle.ctx.storage_errors:
             result.storage_failed, result.storage_refused = True, refused
             if result.status == RunStatus.COMPLETED:

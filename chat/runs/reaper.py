@@ -12,7 +12,10 @@ CIRKELLINE_REAPER_INTERVAL_SECONDS after, closes the runs whose worker's lease h
   by a conditional UPDATE (`... WHERE status = 'running'`): of two processes closing one run, or
   of a closer and the run's own late final write, exactly one wins;
 - the run's own row, in the same transaction: status ERROR with the user's message and, as its
-  answer, INTERRUPTED, so the session shows the message and says what became of it;
+  answer, INTERRUPTED, so the session shows the message and says what became of it; the row is
+  marked closed by the reaper (chat.storage.final_write.CLOSED_BY), which makes it final: if the
+  worker was alive after all (its event loop stalled past its lease), its late final write
+  stores nothing of the run (chat.runs.finalize) and cannot replace this row;
 - its admission slot (Redis) is freed at once: the user is not refused for a run that is over;
 - its event log gets a terminal `TeamRunError` (`worker_lost`), so a watching socket or a resumed
   stream on any worker hears the run ended instead of silence.
@@ -37,6 +40,7 @@ from chat.agents.runtime import error_event
 from chat.models import RUNNING_STATUS, ChatRun
 from chat.observability import hooks
 from chat.storage.executor import run_db
+from chat.storage.final_write import CLOSED_BY, REAPER
 from chat.storage.paused import expire_stale
 from metrics.leases import orphaned
 from metrics.models import TOKEN_FIELDS, RunStatus, RunUsage, WorkerLease
@@ -86,7 +90,7 @@ def _close(run_id: str, worker: str, now: datetime) -> dict | None:
             return None
         row = ChatRun.objects.filter(run_id=run_id, status=RUNNING_STATUS).values("payload").first()
         if row is not None:
-            payload = {**(row["payload"] or {}), "status": "ERROR", "content": INTERRUPTED}
+            payload = {**(row["payload"] or {}), "status": "ERROR", "content": INTERRUPTED, CLOSED_BY: REAPER}
             ChatRun.objects.filter(run_id=run_id, status=RUNNING_STATUS).update(
                 status="ERROR", payload=payload, updated_at=now)
     return closed

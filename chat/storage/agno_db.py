@@ -178,6 +178,9 @@ class DjangoAgnoDb(AsyncBaseDb):
 
     async def _write(self, session_dict, session_id, owner, rows) -> bool:
         ctx = current_run.get()
+        if ctx is not None and ctx.closed_by_reaper:  # its stored state is the reaper's (chat.runs.finalize)
+            logger.info("run %s: closed by the reaper; agno's late write of it is dropped", ctx.run_id)
+            return True
         try:
             return await run_db(write_direct, session_dict, session_id, owner, rows, claim=ctx is None)
         except Exception as exc:  # agno swallows storage errors: report them to the run

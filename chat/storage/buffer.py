@@ -15,7 +15,8 @@ Round trips per run are kept to two:
   run cancelled by a disconnect from a background task) go straight to the database
   (`write_direct`). The final write only updates the claimed session: if its owner deleted it
   meanwhile, the run's rows are dropped (its usage row is still written) and the session stays
-  deleted.
+  deleted. A run the reaper closed (chat.runs.reaper) keeps the row it was closed with: the final
+  write stores nothing of it, and the run upsert never updates such a row.
 """
 
 from __future__ import annotations
@@ -187,6 +188,12 @@ def settle_running(row: dict, user_pk: int) -> None:
     """Store `row` (settled_running_row) over the run's row while that is still as it started. Sync."""
     with connection.cursor() as cursor:
         final_write.settle_running_run(cursor, user_pk=user_pk, row=row, now=timezone.now())
+
+
+def closed_by_reaper(run_id: str, user_pk: int) -> bool:
+    """Whether the reaper closed `user_pk`'s run `run_id` (its stored row is final). Sync."""
+    with connection.cursor() as cursor:
+        return final_write.reaped_run(cursor, run_id, user_pk)
 
 
 def persist(session_dict: dict | None, session_id: str, user_pk: int, rows: list[dict]) -> bool:

@@ -10,6 +10,11 @@ and only the values are prepared per run (with the model fields' own `get_db_pre
 datetimes are stored exactly as the ORM would store them). The owner guard is part of the SQL:
 a write never touches a session or run that belongs to another user, and the final write never
 creates a session (one deleted while its run was live stays deleted).
+
+A run closed by the reaper (its worker's lease ran out: chat.runs.reaper) is marked so in its
+stored payload (`closed_by`: `reaper`). That row is final: the run upsert's conflict clause
+never updates it, so a late write of the run's worker (its final write, or agno's writes after
+it) cannot replace the "interrupted" answer the run was closed and billed with.
 """
 
 from __future__ import annotations
@@ -23,6 +28,11 @@ from chat.models import ChatRun, ChatSession
 from chat.payload import storable
 from chat.personal.models import Profile
 
+# The payload key and value the reaper closes a run's row with (chat.runs.reaper): no later write
+# of the run replaces that row.
+CLOSED_BY = "closed_by"
+REAPER = "reaper"
+
 # The profile columns the claim of a new session returns (chat.context.UserProfile's fields).
 PROFILE_COLUMNS = ("display_name", "timezone", "custom_instructions", "memories_enabled")
 
@@ -35,6 +45,7 @@ class _Statements(NamedTuple):
     upsert_runs: str
     insert_running_run: str
     settle_running_run: str
+    reaped_run: str
 
 
 def _column(model, name: str) -> str:
@@ -78,13 +89,25 @@ def _statements(vendor: str) -> _Statements:
         f"WHERE {sc('session_id')} = %s AND {sc('user')} = %s RETURNING {sc('id')}"
     )
     owned_session = f"SELECT {sc('id')} FROM {s} WHERE {sc('session_id')} = %s AND {sc('user')} = %s"
+    # Whether a stored run row was closed by the reaper: its payload's `closed_by` (JSON text on
+    # SQLite, jsonb on PostgreSQL).
+    if vendor == "postgresql":
+        def closed_by(table: str) -> str:
+            return f"({table}.{rc('payload')} ->> '{CLOSED_BY}')"
+    else:
+        def closed_by(table: str) -> str:
+            return f"json_extract({table}.{rc('payload')}, '$.{CLOSED_BY}')"
     run_cols = [rc(n) for n in ("run_id", "session", "user", "parent_run_id", "run_type", "component_id", "status",
                                 "run_index", "payload", "created_at", "updated_at")]
     upsert_runs = (
         f"INSERT INTO {r} ({', '.join(run_cols)}) VALUES ({', '.join(['%s'] * len(run_cols))}) "
         f"ON CONFLICT ({rc('run_id')}) DO UPDATE SET {rc('status')} = excluded.{rc('status')}, "
         f"{rc('payload')} = excluded.{rc('payload')}, {rc('updated_at')} = excluded.{rc('updated_at')} "
-        f"WHERE {r}.{rc('user')} = excluded.{rc('user')}"
+        f"WHERE {r}.{rc('user')} = excluded.{rc('user')} "
+        f"AND COALESCE({closed_by(r)}, '') <> '{REAPER}'"
+    )
+    reaped_run = (
+        f"SELECT 1 FROM {r} WHERE {rc('run_id')} = %s AND {rc('user')} = %s AND {closed_by(r)} = '{REAPER}'"
     )
     # The run's own row from its admission on, in the user's session only (the owner guard is the
     # SELECT); agno's row replaces it (upsert_runs) when the run is stored.
@@ -98,7 +121,7 @@ def _statements(vendor: str) -> _Statements:
         f"WHERE {rc('run_id')} = %s AND {rc('user')} = %s AND {rc('status')} = 'RUNNING'"
     )
     return _Statements(claim_session, claimed_session, update_session, owned_session, upsert_runs, insert_running_run,
-                       settle_running_run)
+                       settle_running_run, reaped_run)
 
 
 def _prep(model, name: str, value: Any) -> Any:
@@ -167,8 +190,15 @@ def settle_running_run(cursor, *, user_pk: int, row: dict, now) -> None:
     ])
 
 
+def reaped_run(cursor, run_id: str, user_pk: int) -> bool:
+    """Whether `user_pk`'s run `run_id` was closed by the reaper (its row is final)."""
+    cursor.execute(_statements(connection.vendor).reaped_run, [run_id, user_pk])
+    return cursor.fetchone() is not None
+
+
 def upsert_runs(cursor, *, session_pk: int, user_pk: int, rows: list[dict], now) -> None:
-    """Insert or update runs of a session (a run of another user is never touched)."""
+    """Insert or update runs of a session (a run of another user, or one the reaper closed, is
+    never touched)."""
     if not rows:
         return
     when = _prep(ChatRun, "updated_at", now)

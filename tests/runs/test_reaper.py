@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
+from typing import Any
 
 import pytest
 
@@ -230,3 +231,103 @@ async def test_a_user_refused_for_slots_held_by_a_dead_workers_runs_is_admitted_
     assert response.status_code == 200, response.text
     row = await adb(RunUsage.objects.get, run_id="r-slot")
     assert (row.status, row.error_type) == ("error", "worker_lost")
+
+
+async def _stalled_run(api, alice, use_latency, *, close: bool) -> tuple[str, list, dict | None, Any]:
+    """alice's streamed delegated run in this process; with `close`, another process's reaper
+    closes it (this process's lease ran out: its event loop stalled) after its first provider
+    call, while it goes on to its end. (its run id, the frames her stream got, what the close
+    wrote, the run's result here)"""
+    from chat.runs.handle import live_run
+
+    use_latency(0.5)  # per provider call: the leader's, the member's, the leader's again
+    posted = asyncio.ensure_future(api.post(RUNS, headers=bearer(alice), data={
+        "message": "Please research the history of Copenhagen", "session_id": "s-stalled", "stream": "true"}))
+    live = await until(lambda: RunUsage.objects.filter(session_id="s-stalled", status="running", model_calls__gte=1)
+                       .values(*reaper._ORPHAN_FIELDS).first())
+    assert live is not None and not posted.done(), "the run ended before it could be closed"
+    handle = live_run(live["run_id"])
+    assert handle is not None
+    closed = None
+    if close:
+        assert await reaper.close_orphan(live) is True
+        closed = await adb(lambda: RunUsage.objects.values().get(run_id=live["run_id"]))
+    response = await posted
+    assert response.status_code == 200, response.text
+    result = await handle.wait()  # her stream ended with the close; the run went on here to its end
+    return live["run_id"], parse_sse(response.text), closed, result
+
+
+async def test_a_run_closed_by_the_reaper_keeps_what_it_was_closed_with_when_its_worker_finishes(
+        api, alice, use_latency, no_sweeps, caplog):
+    """Guards against a worker that lost its lease while its run went on (its event loop stalled)
+    overwriting, with its late final write, what the reaper stored and billed: the session showing
+    an answer (and member runs) the API reported as interrupted, the stored run disagreeing with its
+    usage row. Its final write stores nothing of the run and says so; its usage row stays as the
+    close billed it; its client's stream ends with the close's worker_lost, once."""
+    caplog.set_level("WARNING", logger="chat.runs.finalize")
+    run_id, frames, closed, result = await _stalled_run(api, alice, use_latency, close=True)
+
+    stored = await adb(lambda: list(ChatRun.objects.filter(session__session_id="s-stalled")
+                                    .values_list("run_id", "status", "payload")))
+    assert [(r, s, p.get("content"), p.get("closed_by")) for r, s, p in stored] == [
+        (run_id, "ERROR", reaper.INTERRUPTED, "reaper")], "the late final write replaced or added to the closed run"
+    history = await api.get("/sessions/s-stalled/runs", headers=bearer(alice))
+    assert history.status_code == 200, history.text
+    assert [(r["run_id"], r["status"], r["content"]) for r in history.json()] == [
+        (run_id, "ERROR", reaper.INTERRUPTED)]
+
+    row = await adb(lambda: RunUsage.objects.values().get(run_id=run_id))
+    assert row == closed, "the late final write changed the usage row the close wrote"
+    assert (row["status"], row["error_type"], row["model_calls"] >= 1) == ("error", "worker_lost", True)
+    billed = await adb(lambda: sum(ModelCall.objects.filter(run_id=run_id).values_list("calls", flat=True)))
+    assert billed == row["model_calls"]
+
+    lost = [r for r in caplog.records if r.name == "chat.runs.finalize" and run_id in r.getMessage()]
+    assert len(lost) == 1 and lost[0].levelname == "WARNING" and "not stored" in lost[0].getMessage()
+
+    # The run ended here as it was closed, and her stream heard that one ending, once.
+    assert (result.status, result.error_type, result.message) == ("error", "worker_lost", reaper.INTERRUPTED)
+    assert result.terminal.error_type == "worker_lost"
+    ends = [f for f in frames if f.event in ("TeamRunCompleted", "TeamRunError", "TeamRunCancelled")]
+    assert [(f.event, f.data["error_type"], f.data["content"]) for f in ends] == [
+        ("TeamRunError", "worker_lost", reaper.INTERRUPTED)]
+    # A later read of the run says the same.
+    again = await api.get(f"{RUNS}/{run_id}", headers=bearer(alice))
+    assert again.status_code == 200 and (again.json()["status"], again.json()["content"]) == (
+        "ERROR", reaper.INTERRUPTED)
+
+
+async def test_a_late_write_of_a_closed_run_does_not_replace_it(alice):
+    """Guards against any write of a run after the reaper closed it (agno persisting the run from a
+    background task, a retried final write) replacing the closed row: the run upsert's conflict
+    clause leaves a row closed by the reaper as it is; another run in the session is written."""
+    from chat.storage.buffer import write_direct
+
+    session = await adb(put_on_record, alice, "r-closed", worker="gone:6:deadbeef")
+    await adb(lease, "gone:6:deadbeef", -1)
+    assert await reaper.sweep() == ["r-closed"]
+    before = await adb(lambda: ChatRun.objects.values("status", "payload").get(run_id="r-closed"))
+    late = await adb(lambda: ChatRun.objects.values("run_id", "parent_run_id", "run_type", "component_id",
+                                                    "run_index", "created_at").get(run_id="r-closed"))
+    rows = [{**late, "status": "COMPLETED", "payload": {**before["payload"], "status": "COMPLETED",
+                                                          "content": "Copenhagen was founded ...", "closed_by": None}},
+            {**late, "run_id": "r-other", "status": "COMPLETED", "payload": {"run_id": "r-other", "content": "Hi"}}]
+    assert await adb(write_direct, None, session, alice.pk, rows, claim=False) is True
+    after = dict(await adb(lambda: list(ChatRun.objects.filter(session__session_id=session)
+                                        .values_list("run_id", "status"))))
+    assert after == {"r-closed": "ERROR", "r-other": "COMPLETED"}
+    assert await adb(lambda: ChatRun.objects.values("status", "payload").get(run_id="r-closed")) == before
+
+
+async def test_a_run_nobody_closed_stores_its_answer(api, alice, use_latency, no_sweeps):
+    """The other side: the same run, not closed, is stored with its answer and billed by its worker."""
+    run_id, frames, _, result = await _stalled_run(api, alice, use_latency, close=False)
+    assert result.status == "completed"
+    assert frames[-1].event == "TeamRunCompleted"
+    stored = await adb(lambda: ChatRun.objects.values("status", "payload").get(run_id=run_id))
+    assert stored["status"] == "COMPLETED" and stored["payload"]["content"] == frames[-1].data["content"]
+    assert "closed_by" not in stored["payload"]
+    assert await adb(lambda: ChatRun.objects.filter(parent_run_id=run_id).exists())  # its member's run
+    row = await adb(RunUsage.objects.get, run_id=run_id)
+    assert (row.status, row.error_type, row.model_calls) == ("completed", "", 3)
