@@ -1,8 +1,8 @@
 """The staff report pages (usage and delegation failures): filter form, table, chart, CSV.
 
-Views only parse the filter and format numbers; the numbers come from metrics.reports. The
-table a page shows and its CSV export are built by the same function, so the CSV is exactly
-what is on the page.
+Views only parse the filter and format numbers; the numbers come from metrics.reports and
+metrics.failure_report. The table a page shows and its CSV export are built by the same
+function, so the CSV is exactly what is on the page.
 """
 
 from __future__ import annotations

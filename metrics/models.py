@@ -29,9 +29,11 @@ from django.db import models, transaction
 from django.db.models import Q
 from django.utils import timezone
 
+from .budget_spend import BudgetQuerySet
+from .failure_report import DelegationFailureQuerySet
 from .feedback import FeedbackQuerySet
 from .leases import WorkerLeaseQuerySet
-from .reports import BudgetQuerySet, DelegationFailureQuerySet, ModelCallQuerySet, RunUsageQuerySet
+from .reports import ModelCallQuerySet, RunUsageQuerySet
 
 # Cost columns: USD with 8 decimal places (the rounding rule is in metrics/pricing.py).
 COST = {"max_digits": 20, "decimal_places": 8}

@@ -1,4 +1,7 @@
-"""Report queries on the metrics models: every number the admin reports show comes from here.
+"""Report queries on run usage and model calls: the usage numbers of the admin reports and of /usage.
+
+The delegation-failure report is metrics.failure_report, the budget check's query
+metrics.budget_spend.
 
 Grouped rows are plain dicts (one shape for HTML, CSV and tests). Token counts and rates are SQL
 aggregates, costs exact sums (`metrics.expressions.ExactSum`: SQLite
@@ -10,18 +13,15 @@ one pass (two integer columns, no conversion per row) shared by a report and its
 from __future__ import annotations
 
 from collections import defaultdict
-from dataclasses import dataclass
 from datetime import date, datetime, time, timedelta
 from decimal import Decimal
 
-from django.apps import apps
 from django.db import connections, models
-from django.db.models import Count, F, FilteredRelation, Q, Sum, Value
-from django.db.models.expressions import Col
+from django.db.models import Count, F, Q, Sum, Value
 from django.db.models.functions import Coalesce
 from django.utils import timezone
 
-from .expressions import Day, ExactSum, exact_decimal, exact_sum_sql
+from .expressions import Day, ExactSum
 from .percentiles import PercentileCont, in_database, percentile_cont
 
 TOKENS = ("input_tokens", "output_tokens", "total_tokens", "reasoning_tokens", "cache_read_tokens",
@@ -45,7 +45,7 @@ def days_between(start: date, end: date) -> list[date]:
     return [start + timedelta(days=i) for i in range((end - start).days + 1)]
 
 
-def _ratio(part, whole) -> float | None:
+def ratio(part, whole) -> float | None:
     return None if not whole else part / whole
 
 
@@ -248,9 +248,9 @@ class RunUsageQuerySet(models.QuerySet):
         for name in (*TOKENS, "unpriced_tokens"):
             row[name] = row[name] or 0
         runs = row["runs"]
-        row["unpriced_share"] = _ratio(row["unpriced_tokens"], row["total_tokens"])
+        row["unpriced_share"] = ratio(row["unpriced_tokens"], row["total_tokens"])
         for name in OUTCOMES:
-            row[f"{name}_rate"] = _ratio(row[name], runs)
+            row[f"{name}_rate"] = ratio(row[name], runs)
         return row
 
 
@@ -301,128 +301,3 @@ class ModelCallQuerySet(models.QuerySet):
         return list(self.filter(pricing="unpriced").values("provider", "model")
                     .annotate(runs=Count("run", distinct=True), calls=Sum("calls"), tokens=Sum("total_tokens"))
                     .order_by("-tokens", "provider", "model"))
-
-
-class BudgetQuerySet(models.QuerySet):
-    def with_spend(self, user_id: int, since: datetime, until: datetime) -> dict | None:
-        """The user's budget and the spend of their runs started in [since, until], in ONE query:
-        `{"limit", "cost", "unpriced_runs", "unpriced_tokens"}`, or None (no query result) when the
-        user has no budget. The run path calls this on every run start and naming call (metrics.budgets).
-
-        One prepared statement per database vendor (`_with_spend_statement`), run through a cursor:
-        no query compilation per call (the ORM's compilation costs far more CPU than the query).
-        The same values as `with_spend_orm`, the reference (tests/metrics/test_usage_queries.py
-        compares the two); the manager's rows, not a filtered queryset's.
-        """
-        connection = connections[self.db]
-        statement = _with_spend_statement(connection)
-        prep = statement.started_at.get_db_prep_value
-        with connection.cursor() as cursor:
-            cursor.execute(statement.sql, ["priced", prep(since, connection), prep(until, connection), RUNNING,
-                                           user_id])
-            row = cursor.fetchone()
-        if row is None:
-            return None
-        limit, cost, unpriced_runs, unpriced_tokens = row
-        for convert in statement.limit_converters:
-            limit = convert(limit, statement.limit, connection)
-        return {"limit": limit, "cost": exact_decimal(cost, statement.places) or ZERO,
-                "unpriced_runs": unpriced_runs, "unpriced_tokens": int(unpriced_tokens or 0)}
-
-    def with_spend_orm(self, user_id: int, since: datetime, until: datetime) -> dict | None:
-        """`with_spend` as an ORM query (the reference its prepared statement is tested against).
-
-        The runs are a LEFT JOIN on the (user, started_at) index; `cost` is an exact sum in SQL
-        (see the module docstring), so no run row leaves the database.
-        """
-        # Running rows are left out: their cost is not known yet (docs/COST.md: concurrent starts).
-        month = FilteredRelation("user__run_usage", condition=Q(user__run_usage__started_at__gte=since,
-                                                                 user__run_usage__started_at__lte=until)
-                                 & ~Q(user__run_usage__status=RUNNING))
-        qs = self.filter(user_id=user_id).annotate(month=month)
-        rows = list(qs.values("monthly_limit").annotate(
-            cost=ExactSum("month__cost"), unpriced_runs=Count("month__id", filter=~Q(month__pricing="priced")),
-            unpriced_tokens=Sum("month__unpriced_tokens")).order_by())
-        if not rows:
-            return None
-        row = rows[0]
-        return {"limit": row["monthly_limit"], "cost": row["cost"] or ZERO, "unpriced_runs": row["unpriced_runs"],
-                "unpriced_tokens": row["unpriced_tokens"] or 0}
-
-
-@dataclass(frozen=True)
-class _Statement:
-    sql: str
-    started_at: models.Field  # the parameters' field (its database form of a datetime)
-    limit: Col  # the budget's limit column and its converters (SQLite keeps decimals as floats)
-    limit_converters: tuple
-    places: int  # of the cost column, for its exact sum
-
-
-_STATEMENTS: dict[str, _Statement] = {}  # per database vendor
-
-
-def _with_spend_statement(connection) -> _Statement:
-    statement = _STATEMENTS.get(connection.vendor)
-    if statement is None:
-        statement = _STATEMENTS[connection.vendor] = _build_with_spend_statement(connection)
-    return statement
-
-
-def _build_with_spend_statement(connection) -> _Statement:
-    """`with_spend_orm` as SQL: the budget row by its unique user_id, LEFT JOIN the month's ended
-    usage rows on the (user, started_at) index (the ORM joins through auth_user, which the
-    foreign key makes a no-op). Parameters: the priced status, since, until, the running status,
-    the user id. `status` and `pricing` are NOT NULL columns, so `<>` is the ORM's negation;
-    COUNT of a CASE is its FILTER (a missing run's id is NULL: not counted)."""
-    budget, usage = apps.get_model("metrics", "Budget"), apps.get_model("metrics", "RunUsage")
-    quote = connection.ops.quote_name
-    b = {f.name: f"b.{quote(f.column)}" for f in budget._meta.concrete_fields}
-    r = {f.name: f"r.{quote(f.column)}" for f in usage._meta.concrete_fields}
-    cost = usage._meta.get_field("cost")
-    sql = (f"SELECT {b['monthly_limit']}, {exact_sum_sql(r['cost'], cost.decimal_places)}, "
-           f"COUNT(CASE WHEN {r['pricing']} <> %s THEN {r['id']} END), SUM({r['unpriced_tokens']}) "
-           f"FROM {quote(budget._meta.db_table)} b LEFT OUTER JOIN {quote(usage._meta.db_table)} r "
-           f"ON ({r['user']} = {b['user']} AND {r['started_at']} >= %s AND {r['started_at']} <= %s "
-           f"AND {r['status']} <> %s) WHERE {b['user']} = %s GROUP BY {b['id']}, {b['monthly_limit']}")
-    limit = budget._meta.get_field("monthly_limit").get_col(budget._meta.db_table)
-    converters = (*connection.ops.get_db_converters(limit), *limit.get_db_converters(connection))
-    return _Statement(sql=sql, started_at=usage._meta.get_field("started_at"), limit=limit,
-                      limit_converters=converters, places=cost.decimal_places)
-
-
-class DelegationFailureQuerySet(models.QuerySet):
-    DIMENSIONS = ("kind", "member", "model", "day")
-
-    def for_period(self, start: date, end: date) -> DelegationFailureQuerySet:
-        since, until = day_bounds(start, end)
-        return self.filter(created_at__gte=since, created_at__lt=until)
-
-    def delegating_runs(self, runs: models.QuerySet) -> models.QuerySet:
-        """Of `runs`, those that delegated or announced a delegation (had a failure recorded)."""
-        return runs.filter(Q(delegations__gt=0) | Q(run_id__in=self.values("run_id")))
-
-    def breakdown(self, dimension: str, runs: models.QuerySet) -> list[dict]:
-        """Failures by kind, member, model or day, each with its rate: failures / delegating runs.
-
-        `runs` is the RunUsage queryset of the same period and filters; for model and day the
-        denominator is the delegating runs of that model or day, otherwise all delegating runs.
-        """
-        if dimension not in self.DIMENSIONS:
-            raise ValueError(f"dimension must be one of {self.DIMENSIONS}")
-        tz = timezone.get_current_timezone()
-        key = Day("created_at", tzinfo=tz) if dimension == "day" else F(dimension)
-        rows = list(self.annotate(key=key).values("key")
-                    .annotate(failures=Count("id"), runs=Count("run_id", distinct=True)).order_by("key"))
-        delegating = self.delegating_runs(runs)
-        if dimension in ("model", "day"):
-            run_key = Day("started_at", tzinfo=tz) if dimension == "day" else F("model")
-            per_key = dict(delegating.annotate(key=run_key).values("key").annotate(n=Count("id"))
-                           .values_list("key", "n").order_by())
-        else:
-            total = delegating.count()
-            per_key = defaultdict(lambda: total)
-        for row in rows:
-            row["delegating_runs"] = per_key.get(row["key"], 0) if dimension in ("model", "day") else total
-            row["rate"] = _ratio(row["failures"], row["delegating_runs"])
-        return rows

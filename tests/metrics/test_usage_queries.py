@@ -149,7 +149,7 @@ def _as_compared(row: dict | None):
 
 
 def test_the_budget_checks_prepared_statement_reads_what_the_orm_query_reads(alice, bob, django_user_model):
-    """Guards the hand-written statement (metrics.reports._build_with_spend_statement) against
+    """Guards the hand-written statement (metrics.budget_spend._build_with_spend_statement) against
     drifting from the ORM query it stands for: every user, period and edge, exact types and places."""
     carol, dave = (django_user_model.objects.create_user(name, password=f"{name}-password-1")
                    for name in ("carol", "dave"))
