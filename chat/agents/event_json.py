@@ -39,15 +39,58 @@ def _is_plain(value: Any, depth: int = 0) -> bool:
     return False
 
 
+# agno's to_dict serialises these fields by hand, after the others (BaseRunOutputEvent
+# _HAND_SERIALIZED_FIELDS). Those Cirkelline's runs carry are done here, in agno's order, with
+# agno's conditions; an event with any other of them set is left to agno's own serializer.
+_HAND_SERIALIZED = frozenset({
+    "tools", "tool", "metadata", "image", "images", "videos", "audio", "response_audio", "citations",
+    "member_responses", "reasoning_messages", "reasoning_steps", "references", "additional_input",
+    "session_summary", "metrics", "run_input", "requirements", "tasks", "memories", "followups"})
+_BY_HAND_ORDER = ("metadata", "followups", "member_responses", "tools", "tool", "metrics")
+
+
+def _tool(value: Any) -> Any:
+    from agno.models.response import ToolExecution
+
+    return value.to_dict() if isinstance(value, ToolExecution) else value
+
+
+def _by_hand(name: str, value: Any) -> Any:
+    """A hand-serialised field as agno's to_dict gives it (`_SKIP`: agno leaves it out), or
+    `_AGNO`: only agno's own serializer will do."""
+    if name in ("metadata", "followups"):
+        return value if _is_plain(value) else _AGNO
+    if name == "member_responses":  # agno keeps a non-empty list only, each by its own to_dict
+        return [response.to_dict() for response in value] if value else _SKIP
+    if name == "tools":
+        return [_tool(tool) for tool in value]
+    if name == "tool":
+        return _tool(value)
+    if name == "metrics":
+        return value.to_dict()
+    return _AGNO
+
+
+_SKIP, _AGNO = object(), object()
+
+
 def _plain_dict(event: Any) -> dict | None:
-    """The event as agno's to_dict() would give it, if all its set fields are plain values."""
+    """The event as agno's to_dict() would give it, key order included: its set fields that are
+    plain values in field order, `event_index`, then the hand-serialised fields it carries, in
+    agno's order. None when agno's own serializer must do it (media, models, other records)."""
     names = field_names(type(event))
     if "event" not in names:  # not an agno event dataclass: it serialises itself
         return None
     data = {}
+    later = None
     for name in names:
         value = getattr(event, name)
         if value is None:
+            continue
+        if name in _HAND_SERIALIZED:
+            if later is None:
+                later = {}
+            later[name] = value
             continue
         if not isinstance(value, _PLAIN) and not _is_plain(value):
             return None
@@ -55,7 +98,20 @@ def _plain_dict(event: Any) -> dict | None:
     index = getattr(event, "event_index", None)
     if index is not None:
         data["event_index"] = index
+    if later:
+        if not later.keys() <= _BY_HAND_ALLOWED:
+            return None
+        for name in _BY_HAND_ORDER:
+            if name in later:
+                value = _by_hand(name, later[name])
+                if value is _AGNO:
+                    return None
+                if value is not _SKIP:
+                    data[name] = value
     return data
+
+
+_BY_HAND_ALLOWED = frozenset(_BY_HAND_ORDER)
 
 
 def event_json(event: Any) -> str:
@@ -63,4 +119,11 @@ def event_json(event: Any) -> str:
     data = _plain_dict(event)
     if data is None:
         return event.to_json(separators=(",", ":"), indent=None)
-    return json.dumps(data, separators=(",", ":"), ensure_ascii=False)
+    return json.dumps(data, separators=(",", ":"), default=_json_default(), ensure_ascii=False)
+
+
+def _json_default() -> Any:
+    from agno.utils.serialize import json_serializer  # what agno's to_json falls back to
+
+    return json_serializer
+
