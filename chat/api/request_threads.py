@@ -11,10 +11,13 @@ event loop's time for a small API request (docs/PERFORMANCE.md, "Test suite").
 
 `RequestThreads` wraps Django's ASGI application and opens the request's context itself, with an
 executor it lends to that request alone: one thread, one request at a time, as before, so a
-request's thread-sensitive calls still share one thread (and its database connection, which
-`request_finished` closes as before). When the request ends the executor goes back to the idle
-list (at most `keep` of them; the others are shut down), so a burst of N simultaneous requests
-leaves `keep` threads behind, not N.
+request's thread-sensitive calls still share one thread and its database connection (which
+`request_finished` closes at the request's end on PostgreSQL, `CONN_MAX_AGE=0`, as before; on
+SQLite the thread keeps it, as the database pool's threads do, where a thread per request used to
+open one each time). When the request ends the executor goes back to the idle list (at most
+`keep` of them; the others are shut down), so a burst of N simultaneous requests leaves `keep`
+threads behind, not N. A thread-sensitive call a cancelled request left running delays the next
+request lent that thread until it returns (before, it held a thread of its own).
 
 The executor is put into asgiref's map from context to executor (`SyncToAsync.
 context_to_thread_executor`, the map asgiref fills itself) and taken out before the context ends,
