@@ -34,7 +34,7 @@ def _calls() -> dict[str, tuple[Callable[[], object], Callable[[], object]]]:
 
     from chat.models import ChatRun, ChatSession
     from chat.storage import prepared
-    from metrics import recording
+    from metrics import recording, statements
     from metrics.models import Budget, RunUsage
 
     users = get_user_model().objects
@@ -85,12 +85,12 @@ def _calls() -> dict[str, tuple[Callable[[], object], Callable[[], object]]]:
         # The final write's UPDATE of the run's running row, with the fields a run's write sets (the
         # row is no longer running after the first call: the same statement, matching nothing).
         "end_running": (lambda: RunUsage.objects.filter(run_id=ended, status="running").update(**final),
-                        lambda: recording.end_running(ended, final)),
+                        lambda: statements.end_running(ended, final)),
         "has_usage_row": (lambda: RunUsage.objects.filter(run_id=ended).exists(),
-                          lambda: recording.has_usage_row(ended)),
+                          lambda: statements.has_usage_row(ended)),
         # A new row per call, either way: a running usage row as a run's admission inserts it.
         "insert a usage row": (lambda: len(RunUsage.objects.bulk_create([running()])),
-                               lambda: recording.insert_rows([running()]) or 1),
+                               lambda: statements.insert_rows([running()]) or 1),
         "billed_to": (lambda: users.filter(pk=plain.pk).values_list("username", flat=True).first(),
                       lambda: recording.billed_to({"user_id": plain.pk})["username"]),
     }

@@ -11,8 +11,9 @@ chat.storage.executor.run_db):
 
 The per-run statements (the usage row's INSERT at admission, the live ledger's UPDATE, the
 terminal UPDATE of the running row and the checks after it, the ledger's and the failures'
-INSERTs) are prepared SQL, built once per database: through the ORM most of their CPU was
-Django compiling the same query for every run (docs/PERFORMANCE.md).
+INSERTs) are prepared SQL, built once per database (metrics.statements): through the ORM most of
+their CPU was Django compiling the same query for every run (docs/PERFORMANCE.md). A paused run's
+row is continued or expired by metrics.paused_runs.
 
 Only a `running` row is ever given a terminal status (`UPDATE ... WHERE status = 'running'`), so
 of a final write and a close racing for one run exactly one wins, and a retried flush never
@@ -27,14 +28,11 @@ from datetime import datetime
 from decimal import Decimal
 from typing import Any
 
-from django.apps import apps
-from django.contrib.auth import get_user_model
-from django.db import connection, models, transaction
-from django.db.models.constants import OnConflict
-from django.db.models.expressions import DatabaseDefault
+from django.db import connection, transaction
 
 from .models import TOKEN_FIELDS, DelegationFailure, FailureKind, ModelCall, Pricing, RunStatus, RunUsage
 from .pricing import price, rules_in_force
+from .statements import end_running, has_usage_row, insert_rows, prepared_statement
 
 USAGE_FIELDS = frozenset(f.name for f in RunUsage._meta.get_fields() if f.concrete and f.name != "id")
 # Computed here from the calls, never taken from the caller.
@@ -67,7 +65,7 @@ def billed_to(fields: dict[str, Any]) -> dict[str, Any]:
     if user_id is None:
         return fields
     with connection.cursor() as cursor:
-        cursor.execute(_statement("username"), [user_id])
+        cursor.execute(prepared_statement("username"), [user_id])
         row = cursor.fetchone()
     name = None if row is None else row[0]
     return {**fields, "account_id": user_id, "user_id": user_id if name is not None else None,
@@ -253,7 +251,7 @@ def update_live_ledgers(tallies: list[tuple[str, dict[str, int], int, list[dict[
     """
     if not tallies:
         return
-    statement = _statement("live_ledger")
+    statement = prepared_statement("live_ledger")
     ledger_field = RunUsage._meta.get_field("live_ledger")
     with connection.cursor() as cursor:
         cursor.executemany(statement, [
@@ -261,156 +259,3 @@ def update_live_ledgers(tallies: list[tuple[str, dict[str, int], int, list[dict[
              ledger_field.get_db_prep_save(ledger, connection), run_id, RunStatus.RUNNING]
             for run_id, tokens, calls, ledger in tallies
         ])
-
-
-def end_running(run_id: str, fields: dict[str, Any]) -> int:
-    """`RunUsage.objects.filter(run_id=run_id, status=RUNNING).update(**fields)` as a prepared
-    statement (one per set of fields); how many rows it updated (0 or 1). Values are prepared by
-    their fields' `get_db_prep_save`, as the ORM's UPDATE prepares them; fields that are not plain
-    columns, or values that are expressions, go through the ORM. Sync."""
-    names = tuple(fields)
-    columns = _columns.get(names)
-    if columns is None:
-        columns = _columns[names] = tuple(RunUsage._meta.get_field(name) for name in names)
-    values = fields.values()
-    if any(field.is_relation for field in columns) or any(hasattr(v, "resolve_expression") for v in values):
-        return RunUsage.objects.filter(run_id=run_id, status=RunStatus.RUNNING).update(**fields)
-    with connection.cursor() as cursor:
-        cursor.execute(_statement(("end_running", names)), [
-            *(field.get_db_prep_save(value, connection) for field, value in zip(columns, values, strict=True)),
-            run_id, RunStatus.RUNNING])
-        return cursor.rowcount
-
-
-_columns: dict[tuple[str, ...], tuple] = {}  # end_running's fields by their names
-
-
-def has_usage_row(run_id: str) -> bool:
-    """`RunUsage.objects.filter(run_id=run_id).exists()` as a prepared statement. Sync."""
-    with connection.cursor() as cursor:
-        cursor.execute(_statement("has_usage_row"), [run_id])
-        return cursor.fetchone() is not None
-
-
-def insert_rows(rows: list[models.Model], *, ignore_conflicts: bool = False) -> None:
-    """`Model.objects.bulk_create(rows, ignore_conflicts=...)` as a prepared statement per model and
-    set of columns (rows of one model, without primary keys; their ids are not read back). The
-    same SQL form as the ORM's (`ops.insert_statement`, its ON CONFLICT suffix: SQLite's INSERT OR
-    IGNORE), each value its field's `pre_save` then `get_db_prep_save`, as the ORM's INSERT
-    prepares them; a field left at its database default is left out (the database fills it, as
-    the ORM's DEFAULT does). Rows with a primary key or an expression go through the ORM. Sync."""
-    if not rows:
-        return
-    model = type(rows[0])
-    meta = model._meta
-    fields = [f for f in meta.concrete_fields if not f.generated and f is not meta.auto_field]
-    batches: dict[tuple, list[list]] = {}
-    for row in rows:
-        row._prepare_related_fields_for_save(operation_name="bulk_create")
-        values = [(f, f.pre_save(row, add=True)) for f in fields]
-        if row.pk is not None or any(hasattr(v, "resolve_expression") and not isinstance(v, DatabaseDefault)
-                                     for _, v in values):
-            model._default_manager.bulk_create(rows, ignore_conflicts=ignore_conflicts)
-            return
-        kept = [(f, v) for f, v in values if not isinstance(v, DatabaseDefault)]
-        batches.setdefault(tuple(f.name for f, _ in kept), []).append(
-            [f.get_db_prep_save(v, connection) for f, v in kept])
-    with connection.cursor() as cursor:
-        for names, params in batches.items():
-            statement = _statement(("insert", meta.label, names, ignore_conflicts))
-            if len(params) == 1:
-                cursor.execute(statement, params[0])
-            else:
-                cursor.executemany(statement, params)
-
-
-# Built once per database (and set of fields): the ORM would compile the same SQL for every run,
-# every time (docs/PERFORMANCE.md).
-_statements: dict[tuple[str, Any], str] = {}
-
-
-def _statement(name: str | tuple) -> str:
-    key = (connection.vendor, name)
-    statement = _statements.get(key)
-    if statement is None:
-        statement = _statements[key] = _build_statement(name)
-    return statement
-
-
-def _build_statement(name: str | tuple) -> str:
-    qn = connection.ops.quote_name
-    if isinstance(name, tuple) and name[0] == "insert":
-        _, label, names, ignore_conflicts = name
-        meta = apps.get_model(label)._meta
-        fields = [meta.get_field(field) for field in names]
-        on_conflict = OnConflict.IGNORE if ignore_conflicts else None
-        return (f"{connection.ops.insert_statement(on_conflict=on_conflict)} {qn(meta.db_table)} "
-                f"({', '.join(qn(f.column) for f in fields)}) VALUES ({', '.join(['%s'] * len(fields))}) "
-                f"{connection.ops.on_conflict_suffix_sql(fields, on_conflict, None, None)}").rstrip()
-    column = lambda field: qn(RunUsage._meta.get_field(field).column)  # noqa: E731
-    table = qn(RunUsage._meta.db_table)
-    if name == "live_ledger":
-        sets = ", ".join(f"{column(field)} = %s" for field in (*TOKEN_FIELDS, "model_calls", "live_ledger"))
-        return f"UPDATE {table} SET {sets} WHERE {column('run_id')} = %s AND {column('status')} = %s"
-    if name == "has_usage_row":
-        return f"SELECT 1 FROM {table} WHERE {column('run_id')} = %s LIMIT 1"
-    if name == "username":
-        users = get_user_model()
-        user_column = lambda field: qn(users._meta.get_field(field).column)  # noqa: E731
-        return (f"SELECT {user_column(users.USERNAME_FIELD)} FROM {qn(users._meta.db_table)} "
-                f"WHERE {qn(users._meta.pk.column)} = %s")
-    _, fields = name  # end_running
-    sets = ", ".join(f"{column(field)} = %s" for field in fields)
-    return f"UPDATE {table} SET {sets} WHERE {column('run_id')} = %s AND {column('status')} = %s"
-
-
-# --- paused runs (waiting for their user) ------------------------------------------------------
-
-# What a continued run's row carries over from its part before the pause (the continuation adds to it).
-CARRIED_FIELDS = ("started_at", "deep_research", "model_calls", "member_runs", "delegations", "retries",
-                  "backoff_seconds", "duration_ms", "ttft_ms", "estimated_tokens", "finished_at", *TOKEN_FIELDS)
-
-
-def ledger_of(run_id: str) -> list[dict[str, Any]]:
-    """A run's ModelCall rows as `record_run`'s `calls` (agent, model, provider, calls, tokens, ...)."""
-    return [
-        {"agent": row["agent"], "model": row["model"], "provider": row["provider"], "calls": row["calls"],
-         "tokens": {name: row[name] for name in TOKEN_FIELDS}, "estimated_tokens": row["estimated_tokens"],
-         "provider_cost": None if row["provider_reported_cost"] is None else str(row["provider_reported_cost"])}
-        for row in ModelCall.objects.filter(run_id=run_id).order_by("id").values(
-            "agent", "model", "provider", "calls", "estimated_tokens", "provider_reported_cost", *TOKEN_FIELDS)
-    ]
-
-
-def resume_paused(run_id: str, *, worker: str) -> dict[str, Any] | None:
-    """Make a paused run's row running again for its continuation, owned by `worker`; None when it
-    was not paused (continued or expired meanwhile: of two continues exactly one gets the row).
-
-    Returns its fields before the pause (CARRIED_FIELDS) and its ledger (`calls`, as `record_run`
-    takes them). The ledger rows are taken off the row (the live ledger holds them while it runs):
-    the continuation's final `record_run` writes the whole run's ledger, the calls before the pause
-    and after it merged per agent x model, priced at the run's start as before. Sync; call it
-    inside the continuation's claim transaction.
-    """
-    row = RunUsage.objects.filter(run_id=run_id, status=RunStatus.PAUSED).values(*CARRIED_FIELDS).first()
-    if row is None:
-        return None
-    calls = ledger_of(run_id)
-    if not RunUsage.objects.filter(run_id=run_id, status=RunStatus.PAUSED).update(
-            status=RunStatus.RUNNING, worker=worker, finished_at=None, live_ledger=calls):
-        return None
-    ModelCall.objects.filter(run_id=run_id).delete()
-    return {**row, "calls": calls}
-
-
-def expire_paused(run_id: str, status: str = RunStatus.EXPIRED) -> bool:
-    """End a paused run's row as `expired` (nobody continued it in time) or `cancelled` (its user
-    cancelled it instead of answering); False when it was not paused. Its tokens and cost stay
-    those of the part before its pause. Sync."""
-    return bool(RunUsage.objects.filter(run_id=run_id, status=RunStatus.PAUSED).update(status=status))
-
-
-def paused_before(cutoff: datetime, limit: int = 500) -> list[dict[str, Any]]:
-    """Paused runs that paused before `cutoff` (run_id, user_id, finished_at), oldest first."""
-    return list(RunUsage.objects.filter(status=RunStatus.PAUSED, finished_at__lt=cutoff)
-                .order_by("finished_at").values("run_id", "user_id", "account_id", "finished_at")[:limit])

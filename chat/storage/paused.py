@@ -4,7 +4,7 @@ continuation, expiring it. Sync functions (from async code through chat.storage.
 A paused run is two rows: its run row (status PAUSED, agno's payload with its messages and
 requirements) and its usage row (status `paused`, tokens and cost so far). Continuing it claims
 both in one transaction (`claim_continuation`): the usage row becomes `running` again for the
-worker that continues it (metrics.recording.resume_paused: exactly one of two racing continues
+worker that continues it (metrics.paused_runs.resume_paused: exactly one of two racing continues
 gets it), the run row RUNNING, and the session is loaded for agno as a run's claim loads it, with
 the paused run among its runs (agno continues it from there).
 """
@@ -18,7 +18,7 @@ from django.db import transaction
 from chat.models import ChatRun
 from chat.records import run_row
 from metrics.models import RunStatus, RunUsage
-from metrics.recording import expire_paused, paused_before, resume_paused
+from metrics.paused_runs import expire_paused, paused_before, resume_paused
 
 from .buffer import existing_session
 

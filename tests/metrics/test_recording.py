@@ -132,7 +132,8 @@ def test_ending_a_running_row_writes_what_the_orm_update_writes(alice):
     from datetime import UTC, datetime, timedelta
     from zoneinfo import ZoneInfo
 
-    from metrics.recording import end_running, update_live_ledgers
+    from metrics.recording import update_live_ledgers
+    from metrics.statements import end_running
 
     started = datetime(2026, 12, 6, 9, 0, 0, 123456, tzinfo=UTC)
     for run_id in ("orm", "prepared"):
@@ -159,7 +160,8 @@ def test_ending_a_running_row_writes_what_the_orm_update_writes(alice):
 def test_who_a_run_is_billed_to_and_whether_it_has_a_row_read_what_the_orm_reads(alice, django_user_model):
     from django.contrib.auth import get_user_model
 
-    from metrics.recording import billed_to, has_usage_row
+    from metrics.recording import billed_to
+    from metrics.statements import has_usage_row
 
     gone = django_user_model.objects.create_user("gone")
     gone_pk = gone.pk
@@ -218,7 +220,7 @@ def test_rows_are_inserted_as_the_orms_bulk_create_inserts_them(alice):
 
     from metrics.models import DelegationFailure, ModelCall
     from metrics.pricing import snapshot
-    from metrics.recording import insert_rows
+    from metrics.statements import insert_rows
 
     from .helpers import rule
 
