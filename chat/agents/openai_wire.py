@@ -9,7 +9,7 @@ A request goes one of two ways, with the same outcome (tests/agents/test_provide
 
 - through the SDK client's httpx2 client (`http.send`), as the SDK itself sends it;
 - directly on the aiohttp session under it, when the client's transport is the SDK's own aiohttp
-  transport (CIRKELLINE_PROVIDER_HTTP=aiohttp, chat.agents.agno_overrides) with no proxy: the
+  transport (CIRKELLINE_PROVIDER_HTTP=aiohttp, chat.agents.shared_clients) with no proxy: the
   same method, URL, headers and body, aiohttp's exceptions mapped by the SDK's own table
   (`map_aiohttp_exceptions`) to the httpx2 exceptions the first way raises, and a non-2xx answer
   made into an httpx2 Response as the transport would make it. This skips httpx2's request and
