@@ -32,9 +32,8 @@ from .run import _machine, _remove_tree, _versions, code_version
 from .scale_out import DeploymentConnections, workers
 from .servers import PG_ADMIN_URL, REDIS_URL, postgres_database, provider_free_env, run_checked
 
-# Connects at once. A burst of 100 fails some sockets with 1011: each connect's group join takes a
-# connection of the channel layer's Redis pool, which redis-py caps at 100 (and raises when it is
-# out, instead of waiting), while the layer's own blocking read holds one (docs/OPERATIONS.md).
+# Connects at once: the pace of the first measurements (a burst of 100 then closed some sockets
+# with 1011, redis-py's pools raising past 100 connections; they wait now, docs/RELIABILITY.md).
 BATCH = 50
 
 

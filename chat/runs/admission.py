@@ -25,6 +25,8 @@ from typing import Any
 
 from django.conf import settings
 
+from .redis_clients import redis_client
+
 logger = logging.getLogger(__name__)
 
 # Extra lease time past a run's deadline before Redis forgets it (finalisation included).
@@ -105,14 +107,11 @@ class Coordinator:
     # -- redis plumbing (one client and one listener per event loop) ------------------------
 
     def _redis(self):
-        import redis.asyncio as aioredis
-
         loop = asyncio.get_running_loop()
         client = self._clients.get(loop)
         if client is None:
-            client = self._clients[loop] = aioredis.Redis.from_url(
-                self.redis_url, socket_connect_timeout=2, socket_timeout=2, decode_responses=True
-            )
+            client = self._clients[loop] = redis_client(self.redis_url, timeout=2, socket_connect_timeout=2,
+                                                        decode_responses=True)
         return client
 
     def ensure_listener(self, on_cancel: Callable[[str], Any]) -> None:

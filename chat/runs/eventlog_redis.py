@@ -33,6 +33,7 @@ from typing import Any
 from django.conf import settings
 
 from .logentries import Entry, dumps, lines, parse_lines
+from .redis_clients import redis_client
 from .runlog import NO_RUN
 
 logger = logging.getLogger(__name__)
@@ -77,8 +78,7 @@ class _PerLoop:
         import redis.asyncio as aioredis
 
         url = settings.REDIS_URL
-        self.client = aioredis.Redis.from_url(url, socket_connect_timeout=2, socket_timeout=5,
-                                              decode_responses=True)
+        self.client = redis_client(url, timeout=5, socket_connect_timeout=2, decode_responses=True)
         self.blocking = aioredis.Redis.from_url(url, socket_connect_timeout=2,
                                                 socket_timeout=BLOCK_SECONDS * 2, decode_responses=True)
         self.sink = Sink(self.client)

@@ -19,6 +19,7 @@ import hashlib
 import logging
 from typing import Any
 
+from channels.exceptions import ChannelFull
 from channels.layers import get_channel_layer
 
 from chat import runs
@@ -102,7 +103,12 @@ class Fanout:
 
     async def greet(self, peer: str) -> None:
         """Tell a socket that just joined that this one is here."""
-        await self.layer.send(peer, self._presence("presence.here"))
+        try:
+            await self.layer.send(peer, self._presence("presence.here"))
+        except ChannelFull:
+            # The peer's process has CIRKELLINE_CHANNEL_LAYER_CAPACITY messages waiting: its count
+            # of windows is one short, which does not warrant closing this socket (1011).
+            logger.warning("presence: the joining socket's channel is full; not greeted")
 
     def peer_here(self, message: dict) -> bool:
         if not self._is_peer_message(message):

@@ -29,6 +29,8 @@ import weakref
 
 from django.conf import settings
 
+from chat.runs.redis_clients import redis_client
+
 from . import frames
 
 logger = logging.getLogger(__name__)
@@ -128,13 +130,11 @@ class SocketQuota:
         return f"{settings.CIRKELLINE_REDIS_PREFIX}:sockets:{user_id}"
 
     def _redis(self):
-        import redis.asyncio as aioredis
-
         loop = asyncio.get_running_loop()
         client = self._clients.get(loop)
         if client is None:
-            client = self._clients[loop] = aioredis.Redis.from_url(
-                settings.REDIS_URL, socket_connect_timeout=2, socket_timeout=2, decode_responses=True)
+            client = self._clients[loop] = redis_client(settings.REDIS_URL, timeout=2, socket_connect_timeout=2,
+                                                        decode_responses=True)
         return client
 
     async def acquire(self, user_id: int, socket_id: str) -> bool:

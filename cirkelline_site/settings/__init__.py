@@ -171,6 +171,24 @@ CIRKELLINE_REDIS_PREFIX = env.str("CIRKELLINE_REDIS_PREFIX", default="cirkelline
 # waits on a Redis that stopped answering. TCP keepalive (redis-py's default) notices a peer
 # that vanished. docs/OPERATIONS.md, "Redis: connections and timeouts".
 CHANNEL_LAYER_SOCKET_TIMEOUT = 15.0
+# Connections of each of a process's Redis pools (the channel layer's, cirkelline_site/channel_layer.py;
+# admission's, the event logs' and the socket quota's, chat/runs/redis_clients.py). A command holds
+# one only while it runs, and one finding them all busy waits for the next one released (up to its
+# client's read timeout) instead of failing: a burst of websocket connects and watches queues
+# briefly at the bound. redis-py's pools raised past 100 instead. docs/OPERATIONS.md, "Redis".
+CIRKELLINE_REDIS_MAX_CONNECTIONS = non_negative_int("CIRKELLINE_REDIS_MAX_CONNECTIONS", 100)
+if CIRKELLINE_REDIS_MAX_CONNECTIONS < 2:
+    raise ImproperlyConfigured("CIRKELLINE_REDIS_MAX_CONNECTIONS must be 2 or more (the channel layer's "
+                               f"blocking read holds one), got {CIRKELLINE_REDIS_MAX_CONNECTIONS}")
+# Messages waiting in Redis for one process's websockets. channels_redis keeps every socket of a
+# process on one Redis key (the process's channel) and counts its capacity (100 unless told) on
+# that key, not per socket: a burst of sockets watching their sessions (a presence notice each,
+# answered by their peers) filled it, the next group message was dropped and the next direct one
+# (a presence answer) raised ChannelFull, closing that socket with 1011. Sized for the sockets a
+# worker holds; each waiting message is a few hundred bytes and expires after 60 s.
+CIRKELLINE_CHANNEL_LAYER_CAPACITY = non_negative_int("CIRKELLINE_CHANNEL_LAYER_CAPACITY", 2000)
+if CIRKELLINE_CHANNEL_LAYER_CAPACITY < 1:
+    raise ImproperlyConfigured("CIRKELLINE_CHANNEL_LAYER_CAPACITY must be 1 or more, got 0")
 
 
 def channel_layers(redis_url: str, prefix: str) -> dict:
@@ -178,9 +196,11 @@ def channel_layers(redis_url: str, prefix: str) -> dict:
     deployment sharing the Redis has too), or in process memory without a Redis URL."""
     if not redis_url:
         return {"default": {"BACKEND": "channels.layers.InMemoryChannelLayer"}}
-    host = {"address": redis_url, "socket_timeout": CHANNEL_LAYER_SOCKET_TIMEOUT}
-    return {"default": {"BACKEND": "channels_redis.core.RedisChannelLayer",
-                        "CONFIG": {"hosts": [host], "prefix": f"{prefix}:asgi"}}}
+    host = {"address": redis_url, "socket_timeout": CHANNEL_LAYER_SOCKET_TIMEOUT,
+            "max_connections": CIRKELLINE_REDIS_MAX_CONNECTIONS, "timeout": CHANNEL_LAYER_SOCKET_TIMEOUT}
+    return {"default": {"BACKEND": "cirkelline_site.channel_layer.RedisChannelLayer",
+                        "CONFIG": {"hosts": [host], "prefix": f"{prefix}:asgi",
+                                   "capacity": CIRKELLINE_CHANNEL_LAYER_CAPACITY}}}
 
 
 CHANNEL_LAYERS = channel_layers(REDIS_URL, CIRKELLINE_REDIS_PREFIX)

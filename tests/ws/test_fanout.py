@@ -4,6 +4,7 @@ started it (a socket, the HTTP API), and from its start even when the socket cam
 from __future__ import annotations
 
 import pytest
+from channels.exceptions import ChannelFull
 from channels.layers import get_channel_layer
 
 from chat.ws import fanout
@@ -189,3 +190,23 @@ def test_group_names_are_per_user_and_valid():
     """Guards against two users' sockets sharing a group for one session id."""
     a, b = fanout.group_name(1, "s:1"), fanout.group_name(2, "s:1")
     assert a != b and len(a) < 100 and all(c.isalnum() or c in "._-" for c in a)
+
+
+async def test_a_greeting_that_finds_the_joiners_channel_full_is_dropped_and_the_greeter_stays_open(caplog):
+    """Guards against ChannelFull from a presence answer ending the answering socket's consumer
+    (a 1011 close): the joining socket's count of windows is one short, nothing else."""
+
+    class FullLayer:
+        def __init__(self):
+            self.sent = []
+
+        async def send(self, channel, message):
+            self.sent.append((channel, message["type"]))
+            raise ChannelFull()
+
+    layer = FullLayer()
+    greeter = fanout.Fanout(layer, "specific.x!greeter")
+    greeter.group = "chat.u1.abc"
+    await greeter.greet("specific.x!joiner")
+    assert layer.sent == [("specific.x!joiner", "presence.here")]
+    assert "not greeted" in caplog.text

@@ -6,16 +6,16 @@ import asyncio
 import uuid
 
 import pytest
-from channels_redis.core import RedisChannelLayer
 from django.conf import settings
 
 from chat.ws.fanout import group_name
+from cirkelline_site.channel_layer import RedisChannelLayer
 from cirkelline_site.settings import channel_layers
 
 
 def _layer(prefix: str) -> RedisChannelLayer:
     config = channel_layers(settings.REDIS_URL, prefix)["default"]
-    assert config["BACKEND"] == "channels_redis.core.RedisChannelLayer"
+    assert config["BACKEND"] == "cirkelline_site.channel_layer.RedisChannelLayer"
     return RedisChannelLayer(**config["CONFIG"])
 
 
