@@ -16,6 +16,7 @@ from django.test import override_settings
 from rest_framework_simplejwt.tokens import AccessToken
 
 from chat.agents import scripted
+from chat.api import request_threads
 from chat.runs import teams
 from chat.storage.executor import run_db
 
@@ -64,6 +65,8 @@ def offline_team(settings, worker_redis_prefix):
     yield
     teams.prototype.cache_clear()
     scripted.FAILURES.clear()
+    # A request thread kept for reuse holds the database connection of the test that used it.
+    request_threads.release_idle_threads()
 
 
 @pytest.fixture(scope="session", autouse=True)

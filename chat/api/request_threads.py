@@ -30,11 +30,26 @@ pins the asgiref code this relies on.
 
 from __future__ import annotations
 
+import weakref
 from concurrent.futures import ThreadPoolExecutor
 
 from asgiref.sync import SyncToAsync, ThreadSensitiveContext
+from django.db import connections
 
 KEEP = 16
+
+
+_instances: "weakref.WeakSet[RequestThreads]" = weakref.WeakSet()
+
+
+def release_idle_threads() -> None:
+    """End every idle request thread of the process (tests: a thread kept from one test carries its
+    database connection into the next, which pytest-django's blocker refuses to let Django check)."""
+    for instance in list(_instances):
+        idle, instance.idle = instance.idle, []
+        for executor in idle:
+            executor.submit(connections.close_all)  # on that thread: its own connections
+            executor.shutdown(wait=True)
 
 
 class RequestThreads:
@@ -45,6 +60,7 @@ class RequestThreads:
         self.app = app
         self.keep = keep
         self.idle: list[ThreadPoolExecutor] = []
+        _instances.add(self)
 
     async def __call__(self, scope, receive, send) -> None:
         executor = self.idle.pop() if self.idle else \
