@@ -36,13 +36,12 @@ def main(argv: list[str] | None = None) -> None:
     print(json.dumps(asyncio.run((_title_rounds if args.title else _rounds)(args.calls, args.rounds)), indent=1))
 
 
-async def _rounds(calls: int, rounds: int) -> dict:
+def _replayed_sdk() -> object:
+    """An SDK client whose every answer is the same replayed title answer (no network)."""
     import httpx2
-    from agno.models.message import Message
     from django.conf import settings
     from openai import AsyncOpenAI
 
-    from chat.agents.providers import ModelSpec, build_model
     from tests.doubles.fake_openai.replay import Recording, ReplayTransport
 
     settings.CIRKELLINE_MODEL_BASE_URL = "http://127.0.0.1:9/v1"
@@ -51,10 +50,19 @@ async def _rounds(calls: int, rounds: int) -> dict:
                            "message": {"role": "assistant", "content": "Copenhagen history questions"}}],
               "usage": {"prompt_tokens": 120, "completion_tokens": 4, "total_tokens": 124}}
     recording = Recording(200, [("content-type", "application/json")], [json.dumps(answer).encode()])
+    return AsyncOpenAI(base_url="http://provider.test/v1", api_key="k", max_retries=0, timeout=30,
+                       http_client=httpx2.AsyncClient(transport=ReplayTransport(recording, keep=False)))
+
+
+async def _rounds(calls: int, rounds: int) -> dict:
+    from agno.models.message import Message
+    from django.conf import settings
+
+    from chat.agents.providers import ModelSpec, build_model
+
+    sdk = _replayed_sdk()
     prompt = [Message(role="system", content="Name the chat in at most 8 words. " * 5),
               Message(role="user", content="First message: " + "hello " * 40 + "\nAnswer: " + "words " * 60)]
-    sdk = AsyncOpenAI(base_url="http://provider.test/v1", api_key="k", max_retries=0, timeout=30,
-                      http_client=httpx2.AsyncClient(transport=ReplayTransport(recording, keep=False)))
     per_call: dict[str, list[float]] = {"sdk": [], "lean": []}
     for index in range(rounds):
         for path in ("sdk", "lean") if index % 2 == 0 else ("lean", "sdk"):
@@ -69,24 +77,13 @@ async def _rounds(calls: int, rounds: int) -> dict:
 
 
 async def _title_rounds(calls: int, rounds: int) -> dict:
-    import httpx2
     from agno.agent import Agent
-    from django.conf import settings
-    from openai import AsyncOpenAI
 
     from chat.agents import naming
     from chat.agents.providers import ModelSpec
     from chat.agents.titles import INSTRUCTIONS, NAMING_LABEL, naming_prompt
-    from tests.doubles.fake_openai.replay import Recording, ReplayTransport
 
-    settings.CIRKELLINE_MODEL_BASE_URL = "http://127.0.0.1:9/v1"
-    answer = {"id": "c1", "object": "chat.completion", "created": 1, "model": "fake",
-              "choices": [{"index": 0, "finish_reason": "stop",
-                           "message": {"role": "assistant", "content": "Copenhagen history questions"}}],
-              "usage": {"prompt_tokens": 120, "completion_tokens": 4, "total_tokens": 124}}
-    recording = Recording(200, [("content-type", "application/json")], [json.dumps(answer).encode()])
-    sdk = AsyncOpenAI(base_url="http://provider.test/v1", api_key="k", max_retries=0, timeout=30,
-                      http_client=httpx2.AsyncClient(transport=ReplayTransport(recording, keep=False)))
+    sdk = _replayed_sdk()
     build = naming.build_model
 
     def replayed(label, spec):
