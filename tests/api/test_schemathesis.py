@@ -15,6 +15,7 @@ page and browser tests.
 from __future__ import annotations
 
 import json
+import time
 from collections.abc import Iterator
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
@@ -120,6 +121,16 @@ def row_counts() -> dict[str, int]:
         return {model._meta.label: count for model, count in zip(counted, cursor.fetchone(), strict=True)}
 
 
+def documents_settled(within: float = 10.0) -> None:
+    """Wait (bounded) until no uploaded document is still being processed: the server chunks an
+    accepted upload after answering it, so its rows may still arrive while the next case runs."""
+    from chat.knowledge.models import DocumentStatus, KnowledgeDocument
+
+    deadline = time.monotonic() + within
+    while KnowledgeDocument.objects.filter(status=DocumentStatus.PROCESSING).exists() and time.monotonic() < deadline:
+        time.sleep(0.02)
+
+
 def stored_files(var: Path) -> list[str]:
     return sorted(str(p.relative_to(var)) for p in (var / "uploads").rglob("*") if p.is_file()) \
         if (var / "uploads").exists() else []
@@ -136,6 +147,7 @@ def test_every_operation_answers_as_documented(case, server, django_user_model):
     if case.operation.path in ("/api/token/", "/api/token/refresh/", "/api/token/logout/", "/health", "/ready",
                                "/config", "/openapi.json"):
         headers = {}  # public routes: no credentials
+    documents_settled()
     before, files_before = row_counts(), stored_files(var)
     response = case.call_and_validate(base_url=base_url, headers=headers, timeout=30)
     STATUSES.setdefault(f"{case.operation.method.upper()} {case.operation.path}", set()).add(response.status_code)
