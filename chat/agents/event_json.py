@@ -13,6 +13,9 @@ import dataclasses
 import json
 from typing import Any
 
+from agno.models.response import ToolExecution
+from agno.utils.serialize import json_serializer  # what agno's to_json falls back to
+
 _PLAIN = (str, int, float, bool)
 _FIELDS: dict[type, tuple[str, ...]] = {}
 
@@ -50,8 +53,6 @@ _BY_HAND_ORDER = ("metadata", "followups", "member_responses", "tools", "tool", 
 
 
 def _tool(value: Any) -> Any:
-    from agno.models.response import ToolExecution
-
     return value.to_dict() if isinstance(value, ToolExecution) else value
 
 
@@ -119,11 +120,4 @@ def event_json(event: Any) -> str:
     data = _plain_dict(event)
     if data is None:
         return event.to_json(separators=(",", ":"), indent=None)
-    return json.dumps(data, separators=(",", ":"), default=_json_default(), ensure_ascii=False)
-
-
-def _json_default() -> Any:
-    from agno.utils.serialize import json_serializer  # what agno's to_json falls back to
-
-    return json_serializer
-
+    return json.dumps(data, separators=(",", ":"), default=json_serializer, ensure_ascii=False)

@@ -25,7 +25,7 @@ from agno.models.message import Message
 from agno.models.response import ModelResponse
 from openai import AsyncOpenAI
 
-from chat.agents import openai_wire
+from chat.agents import openai_wire, sse_decoding
 from chat.agents.providers import ModelSpec, build_model
 from chat.agents.retry import classify_failure
 from tests.doubles.fake_openai import DELEGATE_TOOL, Behaviour, FakeProvider
@@ -277,7 +277,7 @@ def test_the_sse_decoder_splits_lines_as_the_sdk_does():
     stream = b"data: a\r\ndata: b\r\rdata: c\n\nevent: e\ndata: d\r\n\r\n: note\nretry: 5\nid: 1\n\n"
     for size in range(1, len(stream) + 1):
         pieces = [stream[i:i + size] for i in range(0, len(stream), size)]
-        ours = openai_wire.SseDecoder()
+        ours = sse_decoding.SseDecoder()
         got = [event for piece in pieces for event in ours.feed(piece)] + ours.finish()
         sdk = [(e.event, e.data) for e in SSEDecoder().iter_bytes(iter(pieces))]
         assert got == sdk, size

@@ -17,7 +17,7 @@ import pytest
 from tests.drift import check_source, check_version
 
 PINNED_OPENAI = "3.57.0"
-OVERRIDE = "chat.agents.openai_lean and chat.agents.openai_wire"
+OVERRIDE = "chat.agents.openai_lean, chat.agents.openai_wire and chat.agents.sse_decoding"
 
 # upstream function -> (sha256 of its source, first 16 hex digits; what depends on it)
 UPSTREAM = {
@@ -38,11 +38,11 @@ UPSTREAM = {
         "55e50f43a1f8adb0", "LeanStreaming.ainvoke_stream (the params it sends, _SDK_ONLY_PARAMS)"),
     "agno.models.openai.chat:OpenAIChat._format_all_messages": ("ab0499e7c3ade277", "LeanStreaming.ainvoke_stream"),
     "openai._streaming:AsyncStream.__stream__": (
-        "381c66f37dd55cb8", "stream / payloads ([DONE], the drain, error objects, thread events)"),
+        "381c66f37dd55cb8", "openai_wire.stream / sse_decoding.payloads ([DONE], the drain, errors, thread events)"),
     "openai._streaming:AsyncStream._iter_events": ("afe83a0e0ef594c7", "stream (transport errors mid-stream)"),
-    "openai._streaming:SSEDecoder.decode": ("1d67b1b80412a816", "SseDecoder._lines"),
-    "openai._streaming:SSEDecoder.aiter_bytes": ("35a8168f03eedf5f", "SseDecoder.feed / finish"),
-    "openai._streaming:_SSELineDecoder.feed": ("8943ff857ddf572b", "SseDecoder.feed (CR, LF, CRLF)"),
+    "openai._streaming:SSEDecoder.decode": ("1d67b1b80412a816", "sse_decoding.SseDecoder._lines"),
+    "openai._streaming:SSEDecoder.aiter_bytes": ("35a8168f03eedf5f", "sse_decoding.SseDecoder.feed / finish"),
+    "openai._streaming:_SSELineDecoder.feed": ("8943ff857ddf572b", "sse_decoding.SseDecoder.feed (CR, LF, CRLF)"),
     "openai._streaming_cleanup:drain_response_async": ("9a28df3f1ae3bdf9", "_drain"),
     "openai._base_client:AsyncAPIClient.request": (
         "52506e6c8ba17cff", "stream (status errors, APITimeoutError / APIConnectionError, what is sent how)"),
