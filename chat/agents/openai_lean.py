@@ -11,9 +11,10 @@ a run's CPU in a profile (docs/PERFORMANCE.md, "The model path"). This path send
 request through the same shared SDK client's HTTP client and connection pool, with the headers,
 URL and timeouts the SDK itself computed once for that client (chat.agents.openai_wire: the
 route, the SSE decoding, and the request sent on the client's aiohttp session directly when it
-has one), encodes the body with the SDK's own encoder, and hands every chunk to agno's
-own `_parse_provider_response_delta` as a light attribute view of the parsed JSON instead of an
-SDK model. So agno sees the same `ModelResponse` deltas, chunk for chunk, and failures become the
+has one), encodes the body with the SDK's own encoder, and makes every chunk into agno's delta
+without an SDK model: text chunks (most of a stream) by `text_delta`, the rest by agno's own
+`_parse_provider_response_delta` on a light attribute view of the parsed JSON. So agno sees the
+same `ModelResponse` deltas, chunk for chunk, and failures become the
 same agno errors (`ModelProviderError` with the provider's status code, the HTTP response behind
 it for `Retry-After`; `ContextWindowExceededError`) that chat.agents.retry acts on.
 
@@ -32,6 +33,7 @@ from collections.abc import AsyncIterator, Iterator
 from typing import Any, ClassVar
 
 from agno.exceptions import ContextWindowExceededError, ModelAuthenticationError, ModelProviderError
+from agno.models.response import ModelResponse
 from agno.utils.log import log_error
 from django.conf import settings
 
@@ -122,6 +124,62 @@ def as_chunk(data: Any) -> Any:
     return _Chunk(data) if isinstance(data, dict) else data
 
 
+# The keys of a chunk's delta that agno's `_parse_provider_response_delta` does not read.
+_UNREAD_DELTA_KEYS = frozenset({"role", "refusal"})
+_TEXT_DELTA_KEYS = _UNREAD_DELTA_KEYS | {"content"}
+
+
+def text_delta(data: Any) -> ModelResponse | None:
+    """agno's `_parse_provider_response_delta` (agno 3.1.10) for the chunks most of a stream is made
+    of, read from the parsed JSON directly; None for every other chunk, which goes to agno's.
+
+    Those chunks: no usage, and a first choice (agno reads no other) whose delta holds text only
+    (`content`, and the `role` / `refusal` agno does not read). agno's parse of such a chunk, on a
+    `_Chunk` view, makes ~18 attribute reads through the view (each a dict lookup, some building a
+    view or a list of views) and a dozen `hasattr` branches that all come out empty: 22-27 us per
+    chunk against 2.2-2.4 for this (`python -m bench.provider_cost`, docs/PERFORMANCE.md). What it
+    gives is agno's: the text, and when the delta has text, the chunk's `id`, `system_fingerprint`
+    and the keys outside the SDK's chunk model as `provider_data`. tests/agents/test_openai_lean.py
+    compares every recorded stream's deltas with the SDK path's and fails if a text chunk reaches
+    agno's parse.
+    """
+    if type(data) is not dict or data.get("usage") is not None:
+        return None
+    choices = data.get("choices")
+    if type(choices) is not list or not choices or type(choices[0]) is not dict:
+        return None
+    delta = choices[0].get("delta")
+    if type(delta) is not dict or not delta.keys() <= _TEXT_DELTA_KEYS:
+        return None
+    response = ModelResponse()
+    content = delta.get("content")
+    if content is not None:
+        response.content = content
+        provider_data = response.provider_data = {}
+        if data.get("id"):
+            provider_data["id"] = data["id"]
+        if data.get("system_fingerprint"):
+            provider_data["system_fingerprint"] = data["system_fingerprint"]
+        fields = _Chunk.fields
+        extra = {key: value for key, value in data.items() if key not in fields}
+        if extra:
+            provider_data["model_extra"] = extra
+    return response
+
+
+def _none(data: Any) -> None:
+    return None
+
+
+def _quick_parse(model: Any) -> Any:
+    """`text_delta` for a model that parses chunks as agno's OpenAIChat does; else a parse that
+    leaves every chunk to the model's own."""
+    from agno.models.openai.chat import OpenAIChat  # imported already: the model is one
+
+    return text_delta if type(model)._parse_provider_response_delta is OpenAIChat._parse_provider_response_delta \
+        else _none
+
+
 # --- the model mixin ---------------------------------------------------------------------
 
 
@@ -170,10 +228,12 @@ class LeanStreaming:
                 **params,
             }
             parse = self._parse_provider_response_delta  # type: ignore[attr-defined]
+            quick = _quick_parse(self)
             # aclosing: a consumer that stops early (a cancelled run) closes the HTTP stream now.
             async with contextlib.aclosing(wire.stream(route, _encode(body))) as chunks:
                 async for data in chunks:
-                    yield parse(as_chunk(data))
+                    delta = quick(data)
+                    yield delta if delta is not None else parse(as_chunk(data))
             assistant_message.metrics.stop_timer()
 
     async def ainvoke(self, messages, assistant_message, response_format=None, tools=None, tool_choice=None,

@@ -116,6 +116,18 @@ WRITTEN = {
         _chunk({}, finish="tool_calls"),
         _chunk(None, usage={"prompt_tokens": 10, "completion_tokens": 5, "total_tokens": 15}),
         "data: [DONE]\n"),
+    "text chunks in the shapes providers send them": _written(
+        _chunk({"role": "assistant", "content": "", "refusal": None}, usage=None, obfuscation="Zx9"),
+        _chunk({"content": "Hi"}, system_fingerprint=None, service_tier="default"),
+        _chunk({"role": "assistant", "content": None}),
+        'data: {"choices": [{"delta": {"content": " no id"}}]}\n',
+        'data: {"id": "", "choices": [{"index": 0, "delta": {"content": " empty id"}}]}\n',
+        'data: {"id": "c2", "choices": [{"index": 0, "delta": {"content": " a"}}, '
+        '{"index": 1, "delta": {"content": " b"}}]}\n',
+        'data: {"id": "c3", "choices": [{"index": 0, "delta": null}]}\n',
+        _chunk({"content": " end"}, finish="stop", usage={"prompt_tokens": 3, "completion_tokens": 4,
+                                                          "total_tokens": 7}),
+        "data: [DONE]\n"),
     "audio": _written(
         _chunk({"audio": {"id": "audio_1", "data": "AAAA", "transcript": "hi", "expires_at": 5}}),
         _chunk({"audio": {"id": "audio_1", "transcript": " there"}}),
@@ -254,6 +266,21 @@ async def test_the_lean_path_really_bypasses_the_sdk_call(lean_settings, monkeyp
     monkeypatch.setattr(OpenAIChat, "ainvoke_stream", no_sdk)
     lean = await _call(lean_settings, "lean", fake_recordings["text"], None, LEADER, TOOLS)
     assert lean["deltas"] and lean["error"] is None
+
+
+async def test_text_chunks_are_parsed_without_agnos_parse(lean_settings, monkeypatch, fake_recordings):
+    """The fake provider's text stream: every chunk with text is made into agno's delta by
+    `text_delta`; agno's own parse sees only the rest (the usage chunk). Guards against the
+    comparisons above passing because the quick parse is never taken."""
+    from chat.agents import openai_lean
+
+    parsed = []
+    as_chunk = openai_lean.as_chunk
+    monkeypatch.setattr(openai_lean, "as_chunk", lambda data: parsed.append(data) or as_chunk(data))
+    lean = await _call(lean_settings, "lean", fake_recordings["text"], None, LEADER, TOOLS)
+    texts = [d for d in lean["deltas"] if d["content"]]
+    assert len(texts) > 3 and lean["error"] is None
+    assert [data.get("usage") is not None for data in parsed] == [True]
 
 
 async def test_clients_the_lean_route_cannot_reproduce_keep_the_sdk(lean_settings, fake_recordings):
