@@ -16,10 +16,10 @@ they see the same frames with the same `event_index`.
 - Where: this process's memory holds the log of every live run it executes. With `REDIS_URL`, the
   log also goes to a Redis Stream per run (chat.runs.eventlog_redis: one pipelined round trip for
   every run with new entries, bounded length, expiring CIRKELLINE_EVENT_LOG_TTL seconds after the
-  run ended); readers in other processes mirror it from there, one Redis reader per run and
-  process. Without Redis, an ended run's log stays in this process for CIRKELLINE_EVENT_LOG_TTL
-  seconds (at most RETAINED_RUNS of them); with Redis, a few seconds (while its end is on its way
-  to Redis).
+  run ended); readers in other processes mirror it from there, one mirror per run and process,
+  all of a process's mirrors followed by one blocking Redis read. Without Redis, an ended run's
+  log stays in this process for CIRKELLINE_EVENT_LOG_TTL seconds (at most RETAINED_RUNS of them);
+  with Redis, a few seconds (while its end is on its way to Redis).
 - The end: when a run ends, its log gets its terminal event and a summary (status, tokens, cost:
   the websocket's `run_finished`). `close()` ends the log of a run whose worker is gone (another
   process calls it with the terminal event it decided on).

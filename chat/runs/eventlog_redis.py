@@ -7,6 +7,7 @@ Keys (under CIRKELLINE_REDIS_PREFIX):
   (CIRKELLINE_EVENT_LOG_MAXLEN batches).
 - `<prefix>:log:<run id>:meta`: a hash: `meta` (who and what, JSON), `end` (the summary, once ended).
 - `<prefix>:log:live:<user id>:<session id>`: a set of the session's runs whose logs are open.
+- `<prefix>:log:mirrors:<random>`: a process's doorbell (a Stream of one entry; below).
 All expire: while the run is live after its deadline plus CIRKELLINE_EVENT_LOG_TTL (a worker that
 dies leaves nothing behind for ever), after its end after CIRKELLINE_EVENT_LOG_TTL.
 
@@ -14,11 +15,17 @@ Writes cost one round trip (one script call) every FLUSH_SECONDS for every run w
 (the sink below), plus one at a run's start (`open`, awaited: a reader that hears of the run
 finds it) and one at its end (its last entries and its summary, at once). The scripts touch
 several keys at once: a standalone Redis (not Redis Cluster).
-Readers in another process mirror a run's stream: one task per run and process (XRANGE for what
-is there, then XREAD BLOCK), however many of its clients read it.
+Readers in another process mirror a run's stream, one mirror per run and process however many of
+its clients read it: an XRANGE of what is there (a short command), then the run joins the
+process's one blocking read, an XREAD BLOCK of every stream it follows at once. So a process holds
+one blocking connection however many runs it mirrors (each run blocking in an XREAD of its own
+took a connection per run, and redis-py's default pool raised `MaxConnectionsError` past 100). A
+run that joins while that read is blocked rings the process's doorbell, a stream the read also
+reads: the read returns and starts again with the run in it.
 
 redis-py gives a connection a 5 s read timeout by default; a blocking XREAD must return before
-it, so the mirrors use a client of their own whose timeout is BLOCK_SECONDS longer than the block.
+it, so the mirrors read with a client of their own whose timeout is BLOCK_SECONDS longer than the
+block. Both clients' pools wait for a free connection (chat.runs.redis_clients).
 """
 
 from __future__ import annotations
@@ -26,6 +33,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import uuid
 import weakref
 from collections.abc import Callable
 from typing import Any
@@ -75,14 +83,13 @@ def _record(found: dict) -> tuple[dict, bool] | None:
 
 class _PerLoop:
     def __init__(self) -> None:
-        import redis.asyncio as aioredis
-
         url = settings.REDIS_URL
         self.client = redis_client(url, timeout=5, socket_connect_timeout=2, decode_responses=True)
-        self.blocking = aioredis.Redis.from_url(url, socket_connect_timeout=2,
-                                                socket_timeout=BLOCK_SECONDS * 2, decode_responses=True)
+        # The mirrors' blocking read, one at a time: one connection, named for CLIENT LIST.
+        self.blocking = redis_client(url, timeout=BLOCK_SECONDS * 2, socket_connect_timeout=2, decode_responses=True,
+                                     client_name=f"{settings.CIRKELLINE_REDIS_PREFIX}:event-log-mirrors")
         self.sink = Sink(self.client)
-        self.mirrors = Mirrors(self.blocking)
+        self.mirrors = Mirrors(self.client, self.blocking)
 
 
 _per_loop: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
@@ -102,6 +109,18 @@ def sink() -> Sink:
 
 def mirrors() -> Mirrors:
     return _here().mirrors
+
+
+async def close_here() -> None:
+    """This loop's writes done, its mirrors' read stopped and its connections closed (a test's loop
+    ends with nothing of it left in Redis: a blocked read would stay blocked there)."""
+    here = _per_loop.pop(asyncio.get_running_loop(), None)
+    if here is None:
+        return
+    await here.sink.idle()
+    await here.mirrors.stop()
+    await here.client.aclose()
+    await here.blocking.aclose()
 
 
 # One command writes a window's worth of every run's entries (and the ends of the runs that
@@ -242,79 +261,193 @@ class Sink:
         await self._append(keys=keys, args=args)
 
 
-class Mirrors:
-    """This process's copies of other processes' logs, one per run however many read it."""
+class _Mirror:
+    """One run's mirror: its log, how many read it, where in its stream it is."""
 
-    def __init__(self, client: Any):
-        self.client = client
-        self._mirrors: dict[str, list] = {}  # run id -> [log, task, readers, synced]
+    __slots__ = ("log", "readers", "sync", "last", "heard")
+
+    def __init__(self, log: Any):
+        self.log = log
+        self.readers = 0
+        self.sync: asyncio.Task | None = None
+        self.last = "0-0"  # the id of the last stream entry taken in
+        self.heard = 0.0  # when its stream last gave something (or its record was found), loop time
+
+
+class Mirrors:
+    """This process's copies of other processes' logs, one per run however many read it, all followed
+    by one blocking read: the connections they hold do not grow with the runs mirrored."""
+
+    def __init__(self, client: Any, blocking: Any):
+        self.client = client  # short commands: a run's catch-up, records, the doorbell
+        self.blocking = blocking  # the one XREAD BLOCK of every followed stream
+        # Rung (XADD) when a run is to join the blocking read, which reads this stream too, so a
+        # read already blocked with the streams it had returns and starts again with the new one.
+        self.bell = f"{settings.CIRKELLINE_REDIS_PREFIX}:log:mirrors:{uuid.uuid4().hex}"
+        self._bell_last = "0-0"
+        self._mirrors: dict[str, _Mirror] = {}
+        self._followed: dict[str, _Mirror] = {}  # caught up and not ended: in the blocking read
+        self._task: asyncio.Task | None = None
+        self._ring_due = False
+        self._rings: set[asyncio.Task] = set()
 
     async def acquire(self, run_id: str, make: Callable[[], Any]) -> Any:
         """The mirror of the run's log, holding at least what Redis had when this was called."""
         mirror = self._mirrors.get(run_id)
         if mirror is None:
-            log = make()
-            synced = asyncio.get_running_loop().create_future()
-            task = asyncio.get_running_loop().create_task(self._tail(log, synced), name=f"cirkelline-mirror-{run_id}",
-                                                          context=NO_RUN)
-            mirror = self._mirrors[run_id] = [log, task, 0, synced]
-        mirror[2] += 1
+            mirror = self._mirrors[run_id] = _Mirror(make())
+            mirror.sync = asyncio.get_running_loop().create_task(
+                self._catch_up(run_id, mirror), name=f"cirkelline-mirror-{run_id}", context=NO_RUN)
+        mirror.readers += 1
         try:
-            await asyncio.shield(mirror[3])
+            await asyncio.shield(mirror.sync)
         except BaseException:
             self.release(run_id)
             raise
-        return mirror[0]
+        return mirror.log
+
+    async def stop(self) -> None:
+        """Stop following (the logs mirrored stay as they are)."""
+        task, self._task = self._task, None
+        if task is not None:
+            task.cancel()
+            await asyncio.gather(task, return_exceptions=True)
+        await asyncio.gather(*self._rings, return_exceptions=True)
 
     def release(self, run_id: str) -> None:
         mirror = self._mirrors.get(run_id)
         if mirror is None:
             return
-        mirror[2] -= 1
-        if mirror[2] <= 0:
-            del self._mirrors[run_id]
-            mirror[1].cancel()
+        mirror.readers -= 1
+        if mirror.readers > 0:
+            return
+        del self._mirrors[run_id]
+        mirror.sync.cancel()
+        if self._followed.get(run_id) is mirror:
+            del self._followed[run_id]
+        if not self._followed and self._task is not None:
+            # Nothing left to follow: the read blocked for up to BLOCK_SECONDS gives its connection
+            # up now (redis-py closes a connection whose command was cancelled; the next opens one).
+            self._task.cancel()
+            self._task = None
 
-    async def _tail(self, log: Any, synced: asyncio.Future) -> None:
-        client, key, mkey = self.client, stream_key(log.run_id), meta_key(log.run_id)
-        last = "0-0"
-        failures = 0
-        try:
-            while not log.ended:
-                try:
-                    if not synced.done():  # what is there already, without blocking
-                        items = await client.xrange(key, min="-", max="+")
-                    else:
-                        found = await client.xread({key: last}, count=1000, block=int(BLOCK_SECONDS * 1000))
-                        items = found[0][1] if found else []
-                    # Nothing, and no record: the log expired (its worker died long ago, or it ended
-                    # CIRKELLINE_EVENT_LOG_TTL seconds ago).
-                    gone = not items and not await client.exists(mkey)
-                    failures = 0
-                except asyncio.CancelledError:
-                    raise
-                except Exception as exc:  # noqa: BLE001
-                    failures += 1
-                    logger.warning("event log mirror of run %s: Redis failed (%s)", log.run_id, exc)
-                    if failures >= MIRROR_FAILURES:
-                        log.end(None)
-                        return
-                    await asyncio.sleep(min(2.0 ** failures / 4, 4.0))
-                    continue
-                for entry_id, fields in items:
-                    last = entry_id
-                    if "b" in fields:
-                        log.add(parse_lines(fields["b"]))
-                    if "end" in fields:
-                        log.end(json.loads(fields["end"]))
-                        break
-                if gone:
+    async def _catch_up(self, run_id: str, mirror: _Mirror) -> None:
+        """What Redis has of the run's log now, without blocking; then the run joins the blocking read."""
+        log, failures = mirror.log, 0
+        while True:
+            try:
+                items = await self.client.xrange(stream_key(run_id), min="-", max="+")
+                # Nothing, and no record: the log expired (its worker died long ago, or it ended
+                # CIRKELLINE_EVENT_LOG_TTL seconds ago).
+                gone = not items and not await self.client.exists(meta_key(run_id))
+                break
+            except Exception as exc:  # noqa: BLE001
+                failures += 1
+                logger.warning("event log mirror of run %s: Redis failed (%s)", run_id, exc)
+                if failures >= MIRROR_FAILURES:
                     log.end(None)
-                if not synced.done():
-                    synced.set_result(None)
-        finally:
-            if not synced.done():
-                synced.set_result(None)
+                    return
+                await asyncio.sleep(_backoff(failures))
+        _take(mirror, items)
+        if gone:
+            log.end(None)
+        if not log.ended and self._mirrors.get(run_id) is mirror:
+            mirror.heard = asyncio.get_running_loop().time()
+            self._followed[run_id] = mirror
+            self._wake()
+
+    def _wake(self) -> None:
+        """A run joins the blocking read: start it, or have the one blocked start again."""
+        loop = asyncio.get_running_loop()
+        if self._task is None or self._task.done():
+            self._task = loop.create_task(self._follow(), name="cirkelline-mirrors", context=NO_RUN)
+        elif not self._ring_due:  # one ring for every run joining before it goes out
+            self._ring_due = True
+            ring = loop.create_task(self._ring(), name="cirkelline-mirrors-bell", context=NO_RUN)
+            self._rings.add(ring)
+            ring.add_done_callback(self._rings.discard)
+
+    async def _ring(self) -> None:
+        # Cleared before the XADD is sent: a run joining later rings again, and every run that
+        # joined before is in the read that the ring makes return (or in a later one).
+        self._ring_due = False
+        try:
+            async with self.client.pipeline(transaction=False) as pipe:
+                pipe.xadd(self.bell, {"w": "1"}, maxlen=1, approximate=False)
+                pipe.expire(self.bell, int(settings.CIRKELLINE_EVENT_LOG_TTL) + 1)
+                await pipe.execute()
+        except Exception as exc:  # noqa: BLE001
+            logger.warning("event log mirrors: could not ring Redis (%s); runs just mirrored are followed live "
+                           "after the blocking read under way returns (%s s at most)", exc, BLOCK_SECONDS)
+
+    async def _follow(self) -> None:
+        """One XREAD BLOCK of every followed run's stream (and the bell) after another, while any is followed."""
+        failures = 0
+        while self._followed:
+            following = dict(self._followed)
+            try:
+                await self._read(following)
+                failures = 0
+            except Exception as exc:  # noqa: BLE001
+                failures += 1
+                logger.warning("event log mirrors: Redis failed reading %d runs (%s)", len(following), exc)
+                if failures >= MIRROR_FAILURES:
+                    # Their readers' streams end without the runs' ends; they resume.
+                    for run_id, mirror in following.items():
+                        if self._followed.get(run_id) is mirror:
+                            del self._followed[run_id]
+                        mirror.log.end(None)
+                    failures = 0
+                    continue
+                await asyncio.sleep(_backoff(failures))
+
+    async def _read(self, following: dict[str, _Mirror]) -> None:
+        by_key = {stream_key(run_id): (run_id, mirror) for run_id, mirror in following.items()}
+        streams = {key: mirror.last for key, (_, mirror) in by_key.items()}
+        streams[self.bell] = self._bell_last
+        found = await self.blocking.xread(streams, count=1000, block=int(BLOCK_SECONDS * 1000))
+        now = asyncio.get_running_loop().time()
+        for key, items in found or ():
+            if key == self.bell:
+                self._bell_last = items[-1][0]
+                continue
+            run_id, mirror = by_key[key]
+            if self._followed.get(run_id) is not mirror:  # released (maybe mirrored afresh) meanwhile
+                continue
+            mirror.heard = now
+            _take(mirror, items)
+            if mirror.log.ended:
+                del self._followed[run_id]
+        # Runs quiet for BLOCK_SECONDS: a log without its record expired (its worker died long ago).
+        quiet = [(run_id, mirror) for run_id, mirror in following.items()
+                 if self._followed.get(run_id) is mirror and now - mirror.heard >= BLOCK_SECONDS]
+        if not quiet:
+            return
+        async with self.client.pipeline(transaction=False) as pipe:
+            for run_id, _ in quiet:
+                pipe.exists(meta_key(run_id))
+            kept = await pipe.execute()
+        for (run_id, mirror), exists in zip(quiet, kept, strict=True):
+            mirror.heard = now
+            if not exists and self._followed.get(run_id) is mirror:
+                del self._followed[run_id]
+                mirror.log.end(None)
+
+
+def _take(mirror: _Mirror, items: list) -> None:
+    """Stream entries into a mirror's log, up to the run's end."""
+    log = mirror.log
+    for entry_id, fields in items:
+        mirror.last = entry_id
+        if "b" in fields:
+            log.add(parse_lines(fields["b"]))
+        if "end" in fields:
+            log.end(json.loads(fields["end"]))
+            break
+
+
+def _backoff(failures: int) -> float:
+    return min(2.0 ** failures / 4, 4.0)
 
 
 async def read_meta(run_id: str) -> tuple[dict, bool] | None:
