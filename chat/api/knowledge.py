@@ -39,7 +39,7 @@ from chat.storage.executor import run_db
 
 from . import limits, schemas
 from .errors import api
-from .parsing import form_fields, json_body
+from .parsing import form_fields, integer, json_body
 
 IGNORED = ("reader_id", "chunker", "chunk_size", "chunk_overlap", "db_id", "knowledge_id")
 UPLOAD_FIELDS = ("name", "description", "metadata", "text_content", "shared", "url", *IGNORED)
@@ -87,18 +87,6 @@ def _check_query(request: HttpRequest, allowed: tuple[str, ...]) -> dict[str, st
     return params
 
 
-def _int(value, name: str, default: int, *, lo: int, hi: int) -> int:
-    if value in (None, ""):
-        return default
-    try:
-        number = int(value)
-    except (TypeError, ValueError):
-        raise BadRequest(400, f"'{name}' must be an integer.") from None
-    if isinstance(value, bool) or not lo <= number <= hi:
-        raise BadRequest(400, f"'{name}' must be between {lo} and {hi}.")
-    return number
-
-
 def _flag(value: str | None) -> bool:
     if value in (None, "", "false", "0"):
         return False
@@ -130,8 +118,8 @@ async def contents(request: HttpRequest, caller: Caller) -> HttpResponse:
         return await _upload(request, caller)
     started = time.perf_counter()
     params = _check_query(request, ("limit", "page", "sort_by", "sort_order", "db_id", "knowledge_id"))
-    limit = _int(params.get("limit"), "limit", 20, lo=1, hi=100)
-    page = _int(params.get("page"), "page", 1, lo=1, hi=1_000_000)
+    limit = integer(params.get("limit"), "limit", 20, lo=1, hi=100)
+    page = integer(params.get("page"), "page", 1, lo=1, hi=1_000_000)
     sort_by = params.get("sort_by") or "created_at"
     if sort_by not in SORT_FIELDS:
         raise BadRequest(400, f"'sort_by' must be one of {', '.join(SORT_FIELDS)}.")
@@ -327,9 +315,9 @@ async def search(request: HttpRequest, caller: Caller) -> HttpResponse:
     check_text("'query'", query)
     if len(query) > QUERY_MAX:
         raise BadRequest(400, f"'query' may have at most {QUERY_MAX} characters.")
-    max_results = _int(max_results, "max_results", knowledge.SEARCH_MAX, lo=1, hi=knowledge.SEARCH_MAX)
-    limit = _int(limit, "limit", 20, lo=1, hi=100)
-    page = _int(page, "page", 1, lo=1, hi=1_000_000)
+    max_results = integer(max_results, "max_results", knowledge.SEARCH_MAX, lo=1, hi=knowledge.SEARCH_MAX)
+    limit = integer(limit, "limit", 20, lo=1, hi=100)
+    page = integer(page, "page", 1, lo=1, hi=1_000_000)
     hits = await knowledge.search(caller.pk, query, limit=max_results, username=caller.username)
     shown = hits[(page - 1) * limit: page * limit]
     meta = schemas.page_meta(page=page, limit=limit, total=len(hits),

@@ -31,7 +31,7 @@ from chat.storage.executor import run_db
 
 from . import schemas
 from .errors import api
-from .parsing import json_body
+from .parsing import integer, json_body
 
 DELETE_IDS_MAX = 1000
 # Query parameters each route takes (AgentOS' names; `db_id` and `table` are accepted and ignored:
@@ -78,19 +78,6 @@ def _query(request: HttpRequest, caller: Caller, allowed: tuple[str, ...]) -> di
     return params
 
 
-def _int(params: dict, name: str, default: int, *, lo: int, hi: int) -> int:
-    raw = params.get(name)
-    if raw in (None, ""):
-        return default
-    try:
-        value = int(raw)
-    except ValueError:
-        raise BadRequest(400, f"'{name}' must be an integer.") from None
-    if not lo <= value <= hi:
-        raise BadRequest(400, f"'{name}' must be between {lo} and {hi}.")
-    return value
-
-
 def _topics(request: HttpRequest) -> list[str] | None:
     """`topics`, repeated (agno's client) or comma-separated (AgentOS' own parsing), or both."""
     names = [t.strip() for value in request.GET.getlist("topics") for t in value.split(",") if t.strip()]
@@ -132,8 +119,8 @@ async def memories(request: HttpRequest, caller: Caller) -> HttpResponse:
         return await _delete_many(caller, await _body(request, caller, ("memory_ids", "user_id", "all")))
     started = time.perf_counter()
     params = _query(request, caller, LIST_PARAMETERS)
-    limit = _int(params, "limit", 20, lo=1, hi=100)
-    page = _int(params, "page", 1, lo=1, hi=1_000_000)
+    limit = integer(params.get("limit"), "limit", 20, lo=1, hi=100)
+    page = integer(params.get("page"), "page", 1, lo=1, hi=1_000_000)
     sort_by = params.get("sort_by") or "updated_at"
     if sort_by not in SORT_FIELDS:
         raise BadRequest(400, f"'sort_by' must be one of {', '.join(SORT_FIELDS)}.")
@@ -193,8 +180,8 @@ async def memory_topics(request: HttpRequest, caller: Caller) -> HttpResponse:
 async def user_memory_stats(request: HttpRequest, caller: Caller) -> HttpResponse:
     started = time.perf_counter()
     params = _query(request, caller, (*_COMMON, "limit", "page"))
-    limit = _int(params, "limit", 20, lo=1, hi=100)
-    page = _int(params, "page", 1, lo=1, hi=1_000_000)
+    limit = integer(params.get("limit"), "limit", 20, lo=1, hi=100)
+    page = integer(params.get("page"), "page", 1, lo=1, hi=1_000_000)
     stats = await run_db(UserMemory.objects.stats, caller.pk)
     rows = [] if stats is None or page > 1 else [
         {**stats, "last_memory_updated_at": stats["last_memory_updated_at"].astimezone(UTC).replace(microsecond=0)

@@ -13,6 +13,7 @@ body larger than CIRKELLINE_PARSE_OFF_LOOP_BYTES is parsed in a worker thread
 from __future__ import annotations
 
 import mimetypes
+import re
 from collections.abc import Iterator
 from contextlib import contextmanager
 
@@ -78,6 +79,26 @@ def _json_body(request: HttpRequest, empty: bytes) -> dict:
     if not isinstance(data, dict):
         raise BadRequest(400, "The JSON body must be an object.")
     return data
+
+
+# An integer as text, as the document's `integer` parameters allow it: ASCII digits, an optional minus.
+# Python's int() takes more (" 1", "1_0", "+1", other scripts' digits): those are a 400 too.
+INTEGER = re.compile(r"-?[0-9]+")
+
+
+def integer(value: object, name: str, default: int, *, lo: int, hi: int) -> int:
+    """A query parameter's or a JSON field's integer between `lo` and `hi`: `default` when absent (None),
+    else a JSON integer or its digits as text; anything else (an empty string too) is a 400 naming it."""
+    if value is None:
+        return default
+    if isinstance(value, float) and value.is_integer():
+        value = int(value)  # 2.0 is an integer in JSON Schema
+    if isinstance(value, bool) or not (isinstance(value, int) or isinstance(value, str) and INTEGER.fullmatch(value)):
+        raise BadRequest(400, f"'{name}' must be an integer.")
+    number = int(value)
+    if not lo <= number <= hi:
+        raise BadRequest(400, f"'{name}' must be between {lo} and {hi}.")
+    return number
 
 
 # Form fields that may be sent several times; any other field sent twice is refused, since Django

@@ -42,7 +42,7 @@ from metrics.models import RunStatus
 
 from . import limits, openapi, schemas, sse
 from .errors import api, error
-from .parsing import body_fields, form_fields, json_body, parse_run_request, uploaded_files
+from .parsing import INTEGER, body_fields, form_fields, integer, json_body, parse_run_request, uploaded_files
 
 logger = logging.getLogger(__name__)
 
@@ -172,12 +172,9 @@ def _event_index(value: object, what: str) -> int | None:
     """An event index a client last received (-1: none yet); None when not given."""
     if value is None or value == "":
         return None
-    if isinstance(value, bool) or not isinstance(value, (int, str)):
+    if isinstance(value, bool) or not (isinstance(value, int) or isinstance(value, str) and INTEGER.fullmatch(value)):
         raise BadRequest(400, f"{what} must be an integer.")
-    try:
-        number = int(value)
-    except ValueError:
-        raise BadRequest(400, f"{what} must be an integer.") from None
+    number = int(value)
     if not -1 <= number < 2**53:
         raise BadRequest(400, f"{what} must be -1 or more.")
     return number
@@ -212,27 +209,14 @@ async def run_detail(request: HttpRequest, team_id: str, run_id: str, caller: Ca
 # --- sessions ------------------------------------------------------------------------------
 
 
-def _int_param(request: HttpRequest, name: str, default: int, *, lo: int, hi: int) -> int:
-    raw = request.GET.get(name)
-    if raw in (None, ""):
-        return default
-    try:
-        value = int(raw)
-    except ValueError:
-        raise BadRequest(400, f"'{name}' must be an integer.") from None
-    if not lo <= value <= hi:
-        raise BadRequest(400, f"'{name}' must be between {lo} and {hi}.")
-    return value
-
-
 @api(("GET",))
 async def sessions(request: HttpRequest, caller: Caller) -> HttpResponse:
     started = time.perf_counter()
     session_type = request.GET.get("type", "team")
     if session_type not in ("team", "agent", "workflow"):
         raise BadRequest(400, "'type' must be team, agent or workflow.")
-    limit = _int_param(request, "limit", 20, lo=1, hi=100)
-    page = _int_param(request, "page", 1, lo=1, hi=1_000_000)
+    limit = integer(request.GET.get("limit"), "limit", 20, lo=1, hi=100)
+    page = integer(request.GET.get("page"), "page", 1, lo=1, hi=1_000_000)
     sort_order = request.GET.get("sort_order", "desc")
     if sort_order not in ("asc", "desc"):
         raise BadRequest(400, "'sort_order' must be asc or desc.")
@@ -288,7 +272,7 @@ async def session_runs(request: HttpRequest, session_id: str, caller: Caller) ->
             raise SessionNotFound(session_id)
         return JsonResponse([schemas.run(p, str(caller.pk)) for p in payloads], safe=False)
     check_text("The query", dict(request.GET.items()))
-    limit = _int_param(request, "limit", RUNS_PAGE_SIZE, lo=1, hi=100)
+    limit = integer(request.GET.get("limit"), "limit", RUNS_PAGE_SIZE, lo=1, hi=100)
     before = request.GET.get("before")
     if before is not None and not SESSION_ID_RE.match(before):
         raise BadRequest(400, "'before' must be a run id: 1-64 letters, digits, '-', '_', '.' or ':'.")

@@ -13,6 +13,8 @@ from urllib.parse import urlsplit
 
 import pytest
 
+from chat.api.parsing import integer
+from chat.errors import BadRequest
 from chat.models import ChatRun, ChatSession
 from metrics.models import RunUsage
 from tests.conftest import adb, bearer
@@ -126,6 +128,32 @@ async def test_files_sent_as_text_fields_are_refused_not_dropped(api, alice, rec
     assert await nothing_written()
     upload = await api.post("/uploads", data={"files": "notes.txt"}, files=extra.get("files"), headers=bearer(alice))
     assert upload.status_code == 400 and "'files'" in upload.json()["detail"]
+
+
+@pytest.mark.parametrize(("value", "expected"), [(None, 20), ("7", 7), ("007", 7), ("-0", 0), (7, 7), (7.0, 7),
+                                               ("", None), (" 7", None), ("7 ", None), ("1_0", None), ("+7", None),
+                                               ("\u0667", None), ("7.0", None), (7.5, None), (True, None),
+                                               ("0", "range"), ("101", "range"), (-1, "range")])
+def test_an_integer_parameter_is_the_documented_integer_and_nothing_else(value, expected):
+    """Found by schemathesis: Python's int() took what the document's `integer` does not (" 1", "1_0",
+    other scripts' digits), and an empty value read as the default; each is a 400 naming the parameter."""
+    if isinstance(expected, int):
+        assert integer(value, "limit", 20, lo=0, hi=100) == expected
+        return
+    with pytest.raises(BadRequest) as refused:
+        integer(value, "limit", 20, lo=1, hi=100)
+    assert refused.value.status == 400
+    assert refused.value.detail == ("'limit' must be between 1 and 100." if expected == "range"
+                                    else "'limit' must be an integer.")
+
+
+def test_an_event_index_to_resume_after_is_the_documented_integer_too():
+    from chat.api.views import _event_index
+
+    assert [_event_index(v, "'last_event_index'") for v in (None, "", "-1", "41", 41)] == [None, None, -1, 41, 41]
+    for value in (" 41", "4_1", "+41", "\u0664\u0661", True, 4.5):
+        with pytest.raises(BadRequest, match="must be an integer"):
+            _event_index(value, "'last_event_index'")
 
 
 # --- through a real Daphne server ------------------------------------------------------------

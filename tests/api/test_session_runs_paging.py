@@ -100,8 +100,9 @@ async def test_runs_in_progress_are_not_on_a_page(api, alice):
     assert [r for r in ids_of(before_live) if not r.endswith("-m")] == ids
 
 
-@pytest.mark.parametrize("query", ["limit=0", "limit=101", "limit=two", "before=", "before=has%20space",
-                                   "before=long-t2-m", "before=other-t1", "before=bobs-t1", "before=nope"])
+@pytest.mark.parametrize("query", ["limit=0", "limit=101", "limit=two", "limit=", "limit=%205", "before=",
+                                   "before=has%20space", "before=long-t2-m", "before=other-t1", "before=bobs-t1",
+                                   "before=nope"])
 async def test_bad_paging_parameters_are_400_with_a_sentence(api, alice, bob, query):
     await adb(make_session, alice, "long", 3)
     await adb(make_session, alice, "other", 1)

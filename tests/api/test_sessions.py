@@ -102,7 +102,7 @@ async def test_malformed_session_ids_are_400(api, alice, bad):
 
 
 @pytest.mark.parametrize("query", ["limit=0", "limit=abc", "page=0", "sort_order=sideways", "sort_by=password",
-                                   "type=robot"])
+                                   "type=robot", "page=", "limit=1_0", "page=2%0A"])
 async def test_bad_listing_parameters_are_400(api, alice, query):
     assert (await api.get(f"/sessions?{query}", headers=bearer(alice))).status_code == 400
 
