@@ -224,6 +224,24 @@ def test_text_patterns_refuse_what_the_server_refuses():
         assert valid(TEXT, value) and valid(NONBLANK, value), repr(value)
 
 
+def test_json_bodies_take_other_keys_only_as_json_without_nul():
+    """Found by schemathesis: a JSON body's free keys (a rename's, a run's, `filters`) were documented as
+    any JSON, NUL characters included, which the server refuses anywhere in a JSON body (400)."""
+    components = document()["components"]
+
+    def valid(name, value):
+        return jsonschema.Draft202012Validator({"$ref": f"#/components/schemas/{name}",
+                                                "components": components}).is_valid(value)
+
+    kept = {"session_name": "Trip"}
+    assert valid("RenameRequest", {**kept, "label": {"colours": ["red", 1, None, {"deep": [True]}]}})
+    for extra in [{"a\x00": 1}, {"k": "a\x00"}, {"k": {"n": ["ok", {"m\x00": 1}]}}, {"k": [[["\x00"]]]}]:
+        assert not valid("RenameRequest", {**kept, **extra}), extra
+    assert not valid("RunRequest", {"message": "hi", "session_state": {"x": ["\x00"]}})
+    assert not valid("SearchRequest", {"query": "q", "filters": {"\x00": "x"}})
+    assert valid("SearchRequest", {"query": "q", "filters": {"tag": ["a", 2]}})
+
+
 @pytest.mark.django_db(transaction=True)
 async def test_usage_and_a_budget_refusal_match_their_documented_bodies(api, alice):
     """With real rows (schemathesis's user has none): /usage's day and model rows, and the 402."""

@@ -51,11 +51,21 @@ def obj(properties: dict, required: list[str] | None = None, *, extra: bool = Tr
     return schema
 
 
+def body(properties: dict, required: list[str] | None = None, **more: Any) -> dict:
+    """A JSON request body's object (obj) whose other keys are taken and ignored: any JSON without NUL."""
+    return obj(properties, required, propertyNames=TEXT, additionalProperties=JSON_VALUE, **more)
+
+
 STR = {"type": "string"}
 # What a client sends: any string but one with a NUL character (a 400 in every field).
 TEXT = {"type": "string", "pattern": "^[^\\u0000]*$"}
 # ... with something besides whitespace (fields the server strips first).
 NONBLANK = {"type": "string", "pattern": "^[^\\u0000]*[^\\s\\u0000][^\\u0000]*$"}
+# Any JSON a client sends in a JSON body: no NUL character in a string or a key, at any depth (the
+# server reads a body whole and refuses one anywhere: 400). `JSON_VALUE` is the recursive component.
+JSON_VALUE = ref("JsonValue")
+NO_NUL_JSON = {"pattern": TEXT["pattern"], "propertyNames": TEXT, "additionalProperties": JSON_VALUE,
+               "items": JSON_VALUE}
 INT = {"type": "integer"}
 NUM = {"type": "number"}
 BOOL = {"type": "boolean"}
@@ -92,7 +102,7 @@ def form_of(schema: dict, *, files: bool = False) -> dict:
     properties = {}
     for name, prop in schema["properties"].items():
         if isinstance(prop.get("type"), list) and "object" in prop["type"]:
-            prop = {**TEXT, "contentMediaType": JSON, "contentSchema": {"type": "object"},
+            prop = {**TEXT, "contentMediaType": JSON, "contentSchema": {**NO_NUL_JSON, "type": "object"},
                     "description": "A JSON object, as JSON text (empty: none)."}
         elif "enum" in prop:  # a form has no null: it would be the text "null"
             prop = {**prop, "enum": [value for value in prop["enum"] if value is not None]}

@@ -18,6 +18,7 @@ from .common import (
     TEXT,
     WRITE_AUTH,
     any_body,
+    body,
     error_response,
     errors,
     form_of,
@@ -37,7 +38,7 @@ _COMMENT = {**TEXT, "maxLength": FEEDBACK_COMMENT_CHARS,
 
 
 def feedback_schemas() -> dict[str, Any]:
-    request = obj({"rating": _RATING, "comment": _COMMENT}, ["rating"],
+    request = body({"rating": _RATING, "comment": _COMMENT}, ["rating"],
                   example={"rating": "up", "comment": "Clear and short."})
     return {
         "Feedback": obj({

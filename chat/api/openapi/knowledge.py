@@ -17,6 +17,7 @@ from .common import (
     INT,
     JSON,
     MULTIPART,
+    NO_NUL_JSON,
     NULLABLE_STR,
     PAGE,
     PAGE_META,
@@ -122,8 +123,9 @@ def knowledge_schemas() -> dict[str, Any]:
                             "page": {"type": ["integer", "null"], "minimum": 1, "maximum": 1_000_000}},
                            extra=False),
                      "type": ["object", "null"]},
-            "search_type": _NULLABLE_TEXT, "filters": {"type": ["object", "null"]}, "db_id": _NULLABLE_TEXT,
-            "knowledge_id": _NULLABLE_TEXT, "vector_db_ids": {"type": ["array", "null"], "items": TEXT},
+            "search_type": _NULLABLE_TEXT, "filters": {**NO_NUL_JSON, "type": ["object", "null"]},
+            "db_id": _NULLABLE_TEXT, "knowledge_id": _NULLABLE_TEXT,
+            "vector_db_ids": {"type": ["array", "null"], "items": TEXT},
         }, ["query"], extra=False, description="AgentOS' `VectorSearchRequestSchema` (search_type, filters and "
                                                "the ids are accepted and ignored)."),
     }

@@ -21,6 +21,7 @@ from .common import (
     INT,
     JSON,
     MULTIPART,
+    NO_NUL_JSON,
     NONBLANK,
     NULLABLE_ARRAY,
     NULLABLE_OBJ,
@@ -36,6 +37,7 @@ from .common import (
     USAGE_STATUSES,
     WRITE_AUTH,
     any_body,
+    body,
     error_as,
     error_response,
     errors,
@@ -46,6 +48,8 @@ from .common import (
     query,
     ref,
 )
+
+_NULLABLE_TEXT = {**TEXT, "type": ["string", "null"]}
 
 
 def _run_request_body() -> dict:
@@ -99,7 +103,7 @@ STREAM_HEADERS = {"Cache-Control": {"schema": {"const": "no-cache"}}, "X-Accel-B
 
 def run_schemas() -> dict[str, Any]:
     schemas: dict[str, Any] = {
-        "RunRequest": obj({
+        "RunRequest": body({
             "message": {**NONBLANK, "maxLength": settings.CIRKELLINE_MAX_MESSAGE_CHARS,
                         "description": "The user's message (at most "
                         "`CIRKELLINE_MAX_MESSAGE_CHARS`, else 413)."},
@@ -111,10 +115,10 @@ def run_schemas() -> dict[str, Any]:
             "deep_research": {**BOOLISH, "default": False},
             "stream_events": {**BOOLISH, "default": True,
                               "description": "`false`: only content deltas, member events and the terminal event."},
-            "session_state": {"type": ["object", "string", "null"],
+            "session_state": {**NO_NUL_JSON, "type": ["object", "string", "null"],
                               "description": "A JSON object (a JSON string in forms)."},
-            "dependencies": {"type": ["object", "string", "null"]},
-            "metadata": {"type": ["object", "string", "null"]},
+            "dependencies": {**NO_NUL_JSON, "type": ["object", "string", "null"]},
+            "metadata": {**NO_NUL_JSON, "type": ["object", "string", "null"]},
             "user_id": {**TEXT, "type": ["string", "integer", "null"],
                         "description": "Optional; if sent, your own user id or username (else "
                         "403). Never chooses the user."},
@@ -155,23 +159,24 @@ def run_schemas() -> dict[str, Any]:
                                                      ["id", "name", "kind", "mime_type", "size"])},
             "expires_in": {"type": "integer", "description": "Seconds an unused upload is kept."}},
             ["files", "expires_in"]),
-        "RunRequirement": obj({
-            "id": STR,
-            "tool_execution": obj({"tool_call_id": NULLABLE_STR, "tool_name": STR, "tool_args": NULLABLE_OBJ,
-                                   "requires_confirmation": {"type": ["boolean", "null"]},
-                                   "requires_user_input": {"type": ["boolean", "null"]},
-                                   "confirmed": {"type": ["boolean", "null"]}}),
+        "RunRequirement": body({
+            "id": TEXT,
+            "tool_execution": body({"tool_call_id": _NULLABLE_TEXT, "tool_name": TEXT,
+                                    "tool_args": {**NO_NUL_JSON, "type": ["object", "null"]},
+                                    "requires_confirmation": {"type": ["boolean", "null"]},
+                                    "requires_user_input": {"type": ["boolean", "null"]},
+                                    "confirmed": {"type": ["boolean", "null"]}}),
             "confirmation": {"type": ["boolean", "null"],
                              "description": "Your answer to a tool that needs confirmation."},
-            "confirmation_note": {"type": ["string", "null"], "maxLength": 2000},
-            "user_input_schema": {"type": ["array", "null"], "items": obj({
-                "name": STR, "field_type": STR, "description": NULLABLE_STR,
-                "value": {"type": ["string", "number", "boolean", "null"]}}, ["name"])},
-            "values": {"type": "object", "description": "Cirkelline's shorthand: field name -> value."},
+            "confirmation_note": {**_NULLABLE_TEXT, "maxLength": 2000},
+            "user_input_schema": {"type": ["array", "null"], "items": body({
+                "name": TEXT, "field_type": TEXT, "description": _NULLABLE_TEXT,
+                "value": {**NO_NUL_JSON, "type": ["string", "number", "boolean", "null"]}}, ["name"])},
+            "values": {**NO_NUL_JSON, "type": "object", "description": "Cirkelline's shorthand: field name -> value."},
         }, description="What a paused run asks (agno's `RunRequirement.to_dict()`). To answer, send it back with "
                        "`confirmation` (true/false) or the `value` of each field of `user_input_schema`; only the "
                        "answers are read, matched to the run's own requirements by `id` (or `tool_call_id`)."),
-        "ContinueRequest": obj({
+        "ContinueRequest": body({
             "requirements": {"type": "array", "items": ref("RunRequirement"), "minItems": 1,
                              "description": "The paused run's requirements, answered (a JSON array; as JSON text in "
                                             "forms). Unanswered ones keep the run paused."},
@@ -185,7 +190,7 @@ def run_schemas() -> dict[str, Any]:
                            "description": "Background runs are not offered: `true` is a 400."},
         }, ["requirements"], example={"requirements": [{"id": "60335ce9-67bf-4b21-8b92-771b2db16b25",
                                                         "confirmation": True}], "stream": False}),
-        "ResumeRequest": obj({
+        "ResumeRequest": body({
             "last_event_index": {"type": ["integer", "string"], "pattern": r"^-?\d+$",
                                  "description": "The last `event_index` you received (-1 or absent: from the "
                                                 "start). Without it, the `Last-Event-ID` header is read."},

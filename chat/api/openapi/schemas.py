@@ -13,6 +13,7 @@ from .common import (
     BOOL,
     DATE_TIME,
     INT,
+    NO_NUL_JSON,
     NONBLANK,
     NULLABLE_OBJ,
     NULLABLE_STR,
@@ -24,6 +25,7 @@ from .common import (
     TEXT,
     USAGE_FIGURES,
     USAGE_STATUSES,
+    body,
     form_of,
     obj,
     ref,
@@ -43,6 +45,7 @@ def component_schemas() -> dict[str, Any]:
                                    "`unpriced` (nothing: cost null), `partial`."},
     }, USAGE_FIGURES)
     schemas: dict[str, Any] = {
+        "JsonValue": {**NO_NUL_JSON, "description": "Any JSON value without a NUL character in a string or key."},
         "Error": obj({"detail": {"type": "string", "description": "A sentence for a person."},
                        "request_id": {"type": "string", "description": "The response's `X-Request-ID`, to quote."}},
                       ["detail"], description="Every error: `detail`, plus fields the error names."),
@@ -67,6 +70,7 @@ def component_schemas() -> dict[str, Any]:
                                             "description": "How the run ended (or, for a continue, "
                                                            "`running` / `expired`)."}},
                                 ["detail", "status"]),
+        # The token routes (DRF's parsers, not chat.payload's) ignore other keys whatever they hold.
         "LoginRequest": obj({"username": NONBLANK, "password": {**TEXT, "minLength": 1}},
                              ["username", "password"],
                              example={"username": "alice", "password": "alice-password-1"}),
@@ -111,7 +115,7 @@ def component_schemas() -> dict[str, Any]:
             "metadata": NULLABLE_OBJ, "chat_history": {"type": "array", "items": OBJ}, "created_at": DATE_TIME,
             "updated_at": DATE_TIME, "total_tokens": {"type": ["integer", "null"]}},
             ["session_id", "session_name", "chat_history"]),
-        "RenameRequest": obj({"session_name": {**NONBLANK, "maxLength": 255}},
+        "RenameRequest": body({"session_name": {**NONBLANK, "maxLength": 255}},
                               ["session_name"], example={"session_name": "Trip to Aarhus"}),
         "UsageFigures": usage_row,
         "Usage": obj({
