@@ -164,8 +164,13 @@ def _fields(request: HttpRequest) -> tuple[dict, list[Attachment]]:
 
 
 async def uploaded_files(request: HttpRequest) -> list[Attachment]:
-    """A multipart request's `files`, checked like a run's (the chat page uploads them before its run)."""
-    return (await parse(_size(request), _fields, request))[1]
+    """A multipart request's `files`, checked like a run's (the chat page uploads them before its run).
+    Nothing else is taken: any other field or part is a 400, not silently dropped."""
+    fields, attachments = await parse(_size(request), _fields, request)
+    unknown = sorted((set(fields) | set(request.FILES or ())) - {"files"})
+    if unknown:
+        raise BadRequest(400, f"Unknown field {quoted_name(unknown[0])}: send only files, as multipart parts 'files'.")
+    return attachments
 
 
 async def parse_run_request(request: HttpRequest, caller: Caller, team_id: str) -> tuple[RunRequest, bool]:

@@ -59,6 +59,17 @@ async def test_concurrent_uploads_never_pass_the_pending_limit(api, alice, store
     assert "at most 30" in refused.json()["detail"] and int(refused.headers["Retry-After"]) > 0
 
 
+@pytest.mark.parametrize(("extra", "named"), [({"data": {"note": "for the run"}}, "'note'"),
+                                              ({"files": [("other", ("dog.png", PNG, "image/png"))]}, "'other'")])
+async def test_an_upload_with_anything_besides_files_is_refused_and_stores_nothing(api, alice, store, extra, named):
+    """Found by schemathesis: other fields and parts were silently dropped (the document allowed them),
+    so a client never learnt that what it sent beside its files went nowhere."""
+    files = [*_ten_files()[:1], *extra.get("files", [])]
+    response = await api.post("/uploads", files=files, data=extra.get("data"), headers=bearer(alice))
+    assert response.status_code == 400 and named in response.json()["detail"], response.text
+    assert _pending(store, alice) == [] and list(store.rglob("*.bin")) == []
+
+
 def _expire(store, user) -> None:
     old = time.time() - uploads.UPLOAD_TTL - 60
     for path in (store / str(user.pk)).iterdir():

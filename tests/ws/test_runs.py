@@ -283,8 +283,7 @@ async def test_an_uploaded_png_reaches_the_image_specialist(connect, alice, bob,
 async def test_uploads_are_checked_like_run_files(api, alice, settings, files, status, detail):
     """Guards against the upload route accepting what the run API refuses (types, sizes)."""
     settings.CIRKELLINE_MAX_FILE_BYTES = 1024
-    response = await api.post("/uploads", files=files or None, data={"x": "1"} if not files else None,
-                              headers=bearer(alice))
+    response = await api.post("/uploads", files=files or None, headers=bearer(alice))
     assert response.status_code == status and detail in response.json()["detail"]
 
 

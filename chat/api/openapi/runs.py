@@ -17,6 +17,7 @@ from .common import (
     BOOLISH,
     DATE_TIME,
     FILE_TYPES,
+    FILES,
     FORM,
     INT,
     JSON,
@@ -206,7 +207,8 @@ def run_schemas() -> dict[str, Any]:
     # `files` only as file parts (multipart): a text field of that name is a 400.
     schemas["RunRequestForm"]["propertyNames"] = {**TEXT, "not": {"const": "files"}}
     schemas["RunRequestMultipart"] = form_of(schemas["RunRequest"], files=True)
-    schemas["UploadRequest"] = form_of(obj({}, ["files"]), files=True)
+    # Files only: any other field or part is a 400.
+    schemas["UploadRequest"] = obj({"files": FILES}, ["files"], extra=False)
     return schemas
 
 
