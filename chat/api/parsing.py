@@ -83,7 +83,7 @@ def _json_body(request: HttpRequest, empty: bytes) -> dict:
 
 # An integer as text, as the document's `integer` parameters allow it: ASCII digits, an optional minus.
 # Python's int() takes more (" 1", "1_0", "+1", other scripts' digits): those are a 400 too.
-INTEGER = re.compile(r"-?[0-9]+")
+_INTEGER = re.compile(r"-?[0-9]+")
 
 
 def integer(value: object, name: str, default: int, *, lo: int, hi: int) -> int:
@@ -93,12 +93,32 @@ def integer(value: object, name: str, default: int, *, lo: int, hi: int) -> int:
         return default
     if isinstance(value, float) and value.is_integer():
         value = int(value)  # 2.0 is an integer in JSON Schema
-    if isinstance(value, bool) or not (isinstance(value, int) or isinstance(value, str) and INTEGER.fullmatch(value)):
+    if isinstance(value, bool) or not (isinstance(value, int) or isinstance(value, str) and _INTEGER.fullmatch(value)):
         raise BadRequest(400, f"'{name}' must be an integer.")
-    number = int(value)
+    try:
+        number = int(value)
+    except ValueError:  # more digits than int() reads (sys.get_int_max_str_digits)
+        number = hi + 1
     if not lo <= number <= hi:
         raise BadRequest(400, f"'{name}' must be between {lo} and {hi}.")
     return number
+
+
+# An event index a client last received: -1 (none yet) or up to 15 digits (JSON-safe; an index never
+# gets near it), as the document says; empty or absent: not given (AgentOS' form reads "" as absent).
+_EVENT_INDEX = re.compile(r"-1|[0-9]{1,15}")
+EVENT_INDEX_MAX = 10**15 - 1
+
+
+def event_index(value: object, what: str) -> int | None:
+    """An event index a client last received (-1: none yet); None when not given."""
+    if value is None or value == "":
+        return None
+    if isinstance(value, str) and _EVENT_INDEX.fullmatch(value):
+        return int(value)
+    if isinstance(value, int) and not isinstance(value, bool) and -1 <= value <= EVENT_INDEX_MAX:
+        return value
+    raise BadRequest(400, f"{what} must be -1 or an integer from 0 to {EVENT_INDEX_MAX}.")
 
 
 # Form fields that may be sent several times; any other field sent twice is refused, since Django

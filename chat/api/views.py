@@ -42,7 +42,7 @@ from metrics.models import RunStatus
 
 from . import limits, openapi, schemas, sse
 from .errors import api, error
-from .parsing import INTEGER, body_fields, form_fields, integer, json_body, parse_run_request, uploaded_files
+from .parsing import body_fields, event_index, form_fields, integer, json_body, parse_run_request, uploaded_files
 
 logger = logging.getLogger(__name__)
 
@@ -156,9 +156,9 @@ async def resume_run(request: HttpRequest, team_id: str, run_id: str, caller: Ca
         check_text("The query", fields)
     else:
         fields = await body_fields(request)
-    after = _event_index(fields.get("last_event_index"), "'last_event_index'")
+    after = event_index(fields.get("last_event_index"), "'last_event_index'")
     if after is None:
-        after = _event_index(request.headers.get("Last-Event-ID"), "The Last-Event-ID header")
+        after = event_index(request.headers.get("Last-Event-ID"), "The Last-Event-ID header")
     session_id = fields.get("session_id") or None
     if session_id is not None:
         if not isinstance(session_id, str):
@@ -166,18 +166,6 @@ async def resume_run(request: HttpRequest, team_id: str, run_id: str, caller: Ca
         validate_session_id(session_id)
     found = await find_run(caller.pk, team_id, run_id, session_id)
     return StreamingHttpResponse(sse.resume(found, after), content_type="text/event-stream", headers=sse.HEADERS)
-
-
-def _event_index(value: object, what: str) -> int | None:
-    """An event index a client last received (-1: none yet); None when not given."""
-    if value is None or value == "":
-        return None
-    if isinstance(value, bool) or not (isinstance(value, int) or isinstance(value, str) and INTEGER.fullmatch(value)):
-        raise BadRequest(400, f"{what} must be an integer.")
-    number = int(value)
-    if not -1 <= number < 2**53:
-        raise BadRequest(400, f"{what} must be -1 or more.")
-    return number
 
 
 @api(("GET",))

@@ -13,7 +13,7 @@ from urllib.parse import urlsplit
 
 import pytest
 
-from chat.api.parsing import integer
+from chat.api.parsing import event_index, integer
 from chat.errors import BadRequest
 from chat.models import ChatRun, ChatSession
 from metrics.models import RunUsage
@@ -133,7 +133,7 @@ async def test_files_sent_as_text_fields_are_refused_not_dropped(api, alice, rec
 @pytest.mark.parametrize(("value", "expected"), [(None, 20), ("7", 7), ("007", 7), ("-0", 0), (7, 7), (7.0, 7),
                                                ("", None), (" 7", None), ("7 ", None), ("1_0", None), ("+7", None),
                                                ("\u0667", None), ("7.0", None), (7.5, None), (True, None),
-                                               ("0", "range"), ("101", "range"), (-1, "range")])
+                                               ("0", "range"), ("101", "range"), (-1, "range"), ("9" * 5000, "range")])
 def test_an_integer_parameter_is_the_documented_integer_and_nothing_else(value, expected):
     """Found by schemathesis: Python's int() took what the document's `integer` does not (" 1", "1_0",
     other scripts' digits), and an empty value read as the default; each is a 400 naming the parameter."""
@@ -147,13 +147,14 @@ def test_an_integer_parameter_is_the_documented_integer_and_nothing_else(value, 
                                     else "'limit' must be an integer.")
 
 
-def test_an_event_index_to_resume_after_is_the_documented_integer_too():
-    from chat.api.views import _event_index
-
-    assert [_event_index(v, "'last_event_index'") for v in (None, "", "-1", "41", 41)] == [None, None, -1, 41, 41]
-    for value in (" 41", "4_1", "+41", "\u0664\u0661", True, 4.5):
-        with pytest.raises(BadRequest, match="must be an integer"):
-            _event_index(value, "'last_event_index'")
+def test_an_event_index_to_resume_after_is_what_the_document_says():
+    """Found by schemathesis: the document allowed any integer, the server refused below -1 and from 2**53
+    on, and int() took " 41" or "4_1"."""
+    assert [event_index(v, "'last_event_index'") for v in (None, "", "-1", "041", 41, "9" * 15, 10**15 - 1)] == \
+        [None, None, -1, 41, 41, 10**15 - 1, 10**15 - 1]
+    for value in (" 41", "4_1", "+41", "\u0664\u0661", "-2", "-0", "1" * 16, True, 4.5, -2, 10**15):
+        with pytest.raises(BadRequest, match="must be -1 or an integer from 0 to 999999999999999"):
+            event_index(value, "'last_event_index'")
 
 
 # --- through a real Daphne server ------------------------------------------------------------

@@ -176,7 +176,7 @@ async def test_only_the_owner_resumes_and_the_ids_must_match(api, alice, bob):
     assert (await api.post(resume_url(handle.run_id))).status_code == 401
 
 
-@pytest.mark.parametrize("value", ["x", "-2", "1.5", "true"])
+@pytest.mark.parametrize("value", ["x", "-2", "1.5", "true", " 41", "1" * 16])
 async def test_a_malformed_index_is_a_400(api, alice, value):
     handle = await start_run(RunRequest(user_id=alice.pk, message="What is 2+2?"))
     await handle.wait()

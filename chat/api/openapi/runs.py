@@ -11,6 +11,8 @@ from typing import Any
 
 from django.conf import settings
 
+from chat.api.parsing import EVENT_INDEX_MAX
+
 from .common import (
     AGNO_STATUSES,
     ANY,
@@ -71,10 +73,13 @@ RESUME_DESCRIPTION = (
     "event, `TeamRunCompleted` with the whole answer, under its original `event_index`). A run answered with "
     "`stream=false` has no events: one `replay` notice with `total_events: 0`. Any worker answers (with "
     "`REDIS_URL`). Only your own runs (another user's, another team's, another session's: 404).")
+# An event index a client sends (chat.api.parsing.event_index): -1 or up to 15 digits; as text, empty is absent.
+EVENT_INDEX = {"minimum": -1, "maximum": EVENT_INDEX_MAX}
+EVENT_INDEX_TEXT = {"type": "string", "pattern": r"^(-1|[0-9]{1,15})?$"}
 LAST_EVENT_ID = {"name": "Last-Event-ID", "in": "header", "required": False,
                  "description": "The standard SSE reconnect header: the `id:` of the last frame received; "
                                 "used when `last_event_index` is not given.",
-                 "schema": {"type": "string", "pattern": r"^-?\d+$"}}
+                 "schema": EVENT_INDEX_TEXT}
 RESUME_EXAMPLE = (
     'event: catch_up\ndata: {"event": "catch_up", "run_id": "f0f2334e-62a2-433a-97c3-bf37761fe342", "status": '
     '"running", "missed_events": 1, "current_event_count": 9, "message": "Catching up on 1 missed events."}\n\n'
@@ -192,7 +197,7 @@ def run_schemas() -> dict[str, Any]:
         }, ["requirements"], example={"requirements": [{"id": "60335ce9-67bf-4b21-8b92-771b2db16b25",
                                                         "confirmation": True}], "stream": False}),
         "ResumeRequest": body({
-            "last_event_index": {"type": ["integer", "string"], "pattern": r"^-?\d+$",
+            "last_event_index": {**EVENT_INDEX_TEXT, **EVENT_INDEX, "type": ["integer", "string"],
                                  "description": "The last `event_index` you received (-1 or absent: from the "
                                                 "start). Without it, the `Last-Event-ID` header is read."},
             "session_id": {"type": "string", "pattern": SESSION_ID_PATTERN,
@@ -317,7 +322,7 @@ def run_paths() -> dict[str, Any]:
                       copy.deepcopy(resume_responses), security=READ_AUTH,
                       parameters=[TEAM_ID, RUN_ID, LAST_EVENT_ID,
                                   query("last_event_index", "The last `event_index` you received (-1: none).",
-                                        {"type": "integer", "minimum": -1}),
+                                        {**EVENT_INDEX_TEXT, **EVENT_INDEX, "type": ["integer", "string"]}),
                                   query("session_id", "The run's session (optional).",
                                         {"type": "string", "pattern": SESSION_ID_PATTERN})],
                       operation_id="resume_run_get", description=RESUME_DESCRIPTION)},
