@@ -34,8 +34,8 @@ def _calls() -> dict[str, tuple[Callable[[], object], Callable[[], object]]]:
 
     from chat.models import ChatRun, ChatSession
     from chat.storage import prepared
-    from metrics import recording, statements
-    from metrics.models import Budget, RunUsage
+    from metrics import pricing, recording, statements
+    from metrics.models import Budget, PriceRule, RunUsage
 
     users = get_user_model().objects
     stamp = time.time_ns()
@@ -91,6 +91,12 @@ def _calls() -> dict[str, tuple[Callable[[], object], Callable[[], object]]]:
         # A new row per call, either way: a running usage row as a run's admission inserts it.
         "insert a usage row": (lambda: len(RunUsage.objects.bulk_create([running()])),
                                lambda: statements.insert_rows([running()]) or 1),
+        # The final write's read of the price rules in force: a provider with no rule (the
+        # benchmark's fake provider) and one with the seeded price list's rules.
+        **{f"rules_in_force, {label}": (
+            lambda names=names: list(PriceRule.objects.in_force(now).filter(provider__in=names)),
+            lambda names=names: pricing.rules_in_force(now, names))
+           for label, names in (("no rule", ["fake"]), ("openai's rules", ["openai"]))},
         "billed_to": (lambda: users.filter(pk=plain.pk).values_list("username", flat=True).first(),
                       lambda: recording.billed_to({"user_id": plain.pk})["username"]),
     }

@@ -72,16 +72,59 @@ def choose_rule(rules: Iterable[PriceRule], provider: str, model_id: str) -> Pri
 def rules_in_force(at: datetime, providers: Iterable[str] | None = None) -> list[PriceRule]:
     """The rules in force at `at` (PriceRule.objects.in_force), of `providers` if given.
 
-    Every run's final write reads these, so with `providers` it is one prepared statement through
-    PriceRule.objects.raw (the model's converters, no query compilation: about a third of the
-    ORM query's CPU); the same rows in the same order as the queryset."""
+    Every run's final write reads these (a new session's naming call's write too), so with
+    `providers` it is one prepared statement run on a plain cursor, its rows made into PriceRules
+    by the model's own converters and `Model.from_db`, as the ORM makes them (`_RuleRows`); the
+    same rows, values and order as the queryset (tests/metrics/test_pricing.py)."""
     if providers is None:
         return list(PriceRule.objects.in_force(at))
     names = sorted({normalize_provider(p) for p in providers})
     if not names:
         return []
-    when = PriceRule._meta.get_field("effective_from").get_db_prep_value(at, connection)
-    return list(PriceRule.objects.raw(_in_force_sql(connection.vendor, len(names)), [when, when, *names]))
+    reader = _rule_rows(connection.vendor)
+    when = reader.effective_from.get_db_prep_value(at, connection)
+    with connection.cursor() as cursor:
+        cursor.execute(_in_force_sql(connection.vendor, len(names)), [when, when, *names])
+        rows = cursor.fetchall()
+    return [reader.rule(row, connection) for row in rows] if rows else []
+
+
+class _RuleRows:
+    """PriceRule rows of a `SELECT` of every concrete column in field order, made into model
+    instances the way the ORM's compiler does: each column through the backend's and the field's
+    converters (`get_db_converters`: Decimals, booleans, aware datetimes, dates), then
+    `PriceRule.from_db`.
+
+    Written here rather than taken from `RawQuerySet` because the raw queryset rebuilds its
+    compiler, column mapping and converters on every iteration: most of a read's CPU when a run's
+    final write reads the rules (docs/PERFORMANCE.md). Built once per database vendor, from the
+    connection of the thread that first reads: the converters use nothing of a connection but
+    what its settings give every connection of the alias alike (SQLite's time zone), and are
+    always called with the reading thread's own."""
+
+    def __init__(self, vendor_connection: Any) -> None:
+        meta = PriceRule._meta
+        self.effective_from = meta.get_field("effective_from")
+        self.converters = []
+        for position, field in enumerate(meta.concrete_fields):
+            column = field.get_col(meta.db_table)
+            functions = vendor_connection.ops.get_db_converters(column) + column.get_db_converters(vendor_connection)
+            if functions:
+                self.converters.append((position, functions, column))
+
+    def rule(self, row: tuple, db_connection: Any) -> PriceRule:
+        values = list(row)
+        for position, functions, column in self.converters:
+            value = values[position]
+            for convert in functions:
+                value = convert(value, column, db_connection)
+            values[position] = value
+        return PriceRule.from_db(db_connection.alias, None, values)
+
+
+@functools.cache
+def _rule_rows(vendor: str) -> _RuleRows:
+    return _RuleRows(connection)
 
 
 @functools.cache

@@ -120,6 +120,12 @@ def test_the_seeded_prices_have_sources_and_cover_the_models_users_configure():
         == Decimal("5")
 
 
+def _fields(rule: PriceRule) -> list:
+    """Every column's value and type as the model instance holds it, and its database state."""
+    values = [(f.attname, getattr(rule, f.attname)) for f in PriceRule._meta.concrete_fields]
+    return [(name, value, type(value)) for name, value in values] + [rule._state.adding, rule._state.db]
+
+
 def test_rules_in_force_reads_what_the_queryset_reads_at_the_edges_of_a_period():
     """The final write's prepared read of the rules in force is the ORM query's rows, in its order,
     with the model's field values (a period's start is in it, its end is not)."""
@@ -137,6 +143,7 @@ def test_rules_in_force_reads_what_the_queryset_reads_at_the_edges_of_a_period()
             got = rules_in_force(at, providers)
             assert [r.pk for r in got] == [r.pk for r in expected], (at, providers)
             assert [snapshot(r) for r in got] == [snapshot(r) for r in expected]
+            assert [_fields(r) for r in got] == [_fields(r) for r in expected], (at, providers)
     assert rules_in_force(T0, []) == []
     ours = {"gpt-t", "gpt-a*"}  # beside the seeded prices
     assert {r.model_pattern for r in rules_in_force(end, ["openai"])} & ours == ours
