@@ -64,6 +64,16 @@ def _calls() -> dict[str, tuple[Callable[[], object], Callable[[], object]]]:
                         session_id=sid, team_id="cirkelline", model="m", started_at=now, worker="bench",
                         status="running", pricing="unpriced")
 
+    naming_ledger = [{"agent": "naming", "model": "m", "provider": "fake", "calls": 1, "estimated_tokens": 0,
+                      "tokens": {"input_tokens": 120, "output_tokens": 6, "total_tokens": 126}}]
+
+    def naming():
+        return {"run_id": f"bench-{stamp}-naming-{next(ids)}", "user_id": plain.pk, "username": plain.username,
+                "session_id": sid, "request_id": "", "team_id": "cirkelline", "kind": "naming", "model": "m",
+                "status": "completed", "error_type": "", "error_message": "", "input_tokens": 120,
+                "output_tokens": 6, "total_tokens": 126, "model_calls": 1, "streamed": False, "started_at": now,
+                "finished_at": now, "duration_ms": 300}
+
     final = {"session_id": sid, "request_id": "", "team_id": "cirkelline", "kind": "chat", "model": "m",
              "status": "completed", "error_type": "", "error_message": "", "input_tokens": 1200, "output_tokens": 80,
              "total_tokens": 1280, "reasoning_tokens": 0, "cache_read_tokens": 0, "cache_write_tokens": 0,
@@ -97,6 +107,11 @@ def _calls() -> dict[str, tuple[Callable[[], object], Callable[[], object]]]:
             lambda names=names: list(PriceRule.objects.in_force(now).filter(provider__in=names)),
             lambda names=names: pricing.rules_in_force(now, names))
            for label, names in (("no rule", ["fake"]), ("openai's rules", ["openai"]))},
+        # A session's naming call's usage write (a new row and its ledger per call): the final
+        # write's record_run, which first tries the running row's UPDATE, against record_ended.
+        "naming call's usage write (record_run -> record_ended)": (
+            lambda: recording.record_run(naming(), naming_ledger),
+            lambda: recording.record_ended(naming(), naming_ledger)),
         "billed_to": (lambda: users.filter(pk=plain.pk).values_list("username", flat=True).first(),
                       lambda: recording.billed_to({"user_id": plain.pk})["username"]),
     }

@@ -9,6 +9,8 @@ chat.storage.executor.run_db):
 - `record_run` (the run's final transaction) or `close_running` (another worker closing the run
   of a worker that died): the terminal status, priced ledger and delegation failures.
 
+A session's naming call has no running row: `record_ended` writes its row once, when it has ended.
+
 The per-run statements (the usage row's INSERT at admission, the live ledger's UPDATE, the
 terminal UPDATE of the running row and the checks after it, the ledger's and the failures'
 INSERTs) are prepared SQL, built once per database (metrics.statements): through the ORM most of
@@ -212,6 +214,25 @@ def record_terminal(usage_fields: dict[str, Any], calls: list[dict[str, Any]],
         insert_rows(rows, ignore_conflicts=True)
         record_delegation_failures(usage_fields, failures)
     return True, cost
+
+
+def record_ended(usage_fields: dict[str, Any], calls: list[dict[str, Any]]) -> Decimal | None:
+    """The usage row and priced ledger of a call that never had a `running` row: a session's
+    naming call (chat.runs.naming), whose row is written once, when it has ended. What
+    `record_run` stores for it, without the terminal UPDATE of a running row and the check after
+    it, which find nothing for such a call: two statements fewer per naming call. A retry after a
+    commit whose answer was lost adds nothing: its usage row's INSERT ... ON CONFLICT DO NOTHING
+    inserts no row, and then nothing else is written. The call's cost, or None when it had a row
+    already, as `record_run` returns them. Sync."""
+    _check_fields(usage_fields, USAGE_FIELDS - DERIVED_FIELDS)
+    rows, (cost, pricing, gap) = _priced(usage_fields["run_id"], usage_fields.get("team_id", ""),
+                                         usage_fields["started_at"], calls)
+    with transaction.atomic():
+        if insert_rows([RunUsage(**billed_to(usage_fields), cost=cost, pricing=pricing, unpriced_tokens=gap)],
+                       ignore_conflicts=True) == 0:
+            return None  # written before: the first write is the call's record
+        insert_rows(rows, ignore_conflicts=True)
+    return cost
 
 
 def close_running(run_id: str, *, status: str, error_type: str, error_message: str,

@@ -49,15 +49,17 @@ def has_usage_row(run_id: str) -> bool:
         return cursor.fetchone() is not None
 
 
-def insert_rows(rows: list[models.Model], *, ignore_conflicts: bool = False) -> None:
+def insert_rows(rows: list[models.Model], *, ignore_conflicts: bool = False) -> int | None:
     """`Model.objects.bulk_create(rows, ignore_conflicts=...)` as a prepared statement per model and
     set of columns (rows of one model, without primary keys; their ids are not read back). The
     same SQL form as the ORM's (`ops.insert_statement`, its ON CONFLICT suffix: SQLite's INSERT OR
     IGNORE), each value its field's `pre_save` then `get_db_prep_save`, as the ORM's INSERT
     prepares them; a field left at its database default is left out (the database fills it, as
-    the ORM's DEFAULT does). Rows with a primary key or an expression go through the ORM. Sync."""
+    the ORM's DEFAULT does). Rows with a primary key or an expression go through the ORM. How
+    many rows the database inserted (a conflict ignored is not one), or None where it does not
+    say (the ORM's way). Sync."""
     if not rows:
-        return
+        return 0
     model = type(rows[0])
     meta = model._meta
     fields = [f for f in meta.concrete_fields if not f.generated and f is not meta.auto_field]
@@ -68,10 +70,11 @@ def insert_rows(rows: list[models.Model], *, ignore_conflicts: bool = False) -> 
         if row.pk is not None or any(hasattr(v, "resolve_expression") and not isinstance(v, DatabaseDefault)
                                      for _, v in values):
             model._default_manager.bulk_create(rows, ignore_conflicts=ignore_conflicts)
-            return
+            return None
         kept = [(f, v) for f, v in values if not isinstance(v, DatabaseDefault)]
         batches.setdefault(tuple(f.name for f, _ in kept), []).append(
             [f.get_db_prep_save(v, connection) for f, v in kept])
+    inserted: int | None = 0
     with connection.cursor() as cursor:
         for names, params in batches.items():
             statement = prepared_statement(("insert", meta.label, names, ignore_conflicts))
@@ -79,6 +82,8 @@ def insert_rows(rows: list[models.Model], *, ignore_conflicts: bool = False) -> 
                 cursor.execute(statement, params[0])
             else:
                 cursor.executemany(statement, params)
+            inserted = None if inserted is None or cursor.rowcount < 0 else inserted + cursor.rowcount
+    return inserted
 
 
 # Built once per database (and set of fields): the ORM would compile the same SQL for every run,

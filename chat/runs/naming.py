@@ -11,7 +11,7 @@ is already out: naming never delays it):
 2. the call (chat.agents.naming), under a RunContext of its own (retries, the billing of a call
    cut off) and CIRKELLINE_NAMING_TIMEOUT;
 3. one transaction: its usage row (`kind` naming, its own run id, the session's id; priced like a
-   run's, with its ModelCall ledger: metrics.recording.record_run) and the new name, given by a
+   run's, with its ModelCall ledger: metrics.recording.record_ended) and the new name, given by a
    conditional UPDATE (`ChatSession.objects.name_by_model`, as a prepared statement:
    chat.storage.prepared, as the check in 1. is), so a rename by the user racing it wins;
    retried while the database is unavailable, as a run's final write is;
@@ -47,7 +47,7 @@ from chat.storage.buffer import is_refusal
 from chat.storage.executor import run_db
 from metrics.budgets import budget_refusal
 from metrics.models import RunStatus, UsageKind
-from metrics.recording import record_run
+from metrics.recording import record_ended
 
 from . import drain
 from .handle import RunHandle
@@ -133,7 +133,7 @@ def _store(usage: dict[str, Any], calls: list[dict[str, Any]], title: str | None
     """The naming call's usage row and ledger, and the session's new name, in one transaction;
     whether the session was renamed. Sync."""
     with transaction.atomic():
-        record_run(usage, calls)
+        record_ended(usage, calls)
         return bool(title) and prepared.name_by_model(usage["user_id"], usage["session_id"], title)
 
 

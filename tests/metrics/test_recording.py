@@ -289,3 +289,40 @@ def test_a_runs_final_write_and_its_admission_compile_no_query_for_their_usage(a
     assert sorted(RunUsage.objects.filter(run_id__in=["r-run", "naming"]).values_list("run_id", "status")) == [
         ("naming", "completed"), ("r-run", "completed")]
     assert ModelCall.objects.filter(run_id__in=["r-run", "naming"]).count() == 3
+
+
+def test_a_call_without_a_running_row_is_stored_as_the_final_write_stores_it_two_statements_fewer(alice):
+    """A session's naming call has no running row: record_ended stores the row and ledger that
+    record_run stores for it (every column), without the running row's UPDATE and the check after
+    it; written again (a retry after a lost commit), it adds and changes nothing. Guards against
+    the naming write going back to record_run's statements, or storing anything else."""
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    from metrics.recording import record_ended, record_run
+    from tests.compiled import compiled_queries
+
+    from .helpers import call, rule, usage
+
+    rule()
+    ledger = [call(input_tokens=1_000_000, output_tokens=7), call(agent="namer", model="other", input_tokens=3)]
+    fields = {"kind": "naming", "streamed": False, "total_tokens": 1_000_010, "model_calls": 2}
+    record_run(usage("warm", user=alice, **fields), ledger)
+    record_ended(usage("warm-ended", user=alice, **fields), ledger)
+    with CaptureQueriesContext(connection) as reference:
+        cost = record_run(usage("reference", user=alice, **fields), ledger)
+    with CaptureQueriesContext(connection) as ended, compiled_queries() as compiled:
+        assert record_ended(usage("ended", user=alice, **fields), ledger) == cost > 0
+    assert compiled.count == 0
+    assert len(reference.captured_queries) - len(ended.captured_queries) == 2
+    assert not [q for q in ended.captured_queries if q["sql"].lstrip().upper().startswith("UPDATE")]
+    for model in (RunUsage, ModelCall):
+        rows = {name: _stored_rows(model, "run_id = %s", [name]) for name in ("reference", "ended")}
+        assert [tuple(str(v).replace("reference", "ended") for v in row) for row in rows["reference"]] == \
+            [tuple(map(str, row)) for row in rows["ended"]], model
+        assert len(rows["ended"]) == {RunUsage: 1, ModelCall: 2}[model]
+    before = _stored_rows(RunUsage, "run_id = %s", ["ended"]), _stored_rows(ModelCall, "run_id = %s", ["ended"])
+    assert record_ended(usage("ended", user=alice, **{**fields, "status": "error"}), [*ledger, call(agent="x")]) \
+        is None
+    assert (_stored_rows(RunUsage, "run_id = %s", ["ended"]), _stored_rows(ModelCall, "run_id = %s", ["ended"])) \
+        == before
