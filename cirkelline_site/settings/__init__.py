@@ -128,6 +128,8 @@ DATABASES = {
 _db = DATABASES["default"]
 if _db["ENGINE"] == "django.db.backends.sqlite3":
     _private_sqlite_file(str(_db["NAME"]))
+    # Django's SQLite backend, its write transactions queued in-process (cirkelline_site/db).
+    _db["ENGINE"] = "cirkelline_site.db.sqlite3"
     _db.setdefault("OPTIONS", {}).update(
         {
             # WAL lets readers run beside the writer; IMMEDIATE takes the write lock at

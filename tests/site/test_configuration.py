@@ -106,7 +106,7 @@ def test_the_env_example_as_it_stands_starts_the_server(tmp_path):
              "PATH": "/usr/bin:/bin"},
     )
     assert result.returncode == 0, result.stderr
-    assert result.stdout.strip() == "django.db.backends.sqlite3"
+    assert result.stdout.strip() == "cirkelline_site.db.sqlite3"  # Django's SQLite backend, writes queued in-process
 
 
 def test_telemetry_is_off_for_the_team_and_every_member():
