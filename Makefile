@@ -6,10 +6,12 @@ VENV   ?= .venv
 PY     := $(VENV)/bin/python
 HOST   ?= 127.0.0.1
 PORT   ?= 7777
-# The suite runs in parallel (pytest-xdist; tests/parallel.py): 3 workers on a 2-core machine, as
-# many tests wait on servers, sockets and the database. A file's tests stay on one worker.
+# The suite runs in parallel (pytest-xdist; tests/parallel.py): 4 workers on a 2-core machine, as
+# many tests wait on servers, sockets and the database (docs/PERFORMANCE.md: 3 workers took 3 min
+# 43 s on SQLite and 5 min 01 s on PostgreSQL + Redis, 4 took 3 min 13 s and 4 min 35 s). A
+# file's tests stay on one worker.
 # `make test PYTEST_ARGS="-n 0"` runs it in one process; PYTEST_ARGS=tests/api/test_api.py one file.
-PYTEST_WORKERS ?= 3
+PYTEST_WORKERS ?= 4
 
 .PHONY: run test install install-dev migrate lint agent-ui bench-smoke clean
 
