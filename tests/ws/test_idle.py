@@ -29,6 +29,16 @@ pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.live]
 IDLE_BOUND = 4 * RedisChannelLayer.brpop_timeout + 10
 
 
+class _MonitorConnection(aioredis.Connection):
+    """A connection whose reader takes lines of any length. MONITOR echoes every command of every
+    client of the Redis server, other tests' too (the suite's workers share it), and asyncio's
+    reader stops at lines of 64 KiB: one long command of theirs broke the watch (ValueError).
+    Arguments added as redis-py's own SSLConnection adds its own."""
+
+    def _connection_arguments(self):
+        return {**super()._connection_arguments(), "limit": 2**30}
+
+
 @pytest.fixture
 def redis_url() -> str:
     url = _redis_url()
@@ -81,7 +91,8 @@ async def test_sockets_idle_past_the_layers_blocking_read_still_carry_runs_acros
                                                                                            alice):
     first, second = two_servers
     session_id = await a_session_of(first, alice)
-    watcher = aioredis.Redis.from_url(redis_url, socket_timeout=None, decode_responses=True)
+    watcher = aioredis.Redis.from_url(redis_url, socket_timeout=None, decode_responses=True,
+                                      connection_class=_MonitorConnection)
     async with AsyncExitStack() as stack:
         stack.push_async_callback(watcher.aclose)
         tab1 = await open_client(stack, first, alice)
