@@ -86,7 +86,7 @@ def rules_in_force(at: datetime, providers: Iterable[str] | None = None) -> list
     with connection.cursor() as cursor:
         cursor.execute(_in_force_sql(connection.vendor, len(names)), [when, when, *names])
         rows = cursor.fetchall()
-    return [reader.rule(row, connection) for row in rows] if rows else []
+    return [reader.rule(row, connection) for row in rows]
 
 
 class _RuleRows:

@@ -193,24 +193,27 @@ def record_run(usage_fields: dict[str, Any], calls: list[dict[str, Any]],
 
 
 def record_terminal(usage_fields: dict[str, Any], calls: list[dict[str, Any]],
-                    failures: Iterable[dict[str, Any]] = ()) -> tuple[bool, Decimal | None]:
+                    failures: Iterable[dict[str, Any]] = (), *, running: bool = True) -> tuple[bool, Decimal | None]:
     """See record_run(); (whether this was the run's first terminal write, its cost). False: the run
     already had a terminal row (a retry of its own write, or a close by another process: nothing
-    was written)."""
+    was written). `running=False`: the call never had a running row (record_ended), so its
+    row's UPDATE and the check after it are not tried."""
     _check_fields(usage_fields, USAGE_FIELDS - DERIVED_FIELDS)
     run_id = usage_fields["run_id"]
     rows, (cost, pricing, gap) = _priced(run_id, usage_fields.get("team_id", ""), usage_fields["started_at"], calls)
     with transaction.atomic():
         # The running row already names the user (`account_id`, `username`: record_running), and
         # keeps `user` as the account's deletion left it: the terminal write touches neither.
-        ended = end_running(run_id, {**{k: v for k, v in usage_fields.items() if k not in _OWNER_FIELDS},
-                                     "cost": cost, "pricing": pricing, "unpriced_tokens": gap, "live_ledger": None})
+        ended = running and end_running(
+            run_id, {**{k: v for k, v in usage_fields.items() if k not in _OWNER_FIELDS},
+                     "cost": cost, "pricing": pricing, "unpriced_tokens": gap, "live_ledger": None})
         if not ended:
-            if has_usage_row(run_id):
+            if running and has_usage_row(run_id):
                 return False, None  # already terminal: the first terminal write is the run's record
             usage_fields = billed_to(usage_fields)
-            insert_rows([RunUsage(**usage_fields, cost=cost, pricing=pricing, unpriced_tokens=gap)],
-                        ignore_conflicts=True)
+            if insert_rows([RunUsage(**usage_fields, cost=cost, pricing=pricing, unpriced_tokens=gap)],
+                           ignore_conflicts=True) == 0:
+                return False, None  # written before (a retry after a lost commit): the same
         insert_rows(rows, ignore_conflicts=True)
         record_delegation_failures(usage_fields, failures)
     return True, cost
@@ -224,15 +227,7 @@ def record_ended(usage_fields: dict[str, Any], calls: list[dict[str, Any]]) -> D
     commit whose answer was lost adds nothing: its usage row's INSERT ... ON CONFLICT DO NOTHING
     inserts no row, and then nothing else is written. The call's cost, or None when it had a row
     already, as `record_run` returns them. Sync."""
-    _check_fields(usage_fields, USAGE_FIELDS - DERIVED_FIELDS)
-    rows, (cost, pricing, gap) = _priced(usage_fields["run_id"], usage_fields.get("team_id", ""),
-                                         usage_fields["started_at"], calls)
-    with transaction.atomic():
-        if insert_rows([RunUsage(**billed_to(usage_fields), cost=cost, pricing=pricing, unpriced_tokens=gap)],
-                       ignore_conflicts=True) == 0:
-            return None  # written before: the first write is the call's record
-        insert_rows(rows, ignore_conflicts=True)
-    return cost
+    return record_terminal(usage_fields, calls, running=False)[1]
 
 
 def close_running(run_id: str, *, status: str, error_type: str, error_message: str,
